@@ -1,0 +1,454 @@
+//! The policy: one document for every filter. `Policy::from_json` is the one
+//! entry point, used by each filter's `on_configure` and by the CLI, so a
+//! policy the CLI accepts is a policy the filters accept.
+
+mod decode;
+pub mod errors;
+pub mod wire;
+
+use crate::route::{self, HostMatch, PathMatch, RequestHead, RouteMatch};
+use crate::tenant::{Tenant, TenantConfig};
+use crate::Mode;
+use errors::{index, join};
+pub use errors::{PolicyError, PolicyErrors};
+use serde_json::Value;
+use std::collections::HashMap;
+pub use wire::PolicyDoc;
+use wire::{MatchDoc, RouteDoc, RouteTenantDoc, TenantDoc};
+
+/// Largest policy accepted, in bytes: config is held once per worker VM.
+pub const MAX_POLICY_BYTES: usize = 1 << 20;
+/// Name of the route that requests no route matches get.
+pub const DEFAULT_ROUTE: &str = "default";
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub realm: String,
+    pub routes: Vec<Route>,
+    /// Settings for requests no route matches (`defaults` in the file).
+    pub fallback: Route,
+    /// Keyed by the lower-cased id: ids match without regard to case.
+    pub tenants: HashMap<String, Tenant>,
+    pub tenant: TenantConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub tenant: RouteTenant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTenant {
+    pub required: bool,
+    /// 400 or 401.
+    pub missing_status: u16,
+    pub mode: Mode,
+}
+
+impl Policy {
+    /// Parses and compiles a JSON policy, reporting every error with its path:
+    /// structural ones from decoding and, for what did decode, semantic ones.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
+        let (doc, mut errors) = decode_doc(bytes);
+        let Some(doc) = doc else {
+            return Err(errors);
+        };
+        match Policy::try_from(doc.doc) {
+            Ok(policy) if errors.is_empty() => Ok(policy),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors
+                    .0
+                    .extend(more.0.into_iter().map(|e| doc.kept.original(e)));
+                Err(errors)
+            }
+        }
+    }
+
+    /// The route for a request, or the fallback. `head.path` is matched after
+    /// the tenant path prefix (`/t/{tenant}`), when one is configured.
+    pub fn route(&self, head: &RequestHead<'_>) -> &Route {
+        let path = self.route_path(head.path);
+        let head = RequestHead { path, ..*head };
+        self.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.matcher.rank(&head, i).map(|rank| (rank, r)))
+            .max_by_key(|(rank, _)| *rank)
+            .map_or(&self.fallback, |(_, r)| r)
+    }
+
+    /// The part of a normalized path that routes match on.
+    pub fn route_path<'p>(&self, path: &'p str) -> &'p str {
+        match self.tenant.split_path(path) {
+            Some((_, rest)) => rest,
+            None => path,
+        }
+    }
+}
+
+/// Parses a JSON policy into its wire form, or every decoding error.
+pub fn parse_doc(bytes: &[u8]) -> Result<PolicyDoc, PolicyErrors> {
+    match decode_doc(bytes) {
+        (Some(decoded), errors) if errors.is_empty() => Ok(decoded.doc),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// A decoded document plus, for each list, which original items it kept.
+struct Decoded {
+    doc: PolicyDoc,
+    kept: Kept,
+}
+
+#[derive(Default)]
+struct Kept {
+    routes: Vec<usize>,
+    tenants: Vec<usize>,
+}
+
+impl Kept {
+    /// Items that failed to decode are left out of `doc`; put the original
+    /// position back in the path of an error found later (`routes[2]`).
+    fn original(&self, mut e: PolicyError) -> PolicyError {
+        for (field, kept) in [("routes", &self.routes), ("tenants", &self.tenants)] {
+            for (now, was) in kept.iter().enumerate().rev() {
+                if let Some(rest) = e.path.strip_prefix(&index(field, now)) {
+                    e.path = format!("{}{rest}", index(field, *was));
+                    return e;
+                }
+            }
+        }
+        e
+    }
+}
+
+/// Decodes list items one by one so that an error in one route does not hide
+/// errors in the others; items that cannot be decoded are left out.
+fn decode_doc(bytes: &[u8]) -> (Option<Decoded>, PolicyErrors) {
+    let mut errors = PolicyErrors::default();
+    if bytes.len() > MAX_POLICY_BYTES {
+        errors.push(
+            "",
+            format!(
+                "policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
+                bytes.len()
+            ),
+        );
+        return (None, errors);
+    }
+    let mut value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push("", format!("not valid JSON: {e}"));
+            return (None, errors);
+        }
+    };
+    if !value.is_object() {
+        errors.push("", "policy must be a JSON object");
+        return (None, errors);
+    }
+    let routes = take_list(&mut value, "routes", &mut errors);
+    let tenants = take_list(&mut value, "tenants", &mut errors);
+    let doc = decode::decode::<PolicyDoc>(value, "", &mut errors);
+    let (routes, kept_routes) = decode_items::<RouteDoc>(routes, "routes", &mut errors);
+    let (tenants, kept_tenants) = decode_items::<TenantDoc>(tenants, "tenants", &mut errors);
+    let decoded = doc.map(|doc| Decoded {
+        doc: PolicyDoc {
+            routes,
+            tenants,
+            ..doc
+        },
+        kept: Kept {
+            routes: kept_routes,
+            tenants: kept_tenants,
+        },
+    });
+    (decoded, errors)
+}
+
+fn take_list(value: &mut Value, field: &str, errors: &mut PolicyErrors) -> Vec<Value> {
+    let Some(map) = value.as_object_mut() else {
+        return Vec::new();
+    };
+    match map.remove(field) {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => {
+            errors.push(field, "must be a list");
+            Vec::new()
+        }
+    }
+}
+
+fn decode_items<T: serde::de::DeserializeOwned>(
+    items: Vec<Value>,
+    field: &str,
+    errors: &mut PolicyErrors,
+) -> (Vec<T>, Vec<usize>) {
+    let mut decoded = Vec::with_capacity(items.len());
+    let mut kept = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some(item) = decode::decode(item, &index(field, i), errors) {
+            decoded.push(item);
+            kept.push(i);
+        }
+    }
+    (decoded, kept)
+}
+
+impl TryFrom<PolicyDoc> for Policy {
+    type Error = PolicyErrors;
+
+    fn try_from(doc: PolicyDoc) -> Result<Policy, PolicyErrors> {
+        let mut errors = PolicyErrors::default();
+        if doc.version != 1 {
+            errors.push(
+                "version",
+                format!(
+                    "unsupported version {}; this build reads version 1",
+                    doc.version
+                ),
+            );
+        }
+        let defaults =
+            compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
+        let routes = compile_routes(&doc.routes, defaults, &mut errors);
+        let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
+        let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
+        let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
+        if !realm
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ')
+        {
+            errors.push(
+                "realm",
+                "must be printable ASCII without quotes or backslashes",
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let fallback = Route {
+            name: DEFAULT_ROUTE.to_string(),
+            matcher: RouteMatch {
+                path: PathMatch::Any,
+                methods: Vec::new(),
+                hosts: Vec::new(),
+            },
+            tenant: defaults,
+        };
+        Ok(Policy {
+            realm,
+            routes,
+            fallback,
+            tenants,
+            tenant,
+        })
+    }
+}
+
+fn compile_routes(
+    docs: &[RouteDoc],
+    defaults: RouteTenant,
+    errors: &mut PolicyErrors,
+) -> Vec<Route> {
+    let mut routes: Vec<Route> = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let path = index("routes", i);
+        let name_path = join(&path, "name");
+        if let Err(why) = check_name(&doc.name) {
+            errors.push(&name_path, why);
+        } else if doc.name == DEFAULT_ROUTE {
+            errors.push(
+                &name_path,
+                "'default' is reserved for requests no route matches",
+            );
+        } else if routes.iter().any(|r| r.name == doc.name) {
+            errors.push(&name_path, format!("duplicate route name '{}'", doc.name));
+        }
+        let matcher = compile_match(&doc.matcher, &join(&path, "match"), errors);
+        let tenant =
+            compile_route_tenant(&doc.tenant, Some(defaults), &join(&path, "tenant"), errors);
+        routes.push(Route {
+            name: doc.name.clone(),
+            matcher,
+            tenant,
+        });
+    }
+    routes
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "'{name}' may hold only letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> RouteMatch {
+    let given = [&doc.exact, &doc.prefix, &doc.template]
+        .iter()
+        .filter(|p| p.is_some())
+        .count();
+    if given > 1 {
+        errors.push(path, "give at most one of exact, prefix and template");
+    }
+    let path_match = if let Some(p) = &doc.exact {
+        check_normalized(p, &join(path, "exact"), errors);
+        PathMatch::Exact(p.clone())
+    } else if let Some(p) = &doc.prefix {
+        check_normalized(p, &join(path, "prefix"), errors);
+        PathMatch::Prefix(p.clone())
+    } else if let Some(t) = &doc.template {
+        match route::parse_template(t) {
+            Ok(segments) => {
+                check_normalized(&t.replace('*', "x"), &join(path, "template"), errors);
+                PathMatch::Template(segments)
+            }
+            Err(why) => {
+                errors.push(join(path, "template"), why);
+                PathMatch::Any
+            }
+        }
+    } else {
+        PathMatch::Any
+    };
+    let mut methods = Vec::with_capacity(doc.methods.len());
+    for (i, m) in doc.methods.iter().enumerate() {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            errors.push(
+                index(&join(path, "methods"), i),
+                format!("'{m}' is not an HTTP method"),
+            );
+        }
+        methods.push(m.to_ascii_uppercase());
+    }
+    let mut hosts = Vec::with_capacity(doc.hosts.len());
+    for (i, h) in doc.hosts.iter().enumerate() {
+        match compile_host(h) {
+            Ok(host) => hosts.push(host),
+            Err(why) => errors.push(index(&join(path, "hosts"), i), why),
+        }
+    }
+    RouteMatch {
+        path: path_match,
+        methods,
+        hosts,
+    }
+}
+
+/// A rule written in a form requests never take after normalization would
+/// silently never match; refuse it instead.
+fn check_normalized(p: &str, path: &str, errors: &mut PolicyErrors) {
+    let normalized = crate::path::normalize(p.as_bytes());
+    if !p.starts_with('/') {
+        errors.push(path, format!("'{p}' must start with '/'"));
+    } else if normalized != p {
+        errors.push(
+            path,
+            format!("'{p}' is not normalized (requests are matched as '{normalized}')"),
+        );
+    }
+}
+
+fn compile_host(h: &str) -> Result<HostMatch, String> {
+    let lower = h.to_ascii_lowercase();
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+    };
+    if let Some(suffix) = lower.strip_prefix("*.") {
+        if valid(suffix) {
+            return Ok(HostMatch::Suffix(format!(".{suffix}")));
+        }
+    } else if valid(&lower) {
+        return Ok(HostMatch::Exact(lower));
+    }
+    Err(format!("'{h}' is not a host name or '*.domain' pattern"))
+}
+
+fn compile_route_tenant(
+    doc: &RouteTenantDoc,
+    defaults: Option<RouteTenant>,
+    path: &str,
+    errors: &mut PolicyErrors,
+) -> RouteTenant {
+    let base = defaults.unwrap_or(RouteTenant {
+        required: false,
+        missing_status: 400,
+        mode: Mode::Enforce,
+    });
+    let missing_status = doc.missing_status.unwrap_or(base.missing_status);
+    if missing_status != 400 && missing_status != 401 {
+        errors.push(
+            join(path, "missing_status"),
+            format!("{missing_status} is not 400 or 401"),
+        );
+    }
+    RouteTenant {
+        required: doc.required.unwrap_or(base.required),
+        missing_status,
+        mode: doc.mode.unwrap_or(base.mode),
+    }
+}
+
+fn compile_tenants(
+    docs: &[TenantDoc],
+    config: &TenantConfig,
+    routes: &[&str],
+    errors: &mut PolicyErrors,
+) -> HashMap<String, Tenant> {
+    let mut tenants = HashMap::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let path = index("tenants", i);
+        if let Err(why) = config.check_id(doc.id.as_bytes()) {
+            errors.push(join(&path, "id"), why);
+        }
+        let tier = doc.tier.clone().unwrap_or_else(|| "standard".to_string());
+        if let Err(why) = check_name(&tier) {
+            errors.push(join(&path, "tier"), why);
+        }
+        if let Some(allowed) = &doc.routes {
+            for (j, name) in allowed.iter().enumerate() {
+                if name != DEFAULT_ROUTE && !routes.contains(&name.as_str()) {
+                    errors.push(
+                        index(&join(&path, "routes"), j),
+                        format!("no route is named '{name}'"),
+                    );
+                }
+            }
+        }
+        let tenant = Tenant {
+            id: doc.id.clone(),
+            status: doc.status,
+            tier,
+            routes: doc.routes.clone(),
+        };
+        if tenants
+            .insert(doc.id.to_ascii_lowercase(), tenant)
+            .is_some()
+        {
+            errors.push(
+                join(&path, "id"),
+                format!("duplicate tenant id '{}' (ids ignore case)", doc.id),
+            );
+        }
+    }
+    tenants
+}
+
+#[cfg(test)]
+mod tests;

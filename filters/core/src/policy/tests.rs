@@ -1,0 +1,149 @@
+use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn errors_of(doc: serde_json::Value) -> PolicyErrors {
+    Policy::from_json(doc.to_string().as_bytes()).unwrap_err()
+}
+
+#[test]
+fn a_minimal_policy_compiles() {
+    let p = Policy::from_json(br#"{"version": 1}"#).unwrap();
+    assert!(p.routes.is_empty());
+    assert_eq!(p.fallback.name, "default");
+    assert_eq!(p.realm, "tollgate");
+    assert_eq!(p.tenant.header, "x-tenant-id");
+    assert_eq!(p.tenant.tier_header, "x-tenant-tier");
+}
+
+#[test]
+fn reports_every_error_with_its_path() {
+    let errors = errors_of(serde_json::json!({
+        "version": 2,
+        "routes": [
+            {"name": "a", "match": {"prefx": "/x", "exact": "x", "methods": ["GET", 7]}, "tenant": {"missing_status": 403, "mode": "loud"}},
+            {"name": "a", "match": {"prefix": "/api/../x"}},
+            {"match": {"prefix": "/y"}},
+            {"name": "t", "match": {"template": "/a/**/b"}},
+        ],
+        "tenants": [
+            {"id": "bad id", "routes": ["nope"]},
+            {"id": "ACME", "colour": "red"},
+            {"id": "acme"},
+        ],
+        "tenant": {"sources": ["header", "host", "header"], "header": "X-Tenant"},
+        "extra": true,
+    }));
+    let want = [
+        ("extra", "unknown field"),
+        ("version", "unsupported version 2"),
+        ("routes[0].match.prefx", "unknown field"),
+        ("routes[0].match.methods[1]", "invalid type"),
+        ("routes[0].tenant.mode", "unknown variant `loud`"),
+        ("routes[0].match.exact", "must start with '/'"),
+        ("routes[0].tenant.missing_status", "403 is not 400 or 401"),
+        ("routes[1].name", "duplicate route name 'a'"),
+        (
+            "routes[1].match.prefix",
+            "is not normalized (requests are matched as '/x')",
+        ),
+        ("routes[2].name", "missing required field"),
+        (
+            "routes[3].match.template",
+            "'**' may only be the last segment",
+        ),
+        ("tenants[0].id", "may hold only letters"),
+        ("tenants[0].routes[0]", "no route is named 'nope'"),
+        ("tenants[1].colour", "unknown field"),
+        ("tenants[2].id", "duplicate tenant id 'acme'"),
+        ("tenant.sources[2]", "listed twice"),
+        ("tenant.header", "must be a lower-case header name"),
+        ("tenant.host", "required when sources lists host"),
+    ];
+    for (path, needle) in want {
+        assert!(
+            errors.has(path, needle),
+            "missing {path}: {needle} in\n{errors}"
+        );
+    }
+    assert_eq!(
+        errors.len(),
+        want.len(),
+        "unexpected extra errors:\n{errors}"
+    );
+}
+
+#[test]
+fn syntax_and_shape_errors_are_clear() {
+    let bad_json = Policy::from_json(b"{not json").unwrap_err();
+    assert!(
+        bad_json.to_string().contains("not valid JSON"),
+        "{bad_json}"
+    );
+    let not_object = Policy::from_json(b"[]").unwrap_err();
+    assert!(
+        not_object.to_string().contains("must be a JSON object"),
+        "{not_object}"
+    );
+    let routes_not_list = errors_of(serde_json::json!({"version": 1, "routes": {}}));
+    assert!(routes_not_list.has("routes", "must be a list"));
+    let huge = vec![b' '; MAX_POLICY_BYTES + 1];
+    assert!(Policy::from_json(&huge)
+        .unwrap_err()
+        .to_string()
+        .contains("limit"));
+}
+
+#[test]
+fn routes_inherit_defaults() {
+    let p = Policy::from_json(
+        serde_json::json!({
+            "version": 1,
+            "defaults": {"tenant": {"required": true, "missing_status": 401, "mode": "shadow"}},
+            "routes": [
+                {"name": "a", "match": {"prefix": "/a"}},
+                {"name": "b", "match": {"prefix": "/b"}, "tenant": {"mode": "enforce"}},
+            ],
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let a = &p.routes[0].tenant;
+    assert!(a.required && a.missing_status == 401 && a.mode == Mode::Shadow);
+    let b = &p.routes[1].tenant;
+    assert!(b.required && b.missing_status == 401 && b.mode == Mode::Enforce);
+    assert_eq!(p.fallback.tenant, *a);
+}
+
+#[test]
+fn picks_the_best_route() {
+    let p = Policy::from_json(
+        serde_json::json!({
+            "version": 1,
+            "routes": [
+                {"name": "api", "match": {"prefix": "/api"}},
+                {"name": "trino", "match": {"prefix": "/api/trino"}},
+                {"name": "trino-write", "match": {"prefix": "/api/trino", "methods": ["post"]}},
+                {"name": "status", "match": {"exact": "/api/trino/status"}},
+            ],
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let route = |method, path| {
+        p.route(&RequestHead {
+            method,
+            host: "h",
+            path,
+        })
+        .name
+        .clone()
+    };
+    assert_eq!(route("GET", "/api/datahub"), "api");
+    assert_eq!(route("GET", "/api/trino/q"), "trino");
+    assert_eq!(route("POST", "/api/trino/q"), "trino-write");
+    assert_eq!(route("POST", "/api/trino/status"), "status");
+    assert_eq!(route("GET", "/health"), "default");
+}

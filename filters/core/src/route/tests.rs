@@ -1,0 +1,123 @@
+use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn head<'a>(method: &'a str, host: &'a str, path: &'a str) -> RequestHead<'a> {
+    RequestHead { method, host, path }
+}
+
+fn path_only(path: PathMatch) -> RouteMatch {
+    RouteMatch {
+        path,
+        methods: vec![],
+        hosts: vec![],
+    }
+}
+
+#[test]
+fn prefix_is_segment_aware() {
+    let m = path_only(PathMatch::Prefix("/api/datahub".into()));
+    for (path, want) in [
+        ("/api/datahub", true),
+        ("/api/datahub/", true),
+        ("/api/datahub/entities", true),
+        ("/api/datahubx", false),
+        ("/api", false),
+    ] {
+        assert_eq!(m.rank(&head("GET", "h", path), 0).is_some(), want, "{path}");
+    }
+    let slash = path_only(PathMatch::Prefix("/api/".into()));
+    assert!(slash.rank(&head("GET", "h", "/api/x"), 0).is_some());
+    assert!(slash.rank(&head("GET", "h", "/apix"), 0).is_none());
+}
+
+#[test]
+fn templates_match_whole_segments() {
+    let one = path_only(PathMatch::Template(
+        parse_template("/api/*/entities").unwrap(),
+    ));
+    let rest = path_only(PathMatch::Template(parse_template("/api/*/**").unwrap()));
+    for (path, want_one, want_rest) in [
+        ("/api/datahub/entities", true, true),
+        ("/api/datahub/entities/x", false, true),
+        ("/api//entities", false, false),
+        ("/api/datahub", false, true),
+        ("/api", false, false),
+    ] {
+        assert_eq!(
+            one.rank(&head("GET", "h", path), 0).is_some(),
+            want_one,
+            "one {path}"
+        );
+        assert_eq!(
+            rest.rank(&head("GET", "h", path), 0).is_some(),
+            want_rest,
+            "rest {path}"
+        );
+    }
+}
+
+#[test]
+fn bad_templates_say_why() {
+    assert_eq!(parse_template("api").unwrap_err(), "must start with '/'");
+    assert_eq!(
+        parse_template("/a/**/b").unwrap_err(),
+        "'**' may only be the last segment"
+    );
+    assert!(parse_template("/a/b*").unwrap_err().contains("mixes"));
+    assert_eq!(parse_template("/a//b").unwrap_err(), "empty segment");
+}
+
+#[test]
+fn methods_and_hosts_filter() {
+    let m = RouteMatch {
+        path: PathMatch::Any,
+        methods: vec!["POST".into()],
+        hosts: vec![
+            HostMatch::Exact("api.example.com".into()),
+            HostMatch::Suffix(".example.org".into()),
+        ],
+    };
+    assert!(m.rank(&head("POST", "api.example.com", "/"), 0).is_some());
+    assert!(m.rank(&head("GET", "api.example.com", "/"), 0).is_none());
+    assert!(m.rank(&head("POST", "a.example.org", "/"), 0).is_some());
+    assert!(m.rank(&head("POST", "example.org", "/"), 0).is_none());
+    assert!(m.rank(&head("POST", "other.com", "/"), 0).is_none());
+}
+
+#[test]
+fn precedence_prefers_the_most_specific() {
+    let req = head("POST", "api.example.com", "/api/trino/query");
+    let prefix_short = path_only(PathMatch::Prefix("/api".into())).rank(&req, 0);
+    let prefix_long = path_only(PathMatch::Prefix("/api/trino".into())).rank(&req, 1);
+    let exact = path_only(PathMatch::Exact("/api/trino/query".into())).rank(&req, 2);
+    let with_method = RouteMatch {
+        path: PathMatch::Prefix("/api/trino".into()),
+        methods: vec!["POST".into()],
+        hosts: vec![],
+    }
+    .rank(&req, 3);
+    assert!(prefix_long > prefix_short);
+    assert!(exact > prefix_long);
+    assert!(with_method > prefix_long);
+    assert!(exact > with_method);
+    // Same specificity: the earlier route wins.
+    assert!(
+        path_only(PathMatch::Prefix("/api".into())).rank(&req, 0)
+            > path_only(PathMatch::Prefix("/api".into())).rank(&req, 5)
+    );
+}
+
+#[test]
+fn hosts_are_normalized() {
+    for (raw, want) in [
+        ("API.Example.com", "api.example.com"),
+        ("api.example.com:8080", "api.example.com"),
+        ("api.example.com.", "api.example.com"),
+        ("[::1]:10000", "[::1]"),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("", ""),
+    ] {
+        assert_eq!(normalize_host(raw.as_bytes()), want, "{raw}");
+    }
+}

@@ -1,0 +1,407 @@
+//! Which tenant a request belongs to, and whether it may pass.
+
+use crate::policy::errors::{index, join, PolicyErrors};
+use crate::policy::wire::{TenantFilterDoc, TenantSource, TenantStatus};
+use crate::policy::{Policy, Route};
+use crate::reply::Denial;
+use crate::route::RequestHead;
+use crate::Mode;
+use serde::Serialize;
+
+pub const DEFAULT_MAX_ID_LENGTH: usize = 64;
+const MAX_ID_LENGTH_LIMIT: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// As written in the policy: the form set in `x-tenant-id`.
+    pub id: String,
+    pub status: TenantStatus,
+    pub tier: String,
+    /// Route names the tenant may use; `None` is every route.
+    pub routes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    pub sources: Vec<TenantSource>,
+    pub header: String,
+    pub tier_header: String,
+    /// `{tenant}.example.com` as (`""`, `".example.com"`).
+    host: Option<(String, String)>,
+    /// `/t/{tenant}` as `/t/`: the tenant is the segment after it.
+    path_prefix: Option<String>,
+    pub max_id_length: usize,
+}
+
+impl TenantConfig {
+    pub fn compile(doc: &TenantFilterDoc, path: &str, errors: &mut PolicyErrors) -> TenantConfig {
+        let sources = doc
+            .sources
+            .clone()
+            .unwrap_or_else(|| vec![TenantSource::Claim, TenantSource::Header]);
+        let sources_path = join(path, "sources");
+        for (i, s) in sources.iter().enumerate() {
+            if sources.get(..i).is_some_and(|before| before.contains(s)) {
+                errors.push(index(&sources_path, i), "listed twice");
+            }
+        }
+        let header = header_name(&doc.header, "x-tenant-id", &join(path, "header"), errors);
+        let tier_header = header_name(
+            &doc.tier_header,
+            "x-tenant-tier",
+            &join(path, "tier_header"),
+            errors,
+        );
+        let host = doc.host.as_deref().and_then(|h| match split_pattern(h) {
+            Some((before, after))
+                if !after.is_empty() && !after.contains('{') && !before.contains('{') =>
+            {
+                Some((before.to_ascii_lowercase(), after.to_ascii_lowercase()))
+            }
+            _ => {
+                errors.push(
+                    join(path, "host"),
+                    format!("'{h}' must hold one '{{tenant}}' with a domain after it"),
+                );
+                None
+            }
+        });
+        let path_prefix = doc
+            .path_prefix
+            .as_deref()
+            .and_then(|p| match split_pattern(p) {
+                Some((before, ""))
+                    if before.starts_with('/')
+                        && before.ends_with('/')
+                        && !before.contains('{') =>
+                {
+                    Some(before.to_string())
+                }
+                _ => {
+                    errors.push(
+                        join(path, "path_prefix"),
+                        format!("'{p}' must look like '/t/{{tenant}}'"),
+                    );
+                    None
+                }
+            });
+        if sources.contains(&TenantSource::Host) && doc.host.is_none() {
+            errors.push(join(path, "host"), "required when sources lists host");
+        }
+        if sources.contains(&TenantSource::Path) && doc.path_prefix.is_none() {
+            errors.push(
+                join(path, "path_prefix"),
+                "required when sources lists path",
+            );
+        }
+        let max_id_length = doc.max_id_length.unwrap_or(DEFAULT_MAX_ID_LENGTH);
+        if !(1..=MAX_ID_LENGTH_LIMIT).contains(&max_id_length) {
+            errors.push(
+                join(path, "max_id_length"),
+                format!("must be 1 to {MAX_ID_LENGTH_LIMIT}"),
+            );
+        }
+        TenantConfig {
+            sources,
+            header,
+            tier_header,
+            host,
+            path_prefix,
+            max_id_length,
+        }
+    }
+
+    /// A tenant id is 1 to `max_id_length` letters, digits, `-` or `_`.
+    pub fn check_id(&self, id: &[u8]) -> Result<(), String> {
+        if id.is_empty() || id.len() > self.max_id_length {
+            return Err(format!("must be 1 to {} characters", self.max_id_length));
+        }
+        if !id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return Err("may hold only letters, digits, '-' and '_'".into());
+        }
+        Ok(())
+    }
+
+    /// `/t/acme/api/x` -> (`acme`, `/api/x`) when the path prefix is `/t/{tenant}`.
+    pub fn split_path<'p>(&self, path: &'p str) -> Option<(&'p str, &'p str)> {
+        let after = path.strip_prefix(self.path_prefix.as_deref()?)?;
+        match after.find('/') {
+            Some(0) => None,
+            Some(i) => Some((after.get(..i)?, after.get(i..)?)),
+            None if after.is_empty() => None,
+            None => Some((after, "/")),
+        }
+    }
+
+    /// `acme.example.com` -> `acme` when the host pattern is `{tenant}.example.com`.
+    pub fn from_host<'h>(&self, host: &'h str) -> Option<&'h str> {
+        let (before, after) = self.host.as_ref()?;
+        let id = host
+            .strip_prefix(before.as_str())?
+            .strip_suffix(after.as_str())?;
+        (!id.is_empty() && !id.contains('.')).then_some(id)
+    }
+}
+
+fn split_pattern(p: &str) -> Option<(&str, &str)> {
+    let (before, after) = p.split_once("{tenant}")?;
+    (!after.contains("{tenant}")).then_some((before, after))
+}
+
+fn header_name(
+    given: &Option<String>,
+    default: &str,
+    path: &str,
+    errors: &mut PolicyErrors,
+) -> String {
+    let name = given.clone().unwrap_or_else(|| default.to_string());
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        errors.push(path, format!("'{name}' must be a lower-case header name"));
+    }
+    name
+}
+
+/// What the glue read from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantRequest<'a> {
+    pub head: RequestHead<'a>,
+    /// `tollgate.tenant` from filter state, set by the jwt filter.
+    pub claim: Option<&'a [u8]>,
+    /// Every value of the tenant header the client sent.
+    pub header_values: &'a [&'a [u8]],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantDenial {
+    Invalid,
+    Mismatch,
+    Required { status: u16 },
+    Unknown,
+    Suspended,
+    RouteForbidden,
+}
+
+impl TenantDenial {
+    pub const ALL: [TenantDenial; 6] = [
+        TenantDenial::Invalid,
+        TenantDenial::Mismatch,
+        TenantDenial::Required { status: 400 },
+        TenantDenial::Unknown,
+        TenantDenial::Suspended,
+        TenantDenial::RouteForbidden,
+    ];
+
+    pub fn denial(self) -> Denial {
+        let (status, reason, message) = match self {
+            TenantDenial::Invalid => (400, "tenant_invalid", "tenant id is malformed"),
+            TenantDenial::Mismatch => (403, "tenant_mismatch", "tenant sources disagree"),
+            TenantDenial::Required { status } => {
+                (status, "tenant_required", "this route requires a tenant")
+            }
+            TenantDenial::Unknown => (403, "tenant_unknown", "tenant is not known"),
+            TenantDenial::Suspended => (403, "tenant_suspended", "tenant is suspended"),
+            TenantDenial::RouteForbidden => (
+                403,
+                "tenant_route_forbidden",
+                "tenant may not use this route",
+            ),
+        };
+        Denial {
+            status,
+            reason,
+            message,
+            bearer_error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved<'p> {
+    pub tenant: &'p Tenant,
+    pub source: TenantSource,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TenantDecision<'p> {
+    pub route: &'p Route,
+    /// `Ok(None)`: no tenant, and the route does not need one.
+    pub verdict: Result<Option<Resolved<'p>>, TenantDenial>,
+}
+
+/// Decides the request's tenant. Order of checks: malformed ids (400), sources
+/// that disagree (403), none where one is required, then unknown, suspended
+/// and route not allowed.
+pub fn decide<'p>(policy: &'p Policy, req: &TenantRequest<'_>) -> TenantDecision<'p> {
+    let route = policy.route(&req.head);
+    let verdict = resolve(policy, route, req);
+    TenantDecision { route, verdict }
+}
+
+fn resolve<'p>(
+    policy: &'p Policy,
+    route: &Route,
+    req: &TenantRequest<'_>,
+) -> Result<Option<Resolved<'p>>, TenantDenial> {
+    let config = &policy.tenant;
+    let mut first: Option<(TenantSource, &[u8])> = None;
+    for &source in &config.sources {
+        for value in candidates(config, source, req) {
+            let value = value.trim_ascii();
+            config.check_id(value).map_err(|_| TenantDenial::Invalid)?;
+            match first {
+                None => first = Some((source, value)),
+                Some((_, seen)) if !seen.eq_ignore_ascii_case(value) => {
+                    return Err(TenantDenial::Mismatch)
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let Some((source, id)) = first else {
+        return if route.tenant.required {
+            Err(TenantDenial::Required {
+                status: route.tenant.missing_status,
+            })
+        } else {
+            Ok(None)
+        };
+    };
+    let key = String::from_utf8_lossy(id).to_ascii_lowercase();
+    let tenant = policy.tenants.get(&key).ok_or(TenantDenial::Unknown)?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(TenantDenial::Suspended);
+    }
+    if let Some(allowed) = &tenant.routes {
+        if !allowed.iter().any(|r| *r == route.name) {
+            return Err(TenantDenial::RouteForbidden);
+        }
+    }
+    Ok(Some(Resolved { tenant, source }))
+}
+
+fn candidates<'a>(
+    config: &TenantConfig,
+    source: TenantSource,
+    req: &TenantRequest<'a>,
+) -> Vec<&'a [u8]> {
+    match source {
+        TenantSource::Claim => req.claim.into_iter().collect(),
+        TenantSource::Header => req.header_values.to_vec(),
+        TenantSource::Host => config
+            .from_host(req.head.host)
+            .map(str::as_bytes)
+            .into_iter()
+            .collect(),
+        TenantSource::Path => config
+            .split_path(req.head.path)
+            .map(|(id, _)| id.as_bytes())
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// What the filter does with the request, given the decision and mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny(Denial),
+    /// Shadow mode: the request goes on, but would have been denied.
+    ShadowDeny(Denial),
+}
+
+impl TenantDecision<'_> {
+    pub fn mode(&self) -> Mode {
+        self.route.tenant.mode
+    }
+
+    pub fn action(&self) -> Action {
+        match (self.verdict, self.mode()) {
+            (Ok(_), _) => Action::Allow,
+            (Err(d), Mode::Enforce) => Action::Deny(d.denial()),
+            (Err(d), Mode::Shadow) => Action::ShadowDeny(d.denial()),
+        }
+    }
+
+    /// Counter to bump, one of `METRICS`.
+    pub fn metric(&self) -> &'static str {
+        match (self.verdict, self.mode()) {
+            (Ok(Some(_)), _) => "tollgate.tenant.allowed",
+            (Ok(None), _) => "tollgate.tenant.allowed_without_tenant",
+            (Err(d), mode) => metric_for(d, mode),
+        }
+    }
+
+    /// The decision for `tollgate.decision.tenant` in filter state (audit reads it).
+    pub fn record(&self) -> Vec<u8> {
+        let (outcome, reason) = match self.action() {
+            Action::Allow => ("allow", None),
+            Action::Deny(d) => ("deny", Some(d.reason)),
+            Action::ShadowDeny(d) => ("shadow_deny", Some(d.reason)),
+        };
+        let resolved = self.verdict.ok().flatten();
+        let record = Record {
+            filter: "tenant",
+            route: &self.route.name,
+            mode: self.mode().as_str(),
+            outcome,
+            reason,
+            tenant: resolved.map(|r| r.tenant.id.as_str()),
+            source: resolved.map(|r| r.source),
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    filter: &'static str,
+    route: &'a str,
+    mode: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<TenantSource>,
+}
+
+/// Every counter the tenant filter keeps, defined once at configure time.
+pub const METRICS: [&str; 14] = [
+    "tollgate.tenant.allowed",
+    "tollgate.tenant.allowed_without_tenant",
+    "tollgate.tenant.denied.tenant_invalid",
+    "tollgate.tenant.denied.tenant_mismatch",
+    "tollgate.tenant.denied.tenant_required",
+    "tollgate.tenant.denied.tenant_unknown",
+    "tollgate.tenant.denied.tenant_suspended",
+    "tollgate.tenant.denied.tenant_route_forbidden",
+    "tollgate.tenant.shadow_denied.tenant_invalid",
+    "tollgate.tenant.shadow_denied.tenant_mismatch",
+    "tollgate.tenant.shadow_denied.tenant_required",
+    "tollgate.tenant.shadow_denied.tenant_unknown",
+    "tollgate.tenant.shadow_denied.tenant_suspended",
+    "tollgate.tenant.shadow_denied.tenant_route_forbidden",
+];
+
+fn metric_for(denial: TenantDenial, mode: Mode) -> &'static str {
+    let i = TenantDenial::ALL
+        .iter()
+        .position(|d| std::mem::discriminant(d) == std::mem::discriminant(&denial))
+        .unwrap_or(0);
+    let offset = if mode == Mode::Enforce { 2 } else { 8 };
+    METRICS
+        .get(offset + i)
+        .copied()
+        .unwrap_or("tollgate.tenant.allowed")
+}
+
+#[cfg(test)]
+mod tests;

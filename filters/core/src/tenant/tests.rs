@@ -1,0 +1,225 @@
+use super::*;
+use crate::policy::Policy;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn policy() -> Policy {
+    let doc = serde_json::json!({
+        "version": 1,
+        "defaults": {"tenant": {"required": false}},
+        "routes": [
+            {"name": "datahub", "match": {"prefix": "/api/datahub"}, "tenant": {"required": true}},
+            {"name": "trino", "match": {"prefix": "/api/trino"}, "tenant": {"required": true, "missing_status": 401}},
+            {"name": "superset", "match": {"prefix": "/api/superset"}, "tenant": {"required": true, "mode": "shadow"}},
+        ],
+        "tenants": [
+            {"id": "STD-001", "tier": "premium"},
+            {"id": "NED-001", "tier": "standard", "routes": ["datahub"]},
+            {"id": "OLD-001", "status": "suspended"},
+        ],
+        "tenant": {
+            "sources": ["claim", "header", "host", "path"],
+            "host": "{tenant}.tenants.example.com",
+            "path_prefix": "/t/{tenant}",
+        },
+    });
+    Policy::from_json(doc.to_string().as_bytes()).unwrap()
+}
+
+struct Req<'a> {
+    path: &'a str,
+    host: &'a str,
+    claim: Option<&'a str>,
+    headers: Vec<&'a str>,
+}
+
+fn req(path: &str) -> Req<'_> {
+    Req {
+        path,
+        host: "api.example.com",
+        claim: None,
+        headers: vec![],
+    }
+}
+
+impl Req<'_> {
+    fn decide(&self, policy: &Policy) -> Result<Option<String>, &'static str> {
+        let values: Vec<&[u8]> = self.headers.iter().map(|h| h.as_bytes()).collect();
+        let request = TenantRequest {
+            head: RequestHead {
+                method: "GET",
+                host: self.host,
+                path: self.path,
+            },
+            claim: self.claim.map(str::as_bytes),
+            header_values: &values,
+        };
+        match decide(policy, &request).verdict {
+            Ok(found) => Ok(found.map(|r| r.tenant.id.clone())),
+            Err(denial) => Err(denial.denial().reason),
+        }
+    }
+}
+
+#[test]
+fn every_outcome() {
+    let p = policy();
+    let long = "A".repeat(65);
+    let with = |path, header| Req {
+        headers: vec![header],
+        ..req(path)
+    };
+    let cases: Vec<(Req, Result<Option<String>, &str>)> = vec![
+        (with("/api/datahub", "STD-001"), Ok(Some("STD-001".into()))),
+        (with("/api/datahub", "std-001"), Ok(Some("STD-001".into()))),
+        (
+            with("/api/datahub", " STD-001 "),
+            Ok(Some("STD-001".into())),
+        ),
+        (req("/api/datahub"), Err("tenant_required")),
+        (req("/other"), Ok(None)),
+        (with("/api/datahub", "NOPE-9"), Err("tenant_unknown")),
+        (with("/api/datahub", "OLD-001"), Err("tenant_suspended")),
+        (with("/api/trino", "NED-001"), Err("tenant_route_forbidden")),
+        (with("/api/datahub", "NED-001"), Ok(Some("NED-001".into()))),
+        (with("/api/datahub", "bad id!"), Err("tenant_invalid")),
+        (with("/api/datahub", &long), Err("tenant_invalid")),
+        (with("/api/datahub", ""), Err("tenant_invalid")),
+    ];
+    for (i, (r, want)) in cases.into_iter().enumerate() {
+        assert_eq!(r.decide(&p), want, "case {i}: {:?} {:?}", r.path, r.headers);
+    }
+}
+
+#[test]
+fn sources_that_disagree_are_a_mismatch() {
+    let p = policy();
+    let claim_vs_header = Req {
+        claim: Some("STD-001"),
+        headers: vec!["NED-001"],
+        ..req("/api/datahub")
+    };
+    assert_eq!(claim_vs_header.decide(&p), Err("tenant_mismatch"));
+    let two_headers = Req {
+        headers: vec!["STD-001", "NED-001"],
+        ..req("/api/datahub")
+    };
+    assert_eq!(two_headers.decide(&p), Err("tenant_mismatch"));
+    let host_vs_header = Req {
+        host: "ned-001.tenants.example.com",
+        headers: vec!["STD-001"],
+        ..req("/api/datahub")
+    };
+    assert_eq!(host_vs_header.decide(&p), Err("tenant_mismatch"));
+    let agreeing = Req {
+        claim: Some("STD-001"),
+        host: "std-001.tenants.example.com",
+        headers: vec!["std-001"],
+        ..req("/t/STD-001/api/datahub")
+    };
+    assert_eq!(agreeing.decide(&p), Ok(Some("STD-001".into())));
+}
+
+#[test]
+fn each_source_alone_works() {
+    let p = policy();
+    let claim = Req {
+        claim: Some("STD-001"),
+        ..req("/api/datahub")
+    };
+    let host = Req {
+        host: "std-001.tenants.example.com",
+        ..req("/api/datahub")
+    };
+    let path = req("/t/STD-001/api/datahub");
+    for r in [claim, host, path] {
+        assert_eq!(
+            r.decide(&p),
+            Ok(Some("STD-001".into())),
+            "{} {}",
+            r.host,
+            r.path
+        );
+    }
+    // The host must be exactly one label before the pattern's domain.
+    let deeper = Req {
+        host: "x.std-001.tenants.example.com",
+        ..req("/api/datahub")
+    };
+    assert_eq!(deeper.decide(&p), Err("tenant_required"));
+}
+
+#[test]
+fn the_path_prefix_is_routed_on_what_follows() {
+    let p = policy();
+    // Routed as /api/trino, which NED-001 may not use.
+    assert_eq!(
+        req("/t/NED-001/api/trino").decide(&p),
+        Err("tenant_route_forbidden")
+    );
+    assert_eq!(p.route_path("/t/NED-001"), "/");
+    assert_eq!(p.route_path("/t/"), "/t/");
+}
+
+#[test]
+fn missing_status_and_shadow_follow_the_route() {
+    let p = policy();
+    let head = |path| RequestHead {
+        method: "GET",
+        host: "h",
+        path,
+    };
+    let trino = decide(
+        &p,
+        &TenantRequest {
+            head: head("/api/trino"),
+            claim: None,
+            header_values: &[],
+        },
+    );
+    assert_eq!(
+        trino.action(),
+        Action::Deny(TenantDenial::Required { status: 401 }.denial())
+    );
+    assert_eq!(trino.metric(), "tollgate.tenant.denied.tenant_required");
+    let superset = decide(
+        &p,
+        &TenantRequest {
+            head: head("/api/superset"),
+            claim: None,
+            header_values: &[b"OLD-001"],
+        },
+    );
+    assert_eq!(
+        superset.action(),
+        Action::ShadowDeny(TenantDenial::Suspended.denial())
+    );
+    assert_eq!(
+        superset.metric(),
+        "tollgate.tenant.shadow_denied.tenant_suspended"
+    );
+    let record: serde_json::Value = serde_json::from_slice(&superset.record()).unwrap();
+    assert_eq!(
+        record,
+        serde_json::json!({"filter": "tenant", "route": "superset", "mode": "shadow", "outcome": "shadow_deny", "reason": "tenant_suspended"})
+    );
+}
+
+#[test]
+fn every_denial_has_its_own_metric_and_status() {
+    let mut seen = std::collections::HashSet::new();
+    for d in TenantDenial::ALL {
+        for mode in [Mode::Enforce, Mode::Shadow] {
+            let name = metric_for(d, mode);
+            assert!(name.ends_with(d.denial().reason), "{name}");
+            assert!(METRICS.contains(&name));
+            assert!(seen.insert(name), "{name} used twice");
+        }
+    }
+    assert_eq!(seen.len() + 2, METRICS.len());
+    let statuses: Vec<u16> = TenantDenial::ALL
+        .iter()
+        .map(|d| d.denial().status)
+        .collect();
+    assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403]);
+}
