@@ -15,6 +15,14 @@ pub struct Denial {
     pub bearer_error: Option<&'static str>,
 }
 
+/// Answer of a filter whose configuration never loaded: fail closed.
+pub const UNCONFIGURED: Denial = Denial {
+    status: 503,
+    reason: "filter_unconfigured",
+    message: "filter has no valid configuration",
+    bearer_error: None,
+};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,

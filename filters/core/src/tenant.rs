@@ -316,7 +316,7 @@ pub enum Action {
     ShadowDeny(Denial),
 }
 
-impl TenantDecision<'_> {
+impl<'p> TenantDecision<'p> {
     pub fn mode(&self) -> Mode {
         self.route.tenant.mode
     }
@@ -336,6 +336,39 @@ impl TenantDecision<'_> {
             (Ok(None), _) => "tollgate.tenant.allowed_without_tenant",
             (Err(d), mode) => metric_for(d, mode),
         }
+    }
+
+    /// Request-header edits, applied in order: `None` removes every copy.
+    /// Client-sent routing headers never reach the application: on allow
+    /// both are removed and then set from the decision. In shadow mode a
+    /// denied request keeps its tenant header (the application still relies
+    /// on it during rollout) but never a client-sent tier.
+    pub fn header_edits(&self, config: &'p TenantConfig) -> Vec<(&'p str, Option<&'p str>)> {
+        match (self.action(), self.verdict) {
+            (Action::Allow, Ok(resolved)) => {
+                let mut edits = vec![
+                    (config.header.as_str(), None),
+                    (config.tier_header.as_str(), None),
+                ];
+                if let Some(r) = resolved {
+                    edits.push((config.header.as_str(), Some(r.tenant.id.as_str())));
+                    edits.push((config.tier_header.as_str(), Some(r.tenant.tier.as_str())));
+                }
+                edits
+            }
+            (Action::ShadowDeny(_), _) => vec![(config.tier_header.as_str(), None)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Filter-state writes: the decision always, the tenant when resolved.
+    pub fn properties(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![("tollgate.decision.tenant", self.record())];
+        if let Ok(Some(r)) = self.verdict {
+            out.push(("tollgate.tenant", r.tenant.id.clone().into_bytes()));
+            out.push(("tollgate.tenant_tier", r.tenant.tier.clone().into_bytes()));
+        }
+        out
     }
 
     /// The decision for `tollgate.decision.tenant` in filter state (audit reads it).

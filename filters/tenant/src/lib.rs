@@ -1,1 +1,117 @@
+//! The tenant filter: reads the request, asks `tollgate_core::tenant`, applies
+//! the answer.
 
+use log::{debug, error, info};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+use tollgate_core::policy::Policy;
+use tollgate_core::route::{normalize_host, RequestHead};
+use tollgate_core::tenant::{self, Action as Verdict, TenantRequest, METRICS};
+use tollgate_core::{path, reply};
+use tollgate_host as host;
+
+pub const ROOT_ID: &str = "tollgate.tenant";
+
+#[derive(Default)]
+pub struct TenantRoot {
+    policy: Option<Rc<Policy>>,
+    counters: Rc<host::Counters>,
+}
+
+impl Context for TenantRoot {}
+
+impl RootContext for TenantRoot {
+    fn on_configure(&mut self, size: usize) -> bool {
+        match Policy::from_json(&host::plugin_config(size)) {
+            Ok(policy) => {
+                info!(
+                    "{ROOT_ID} configured: {} routes, {} tenants",
+                    policy.routes.len(),
+                    policy.tenants.len()
+                );
+                self.policy = Some(Rc::new(policy));
+                if self.counters.is_empty() {
+                    self.counters = Rc::new(host::Counters::define(&METRICS));
+                }
+                true
+            }
+            Err(errors) => {
+                // Refuse to start rather than run on part of a policy; a
+                // previous good policy, if any, stays in force.
+                error!("{ROOT_ID} rejected its configuration: {errors}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(TenantHttp {
+            context_id,
+            policy: self.policy.clone(),
+            counters: self.counters.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct TenantHttp {
+    context_id: u32,
+    policy: Option<Rc<Policy>>,
+    counters: Rc<host::Counters>,
+}
+
+impl Context for TenantHttp {}
+
+impl HttpContext for TenantHttp {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let headers = host::request_headers();
+        let request_id = host::first(&headers, "x-request-id");
+        let Some(policy) = self.policy.as_deref() else {
+            return host::send_reply(
+                self.context_id,
+                &reply::UNCONFIGURED.reply(request_id, "tollgate"),
+            );
+        };
+        let method = String::from_utf8_lossy(host::first(&headers, ":method").unwrap_or_default());
+        let path = path::normalize(host::first(&headers, ":path").unwrap_or(b"/"));
+        let authority = normalize_host(host::first(&headers, ":authority").unwrap_or_default());
+        let claim = host::property("tollgate.tenant");
+        let header_values = host::all(&headers, &policy.tenant.header);
+        let request = TenantRequest {
+            head: RequestHead {
+                method: &method,
+                host: &authority,
+                path: &path,
+            },
+            claim: claim.as_deref(),
+            header_values: &header_values,
+        };
+        let decision = tenant::decide(policy, &request);
+        self.counters.increment(decision.metric());
+        for (key, value) in decision.properties() {
+            host::set_property(self.context_id, key, &value);
+        }
+        host::edit_request_headers(self.context_id, &decision.header_edits(&policy.tenant));
+        match decision.action() {
+            Verdict::Allow => Action::Continue,
+            Verdict::ShadowDeny(denial) => {
+                info!(
+                    "#{} shadow: would deny {} on route {}",
+                    self.context_id, denial.reason, decision.route.name
+                );
+                Action::Continue
+            }
+            Verdict::Deny(denial) => {
+                debug!(
+                    "#{} deny {} on route {}",
+                    self.context_id, denial.reason, decision.route.name
+                );
+                host::send_reply(self.context_id, &denial.reply(request_id, &policy.realm))
+            }
+        }
+    }
+}

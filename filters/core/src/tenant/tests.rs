@@ -223,3 +223,48 @@ fn every_denial_has_its_own_metric_and_status() {
         .collect();
     assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403]);
 }
+
+#[test]
+fn client_routing_headers_never_pass_through() {
+    let p = policy();
+    let decision_for = |path, values: &'static [&'static [u8]]| {
+        decide(
+            &p,
+            &TenantRequest {
+                head: RequestHead {
+                    method: "GET",
+                    host: "h",
+                    path,
+                },
+                claim: None,
+                header_values: values,
+            },
+        )
+    };
+    let allowed = decision_for("/api/datahub", &[b"std-001"]);
+    assert_eq!(
+        allowed.header_edits(&p.tenant),
+        vec![
+            ("x-tenant-id", None),
+            ("x-tenant-tier", None),
+            ("x-tenant-id", Some("STD-001")),
+            ("x-tenant-tier", Some("premium")),
+        ]
+    );
+    let props = allowed.properties();
+    assert_eq!(props[1], ("tollgate.tenant", b"STD-001".to_vec()));
+    assert_eq!(props[2], ("tollgate.tenant_tier", b"premium".to_vec()));
+    let no_tenant = decision_for("/other", &[]);
+    assert_eq!(
+        no_tenant.header_edits(&p.tenant),
+        vec![("x-tenant-id", None), ("x-tenant-tier", None)]
+    );
+    assert_eq!(no_tenant.properties().len(), 1);
+    let shadow = decision_for("/api/superset", &[b"OLD-001"]);
+    assert_eq!(
+        shadow.header_edits(&p.tenant),
+        vec![("x-tenant-tier", None)]
+    );
+    let denied = decision_for("/api/datahub", &[b"OLD-001"]);
+    assert!(denied.header_edits(&p.tenant).is_empty());
+}

@@ -1,0 +1,121 @@
+//! Hostcall helpers shared by the filters. Only `hostcalls::*` (which return
+//! `Result`) are used, never the SDK's trait defaults that unwrap, and header
+//! values are read as bytes: a bad header must not trap the VM.
+
+use log::warn;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType, MapType, MetricType};
+use tollgate_core::reply::Reply;
+
+/// Request headers as (name, value bytes); empty when the host refuses.
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+pub fn request_headers() -> Headers {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+/// First value of a header (names are lower-case in Envoy).
+pub fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Every value of a header, in order.
+pub fn all<'h>(headers: &'h Headers, name: &str) -> Vec<&'h [u8]> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+        .collect()
+}
+
+/// Applies header edits in order: `None` removes every copy, `Some` replaces.
+pub fn edit_request_headers(context_id: u32, edits: &[(&str, Option<&str>)]) {
+    for (name, value) in edits {
+        let result = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            value.map(str::as_bytes),
+        );
+        if let Err(status) = result {
+            warn!("#{context_id} could not set header {name}: {status:?}");
+        }
+    }
+}
+
+/// Reads a filter-state value written by another filter (`tollgate.*`).
+pub fn property(path: &str) -> Option<Vec<u8>> {
+    hostcalls::get_property(vec![path]).ok().flatten()
+}
+
+pub fn set_property(context_id: u32, path: &str, value: &[u8]) {
+    if let Err(status) = hostcalls::set_property(vec![path], Some(value)) {
+        warn!("#{context_id} could not set {path}: {status:?}");
+    }
+}
+
+/// Sends a local reply and returns the `Pause` Envoy expects after one.
+pub fn send_reply(context_id: u32, reply: &Reply) -> Action {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let status = u32::from(reply.status);
+    if let Err(status) = hostcalls::send_http_response(status, headers, Some(&reply.body)) {
+        warn!("#{context_id} could not send local reply: {status:?}");
+    }
+    Action::Pause
+}
+
+/// The plugin configuration bytes given to `on_configure`.
+pub fn plugin_config(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// A fixed set of counters, defined once at configure time. A counter the
+/// host refused to define is skipped, so metrics never fail a request.
+#[derive(Debug, Default)]
+pub struct Counters {
+    ids: Vec<(&'static str, u32)>,
+}
+
+impl Counters {
+    pub fn define(names: &[&'static str]) -> Counters {
+        let ids = names
+            .iter()
+            .filter_map(
+                |name| match hostcalls::define_metric(MetricType::Counter, name) {
+                    Ok(id) => Some((*name, id)),
+                    Err(status) => {
+                        warn!("could not define metric {name}: {status:?}");
+                        None
+                    }
+                },
+            )
+            .collect();
+        Counters { ids }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn increment(&self, name: &str) {
+        if let Some((_, id)) = self.ids.iter().find(|(n, _)| *n == name) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}
+
+/// Takes the host's log level so that disabled levels cost no hostcall.
+pub fn use_host_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}
