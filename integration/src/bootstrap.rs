@@ -1,0 +1,134 @@
+//! Envoy bootstraps as JSON values: one listener with an HTTP connection
+//! manager, a chain of wasm filters, the router, and an upstream cluster.
+
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// One wasm filter in the chain.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// Envoy filter name and plugin name.
+    pub name: String,
+    /// Picks the filter inside `tollgate.wasm` (Istio: `pluginName`).
+    pub root_id: String,
+    pub wasm: String,
+    /// Plugin configuration: the policy as JSON text.
+    pub config: String,
+}
+
+impl Filter {
+    pub fn tollgate(root_id: &str, wasm: &Path, policy: &Value) -> Filter {
+        Filter {
+            name: root_id.to_string(),
+            root_id: root_id.to_string(),
+            wasm: wasm.display().to_string(),
+            config: policy.to_string(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": self.name,
+                    "root_id": self.root_id,
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": self.config,
+                    },
+                    // Same VM config for every plugin of a module: one VM per
+                    // worker, shared by them (Istio sets no vm_id either).
+                    "vm_config": {
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": self.wasm}},
+                    },
+                },
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    pub upstream_port: u16,
+    pub filters: Vec<Filter>,
+    /// Envoy's own path normalization; off in tests so ours is what is tested.
+    pub envoy_normalizes: bool,
+}
+
+impl Bootstrap {
+    /// Ports 0: Envoy picks them, the harness asks the admin API which.
+    pub fn new(upstream_port: u16) -> Bootstrap {
+        Bootstrap {
+            listen_port: 0,
+            admin_port: 0,
+            upstream_port,
+            filters: Vec::new(),
+            envoy_normalizes: false,
+        }
+    }
+
+    pub fn filter(mut self, filter: Filter) -> Bootstrap {
+        self.filters.push(filter);
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut http_filters: Vec<Value> = self.filters.iter().map(Filter::to_json).collect();
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }));
+        json!({
+            "admin": {"address": socket(self.admin_port)},
+            "stats_config": {"stats_tags": stats_tags()},
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": socket(self.listen_port),
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "normalize_path": self.envoy_normalizes,
+                            "merge_slashes": self.envoy_normalizes,
+                            "route_config": {"virtual_hosts": [{
+                                "name": "all",
+                                "domains": ["*"],
+                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+                            }]},
+                            "http_filters": http_filters,
+                        },
+                    }]}],
+                }],
+                "clusters": [{
+                    "name": "upstream",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": "upstream",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(self.upstream_port)}}]}],
+                    },
+                }],
+            },
+        })
+    }
+}
+
+fn socket(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+/// Turns `wasmcustom.tollgate.tenant.denied.tenant_unknown` into the metric
+/// `tollgate.tenant.denied` with tag `reason="tenant_unknown"` for Prometheus.
+fn stats_tags() -> Value {
+    json!([{
+        "tag_name": "reason",
+        "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
+    }])
+}

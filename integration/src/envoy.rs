@@ -1,0 +1,210 @@
+//! Starts a real Envoy on a bootstrap, waits until it is ready, and stops it
+//! by PID when dropped. `TOLLGATE_ENVOY_IMAGE` (e.g. `envoyproxy/envoy:v1.40.0`)
+//! runs the same bootstrap in a container instead, on the host network.
+
+use crate::http::{Request, Response};
+use crate::paths;
+use serde_json::Value;
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long Envoy may take to become ready (V8 compiles each module per worker).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+/// Workers: at least two, so per-worker (per-VM) bugs show.
+pub const CONCURRENCY: &str = "2";
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Envoy {
+    child: Child,
+    container: Option<String>,
+    dir: PathBuf,
+    admin: SocketAddr,
+    listener: SocketAddr,
+}
+
+/// Envoy did not come up: why, with its log.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub reason: String,
+    pub log: String,
+}
+
+impl Envoy {
+    /// Starts Envoy or panics with its log.
+    pub fn start(bootstrap: &Value) -> Envoy {
+        match Envoy::try_start(bootstrap) {
+            Ok(envoy) => envoy,
+            Err(f) => panic!(
+                "Envoy did not start: {}\n--- envoy log ---\n{}",
+                f.reason, f.log
+            ),
+        }
+    }
+
+    pub fn try_start(bootstrap: &Value) -> Result<Envoy, StartFailure> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("tollgate-envoy-{}-{n}", std::process::id()));
+        let fail = |reason: String| StartFailure {
+            reason,
+            log: String::new(),
+        };
+        fs::create_dir_all(&dir).map_err(|e| fail(format!("temp dir: {e}")))?;
+        let config = dir.join("bootstrap.json");
+        fs::write(&config, bootstrap.to_string())
+            .map_err(|e| fail(format!("write bootstrap: {e}")))?;
+        let log =
+            File::create(dir.join("envoy.log")).map_err(|e| fail(format!("log file: {e}")))?;
+        let log_err = log.try_clone().map_err(|e| fail(e.to_string()))?;
+        let (mut command, container) = launcher(&dir, n);
+        // Relative paths in a bootstrap (the demo's wasm) are from the repo root.
+        command
+            .current_dir(paths::repo_root())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", CONCURRENCY, "--disable-hot-restart"])
+            .args(["-l", "info", "--component-log-level", "wasm:debug"])
+            .arg("--admin-address-path")
+            .arg(dir.join("admin.txt"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        let child = command
+            .spawn()
+            .map_err(|e| fail(format!("spawn envoy: {e}")))?;
+        let mut envoy = Envoy {
+            child,
+            container,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        match envoy.wait_ready() {
+            Ok(()) => Ok(envoy),
+            Err(reason) => Err(StartFailure {
+                reason,
+                log: envoy.log(),
+            }),
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("envoy exited with {status}"));
+            }
+            if let Some(admin) = read_addr(&self.dir.join("admin.txt")) {
+                self.admin = admin;
+                if self.admin_get("/ready").is_ok_and(|r| r.status == 200) {
+                    self.listener = self.find_listener()?;
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        Err(format!("not ready after {START_TIMEOUT:?}"))
+    }
+
+    fn find_listener(&self) -> Result<SocketAddr, String> {
+        let listeners = self.admin_get("/listeners?format=json")?.json();
+        let address = listeners["listener_statuses"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["name"] == "ingress"))
+            .map(|l| &l["local_address"]["socket_address"])
+            .ok_or_else(|| format!("no ingress listener in {listeners}"))?;
+        let port = address["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0);
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The ingress listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+    }
+
+    pub fn send(&self, request: &Request) -> Response {
+        match request.send(self.listener) {
+            Ok(response) => response,
+            Err(e) => panic!(
+                "request {} {} failed: {e}\n--- envoy log ---\n{}",
+                request.method,
+                request.target,
+                self.log()
+            ),
+        }
+    }
+
+    pub fn admin_get(&self, path: &str) -> Result<Response, String> {
+        Request::get(path).send(self.admin)
+    }
+
+    /// A counter or gauge from `/stats`, `None` when Envoy has no such stat.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let stats = self.admin_get("/stats").ok()?.text();
+        stats.lines().find_map(|line| {
+            let (key, value) = line.split_once(": ")?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        })
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("envoy.log")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- envoy log ({}) ---\n{}", self.dir.display(), self.log());
+        }
+        if let Some(name) = &self.container {
+            let _ = Command::new("docker").args(["rm", "-f", name]).output();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The command that runs Envoy: the pinned binary, or `docker run` when
+/// `TOLLGATE_ENVOY_IMAGE` is set (host network; the temp dir and the wasm
+/// folder mounted at the same paths so the bootstrap's paths hold).
+fn launcher(dir: &Path, n: usize) -> (Command, Option<String>) {
+    match std::env::var("TOLLGATE_ENVOY_IMAGE") {
+        Ok(image) if !image.is_empty() => {
+            let name = format!("tollgate-envoy-{}-{n}", std::process::id());
+            let wasm = paths::wasm_dir();
+            let mut command = Command::new("docker");
+            command
+                .args(["run", "--rm", "--name", &name, "--network", "host"])
+                .arg("-v")
+                .arg(format!("{0}:{0}", dir.display()))
+                .arg("-v")
+                .arg(format!("{0}:{0}:ro", wasm.display()))
+                .arg(image)
+                .arg("envoy");
+            (command, Some(name))
+        }
+        _ => (Command::new(paths::envoy_binary()), None),
+    }
+}
+
+fn read_addr(path: &Path) -> Option<SocketAddr> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}

