@@ -155,6 +155,20 @@ impl Envoy {
         })
     }
 
+    /// Sum of the stats whose names pass `wanted`.
+    pub fn stat_where(&self, wanted: impl Fn(&str) -> bool) -> u64 {
+        let stats = self
+            .admin_get("/stats")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        stats
+            .lines()
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(key, _)| wanted(key))
+            .filter_map(|(_, value)| value.trim().parse::<u64>().ok())
+            .sum()
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }

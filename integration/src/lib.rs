@@ -2,6 +2,10 @@
 //! chosen at run time, every process is stopped by PID (also when a test
 //! panics), and readiness is polled, never slept on.
 
+// A test harness: a fixture that cannot start must fail the test loudly, and
+// serde_json's `Index` yields `Null` for a missing key instead of panicking.
+#![allow(clippy::panic, clippy::indexing_slicing)]
+
 pub mod bootstrap;
 pub mod echo;
 pub mod envoy;

@@ -1,7 +1,7 @@
 //! Where the built artefacts and the pinned Envoy are. A missing artefact is
 //! an error that names the command making it, never a skipped test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const ENVOY_VERSION: &str = "1.40.0";
 
@@ -16,7 +16,7 @@ pub fn repo_root() -> PathBuf {
 pub fn envoy_binary() -> PathBuf {
     std::env::var_os("TOLLGATE_ENVOY")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cached_envoy())
+        .unwrap_or_else(cached_envoy)
 }
 
 pub fn cached_envoy() -> PathBuf {
@@ -41,7 +41,7 @@ pub fn state_setter_wasm() -> PathBuf {
 }
 
 /// Fails with the command that builds what is missing.
-pub fn require(path: &PathBuf, how: &str) -> Result<(), String> {
+pub fn require(path: &Path, how: &str) -> Result<(), String> {
     if path.exists() {
         Ok(())
     } else {

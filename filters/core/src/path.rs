@@ -56,10 +56,10 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 fn push_escaped(out: &mut String, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let hex = |n: u8| char::from_digit(u32::from(n), 16).map_or('0', |c| c.to_ascii_uppercase());
     out.push('%');
-    out.push(char::from(HEX[usize::from(b >> 4)]));
-    out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    out.push(hex(b >> 4));
+    out.push(hex(b & 0x0f));
 }
 
 fn decode_unreserved(raw: &[u8]) -> String {

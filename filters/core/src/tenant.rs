@@ -279,7 +279,7 @@ fn resolve<'p>(
         return Err(TenantDenial::Suspended);
     }
     if let Some(allowed) = &tenant.routes {
-        if !allowed.iter().any(|r| *r == route.name) {
+        if !allowed.contains(&route.name) {
             return Err(TenantDenial::RouteForbidden);
         }
     }

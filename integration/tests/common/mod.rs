@@ -1,0 +1,86 @@
+//! Fixtures shared by the integration tests.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter, Response};
+
+/// Fails (never skips) when an artefact is missing, naming the command.
+pub fn require_artefacts() {
+    for (path, how) in [
+        (paths::module_wasm(), "cargo xtask build"),
+        (paths::state_setter_wasm(), "cargo xtask build"),
+        (paths::envoy_binary(), "cargo xtask setup"),
+    ] {
+        if let Err(e) = paths::require(&path, how) {
+            panic!("{e}");
+        }
+    }
+}
+
+/// The tenant filter alone, or behind the test filter that writes
+/// `tollgate.tenant` to filter state as the jwt filter will.
+pub fn start(policy: &Value, with_state_setter: bool) -> (Echo, Envoy) {
+    require_artefacts();
+    let echo = Echo::start();
+    let mut bootstrap = Bootstrap::new(echo.port());
+    if with_state_setter {
+        bootstrap = bootstrap.filter(Filter {
+            name: "state-setter".into(),
+            root_id: String::new(),
+            wasm: paths::state_setter_wasm().display().to_string(),
+            config: String::new(),
+        });
+    }
+    bootstrap = bootstrap.filter(Filter::tollgate(
+        "tollgate.tenant",
+        &paths::module_wasm(),
+        policy,
+    ));
+    let envoy = Envoy::start(&bootstrap.to_json());
+    (echo, envoy)
+}
+
+/// A policy covering every tenant outcome.
+pub fn tenant_policy() -> Value {
+    json!({
+        "version": 1,
+        "realm": "tollgate-test",
+        "routes": [
+            {"name": "datahub", "match": {"prefix": "/api/datahub"}, "tenant": {"required": true}},
+            {"name": "trino", "match": {"prefix": "/api/trino"}, "tenant": {"required": true, "missing_status": 401}},
+            {"name": "superset", "match": {"prefix": "/api/superset"}, "tenant": {"required": true, "mode": "shadow"}},
+            {"name": "open", "match": {"prefix": "/open"}},
+        ],
+        "tenants": [
+            {"id": "STD-001", "tier": "premium"},
+            {"id": "NED-001", "tier": "standard", "routes": ["datahub", "open"]},
+            {"id": "OLD-001", "status": "suspended"},
+        ],
+        "tenant": {
+            "sources": ["claim", "header", "host", "path"],
+            "host": "{tenant}.tenants.example.com",
+            "path_prefix": "/t/{tenant}",
+        },
+    })
+}
+
+/// Every value of a header the echo upstream received.
+pub fn upstream_values(response: &Response, name: &str) -> Vec<String> {
+    response.json()["headers"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|h| h[0] == name)
+                .filter_map(|h| h[1].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn counter(envoy: &Envoy, name: &str) -> u64 {
+    let stat = format!("wasmcustom.tollgate.tenant.{name}");
+    match envoy.stat(&stat) {
+        Some(value) => value,
+        None => panic!("Envoy has no stat {stat}"),
+    }
+}

@@ -1,0 +1,84 @@
+//! Bad configuration: Envoy refuses the filter and the log names each field.
+
+#![allow(clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{require_artefacts, tenant_policy};
+use serde_json::{json, Value};
+use tollgate_integration::envoy::StartFailure;
+use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter};
+
+fn refused(root_id: &str, policy: &Value) -> StartFailure {
+    require_artefacts();
+    let echo = Echo::start();
+    let bootstrap = Bootstrap::new(echo.port()).filter(Filter::tollgate(
+        root_id,
+        &paths::module_wasm(),
+        policy,
+    ));
+    match Envoy::try_start(&bootstrap.to_json()) {
+        Ok(envoy) => panic!("Envoy started with a bad filter config\n{}", envoy.log()),
+        Err(failure) => failure,
+    }
+}
+
+#[test]
+fn a_bad_policy_is_refused_with_every_field_named() {
+    let mut policy = tenant_policy();
+    policy["routes"][0]["match"] = json!({"prefix": "api/datahub"});
+    policy["tenants"][1]["status"] = json!("paused");
+    policy["tenant"]["hedaer"] = json!("x-tenant");
+    let failure = refused("tollgate.tenant", &policy);
+    assert!(failure.reason.contains("exited"), "{}", failure.reason);
+    let line = failure
+        .log
+        .lines()
+        .find(|l| l.contains("tollgate.tenant rejected its configuration"))
+        .unwrap_or_else(|| panic!("no rejection line in\n{}", failure.log));
+    for expected in [
+        "3 error(s)",
+        "routes[0].match.prefix: 'api/datahub' must start with '/'",
+        "tenants[1].status: unknown variant `paused`",
+        "tenant.hedaer: unknown field",
+    ] {
+        assert!(line.contains(expected), "{expected:?} not in {line}");
+    }
+    assert!(
+        failure
+            .log
+            .contains("Plugin tollgate.tenant failed to load"),
+        "{}",
+        failure.log
+    );
+}
+
+#[test]
+fn a_policy_that_is_not_json_is_refused() {
+    require_artefacts();
+    let echo = Echo::start();
+    let mut filter = Filter::tollgate("tollgate.tenant", &paths::module_wasm(), &json!({}));
+    filter.config = "version: 1\nroutes: []".into();
+    let bootstrap = Bootstrap::new(echo.port()).filter(filter);
+    let failure = match Envoy::try_start(&bootstrap.to_json()) {
+        Ok(envoy) => panic!("Envoy started with a YAML config\n{}", envoy.log()),
+        Err(failure) => failure,
+    };
+    assert!(
+        failure
+            .log
+            .contains("rejected its configuration: 1 error(s) in policy: not valid JSON"),
+        "{}",
+        failure.log
+    );
+}
+
+#[test]
+fn an_unknown_root_id_is_refused() {
+    let failure = refused("tollgate.nope", &tenant_policy());
+    assert!(
+        failure.log.contains("unknown root_id 'tollgate.nope'"),
+        "{}",
+        failure.log
+    );
+}
