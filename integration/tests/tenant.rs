@@ -132,6 +132,14 @@ fn every_denial_has_its_status_reason_and_body() {
         );
     }
     assert_eq!(counter(&envoy, "allowed"), 0);
+    let prometheus = envoy
+        .admin_get("/stats/prometheus")
+        .map(|r| r.text())
+        .unwrap_or_default();
+    assert!(
+        prometheus.contains("tollgate_tenant_denied{reason=\"tenant_mismatch\"} 3"),
+        "reason tag missing from Prometheus output:\n{prometheus}"
+    );
 }
 
 #[test]
