@@ -338,26 +338,21 @@ impl<'p> TenantDecision<'p> {
         }
     }
 
-    /// Request-header edits, applied in order: `None` removes every copy.
-    /// Client-sent routing headers never reach the application: on allow
-    /// both are removed and then set from the decision. In shadow mode a
-    /// denied request keeps its tenant header (the application still relies
-    /// on it during rollout) but never a client-sent tier.
+    /// Request-header edits, applied in order: `Some` replaces every copy
+    /// (Envoy's replace drops all client-sent values), `None` removes them.
+    /// Client-sent routing headers never reach the application. In shadow
+    /// mode a denied request keeps its tenant header (the application still
+    /// relies on it during rollout) but never a client-sent tier.
     pub fn header_edits(&self, config: &'p TenantConfig) -> Vec<(&'p str, Option<&'p str>)> {
+        let (header, tier) = (config.header.as_str(), config.tier_header.as_str());
         match (self.action(), self.verdict) {
-            (Action::Allow, Ok(resolved)) => {
-                let mut edits = vec![
-                    (config.header.as_str(), None),
-                    (config.tier_header.as_str(), None),
-                ];
-                if let Some(r) = resolved {
-                    edits.push((config.header.as_str(), Some(r.tenant.id.as_str())));
-                    edits.push((config.tier_header.as_str(), Some(r.tenant.tier.as_str())));
-                }
-                edits
-            }
-            (Action::ShadowDeny(_), _) => vec![(config.tier_header.as_str(), None)],
-            _ => Vec::new(),
+            (Action::Allow, Ok(Some(r))) => vec![
+                (header, Some(r.tenant.id.as_str())),
+                (tier, Some(r.tenant.tier.as_str())),
+            ],
+            (Action::Allow, _) => vec![(header, None), (tier, None)],
+            (Action::ShadowDeny(_), _) => vec![(tier, None)],
+            (Action::Deny(_), _) => Vec::new(),
         }
     }
 
