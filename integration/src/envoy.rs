@@ -40,10 +40,7 @@ impl Envoy {
     pub fn start(bootstrap: &Value) -> Envoy {
         match Envoy::try_start(bootstrap) {
             Ok(envoy) => envoy,
-            Err(f) => panic!(
-                "Envoy did not start: {}\n--- envoy log ---\n{}",
-                f.reason, f.log
-            ),
+            Err(f) => panic!("Envoy did not start: {}\n--- envoy log ---\n{}", f.reason, f.log),
         }
     }
 
@@ -56,10 +53,8 @@ impl Envoy {
         };
         fs::create_dir_all(&dir).map_err(|e| fail(format!("temp dir: {e}")))?;
         let config = dir.join("bootstrap.json");
-        fs::write(&config, bootstrap.to_string())
-            .map_err(|e| fail(format!("write bootstrap: {e}")))?;
-        let log =
-            File::create(dir.join("envoy.log")).map_err(|e| fail(format!("log file: {e}")))?;
+        fs::write(&config, bootstrap.to_string()).map_err(|e| fail(format!("write bootstrap: {e}")))?;
+        let log = File::create(dir.join("envoy.log")).map_err(|e| fail(format!("log file: {e}")))?;
         let log_err = log.try_clone().map_err(|e| fail(e.to_string()))?;
         let (mut command, container) = launcher(&dir, n);
         // Relative paths in a bootstrap (the demo's wasm) are from the repo root.
@@ -74,9 +69,7 @@ impl Envoy {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
-        let child = command
-            .spawn()
-            .map_err(|e| fail(format!("spawn envoy: {e}")))?;
+        let child = command.spawn().map_err(|e| fail(format!("spawn envoy: {e}")))?;
         let mut envoy = Envoy {
             child,
             container,
@@ -157,10 +150,7 @@ impl Envoy {
 
     /// Sum of the stats whose names pass `wanted`.
     pub fn stat_where(&self, wanted: impl Fn(&str) -> bool) -> u64 {
-        let stats = self
-            .admin_get("/stats")
-            .map(|r| r.text())
-            .unwrap_or_default();
+        let stats = self.admin_get("/stats").map(|r| r.text()).unwrap_or_default();
         stats
             .lines()
             .filter_map(|line| line.split_once(": "))

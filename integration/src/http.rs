@@ -42,17 +42,10 @@ impl Request {
     }
 
     pub fn send(&self, addr: SocketAddr) -> Result<Response, String> {
-        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .map_err(|e| e.to_string())?;
+        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
-        if !self
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("host"))
-        {
+        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             out.extend_from_slice(b"host: api.example.com\r\n");
         }
         for (name, value) in &self.headers {
@@ -61,13 +54,7 @@ impl Request {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(
-            format!(
-                "content-length: {}\r\nconnection: close\r\n\r\n",
-                self.body.len()
-            )
-            .as_bytes(),
-        );
+        out.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", self.body.len()).as_bytes());
         out.extend_from_slice(&self.body);
         stream.write_all(&out).map_err(|e| format!("write: {e}"))?;
         let mut reader = BufReader::new(stream);
@@ -78,11 +65,7 @@ impl Request {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("bad status line {status_line:?}"))?;
         let body = read_body(&mut reader, &headers, true)?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 }
 
@@ -121,9 +104,7 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<(String, Vec<(String, Stri
     let mut total = 0;
     loop {
         let mut line = Vec::new();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("read: {e}"))?;
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| format!("read: {e}"))?;
         total += n;
         if n == 0 || total > 64 * 1024 {
             return Err("connection closed or head too large".into());
@@ -140,11 +121,7 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<(String, Vec<(String, Stri
 }
 
 /// Reads a body by content-length, chunked encoding, or (responses) to EOF.
-pub fn read_body(
-    reader: &mut impl BufRead,
-    headers: &[(String, String)],
-    to_eof: bool,
-) -> Result<Vec<u8>, String> {
+pub fn read_body(reader: &mut impl BufRead, headers: &[(String, String)], to_eof: bool) -> Result<Vec<u8>, String> {
     if header(headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         return read_chunked(reader);
     }
@@ -152,9 +129,7 @@ pub fn read_body(
     match header(headers, "content-length").and_then(|v| v.parse::<usize>().ok()) {
         Some(len) if len <= MAX_BODY => {
             body.resize(len, 0);
-            reader
-                .read_exact(&mut body)
-                .map_err(|e| format!("body: {e}"))?;
+            reader.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
         }
         Some(len) => return Err(format!("body of {len} bytes is over the limit")),
         None if to_eof => {
@@ -172,9 +147,7 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
         let mut size_line = String::new();
-        reader
-            .read_line(&mut size_line)
-            .map_err(|e| format!("chunk: {e}"))?;
+        reader.read_line(&mut size_line).map_err(|e| format!("chunk: {e}"))?;
         let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
             .map_err(|e| format!("chunk size {size_line:?}: {e}"))?;
         if size == 0 {

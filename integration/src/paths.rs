@@ -20,10 +20,7 @@ pub fn envoy_binary() -> PathBuf {
 }
 
 pub fn cached_envoy() -> PathBuf {
-    repo_root()
-        .join(".cache/envoy")
-        .join(ENVOY_VERSION)
-        .join("envoy")
+    repo_root().join(".cache/envoy").join(ENVOY_VERSION).join("envoy")
 }
 
 pub fn wasm_dir() -> PathBuf {

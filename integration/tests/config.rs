@@ -12,11 +12,7 @@ use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter};
 fn refused(root_id: &str, policy: &Value) -> StartFailure {
     require_artefacts();
     let echo = Echo::start();
-    let bootstrap = Bootstrap::new(echo.port()).filter(Filter::tollgate(
-        root_id,
-        &paths::module_wasm(),
-        policy,
-    ));
+    let bootstrap = Bootstrap::new(echo.port()).filter(Filter::tollgate(root_id, &paths::module_wasm(), policy));
     match Envoy::try_start(&bootstrap.to_json()) {
         Ok(envoy) => panic!("Envoy started with a bad filter config\n{}", envoy.log()),
         Err(failure) => failure,
@@ -45,9 +41,7 @@ fn a_bad_policy_is_refused_with_every_field_named() {
         assert!(line.contains(expected), "{expected:?} not in {line}");
     }
     assert!(
-        failure
-            .log
-            .contains("Plugin tollgate.tenant failed to load"),
+        failure.log.contains("Plugin tollgate.tenant failed to load"),
         "{}",
         failure.log
     );

@@ -29,30 +29,15 @@ fn every_denial_has_its_status_reason_and_body() {
     let cases: &[Case] = &[
         ("/api/datahub", &[], 400, "tenant_required"),
         ("/api/trino", &[], 401, "tenant_required"),
-        (
-            "/api/datahub",
-            &[("x-tenant-id", "GLOBEX")],
-            403,
-            "tenant_unknown",
-        ),
-        (
-            "/api/datahub",
-            &[("x-tenant-id", "OLD-001")],
-            403,
-            "tenant_suspended",
-        ),
+        ("/api/datahub", &[("x-tenant-id", "GLOBEX")], 403, "tenant_unknown"),
+        ("/api/datahub", &[("x-tenant-id", "OLD-001")], 403, "tenant_suspended"),
         (
             "/api/trino",
             &[("x-tenant-id", "NED-001")],
             403,
             "tenant_route_forbidden",
         ),
-        (
-            "/api/datahub",
-            &[("x-tenant-id", "no spaces")],
-            400,
-            "tenant_invalid",
-        ),
+        ("/api/datahub", &[("x-tenant-id", "no spaces")], 400, "tenant_invalid"),
         (
             "/api/datahub",
             &[("x-tenant-id", &"A".repeat(65))],
@@ -67,10 +52,7 @@ fn every_denial_has_its_status_reason_and_body() {
         ),
         (
             "/api/datahub",
-            &[
-                ("host", "std-001.tenants.example.com"),
-                ("x-tenant-id", "NED-001"),
-            ],
+            &[("host", "std-001.tenants.example.com"), ("x-tenant-id", "NED-001")],
             403,
             "tenant_mismatch",
         ),
@@ -83,10 +65,11 @@ fn every_denial_has_its_status_reason_and_body() {
     ];
     for (i, (path, headers, status, reason)) in cases.iter().enumerate() {
         let request_id = format!("req-{i}");
-        let request = headers.iter().fold(
-            Request::get(path).header("x-request-id", &request_id),
-            |r, (k, v)| r.header(k, v),
-        );
+        let request = headers
+            .iter()
+            .fold(Request::get(path).header("x-request-id", &request_id), |r, (k, v)| {
+                r.header(k, v)
+            });
         let response = envoy.send(&request);
         assert_eq!(
             response.status,
@@ -101,18 +84,10 @@ fn every_denial_has_its_status_reason_and_body() {
             body["error"].as_str().is_some_and(|e| !e.is_empty()),
             "case {i}: {body}"
         );
-        assert_eq!(
-            response.header("content-type"),
-            Some("application/json"),
-            "case {i}"
-        );
+        assert_eq!(response.header("content-type"), Some("application/json"), "case {i}");
         let challenge = response.header("www-authenticate");
         if *status == 401 {
-            assert_eq!(
-                challenge,
-                Some("Bearer realm=\"tollgate-test\""),
-                "case {i}"
-            );
+            assert_eq!(challenge, Some("Bearer realm=\"tollgate-test\""), "case {i}");
         } else {
             assert_eq!(challenge, None, "case {i}");
         }
@@ -125,11 +100,7 @@ fn every_denial_has_its_status_reason_and_body() {
         ("tenant_invalid", 2),
         ("tenant_mismatch", 3),
     ] {
-        assert_eq!(
-            counter(&envoy, &format!("denied.{reason}")),
-            count,
-            "{reason}"
-        );
+        assert_eq!(counter(&envoy, &format!("denied.{reason}")), count, "{reason}");
     }
     assert_eq!(counter(&envoy, "allowed"), 0);
     let prometheus = envoy
@@ -177,22 +148,16 @@ fn path_tricks_cannot_dodge_a_route_rule() {
     ] {
         let response = envoy.send(&Request::get(path).header("x-tenant-id", "NED-001"));
         assert_eq!(response.status, 403, "{path}: {}", response.text());
-        assert_eq!(
-            response.json()["reason"],
-            "tenant_route_forbidden",
-            "{path}"
-        );
+        assert_eq!(response.json()["reason"], "tenant_route_forbidden", "{path}");
     }
-    let allowed =
-        envoy.send(&Request::get("/api/datahub/trino/../x").header("x-tenant-id", "NED-001"));
+    let allowed = envoy.send(&Request::get("/api/datahub/trino/../x").header("x-tenant-id", "NED-001"));
     assert_eq!(allowed.status, 200, "{}", allowed.text());
 }
 
 #[test]
 fn verified_tenant_in_filter_state_is_a_source() {
     let (_echo, envoy) = start(&tenant_policy(), true);
-    let response =
-        envoy.send(&Request::get("/api/datahub").header("x-test-verified-tenant", "STD-001"));
+    let response = envoy.send(&Request::get("/api/datahub").header("x-test-verified-tenant", "STD-001"));
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(upstream_values(&response, "x-tenant-id"), ["STD-001"]);
     assert_eq!(upstream_values(&response, "x-tenant-tier"), ["premium"]);
@@ -217,8 +182,7 @@ fn verified_tenant_in_filter_state_is_a_source() {
 #[test]
 fn host_and_path_sources() {
     let (_echo, envoy) = start(&tenant_policy(), false);
-    let by_host = envoy
-        .send(&Request::get("/api/datahub").header("host", "Std-001.tenants.example.com:8080"));
+    let by_host = envoy.send(&Request::get("/api/datahub").header("host", "Std-001.tenants.example.com:8080"));
     assert_eq!(by_host.status, 200, "{}", by_host.text());
     assert_eq!(upstream_values(&by_host, "x-tenant-id"), ["STD-001"]);
     let by_path = envoy.send(&Request::get("/t/NED-001/api/datahub/entities"));
@@ -261,12 +225,8 @@ fn both_workers_run_the_filter() {
     assert_eq!(counter(&envoy, "allowed"), requests);
     for worker in 0..2 {
         let suffix = format!(".worker_{worker}.downstream_cx_total");
-        let served = envoy
-            .stat_where(|name| name.starts_with("listener.127.0.0.1_") && name.ends_with(&suffix));
-        assert!(
-            served > 0,
-            "worker {worker} took no connection out of {requests}"
-        );
+        let served = envoy.stat_where(|name| name.starts_with("listener.127.0.0.1_") && name.ends_with(&suffix));
+        assert!(served > 0, "worker {worker} took no connection out of {requests}");
     }
 }
 

@@ -9,18 +9,9 @@ use tollgate_integration::paths;
 
 pub fn run_all() -> Result<(), String> {
     step("setup", setup::all)?;
-    step("fmt", || {
-        run(cargo().args(["fmt", "--all", "--", "--check"]))
-    })?;
+    step("fmt", || run(cargo().args(["fmt", "--all", "--", "--check"])))?;
     step("clippy", || {
-        run(cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
     step("clippy (wasm32-wasip1)", || {
         run(cargo().args([
@@ -40,13 +31,7 @@ pub fn run_all() -> Result<(), String> {
         run(cargo().args(["test", "--workspace", "--exclude", "tollgate-integration"]))
     })?;
     step("core tests in wasm32 (wasm-bindgen-test, Node)", || {
-        run(cargo().args([
-            "test",
-            "-p",
-            "tollgate-core",
-            "--target",
-            "wasm32-unknown-unknown",
-        ]))
+        run(cargo().args(["test", "-p", "tollgate-core", "--target", "wasm32-unknown-unknown"]))
     })?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("rendered files up to date", || render::run(&["--check"]))?;

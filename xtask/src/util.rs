@@ -21,11 +21,7 @@ pub fn run(command: &mut Command) -> Result<(), String> {
 
 /// Output of a command that is only asked something; `None` if it fails.
 pub fn ask(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(root())
-        .output()
-        .ok()?;
+    let out = Command::new(program).args(args).current_dir(root()).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())

@@ -14,10 +14,7 @@ pub const MAX_PATH_LEN: usize = 8192;
 /// - `.` and `..` segments removed (RFC 3986 section 5.2.4), never above `/`.
 pub fn normalize(raw: &[u8]) -> String {
     let raw = raw.get(..raw.len().min(MAX_PATH_LEN)).unwrap_or(raw);
-    let end = raw
-        .iter()
-        .position(|b| *b == b'?' || *b == b'#')
-        .unwrap_or(raw.len());
+    let end = raw.iter().position(|b| *b == b'?' || *b == b'#').unwrap_or(raw.len());
     let decoded = decode_unreserved(raw.get(..end).unwrap_or_default());
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
@@ -50,9 +47,7 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 fn hex_value(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 fn push_escaped(out: &mut String, b: u8) {

@@ -87,9 +87,9 @@ impl RouteMatch {
             .iter()
             .filter_map(|h| match h {
                 HostMatch::Exact(name) => (name == host).then_some((2, name.len())),
-                HostMatch::Suffix(suffix) => (host.len() > suffix.len()
-                    && host.ends_with(suffix.as_str()))
-                .then_some((1, suffix.len())),
+                HostMatch::Suffix(suffix) => {
+                    (host.len() > suffix.len() && host.ends_with(suffix.as_str())).then_some((1, suffix.len()))
+                }
             })
             .max()
     }
@@ -102,9 +102,7 @@ impl PathMatch {
             PathMatch::Any => Some((0, 0)),
             PathMatch::Exact(p) => (p == path).then_some((3, p.len())),
             PathMatch::Prefix(p) => prefix_matches(p, path).then_some((1, p.len())),
-            PathMatch::Template(segments) => {
-                template_matches(segments, path).then(|| (2, literal_len(segments)))
-            }
+            PathMatch::Template(segments) => template_matches(segments, path).then(|| (2, literal_len(segments))),
         }
     }
 }
@@ -161,11 +159,7 @@ pub fn parse_template(template: &str) -> Result<Vec<TemplateSegment>, String> {
             "**" if i == last => TemplateSegment::Rest,
             "**" => return Err("'**' may only be the last segment".into()),
             "*" => TemplateSegment::One,
-            p if p.contains('*') => {
-                return Err(format!(
-                    "segment '{p}' mixes '*' with text; use a whole '*' segment"
-                ))
-            }
+            p if p.contains('*') => return Err(format!("segment '{p}' mixes '*' with text; use a whole '*' segment")),
             "" => return Err("empty segment".into()),
             p => TemplateSegment::Literal(p.to_string()),
         });

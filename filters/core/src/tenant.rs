@@ -46,16 +46,9 @@ impl TenantConfig {
             }
         }
         let header = header_name(&doc.header, "x-tenant-id", &join(path, "header"), errors);
-        let tier_header = header_name(
-            &doc.tier_header,
-            "x-tenant-tier",
-            &join(path, "tier_header"),
-            errors,
-        );
+        let tier_header = header_name(&doc.tier_header, "x-tenant-tier", &join(path, "tier_header"), errors);
         let host = doc.host.as_deref().and_then(|h| match split_pattern(h) {
-            Some((before, after))
-                if !after.is_empty() && !after.contains('{') && !before.contains('{') =>
-            {
+            Some((before, after)) if !after.is_empty() && !after.contains('{') && !before.contains('{') => {
                 Some((before.to_ascii_lowercase(), after.to_ascii_lowercase()))
             }
             _ => {
@@ -66,33 +59,23 @@ impl TenantConfig {
                 None
             }
         });
-        let path_prefix = doc
-            .path_prefix
-            .as_deref()
-            .and_then(|p| match split_pattern(p) {
-                Some((before, ""))
-                    if before.starts_with('/')
-                        && before.ends_with('/')
-                        && !before.contains('{') =>
-                {
-                    Some(before.to_string())
-                }
-                _ => {
-                    errors.push(
-                        join(path, "path_prefix"),
-                        format!("'{p}' must look like '/t/{{tenant}}'"),
-                    );
-                    None
-                }
-            });
+        let path_prefix = doc.path_prefix.as_deref().and_then(|p| match split_pattern(p) {
+            Some((before, "")) if before.starts_with('/') && before.ends_with('/') && !before.contains('{') => {
+                Some(before.to_string())
+            }
+            _ => {
+                errors.push(
+                    join(path, "path_prefix"),
+                    format!("'{p}' must look like '/t/{{tenant}}'"),
+                );
+                None
+            }
+        });
         if sources.contains(&TenantSource::Host) && doc.host.is_none() {
             errors.push(join(path, "host"), "required when sources lists host");
         }
         if sources.contains(&TenantSource::Path) && doc.path_prefix.is_none() {
-            errors.push(
-                join(path, "path_prefix"),
-                "required when sources lists path",
-            );
+            errors.push(join(path, "path_prefix"), "required when sources lists path");
         }
         let max_id_length = doc.max_id_length.unwrap_or(DEFAULT_MAX_ID_LENGTH);
         if !(1..=MAX_ID_LENGTH_LIMIT).contains(&max_id_length) {
@@ -116,10 +99,7 @@ impl TenantConfig {
         if id.is_empty() || id.len() > self.max_id_length {
             return Err(format!("must be 1 to {} characters", self.max_id_length));
         }
-        if !id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-        {
+        if !id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')) {
             return Err("may hold only letters, digits, '-' and '_'".into());
         }
         Ok(())
@@ -139,9 +119,7 @@ impl TenantConfig {
     /// `acme.example.com` -> `acme` when the host pattern is `{tenant}.example.com`.
     pub fn from_host<'h>(&self, host: &'h str) -> Option<&'h str> {
         let (before, after) = self.host.as_ref()?;
-        let id = host
-            .strip_prefix(before.as_str())?
-            .strip_suffix(after.as_str())?;
+        let id = host.strip_prefix(before.as_str())?.strip_suffix(after.as_str())?;
         (!id.is_empty() && !id.contains('.')).then_some(id)
     }
 }
@@ -151,12 +129,7 @@ fn split_pattern(p: &str) -> Option<(&str, &str)> {
     (!after.contains("{tenant}")).then_some((before, after))
 }
 
-fn header_name(
-    given: &Option<String>,
-    default: &str,
-    path: &str,
-    errors: &mut PolicyErrors,
-) -> String {
+fn header_name(given: &Option<String>, default: &str, path: &str, errors: &mut PolicyErrors) -> String {
     let name = given.clone().unwrap_or_else(|| default.to_string());
     if name.is_empty()
         || !name
@@ -202,16 +175,10 @@ impl TenantDenial {
         let (status, reason, message) = match self {
             TenantDenial::Invalid => (400, "tenant_invalid", "tenant id is malformed"),
             TenantDenial::Mismatch => (403, "tenant_mismatch", "tenant sources disagree"),
-            TenantDenial::Required { status } => {
-                (status, "tenant_required", "this route requires a tenant")
-            }
+            TenantDenial::Required { status } => (status, "tenant_required", "this route requires a tenant"),
             TenantDenial::Unknown => (403, "tenant_unknown", "tenant is not known"),
             TenantDenial::Suspended => (403, "tenant_suspended", "tenant is suspended"),
-            TenantDenial::RouteForbidden => (
-                403,
-                "tenant_route_forbidden",
-                "tenant may not use this route",
-            ),
+            TenantDenial::RouteForbidden => (403, "tenant_route_forbidden", "tenant may not use this route"),
         };
         Denial {
             status,
@@ -257,9 +224,7 @@ fn resolve<'p>(
             config.check_id(value).map_err(|_| TenantDenial::Invalid)?;
             match first {
                 None => first = Some((source, value)),
-                Some((_, seen)) if !seen.eq_ignore_ascii_case(value) => {
-                    return Err(TenantDenial::Mismatch)
-                }
+                Some((_, seen)) if !seen.eq_ignore_ascii_case(value) => return Err(TenantDenial::Mismatch),
                 Some(_) => {}
             }
         }
@@ -286,19 +251,11 @@ fn resolve<'p>(
     Ok(Some(Resolved { tenant, source }))
 }
 
-fn candidates<'a>(
-    config: &TenantConfig,
-    source: TenantSource,
-    req: &TenantRequest<'a>,
-) -> Vec<&'a [u8]> {
+fn candidates<'a>(config: &TenantConfig, source: TenantSource, req: &TenantRequest<'a>) -> Vec<&'a [u8]> {
     match source {
         TenantSource::Claim => req.claim.into_iter().collect(),
         TenantSource::Header => req.header_values.to_vec(),
-        TenantSource::Host => config
-            .from_host(req.head.host)
-            .map(str::as_bytes)
-            .into_iter()
-            .collect(),
+        TenantSource::Host => config.from_host(req.head.host).map(str::as_bytes).into_iter().collect(),
         TenantSource::Path => config
             .split_path(req.head.path)
             .map(|(id, _)| id.as_bytes())
@@ -425,10 +382,7 @@ fn metric_for(denial: TenantDenial, mode: Mode) -> &'static str {
         .position(|d| std::mem::discriminant(d) == std::mem::discriminant(&denial))
         .unwrap_or(0);
     let offset = if mode == Mode::Enforce { 2 } else { 8 };
-    METRICS
-        .get(offset + i)
-        .copied()
-        .unwrap_or("tollgate.tenant.allowed")
+    METRICS.get(offset + i).copied().unwrap_or("tollgate.tenant.allowed")
 }
 
 #[cfg(test)]

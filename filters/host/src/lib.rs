@@ -16,10 +16,7 @@ pub fn request_headers() -> Headers {
 
 /// First value of a header (names are lower-case in Envoy).
 pub fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
 }
 
 /// Every value of a header, in order.
@@ -34,11 +31,7 @@ pub fn all<'h>(headers: &'h Headers, name: &str) -> Vec<&'h [u8]> {
 /// Applies header edits in order: `None` removes every copy, `Some` replaces.
 pub fn edit_request_headers(context_id: u32, edits: &[(&str, Option<&str>)]) {
     for (name, value) in edits {
-        let result = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            name,
-            value.map(str::as_bytes),
-        );
+        let result = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value.map(str::as_bytes));
         if let Err(status) = result {
             warn!("#{context_id} could not set header {name}: {status:?}");
         }
@@ -58,11 +51,7 @@ pub fn set_property(context_id: u32, path: &str, value: &[u8]) {
 
 /// Sends a local reply and returns the `Pause` Envoy expects after one.
 pub fn send_reply(context_id: u32, reply: &Reply) -> Action {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let status = u32::from(reply.status);
     if let Err(status) = hostcalls::send_http_response(status, headers, Some(&reply.body)) {
         warn!("#{context_id} could not send local reply: {status:?}");
@@ -89,15 +78,13 @@ impl Counters {
     pub fn define(names: &[&'static str]) -> Counters {
         let ids = names
             .iter()
-            .filter_map(
-                |name| match hostcalls::define_metric(MetricType::Counter, name) {
-                    Ok(id) => Some((*name, id)),
-                    Err(status) => {
-                        warn!("could not define metric {name}: {status:?}");
-                        None
-                    }
-                },
-            )
+            .filter_map(|name| match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => Some((*name, id)),
+                Err(status) => {
+                    warn!("could not define metric {name}: {status:?}");
+                    None
+                }
+            })
             .collect();
         Counters { ids }
     }

@@ -42,9 +42,7 @@ impl ModuleRoot {
             .unwrap_or_default();
         self.inner = filter_for(&root_id);
         if self.inner.is_none() {
-            error!(
-                "tollgate {VERSION}: unknown root_id '{root_id}'; this module holds {ROOT_IDS:?}"
-            );
+            error!("tollgate {VERSION}: unknown root_id '{root_id}'; this module holds {ROOT_IDS:?}");
         }
         self.inner.is_some()
     }
@@ -74,21 +72,12 @@ impl RootContext for ModuleRoot {
         if !self.select() {
             return false;
         }
-        info!(
-            "tollgate {VERSION} ({}) starting",
-            env!("TOLLGATE_GIT_HASH")
-        );
-        self.inner
-            .as_mut()
-            .is_some_and(|inner| inner.on_vm_start(size))
+        info!("tollgate {VERSION} ({}) starting", env!("TOLLGATE_GIT_HASH"));
+        self.inner.as_mut().is_some_and(|inner| inner.on_vm_start(size))
     }
 
     fn on_configure(&mut self, size: usize) -> bool {
-        self.select()
-            && self
-                .inner
-                .as_mut()
-                .is_some_and(|inner| inner.on_configure(size))
+        self.select() && self.inner.as_mut().is_some_and(|inner| inner.on_configure(size))
     }
 
     fn on_tick(&mut self) {
@@ -110,9 +99,7 @@ impl RootContext for ModuleRoot {
     }
 
     fn get_vm_configuration(&self) -> Option<Bytes> {
-        self.inner
-            .as_ref()
-            .and_then(|inner| inner.get_vm_configuration())
+        self.inner.as_ref().and_then(|inner| inner.get_vm_configuration())
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -71,10 +71,7 @@ impl HttpContext for TenantHttp {
         let headers = host::request_headers();
         let request_id = host::first(&headers, "x-request-id");
         let Some(policy) = self.policy.as_deref() else {
-            return host::send_reply(
-                self.context_id,
-                &reply::UNCONFIGURED.reply(request_id, "tollgate"),
-            );
+            return host::send_reply(self.context_id, &reply::UNCONFIGURED.reply(request_id, "tollgate"));
         };
         let method = String::from_utf8_lossy(host::first(&headers, ":method").unwrap_or_default());
         let path = path::normalize(host::first(&headers, ":path").unwrap_or(b"/"));

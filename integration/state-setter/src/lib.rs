@@ -18,8 +18,7 @@ impl Context for StateSetter {}
 
 impl HttpContext for StateSetter {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        if let Ok(Some(value)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, HEADER)
-        {
+        if let Ok(Some(value)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, HEADER) {
             let _ = hostcalls::set_property(vec!["tollgate.tenant"], Some(&value));
             let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, HEADER, None);
         }

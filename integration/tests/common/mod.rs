@@ -31,11 +31,7 @@ pub fn start(policy: &Value, with_state_setter: bool) -> (Echo, Envoy) {
             config: String::new(),
         });
     }
-    bootstrap = bootstrap.filter(Filter::tollgate(
-        "tollgate.tenant",
-        &paths::module_wasm(),
-        policy,
-    ));
+    bootstrap = bootstrap.filter(Filter::tollgate("tollgate.tenant", &paths::module_wasm(), policy));
     let envoy = Envoy::start(&bootstrap.to_json());
     (echo, envoy)
 }

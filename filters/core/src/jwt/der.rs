@@ -13,11 +13,7 @@ fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend_from_slice(&bytes);
     }
@@ -27,10 +23,7 @@ fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
 
 /// A DER INTEGER from unsigned big-endian bytes.
 fn integer(be: &[u8]) -> Vec<u8> {
-    let start = be
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(be.len().saturating_sub(1));
+    let start = be.iter().position(|b| *b != 0).unwrap_or(be.len().saturating_sub(1));
     let digits = be.get(start..).unwrap_or_default();
     let mut body = Vec::with_capacity(digits.len() + 1);
     if digits.first().is_none_or(|b| b & 0x80 != 0) {

@@ -143,10 +143,7 @@ impl KeySet {
     pub fn parse(json: &[u8]) -> Result<(KeySet, Vec<String>), String> {
         let doc: JwksDoc = serde_json::from_slice(json).map_err(|e| format!("not a JWKS: {e}"))?;
         if doc.keys.len() > MAX_KEYS {
-            return Err(format!(
-                "{} keys; at most {MAX_KEYS} are read",
-                doc.keys.len()
-            ));
+            return Err(format!("{} keys; at most {MAX_KEYS} are read", doc.keys.len()));
         }
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
@@ -222,15 +219,9 @@ fn parse_key(doc: JwkDoc) -> Result<Option<Key>, String> {
             sec1.extend_from_slice(&x);
             sec1.extend_from_slice(&y);
             let kind = if p384 {
-                KeyKind::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                        .map_err(|_| "point not on P-384")?,
-                )
+                KeyKind::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| "point not on P-384")?)
             } else {
-                KeyKind::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                        .map_err(|_| "point not on P-256")?,
-                )
+                KeyKind::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| "point not on P-256")?)
             };
             (kind, Some(der::ec_spki(p384, &sec1)))
         }
@@ -238,8 +229,7 @@ fn parse_key(doc: JwkDoc) -> Result<Option<Key>, String> {
             let x: [u8; 32] = b64("x", doc.x.as_ref())?
                 .try_into()
                 .map_err(|_| "Ed25519 key must be 32 bytes")?;
-            let key =
-                ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "not an Ed25519 point")?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "not an Ed25519 point")?;
             (KeyKind::Ed25519(key), None)
         }
         // Shared secrets come only from the policy, never from a JWKS.

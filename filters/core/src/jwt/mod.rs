@@ -1,10 +1,554 @@
 //! JWT verification: tokens, keys, signatures, claims and per-route rules.
+//! `decide` is the whole request-time path; the glue supplies the key sets
+//! (fetched JWKS), the host verifier and the per-worker caches.
 
+pub mod cache;
+pub mod claims;
+pub mod config;
 pub mod der;
 pub mod jwk;
 pub mod rsa;
 pub mod token;
 pub mod verify;
 
+use crate::policy::wire::{HeaderSourceDoc, Requirement};
+use crate::policy::{Policy, Route};
+use crate::reply::Denial;
+use crate::route::RequestHead;
+use crate::Mode;
+use cache::{Cache, TokenHash};
+use config::{Provider, TokenSource};
+use jwk::{Alg, KeySet};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::rc::Rc;
+use verify::HostVerifier;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtDenial {
+    Missing,
+    TooLarge,
+    Malformed,
+    AlgNotAllowed,
+    Expired,
+    NotYetValid,
+    ExpirationRequired,
+    LifetimeTooLong,
+    IssuerInvalid,
+    AudienceInvalid,
+    KeyUnknown,
+    SignatureInvalid,
+    InsufficientScope,
+    JwksUnavailable,
+}
+
+impl JwtDenial {
+    pub const ALL: [JwtDenial; 14] = [
+        JwtDenial::Missing,
+        JwtDenial::TooLarge,
+        JwtDenial::Malformed,
+        JwtDenial::AlgNotAllowed,
+        JwtDenial::Expired,
+        JwtDenial::NotYetValid,
+        JwtDenial::ExpirationRequired,
+        JwtDenial::LifetimeTooLong,
+        JwtDenial::IssuerInvalid,
+        JwtDenial::AudienceInvalid,
+        JwtDenial::KeyUnknown,
+        JwtDenial::SignatureInvalid,
+        JwtDenial::InsufficientScope,
+        JwtDenial::JwksUnavailable,
+    ];
+
+    pub fn denial(self) -> Denial {
+        let invalid = Some("invalid_token");
+        let (status, reason, message, bearer_error) = match self {
+            // RFC 6750 section 3.1: no error code when no credentials came.
+            JwtDenial::Missing => (401, "token_missing", "a bearer token is required", None),
+            JwtDenial::TooLarge => (401, "token_too_large", "the token is too large", invalid),
+            JwtDenial::Malformed => (401, "token_malformed", "the token is malformed", invalid),
+            JwtDenial::AlgNotAllowed => (
+                401,
+                "token_alg_not_allowed",
+                "the token algorithm is not allowed",
+                invalid,
+            ),
+            JwtDenial::Expired => (401, "token_expired", "the token has expired", invalid),
+            JwtDenial::NotYetValid => (401, "token_not_yet_valid", "the token is not valid yet", invalid),
+            JwtDenial::ExpirationRequired => (401, "token_exp_required", "the token has no expiration", invalid),
+            JwtDenial::LifetimeTooLong => (401, "token_lifetime_too_long", "the token lives too long", invalid),
+            JwtDenial::IssuerInvalid => (401, "token_issuer_invalid", "the token issuer is not accepted", invalid),
+            JwtDenial::AudienceInvalid => (
+                401,
+                "token_audience_invalid",
+                "the token audience is not accepted",
+                invalid,
+            ),
+            JwtDenial::KeyUnknown => (401, "token_key_unknown", "no key fits the token", invalid),
+            JwtDenial::SignatureInvalid => (
+                401,
+                "token_signature_invalid",
+                "the token signature is invalid",
+                invalid,
+            ),
+            JwtDenial::InsufficientScope => (
+                403,
+                "insufficient_scope",
+                "the token lacks a required claim",
+                Some("insufficient_scope"),
+            ),
+            JwtDenial::JwksUnavailable => (503, "jwks_unavailable", "signing keys are not available", None),
+        };
+        Denial {
+            status,
+            reason,
+            message,
+            bearer_error,
+        }
+    }
+}
+
+/// The keys a provider has right now.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    Ready {
+        set: Rc<KeySet>,
+        stale: bool,
+    },
+    /// A remote JWKS never fetched (or dropped after its stale TTL).
+    Unavailable,
+}
+
+/// Where the glue keeps fetched key sets.
+pub trait KeyStore {
+    fn keys(&self, provider: usize) -> Keys;
+}
+
+/// A verified token, as cached.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub provider: usize,
+    pub claims: Rc<Map<String, Value>>,
+}
+
+#[derive(Debug)]
+pub struct Caches {
+    pub verified: Cache<Identity>,
+    pub refused: Cache<JwtDenial>,
+}
+
+/// How long a refused token is remembered, in seconds.
+const REFUSED_TTL: u64 = 300;
+
+impl Caches {
+    pub fn new(policy: &Policy) -> Caches {
+        let jwt = &policy.jwt;
+        Caches {
+            verified: Cache::new(jwt.cache_entries, jwt.cache_bytes),
+            refused: Cache::new(jwt.cache_entries.min(256), jwt.cache_bytes / 4),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    None,
+    Hit,
+    Miss,
+}
+
+pub struct JwtRequest<'a> {
+    pub head: RequestHead<'a>,
+    /// The raw `:path`, for query-parameter tokens.
+    pub raw_path: &'a [u8],
+    pub headers: &'a [(String, Vec<u8>)],
+    /// Unix seconds.
+    pub now: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtDecision<'p> {
+    pub route: &'p Route,
+    pub verdict: Result<Option<Identity>, JwtDenial>,
+    /// The token's key was not in this provider's JWKS: a refetch may help.
+    pub refetch: Option<usize>,
+    pub stale_keys: bool,
+    pub cache: CacheUse,
+    /// The header the token came in, to remove when not forwarded.
+    pub token_header: Option<&'p str>,
+}
+
+pub fn decide<'p>(
+    policy: &'p Policy,
+    req: &JwtRequest<'_>,
+    keys: &dyn KeyStore,
+    host: &dyn HostVerifier,
+    caches: &mut Caches,
+) -> JwtDecision<'p> {
+    let route = policy.route(&req.head);
+    let mut decision = JwtDecision {
+        route,
+        verdict: Ok(None),
+        refetch: None,
+        stale_keys: false,
+        cache: CacheUse::None,
+        token_header: None,
+    };
+    let rj = &route.jwt;
+    if rj.requirement == Requirement::None {
+        return decision;
+    }
+    let Some((token, provider, source)) = find_token(policy, &rj.providers, req) else {
+        if rj.requirement == Requirement::Required {
+            decision.verdict = Err(JwtDenial::Missing);
+        }
+        return decision;
+    };
+    if let Some(TokenSource::Header { name, .. }) =
+        policy.jwt.providers.get(provider).and_then(|p| p.sources.get(source))
+    {
+        decision.token_header = Some(name.as_str());
+    }
+    decision.verdict = verify_token(
+        policy,
+        rj.providers.as_slice(),
+        &token,
+        req.now,
+        keys,
+        host,
+        caches,
+        &mut decision,
+    )
+    .and_then(|identity| {
+        claims::check_rules(&rj.rules, req.head.method, &identity.claims)?;
+        Ok(Some(identity))
+    });
+    decision
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_token(
+    policy: &Policy,
+    allowed: &[usize],
+    token: &str,
+    now: u64,
+    keys: &dyn KeyStore,
+    host: &dyn HostVerifier,
+    caches: &mut Caches,
+    decision: &mut JwtDecision<'_>,
+) -> Result<Identity, JwtDenial> {
+    if token.len() > policy.jwt.max_token_bytes {
+        return Err(JwtDenial::TooLarge);
+    }
+    let key: TokenHash = cache::hash(token);
+    if let Some(denial) = caches.refused.get(&key, now) {
+        return Err(denial);
+    }
+    if let Some(identity) = caches.verified.get(&key, now) {
+        decision.cache = CacheUse::Hit;
+        if !allowed.contains(&identity.provider) {
+            return Err(JwtDenial::IssuerInvalid);
+        }
+        let provider = policy
+            .jwt
+            .providers
+            .get(identity.provider)
+            .ok_or(JwtDenial::IssuerInvalid)?;
+        claims::check_times(provider, &identity.claims, now)?;
+        return Ok(identity);
+    }
+    decision.cache = CacheUse::Miss;
+    let parsed = token::parse(token).map_err(|e| match e {
+        token::TokenError::Malformed => JwtDenial::Malformed,
+        token::TokenError::AlgNotAllowed => JwtDenial::AlgNotAllowed,
+    })?;
+    let iss = parsed.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+    let (index, provider) = allowed
+        .iter()
+        .filter_map(|i| policy.jwt.providers.get(*i).map(|p| (*i, p)))
+        .find(|(_, p)| p.issuer == iss)
+        .ok_or(JwtDenial::IssuerInvalid)?;
+    let exp = claims::check_times(provider, &parsed.claims, now)?;
+    claims::check_audience(provider, &parsed.claims)?;
+    let valid = match select_key(provider, index, parsed.alg, parsed.kid.as_deref(), keys, decision)? {
+        SelectedKey::Hmac(key) => verify::verify(parsed.alg, key, parsed.signing_input, &parsed.signature, host),
+        SelectedKey::FromSet(set, i) => set
+            .keys
+            .get(i)
+            .is_some_and(|k| verify::verify(parsed.alg, k, parsed.signing_input, &parsed.signature, host)),
+    };
+    if !valid {
+        caches
+            .refused
+            .insert(key, JwtDenial::SignatureInvalid, now + REFUSED_TTL, token.len());
+        return Err(JwtDenial::SignatureInvalid);
+    }
+    let identity = Identity {
+        provider: index,
+        claims: Rc::new(parsed.claims),
+    };
+    // Kept until `exp` (tokens without one: the refused TTL, to stay bounded).
+    let expires_at = exp.map_or(now + REFUSED_TTL, |e| e.saturating_add(provider.clock_skew));
+    caches
+        .verified
+        .insert(key, identity.clone(), expires_at, 2 * token.len());
+    Ok(identity)
+}
+
+enum SelectedKey<'k> {
+    Hmac(&'k jwk::Key),
+    FromSet(Rc<KeySet>, usize),
+}
+
+fn select_key<'k>(
+    provider: &'k Provider,
+    index: usize,
+    alg: Alg,
+    kid: Option<&str>,
+    keys: &dyn KeyStore,
+    decision: &mut JwtDecision<'_>,
+) -> Result<SelectedKey<'k>, JwtDenial> {
+    if matches!(alg, Alg::Hs256 | Alg::Hs384 | Alg::Hs512) {
+        return provider
+            .hmac
+            .as_ref()
+            .map(SelectedKey::Hmac)
+            .ok_or(JwtDenial::KeyUnknown);
+    }
+    let set = match (&provider.local, keys.keys(index)) {
+        (Some(local), _) => local.clone(),
+        (None, Keys::Ready { set, stale }) => {
+            decision.stale_keys = stale;
+            set
+        }
+        (None, Keys::Unavailable) => return Err(JwtDenial::JwksUnavailable),
+    };
+    let position = set.keys.iter().position(|k| match kid {
+        Some(kid) => k.kid.as_deref() == Some(kid) && k.accepts(alg),
+        None => false,
+    });
+    match (position, kid) {
+        (Some(i), _) => Ok(SelectedKey::FromSet(set, i)),
+        (None, Some(kid)) => {
+            if provider.remote.is_some() && !set.has_kid(kid) {
+                decision.refetch = Some(index);
+            }
+            Err(JwtDenial::KeyUnknown)
+        }
+        (None, None) => {
+            let only = set
+                .select(None, alg)
+                .and_then(|k| set.keys.iter().position(|x| std::ptr::eq(x, k)));
+            only.map(|i| SelectedKey::FromSet(set.clone(), i))
+                .ok_or(JwtDenial::KeyUnknown)
+        }
+    }
+}
+
+/// The first token in the route's providers' sources: (token, provider, source).
+fn find_token(policy: &Policy, providers: &[usize], req: &JwtRequest<'_>) -> Option<(String, usize, usize)> {
+    for &p in providers {
+        let provider = policy.jwt.providers.get(p)?;
+        for (s, source) in provider.sources.iter().enumerate() {
+            if let Some(token) = extract(source, req) {
+                return Some((token, p, s));
+            }
+        }
+    }
+    None
+}
+
+fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Option<String> {
+    let value = match source {
+        TokenSource::Header { name, prefix } => {
+            let raw = req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())?;
+            let text = std::str::from_utf8(raw).ok()?.trim();
+            let (head, tail) = (text.get(..prefix.len())?, text.get(prefix.len()..)?);
+            // The scheme is case-insensitive (RFC 7235 section 2.1).
+            if !head.eq_ignore_ascii_case(prefix) {
+                return None;
+            }
+            tail.trim().to_string()
+        }
+        TokenSource::Param(name) => {
+            let query = req.raw_path.splitn(2, |b| *b == b'?').nth(1)?;
+            let pair = query
+                .split(|b| *b == b'&')
+                .find_map(|kv| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"="))?;
+            std::str::from_utf8(pair).ok()?.to_string()
+        }
+        TokenSource::Cookie(name) => req
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "cookie")
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(name.as_str())?.strip_prefix('='))?
+            .to_string(),
+    };
+    (!value.is_empty()).then_some(value)
+}
+
+/// The default token source: `Authorization: Bearer <token>`.
+pub fn bearer_source() -> HeaderSourceDoc {
+    HeaderSourceDoc {
+        name: "authorization".into(),
+        value_prefix: Some("Bearer ".into()),
+    }
+}
+
+/// What the filter does with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny(Denial),
+    ShadowDeny(Denial),
+}
+
+impl<'p> JwtDecision<'p> {
+    pub fn mode(&self) -> Mode {
+        self.route.jwt.mode
+    }
+
+    pub fn action(&self) -> Action {
+        match (&self.verdict, self.mode()) {
+            (Ok(_), _) => Action::Allow,
+            (Err(d), Mode::Enforce) => Action::Deny(d.denial()),
+            (Err(d), Mode::Shadow) => Action::ShadowDeny(d.denial()),
+        }
+    }
+
+    pub fn metric(&self) -> String {
+        match (&self.verdict, self.mode()) {
+            (Ok(Some(_)), _) => "tollgate.jwt.allowed".into(),
+            (Ok(None), _) => "tollgate.jwt.allowed_without_token".into(),
+            (Err(d), Mode::Enforce) => format!("tollgate.jwt.denied.{}", d.denial().reason),
+            (Err(d), Mode::Shadow) => format!("tollgate.jwt.shadow_denied.{}", d.denial().reason),
+        }
+    }
+
+    /// Request-header edits: every claim header any provider sets is removed
+    /// from what the client sent, then set from a verified token; the token
+    /// is removed unless the provider forwards it.
+    pub fn header_edits(&self, policy: &'p Policy) -> Vec<(String, Option<String>)> {
+        if matches!(self.action(), Action::Deny(_)) {
+            return Vec::new();
+        }
+        let mut edits: Vec<(String, Option<String>)> = Vec::new();
+        for provider in &policy.jwt.providers {
+            for (_, header) in &provider.claim_to_headers {
+                if !edits.iter().any(|(h, _)| h == header) {
+                    edits.push((header.clone(), None));
+                }
+            }
+        }
+        if let Ok(Some(identity)) = &self.verdict {
+            if let Some(provider) = policy.jwt.providers.get(identity.provider) {
+                for (claim, header) in &provider.claim_to_headers {
+                    if let Some(value) = claims::lookup(&identity.claims, claim).and_then(claims::header_value) {
+                        edits.push((header.clone(), Some(value)));
+                    }
+                }
+                if let (false, Some(h)) = (provider.forward, self.token_header) {
+                    edits.push((h.to_string(), None));
+                }
+            }
+        }
+        edits
+    }
+
+    /// Filter-state writes: the decision always; the identity when verified.
+    pub fn properties(&self, policy: &Policy) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![("tollgate.decision.jwt", self.record(policy))];
+        let Ok(Some(identity)) = &self.verdict else {
+            return out;
+        };
+        let Some(provider) = policy.jwt.providers.get(identity.provider) else {
+            return out;
+        };
+        let claims = &identity.claims;
+        if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
+            out.push(("tollgate.sub", sub.as_bytes().to_vec()));
+        }
+        if let Some(tenant) = provider
+            .tenant_claim
+            .as_deref()
+            .and_then(|c| claims::lookup(claims, c))
+            .and_then(Value::as_str)
+        {
+            out.push(("tollgate.tenant", tenant.as_bytes().to_vec()));
+        }
+        let roles = claims::string_list(claims::lookup(claims, &provider.roles_claim));
+        out.push(("tollgate.roles", serde_json::to_vec(&roles).unwrap_or_default()));
+        let selected: Map<String, Value> = provider
+            .claims_to_state
+            .iter()
+            .filter_map(|c| claims::lookup(claims, c).map(|v| (c.clone(), v.clone())))
+            .collect();
+        out.push(("tollgate.claims", serde_json::to_vec(&selected).unwrap_or_default()));
+        out
+    }
+
+    fn record(&self, policy: &Policy) -> Vec<u8> {
+        let (outcome, reason) = match self.action() {
+            Action::Allow => ("allow", None),
+            Action::Deny(d) => ("deny", Some(d.reason)),
+            Action::ShadowDeny(d) => ("shadow_deny", Some(d.reason)),
+        };
+        let identity = self.verdict.as_ref().ok().and_then(Option::as_ref);
+        let record = Record {
+            filter: "jwt",
+            route: &self.route.name,
+            mode: self.mode().as_str(),
+            outcome,
+            reason,
+            provider: identity
+                .and_then(|i| policy.jwt.providers.get(i.provider))
+                .map(|p| p.name.as_str()),
+            sub: identity.and_then(|i| i.claims.get("sub")).and_then(Value::as_str),
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    filter: &'static str,
+    route: &'a str,
+    mode: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+}
+
+/// Every counter the jwt filter keeps, defined once at configure time.
+pub fn metric_names() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "tollgate.jwt.allowed",
+        "tollgate.jwt.allowed_without_token",
+        "tollgate.jwt.cache_hit",
+        "tollgate.jwt.cache_miss",
+        "tollgate.jwt.jwks_fetch_ok",
+        "tollgate.jwt.jwks_fetch_failed",
+        "tollgate.jwt.jwks_stale_in_use",
+        "tollgate.jwt.jwks_refetch_unknown_kid",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for action in ["denied", "shadow_denied"] {
+        for d in JwtDenial::ALL {
+            names.push(format!("tollgate.jwt.{action}.{}", d.denial().reason));
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod decide_tests;
 #[cfg(test)]
 mod tests;

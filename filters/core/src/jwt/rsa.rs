@@ -30,9 +30,7 @@ impl RsaKey {
         let n = strip_zeros(n);
         let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
         if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-            return Err(format!(
-                "RSA modulus of {bits} bits; {MIN_BITS} to {MAX_BITS} accepted"
-            ));
+            return Err(format!("RSA modulus of {bits} bits; {MIN_BITS} to {MAX_BITS} accepted"));
         }
         let e = strip_zeros(e);
         let e = match e.len() {
@@ -133,12 +131,7 @@ impl RsaKey {
 
 /// RSASSA-PKCS1-v1_5 (RFC 8017 section 8.2.2), by encoding the expected
 /// message and comparing, as the RFC recommends.
-pub fn verify_pkcs1v15<D: Digest>(
-    key: &RsaKey,
-    prefix: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
+pub fn verify_pkcs1v15<D: Digest>(key: &RsaKey, prefix: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let Some(em) = key.public_op(signature) else {
         return false;
     };
@@ -161,16 +154,13 @@ pub fn verify_pkcs1v15<D: Digest>(
 
 /// DER DigestInfo prefixes for PKCS#1 v1.5 (RFC 8017 section 9.2, note 1).
 pub const SHA256_PREFIX: &[u8] = &[
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
 ];
 pub const SHA384_PREFIX: &[u8] = &[
-    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
-    0x00, 0x04, 0x30,
+    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30,
 ];
 pub const SHA512_PREFIX: &[u8] = &[
-    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
-    0x00, 0x04, 0x40,
+    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40,
 ];
 
 /// RSASSA-PSS with MGF1 on the same hash and a salt as long as the hash, as
@@ -180,19 +170,12 @@ pub fn verify_pss<D: Digest>(key: &RsaKey, message: &[u8], signature: &[u8]) -> 
         return false;
     };
     let h_len = <D as Digest>::output_size();
-    let mod_bits = key.len * 8
-        - key
-            .modulus_be()
-            .first()
-            .map_or(8, |b| b.leading_zeros() as usize);
+    let mod_bits = key.len * 8 - key.modulus_be().first().map_or(8, |b| b.leading_zeros() as usize);
     let em_bits = mod_bits - 1;
     let em_len = em_bits.div_ceil(8);
     // When emBits is a multiple of 8 the encoded message is one byte shorter.
     let skip = key.len - em_len;
-    if em_full
-        .get(..skip)
-        .is_some_and(|lead| lead.iter().any(|b| *b != 0))
-    {
+    if em_full.get(..skip).is_some_and(|lead| lead.iter().any(|b| *b != 0)) {
         return false;
     }
     let Some(em) = em_full.get(skip..) else {
@@ -217,9 +200,7 @@ pub fn verify_pss<D: Digest>(key: &RsaKey, message: &[u8], signature: &[u8]) -> 
         *first &= top_mask;
     }
     let ps_len = em_len - h_len - s_len - 2;
-    let (Some(ps), Some(one), Some(salt)) =
-        (db.get(..ps_len), db.get(ps_len), db.get(ps_len + 1..))
-    else {
+    let (Some(ps), Some(one), Some(salt)) = (db.get(..ps_len), db.get(ps_len), db.get(ps_len + 1..)) else {
         return false;
     };
     if ps.iter().any(|b| *b != 0) || *one != 0x01 {

@@ -36,13 +36,7 @@ fn every_algorithm_verifies_in_rust() {
         assert_eq!(parsed.alg.name(), alg);
         let key = keys.select(Some(&kid), parsed.alg).unwrap();
         assert!(
-            verify(
-                parsed.alg,
-                key,
-                parsed.signing_input,
-                &parsed.signature,
-                &NoHost
-            ),
+            verify(parsed.alg, key, parsed.signing_input, &parsed.signature, &NoHost),
             "{alg}"
         );
         // One flipped bit in the signature, or in the signed text, fails.
@@ -61,12 +55,7 @@ fn every_algorithm_verifies_in_rust() {
             "{alg} bad text"
         );
         assert!(
-            !verify_in_rust(
-                parsed.alg,
-                &key.kind,
-                parsed.signing_input,
-                &parsed.signature[1..]
-            ),
+            !verify_in_rust(parsed.alg, &key.kind, parsed.signing_input, &parsed.signature[1..]),
             "{alg} short"
         );
     }
@@ -90,14 +79,8 @@ fn keys_only_verify_the_algorithms_they_fit() {
         &parsed.signature
     ));
     // Without a kid, a key is chosen only when exactly one fits.
-    assert!(
-        keys.select(None, Alg::Rs256).is_none(),
-        "three RSA keys: ambiguous"
-    );
-    assert_eq!(
-        keys.select(None, Alg::Es256).unwrap().kid.as_deref(),
-        Some("ec-256")
-    );
+    assert!(keys.select(None, Alg::Rs256).is_none(), "three RSA keys: ambiguous");
+    assert_eq!(keys.select(None, Alg::Es256).unwrap().kid.as_deref(), Some("ec-256"));
 }
 
 #[test]
@@ -110,10 +93,7 @@ fn jwks_parsing_skips_what_it_cannot_use() {
     ]});
     let err = KeySet::parse(jwks.to_string().as_bytes()).unwrap_err();
     assert!(err.contains("no usable signing key"), "{err}");
-    assert!(
-        err.contains("keys[2]: unsupported key type EC secp256k1"),
-        "{err}"
-    );
+    assert!(err.contains("keys[2]: unsupported key type EC secp256k1"), "{err}");
     assert!(err.contains("keys[3]: RSA modulus of 17 bits"), "{err}");
     assert!(KeySet::parse(b"{}").unwrap_err().contains("not a JWKS"));
     assert!(KeySet::parse(b"not json").is_err());
@@ -144,10 +124,7 @@ fn tokens_are_checked_before_any_signature_work() {
         (head("not json"), Err(Malformed)),
         ("a.b".to_string(), Err(Malformed)),
         ("a.b.c.d".to_string(), Err(Malformed)),
-        (
-            format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64("{}")),
-            Err(Malformed),
-        ),
+        (format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64("{}")), Err(Malformed)),
         (
             format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64("[1]")),
             Err(Malformed),
@@ -172,16 +149,11 @@ fn der_and_protobuf_encodings() {
     let args = der::verify_arguments("sha256", &[1, 2], &[3], b"hi");
     assert_eq!(
         args,
-        vec![
-            0x0a, 6, b's', b'h', b'a', b'2', b'5', b'6', 0x12, 2, 1, 2, 0x1a, 1, 3, 0x22, 2, b'h',
-            b'i'
-        ]
+        vec![0x0a, 6, b's', b'h', b'a', b'2', b'5', b'6', 0x12, 2, 1, 2, 0x1a, 1, 3, 0x22, 2, b'h', b'i']
     );
     assert!(der::verify_result(&[0x08, 0x01, 0x12, 0x00]));
     assert!(der::verify_result(&[0x08, 0x01]));
-    assert!(!der::verify_result(&[
-        0x08, 0x00, 0x12, 0x03, b'b', b'a', b'd'
-    ]));
+    assert!(!der::verify_result(&[0x08, 0x00, 0x12, 0x03, b'b', b'a', b'd']));
     assert!(!der::verify_result(&[]));
     assert!(!der::verify_result(&[0x12, 0x03, b'b', b'a', b'd']));
     // A DER RSA key holds the modulus with a zero byte before its high bit.
@@ -239,13 +211,7 @@ mod minted {
             let parsed = token::parse(&jwt).unwrap();
             let key = keys.select(Some(kid), parsed.alg).unwrap();
             assert!(
-                verify(
-                    parsed.alg,
-                    key,
-                    parsed.signing_input,
-                    &parsed.signature,
-                    &NoHost
-                ),
+                verify(parsed.alg, key, parsed.signing_input, &parsed.signature, &NoHost),
                 "{alg:?}"
             );
             assert_eq!(parsed.claims["sub"], "user@254carbon.com");

@@ -35,8 +35,7 @@ struct Header {
 
 pub fn parse(token: &str) -> Result<Token<'_>, TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed);
     };
@@ -47,17 +46,12 @@ pub fn parse(token: &str) -> Result<Token<'_>, TokenError> {
     }
     let alg = Alg::parse(&header.alg).ok_or(TokenError::AlgNotAllowed)?;
     let claims: Map<String, Value> = decode_json(payload)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| TokenError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
     if signature.is_empty() {
         return Err(TokenError::Malformed);
     }
     let signing_len = token.len() - signature_len(token);
-    let signing_input = token
-        .as_bytes()
-        .get(..signing_len)
-        .ok_or(TokenError::Malformed)?;
+    let signing_input = token.as_bytes().get(..signing_len).ok_or(TokenError::Malformed)?;
     Ok(Token {
         alg,
         kid: header.kid,
@@ -73,8 +67,6 @@ fn signature_len(token: &str) -> usize {
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }

@@ -35,13 +35,7 @@ pub fn host_hash(alg: Alg) -> Option<&'static str> {
 }
 
 /// Checks a signature: on the host when it can, else in Rust.
-pub fn verify(
-    alg: Alg,
-    key: &Key,
-    input: &[u8],
-    signature: &[u8],
-    host: &dyn HostVerifier,
-) -> bool {
+pub fn verify(alg: Alg, key: &Key, input: &[u8], signature: &[u8], host: &dyn HostVerifier) -> bool {
     if !key.accepts(alg) {
         return false;
     }
@@ -61,15 +55,9 @@ pub fn verify(
 
 pub fn verify_in_rust(alg: Alg, key: &KeyKind, input: &[u8], signature: &[u8]) -> bool {
     match (alg, key) {
-        (Alg::Rs256, KeyKind::Rsa(k)) => {
-            rsa::verify_pkcs1v15::<Sha256>(k, rsa::SHA256_PREFIX, input, signature)
-        }
-        (Alg::Rs384, KeyKind::Rsa(k)) => {
-            rsa::verify_pkcs1v15::<Sha384>(k, rsa::SHA384_PREFIX, input, signature)
-        }
-        (Alg::Rs512, KeyKind::Rsa(k)) => {
-            rsa::verify_pkcs1v15::<Sha512>(k, rsa::SHA512_PREFIX, input, signature)
-        }
+        (Alg::Rs256, KeyKind::Rsa(k)) => rsa::verify_pkcs1v15::<Sha256>(k, rsa::SHA256_PREFIX, input, signature),
+        (Alg::Rs384, KeyKind::Rsa(k)) => rsa::verify_pkcs1v15::<Sha384>(k, rsa::SHA384_PREFIX, input, signature),
+        (Alg::Rs512, KeyKind::Rsa(k)) => rsa::verify_pkcs1v15::<Sha512>(k, rsa::SHA512_PREFIX, input, signature),
         (Alg::Ps256, KeyKind::Rsa(k)) => rsa::verify_pss::<Sha256>(k, input, signature),
         (Alg::Ps384, KeyKind::Rsa(k)) => rsa::verify_pss::<Sha384>(k, input, signature),
         (Alg::Ps512, KeyKind::Rsa(k)) => rsa::verify_pss::<Sha512>(k, input, signature),
@@ -81,17 +69,12 @@ pub fn verify_in_rust(alg: Alg, key: &KeyKind, input: &[u8], signature: &[u8]) -
             use p384::ecdsa::signature::Verifier;
             p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| k.verify(input, &s).is_ok())
         }
-        (Alg::EdDsa, KeyKind::Ed25519(k)) => ed25519_dalek::Signature::from_slice(signature)
-            .is_ok_and(|s| k.verify_strict(input, &s).is_ok()),
-        (Alg::Hs256, KeyKind::Hmac(secret)) => {
-            hmac_ok::<hmac::Hmac<Sha256>>(secret, input, signature)
+        (Alg::EdDsa, KeyKind::Ed25519(k)) => {
+            ed25519_dalek::Signature::from_slice(signature).is_ok_and(|s| k.verify_strict(input, &s).is_ok())
         }
-        (Alg::Hs384, KeyKind::Hmac(secret)) => {
-            hmac_ok::<hmac::Hmac<Sha384>>(secret, input, signature)
-        }
-        (Alg::Hs512, KeyKind::Hmac(secret)) => {
-            hmac_ok::<hmac::Hmac<Sha512>>(secret, input, signature)
-        }
+        (Alg::Hs256, KeyKind::Hmac(secret)) => hmac_ok::<hmac::Hmac<Sha256>>(secret, input, signature),
+        (Alg::Hs384, KeyKind::Hmac(secret)) => hmac_ok::<hmac::Hmac<Sha384>>(secret, input, signature),
+        (Alg::Hs512, KeyKind::Hmac(secret)) => hmac_ok::<hmac::Hmac<Sha512>>(secret, input, signature),
         _ => false,
     }
 }

@@ -13,11 +13,7 @@ use serde_path_to_error::Segment;
 /// Most errors collected from one item before giving up on it.
 const MAX_ERRORS_PER_ITEM: usize = 32;
 
-pub fn decode<T: DeserializeOwned>(
-    mut value: Value,
-    base: &str,
-    errors: &mut PolicyErrors,
-) -> Option<T> {
+pub fn decode<T: DeserializeOwned>(mut value: Value, base: &str, errors: &mut PolicyErrors) -> Option<T> {
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..MAX_ERRORS_PER_ITEM {
         let err = match serde_path_to_error::deserialize::<_, T>(&value) {

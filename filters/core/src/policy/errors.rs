@@ -49,9 +49,7 @@ impl PolicyErrors {
 
     /// `true` when some error's path is `path` and its message contains `needle`.
     pub fn has(&self, path: &str, needle: &str) -> bool {
-        self.0
-            .iter()
-            .any(|e| e.path == path && e.message.contains(needle))
+        self.0.iter().any(|e| e.path == path && e.message.contains(needle))
     }
 }
 

@@ -6,6 +6,7 @@ mod decode;
 pub mod errors;
 pub mod wire;
 
+use crate::jwt::config::{JwtConfig, RouteJwt};
 use crate::route::{self, HostMatch, PathMatch, RequestHead, RouteMatch};
 use crate::tenant::{Tenant, TenantConfig};
 use crate::Mode;
@@ -14,7 +15,7 @@ pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
 use std::collections::HashMap;
 pub use wire::PolicyDoc;
-use wire::{MatchDoc, RouteDoc, RouteTenantDoc, TenantDoc};
+use wire::{MatchDoc, ProviderDoc, RouteDoc, RouteTenantDoc, TenantDoc};
 
 /// Largest policy accepted, in bytes: config is held once per worker VM.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
@@ -30,6 +31,7 @@ pub struct Policy {
     /// Keyed by the lower-cased id: ids match without regard to case.
     pub tenants: HashMap<String, Tenant>,
     pub tenant: TenantConfig,
+    pub jwt: JwtConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +39,7 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub tenant: RouteTenant,
+    pub jwt: RouteJwt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +62,7 @@ impl Policy {
             Ok(policy) if errors.is_empty() => Ok(policy),
             Ok(_) => Err(errors),
             Err(more) => {
-                errors
-                    .0
-                    .extend(more.0.into_iter().map(|e| doc.kept.original(e)));
+                errors.0.extend(more.0.into_iter().map(|e| doc.kept.original(e)));
                 Err(errors)
             }
         }
@@ -107,13 +108,19 @@ struct Decoded {
 struct Kept {
     routes: Vec<usize>,
     tenants: Vec<usize>,
+    providers: Vec<usize>,
 }
 
 impl Kept {
     /// Items that failed to decode are left out of `doc`; put the original
     /// position back in the path of an error found later (`routes[2]`).
     fn original(&self, mut e: PolicyError) -> PolicyError {
-        for (field, kept) in [("routes", &self.routes), ("tenants", &self.tenants)] {
+        let lists = [
+            ("routes", &self.routes),
+            ("tenants", &self.tenants),
+            ("jwt.providers", &self.providers),
+        ];
+        for (field, kept) in lists {
             for (now, was) in kept.iter().enumerate().rev() {
                 if let Some(rest) = e.path.strip_prefix(&index(field, now)) {
                     e.path = format!("{}{rest}", index(field, *was));
@@ -132,10 +139,7 @@ fn decode_doc(bytes: &[u8]) -> (Option<Decoded>, PolicyErrors) {
     if bytes.len() > MAX_POLICY_BYTES {
         errors.push(
             "",
-            format!(
-                "policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
-                bytes.len()
-            ),
+            format!("policy is {} bytes; the limit is {MAX_POLICY_BYTES}", bytes.len()),
         );
         return (None, errors);
     }
@@ -152,19 +156,24 @@ fn decode_doc(bytes: &[u8]) -> (Option<Decoded>, PolicyErrors) {
     }
     let routes = take_list(&mut value, "routes", &mut errors);
     let tenants = take_list(&mut value, "tenants", &mut errors);
+    let providers = match value.get_mut("jwt") {
+        Some(jwt) => take_list(jwt, "providers", &mut errors),
+        None => Vec::new(),
+    };
     let doc = decode::decode::<PolicyDoc>(value, "", &mut errors);
     let (routes, kept_routes) = decode_items::<RouteDoc>(routes, "routes", &mut errors);
     let (tenants, kept_tenants) = decode_items::<TenantDoc>(tenants, "tenants", &mut errors);
-    let decoded = doc.map(|doc| Decoded {
-        doc: PolicyDoc {
-            routes,
-            tenants,
-            ..doc
-        },
-        kept: Kept {
-            routes: kept_routes,
-            tenants: kept_tenants,
-        },
+    let (providers, kept_providers) = decode_items::<ProviderDoc>(providers, "jwt.providers", &mut errors);
+    let decoded = doc.map(|mut doc| {
+        doc.jwt.providers = providers;
+        Decoded {
+            doc: PolicyDoc { routes, tenants, ..doc },
+            kept: Kept {
+                routes: kept_routes,
+                tenants: kept_tenants,
+                providers: kept_providers,
+            },
+        }
     });
     (decoded, errors)
 }
@@ -207,15 +216,13 @@ impl TryFrom<PolicyDoc> for Policy {
         if doc.version != 1 {
             errors.push(
                 "version",
-                format!(
-                    "unsupported version {}; this build reads version 1",
-                    doc.version
-                ),
+                format!("unsupported version {}; this build reads version 1", doc.version),
             );
         }
-        let defaults =
-            compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
-        let routes = compile_routes(&doc.routes, defaults, &mut errors);
+        let jwt = JwtConfig::compile(&doc.jwt, "jwt", &mut errors);
+        let defaults = compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
+        let jwt_defaults = jwt.compile_route(&doc.defaults.jwt, None, "defaults.jwt", &mut errors);
+        let routes = compile_routes(&doc.routes, defaults, &jwt, &jwt_defaults, &mut errors);
         let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
@@ -224,10 +231,7 @@ impl TryFrom<PolicyDoc> for Policy {
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ')
         {
-            errors.push(
-                "realm",
-                "must be printable ASCII without quotes or backslashes",
-            );
+            errors.push("realm", "must be printable ASCII without quotes or backslashes");
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -240,6 +244,7 @@ impl TryFrom<PolicyDoc> for Policy {
                 hosts: Vec::new(),
             },
             tenant: defaults,
+            jwt: jwt_defaults,
         };
         Ok(Policy {
             realm,
@@ -247,6 +252,7 @@ impl TryFrom<PolicyDoc> for Policy {
             fallback,
             tenants,
             tenant,
+            jwt,
         })
     }
 }
@@ -254,6 +260,8 @@ impl TryFrom<PolicyDoc> for Policy {
 fn compile_routes(
     docs: &[RouteDoc],
     defaults: RouteTenant,
+    jwt: &JwtConfig,
+    jwt_defaults: &RouteJwt,
     errors: &mut PolicyErrors,
 ) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::with_capacity(docs.len());
@@ -263,20 +271,18 @@ fn compile_routes(
         if let Err(why) = check_name(&doc.name) {
             errors.push(&name_path, why);
         } else if doc.name == DEFAULT_ROUTE {
-            errors.push(
-                &name_path,
-                "'default' is reserved for requests no route matches",
-            );
+            errors.push(&name_path, "'default' is reserved for requests no route matches");
         } else if routes.iter().any(|r| r.name == doc.name) {
             errors.push(&name_path, format!("duplicate route name '{}'", doc.name));
         }
         let matcher = compile_match(&doc.matcher, &join(&path, "match"), errors);
-        let tenant =
-            compile_route_tenant(&doc.tenant, Some(defaults), &join(&path, "tenant"), errors);
+        let tenant = compile_route_tenant(&doc.tenant, Some(defaults), &join(&path, "tenant"), errors);
+        let route_jwt = jwt.compile_route(&doc.jwt, Some(jwt_defaults), &join(&path, "jwt"), errors);
         routes.push(Route {
             name: doc.name.clone(),
             matcher,
             tenant,
+            jwt: route_jwt,
         });
     }
     routes
@@ -290,9 +296,7 @@ fn check_name(name: &str) -> Result<(), String> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(format!(
-            "'{name}' may hold only letters, digits, '-', '_' and '.'"
-        ));
+        return Err(format!("'{name}' may hold only letters, digits, '-', '_' and '.'"));
     }
     Ok(())
 }
@@ -328,10 +332,7 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
     let mut methods = Vec::with_capacity(doc.methods.len());
     for (i, m) in doc.methods.iter().enumerate() {
         if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-            errors.push(
-                index(&join(path, "methods"), i),
-                format!("'{m}' is not an HTTP method"),
-            );
+            errors.push(index(&join(path, "methods"), i), format!("'{m}' is not an HTTP method"));
         }
         methods.push(m.to_ascii_uppercase());
     }
@@ -365,11 +366,7 @@ fn check_normalized(p: &str, path: &str, errors: &mut PolicyErrors) {
 
 fn compile_host(h: &str) -> Result<HostMatch, String> {
     let lower = h.to_ascii_lowercase();
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
-    };
+    let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
     if let Some(suffix) = lower.strip_prefix("*.") {
         if valid(suffix) {
             return Ok(HostMatch::Suffix(format!(".{suffix}")));
@@ -424,10 +421,7 @@ fn compile_tenants(
         if let Some(allowed) = &doc.routes {
             for (j, name) in allowed.iter().enumerate() {
                 if name != DEFAULT_ROUTE && !routes.contains(&name.as_str()) {
-                    errors.push(
-                        index(&join(&path, "routes"), j),
-                        format!("no route is named '{name}'"),
-                    );
+                    errors.push(index(&join(&path, "routes"), j), format!("no route is named '{name}'"));
                 }
             }
         }
@@ -437,10 +431,7 @@ fn compile_tenants(
             tier,
             routes: doc.routes.clone(),
         };
-        if tenants
-            .insert(doc.id.to_ascii_lowercase(), tenant)
-            .is_some()
-        {
+        if tenants.insert(doc.id.to_ascii_lowercase(), tenant).is_some() {
             errors.push(
                 join(&path, "id"),
                 format!("duplicate tenant id '{}' (ids ignore case)", doc.id),

@@ -48,10 +48,7 @@ fn reports_every_error_with_its_path() {
             "is not normalized (requests are matched as '/x')",
         ),
         ("routes[2].name", "missing required field"),
-        (
-            "routes[3].match.template",
-            "'**' may only be the last segment",
-        ),
+        ("routes[3].match.template", "'**' may only be the last segment"),
         ("tenants[0].id", "may hold only letters"),
         ("tenants[0].routes[0]", "no route is named 'nope'"),
         ("tenants[1].colour", "unknown field"),
@@ -61,37 +58,21 @@ fn reports_every_error_with_its_path() {
         ("tenant.host", "required when sources lists host"),
     ];
     for (path, needle) in want {
-        assert!(
-            errors.has(path, needle),
-            "missing {path}: {needle} in\n{errors}"
-        );
+        assert!(errors.has(path, needle), "missing {path}: {needle} in\n{errors}");
     }
-    assert_eq!(
-        errors.len(),
-        want.len(),
-        "unexpected extra errors:\n{errors}"
-    );
+    assert_eq!(errors.len(), want.len(), "unexpected extra errors:\n{errors}");
 }
 
 #[test]
 fn syntax_and_shape_errors_are_clear() {
     let bad_json = Policy::from_json(b"{not json").unwrap_err();
-    assert!(
-        bad_json.to_string().contains("not valid JSON"),
-        "{bad_json}"
-    );
+    assert!(bad_json.to_string().contains("not valid JSON"), "{bad_json}");
     let not_object = Policy::from_json(b"[]").unwrap_err();
-    assert!(
-        not_object.to_string().contains("must be a JSON object"),
-        "{not_object}"
-    );
+    assert!(not_object.to_string().contains("must be a JSON object"), "{not_object}");
     let routes_not_list = errors_of(serde_json::json!({"version": 1, "routes": {}}));
     assert!(routes_not_list.has("routes", "must be a list"));
     let huge = vec![b' '; MAX_POLICY_BYTES + 1];
-    assert!(Policy::from_json(&huge)
-        .unwrap_err()
-        .to_string()
-        .contains("limit"));
+    assert!(Policy::from_json(&huge).unwrap_err().to_string().contains("limit"));
 }
 
 #[test]

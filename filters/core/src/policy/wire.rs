@@ -21,6 +21,8 @@ pub struct PolicyDoc {
     pub tenants: Vec<TenantDoc>,
     #[serde(default)]
     pub tenant: TenantFilterDoc,
+    #[serde(default)]
+    pub jwt: JwtFilterDoc,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -28,6 +30,8 @@ pub struct PolicyDoc {
 pub struct RouteRulesDoc {
     #[serde(default)]
     pub tenant: RouteTenantDoc,
+    #[serde(default)]
+    pub jwt: RouteJwtDoc,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -38,6 +42,8 @@ pub struct RouteDoc {
     pub matcher: MatchDoc,
     #[serde(default)]
     pub tenant: RouteTenantDoc,
+    #[serde(default)]
+    pub jwt: RouteJwtDoc,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -122,4 +128,149 @@ pub struct TenantFilterDoc {
     /// Longest tenant id accepted (default 64).
     #[serde(default)]
     pub max_id_length: Option<usize>,
+}
+
+/// The jwt filter's section: providers and limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFilterDoc {
+    #[serde(default)]
+    pub providers: Vec<ProviderDoc>,
+    /// Tokens longer than this are refused unparsed (default 8192).
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+    /// Verified-token cache per worker: entries and bytes (defaults 1024, 1 MiB).
+    #[serde(default)]
+    pub cache_entries: Option<usize>,
+    #[serde(default)]
+    pub cache_bytes: Option<usize>,
+}
+
+/// A token issuer. Field names follow Envoy's jwt_authn where they can.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderDoc {
+    pub name: String,
+    pub issuer: String,
+    /// Accepted `aud` values; empty accepts any.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// An inline JWKS (`{"keys": [...]}`).
+    #[serde(default)]
+    pub local_jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub remote_jwks: Option<RemoteJwksDoc>,
+    /// Base64 secret for HS256/384/512; without it HMAC tokens are refused.
+    #[serde(default)]
+    pub hmac_secret_base64: Option<String>,
+    /// Default: `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub from_headers: Option<Vec<HeaderSourceDoc>>,
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    /// Default 60.
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    /// Refuse tokens without `exp` (default true).
+    #[serde(default)]
+    pub require_expiration: Option<bool>,
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
+    /// Keep the token in the request sent upstream (default false: removed).
+    #[serde(default)]
+    pub forward: Option<bool>,
+    /// Claim holding the tenant id, written to `tollgate.tenant`.
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
+    /// Claim holding roles (default `roles`), written to `tollgate.roles`.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Claims copied to `tollgate.claims`.
+    #[serde(default)]
+    pub claims_to_state: Vec<String>,
+    #[serde(default)]
+    pub claim_to_headers: Vec<ClaimToHeaderDoc>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwksDoc {
+    /// Where the JWKS is: `https://idp.example.com/.well-known/jwks.json`
+    /// gives the `:authority` and `:path` of the fetch.
+    pub uri: String,
+    /// Envoy cluster to fetch through: a plain name locally,
+    /// `outbound|443||idp.example.com` in Istio.
+    pub cluster: String,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub cache_duration_seconds: Option<u64>,
+    #[serde(default)]
+    pub min_refetch_interval_seconds: Option<u64>,
+    #[serde(default)]
+    pub stale_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSourceDoc {
+    pub name: String,
+    #[serde(default)]
+    pub value_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimToHeaderDoc {
+    pub claim_name: String,
+    pub header_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// A valid token is needed.
+    Required,
+    /// A token is verified if present; none is fine.
+    Optional,
+    /// Tokens are not looked at.
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteJwtDoc {
+    #[serde(default)]
+    pub requirement: Option<Requirement>,
+    /// Provider names accepted on the route; default all.
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
+    /// Claim rules; all must hold.
+    #[serde(default)]
+    pub rules: Option<Vec<ClaimRuleDoc>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRuleDoc {
+    /// Claim name; dots reach into objects (`realm_access.roles`) unless
+    /// the whole name is a claim (`https://example.com/tenant`).
+    pub claim: String,
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
+    /// Array element, or word of a space-delimited string (`scope`).
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub any_of: Option<Vec<String>>,
+    /// Only for these methods; default all.
+    #[serde(default)]
+    pub methods: Vec<String>,
 }

@@ -10,11 +10,7 @@ const FORBIDDEN: Denial = Denial {
 };
 
 fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
-    reply
-        .headers
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.as_str())
+    reply.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
 }
 
 #[test]
@@ -33,11 +29,7 @@ fn body_is_the_documented_json() {
 
 #[test]
 fn hostile_request_ids_are_not_echoed() {
-    for id in [
-        &b"a\r\nset-cookie: x"[..],
-        &[b'a'; 200][..],
-        &b"\xff\xfe"[..],
-    ] {
+    for id in [&b"a\r\nset-cookie: x"[..], &[b'a'; 200][..], &b"\xff\xfe"[..]] {
         let reply = FORBIDDEN.reply(Some(id), "tollgate");
         assert_eq!(header(&reply, "x-request-id"), None);
         let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -54,10 +46,7 @@ fn a_401_always_challenges() {
         bearer_error: None,
     };
     let reply = missing.reply(None, "tollgate");
-    assert_eq!(
-        header(&reply, "www-authenticate"),
-        Some("Bearer realm=\"tollgate\"")
-    );
+    assert_eq!(header(&reply, "www-authenticate"), Some("Bearer realm=\"tollgate\""));
     let invalid = Denial {
         bearer_error: Some("invalid_token"),
         message: "token expired",

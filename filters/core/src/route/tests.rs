@@ -33,9 +33,7 @@ fn prefix_is_segment_aware() {
 
 #[test]
 fn templates_match_whole_segments() {
-    let one = path_only(PathMatch::Template(
-        parse_template("/api/*/entities").unwrap(),
-    ));
+    let one = path_only(PathMatch::Template(parse_template("/api/*/entities").unwrap()));
     let rest = path_only(PathMatch::Template(parse_template("/api/*/**").unwrap()));
     for (path, want_one, want_rest) in [
         ("/api/datahub/entities", true, true),
@@ -44,11 +42,7 @@ fn templates_match_whole_segments() {
         ("/api/datahub", false, true),
         ("/api", false, false),
     ] {
-        assert_eq!(
-            one.rank(&head("GET", "h", path), 0).is_some(),
-            want_one,
-            "one {path}"
-        );
+        assert_eq!(one.rank(&head("GET", "h", path), 0).is_some(), want_one, "one {path}");
         assert_eq!(
             rest.rank(&head("GET", "h", path), 0).is_some(),
             want_rest,

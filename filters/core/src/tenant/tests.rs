@@ -72,10 +72,7 @@ fn every_outcome() {
     let cases: Vec<(Req, Result<Option<String>, &str>)> = vec![
         (with("/api/datahub", "STD-001"), Ok(Some("STD-001".into()))),
         (with("/api/datahub", "std-001"), Ok(Some("STD-001".into()))),
-        (
-            with("/api/datahub", " STD-001 "),
-            Ok(Some("STD-001".into())),
-        ),
+        (with("/api/datahub", " STD-001 "), Ok(Some("STD-001".into()))),
         (req("/api/datahub"), Err("tenant_required")),
         (req("/other"), Ok(None)),
         (with("/api/datahub", "NOPE-9"), Err("tenant_unknown")),
@@ -133,13 +130,7 @@ fn each_source_alone_works() {
     };
     let path = req("/t/STD-001/api/datahub");
     for r in [claim, host, path] {
-        assert_eq!(
-            r.decide(&p),
-            Ok(Some("STD-001".into())),
-            "{} {}",
-            r.host,
-            r.path
-        );
+        assert_eq!(r.decide(&p), Ok(Some("STD-001".into())), "{} {}", r.host, r.path);
     }
     // The host must be exactly one label before the pattern's domain.
     let deeper = Req {
@@ -153,10 +144,7 @@ fn each_source_alone_works() {
 fn the_path_prefix_is_routed_on_what_follows() {
     let p = policy();
     // Routed as /api/trino, which NED-001 may not use.
-    assert_eq!(
-        req("/t/NED-001/api/trino").decide(&p),
-        Err("tenant_route_forbidden")
-    );
+    assert_eq!(req("/t/NED-001/api/trino").decide(&p), Err("tenant_route_forbidden"));
     assert_eq!(p.route_path("/t/NED-001"), "/");
     assert_eq!(p.route_path("/t/"), "/t/");
 }
@@ -190,14 +178,8 @@ fn missing_status_and_shadow_follow_the_route() {
             header_values: &[b"OLD-001"],
         },
     );
-    assert_eq!(
-        superset.action(),
-        Action::ShadowDeny(TenantDenial::Suspended.denial())
-    );
-    assert_eq!(
-        superset.metric(),
-        "tollgate.tenant.shadow_denied.tenant_suspended"
-    );
+    assert_eq!(superset.action(), Action::ShadowDeny(TenantDenial::Suspended.denial()));
+    assert_eq!(superset.metric(), "tollgate.tenant.shadow_denied.tenant_suspended");
     let record: serde_json::Value = serde_json::from_slice(&superset.record()).unwrap();
     assert_eq!(
         record,
@@ -217,10 +199,7 @@ fn every_denial_has_its_own_metric_and_status() {
         }
     }
     assert_eq!(seen.len() + 2, METRICS.len());
-    let statuses: Vec<u16> = TenantDenial::ALL
-        .iter()
-        .map(|d| d.denial().status)
-        .collect();
+    let statuses: Vec<u16> = TenantDenial::ALL.iter().map(|d| d.denial().status).collect();
     assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403]);
 }
 
@@ -244,10 +223,7 @@ fn client_routing_headers_never_pass_through() {
     let allowed = decision_for("/api/datahub", &[b"std-001"]);
     assert_eq!(
         allowed.header_edits(&p.tenant),
-        vec![
-            ("x-tenant-id", Some("STD-001")),
-            ("x-tenant-tier", Some("premium"))
-        ]
+        vec![("x-tenant-id", Some("STD-001")), ("x-tenant-tier", Some("premium"))]
     );
     let props = allowed.properties();
     assert_eq!(props[1], ("tollgate.tenant", b"STD-001".to_vec()));
@@ -259,10 +235,7 @@ fn client_routing_headers_never_pass_through() {
     );
     assert_eq!(no_tenant.properties().len(), 1);
     let shadow = decision_for("/api/superset", &[b"OLD-001"]);
-    assert_eq!(
-        shadow.header_edits(&p.tenant),
-        vec![("x-tenant-tier", None)]
-    );
+    assert_eq!(shadow.header_edits(&p.tenant), vec![("x-tenant-tier", None)]);
     let denied = decision_for("/api/datahub", &[b"OLD-001"]);
     assert!(denied.header_edits(&p.tenant).is_empty());
 }

@@ -1,0 +1,336 @@
+//! The jwt section of the policy, compiled: providers with their keys and
+//! token sources, and per-route requirements and claim rules.
+
+use super::jwk::{Key, KeyKind, KeySet};
+use crate::policy::errors::{index, join, PolicyErrors};
+use crate::policy::wire::{ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc};
+use crate::Mode;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use std::rc::Rc;
+
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+
+#[derive(Debug, Clone, Default)]
+pub struct JwtConfig {
+    pub providers: Vec<Provider>,
+    pub max_token_bytes: usize,
+    pub cache_entries: usize,
+    pub cache_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub local: Option<Rc<KeySet>>,
+    pub remote: Option<RemoteJwks>,
+    pub hmac: Option<Key>,
+    pub sources: Vec<TokenSource>,
+    pub clock_skew: u64,
+    pub require_expiration: bool,
+    pub max_lifetime: Option<u64>,
+    pub forward: bool,
+    pub tenant_claim: Option<String>,
+    pub roles_claim: String,
+    pub claims_to_state: Vec<String>,
+    /// (claim, header)
+    pub claim_to_headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub cache_duration: u64,
+    pub min_refetch_interval: u64,
+    pub stale_ttl: u64,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Header { name: String, prefix: String },
+    Param(String),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteJwt {
+    pub requirement: Requirement,
+    /// Indices into `JwtConfig::providers`.
+    pub providers: Vec<usize>,
+    pub rules: Vec<ClaimRule>,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub test: ClaimTest,
+    /// Upper-case; empty is every method.
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimTest {
+    Equals(Value),
+    Contains(String),
+    AnyOf(Vec<String>),
+}
+
+impl JwtConfig {
+    pub fn compile(doc: &JwtFilterDoc, path: &str, errors: &mut PolicyErrors) -> JwtConfig {
+        let mut providers: Vec<Provider> = Vec::with_capacity(doc.providers.len());
+        for (i, p) in doc.providers.iter().enumerate() {
+            let at = index(&join(path, "providers"), i);
+            if providers.iter().any(|q| q.name == p.name) {
+                errors.push(join(&at, "name"), format!("duplicate provider name '{}'", p.name));
+            }
+            providers.push(compile_provider(p, &at, errors));
+        }
+        let bounded = |value: Option<usize>,
+                       default: usize,
+                       range: std::ops::RangeInclusive<usize>,
+                       field: &str,
+                       errors: &mut PolicyErrors| {
+            let v = value.unwrap_or(default);
+            if !range.contains(&v) {
+                errors.push(join(path, field), format!("{v} is outside {range:?}"));
+            }
+            v
+        };
+        JwtConfig {
+            providers,
+            max_token_bytes: bounded(
+                doc.max_token_bytes,
+                DEFAULT_MAX_TOKEN_BYTES,
+                256..=65536,
+                "max_token_bytes",
+                errors,
+            ),
+            cache_entries: bounded(doc.cache_entries, 1024, 0..=100_000, "cache_entries", errors),
+            cache_bytes: bounded(doc.cache_bytes, 1 << 20, 0..=64 << 20, "cache_bytes", errors),
+        }
+    }
+
+    /// The route settings, with `defaults` for what the route leaves out.
+    pub fn compile_route(
+        &self,
+        doc: &RouteJwtDoc,
+        defaults: Option<&RouteJwt>,
+        path: &str,
+        errors: &mut PolicyErrors,
+    ) -> RouteJwt {
+        let providers = match &doc.providers {
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .filter_map(|(i, name)| {
+                    let found = self.providers.iter().position(|p| p.name == *name);
+                    if found.is_none() {
+                        errors.push(
+                            index(&join(path, "providers"), i),
+                            format!("no provider is named '{name}'"),
+                        );
+                    }
+                    found
+                })
+                .collect(),
+            None => defaults.map_or_else(|| (0..self.providers.len()).collect(), |d| d.providers.clone()),
+        };
+        let rules = match &doc.rules {
+            Some(rules) => rules
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| compile_rule(r, &index(&join(path, "rules"), i), errors))
+                .collect(),
+            None => defaults.map(|d| d.rules.clone()).unwrap_or_default(),
+        };
+        let requirement = doc.requirement.or(defaults.map(|d| d.requirement)).unwrap_or_default();
+        if requirement != Requirement::None && self.providers.is_empty() {
+            errors.push(
+                join(path, "requirement"),
+                "needs at least one provider in jwt.providers",
+            );
+        }
+        RouteJwt {
+            requirement,
+            providers,
+            rules,
+            mode: doc.mode.or(defaults.map(|d| d.mode)).unwrap_or_default(),
+        }
+    }
+}
+
+fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) -> Provider {
+    if doc.issuer.is_empty() {
+        errors.push(join(path, "issuer"), "must not be empty");
+    }
+    let local = doc
+        .local_jwks
+        .as_ref()
+        .and_then(|jwks| match KeySet::parse(jwks.to_string().as_bytes()) {
+            Ok((set, _)) => Some(Rc::new(set)),
+            Err(why) => {
+                errors.push(join(path, "local_jwks"), why);
+                None
+            }
+        });
+    let remote = doc
+        .remote_jwks
+        .as_ref()
+        .and_then(|r| compile_remote(r, &join(path, "remote_jwks"), errors));
+    let hmac = doc
+        .hmac_secret_base64
+        .as_ref()
+        .and_then(|secret| match STANDARD.decode(secret) {
+            Ok(bytes) if bytes.len() >= 32 => Some(Key {
+                kid: None,
+                alg: None,
+                kind: KeyKind::Hmac(bytes),
+                spki: None,
+            }),
+            Ok(_) => {
+                errors.push(
+                    join(path, "hmac_secret_base64"),
+                    "must be at least 32 bytes (RFC 7518 section 3.2)",
+                );
+                None
+            }
+            Err(_) => {
+                errors.push(join(path, "hmac_secret_base64"), "is not base64");
+                None
+            }
+        });
+    let key_sources = [doc.local_jwks.is_some(), doc.remote_jwks.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if key_sources > 1 {
+        errors.push(path, "give local_jwks or remote_jwks, not both");
+    }
+    if key_sources == 0 && doc.hmac_secret_base64.is_none() {
+        errors.push(path, "needs keys: local_jwks, remote_jwks or hmac_secret_base64");
+    }
+    Provider {
+        name: doc.name.clone(),
+        issuer: doc.issuer.clone(),
+        audiences: doc.audiences.clone(),
+        local,
+        remote,
+        hmac,
+        sources: compile_sources(doc, path, errors),
+        clock_skew: doc.clock_skew_seconds.unwrap_or(60),
+        require_expiration: doc.require_expiration.unwrap_or(true),
+        max_lifetime: doc.max_lifetime_seconds,
+        forward: doc.forward.unwrap_or(false),
+        tenant_claim: doc.tenant_claim.clone(),
+        roles_claim: doc.roles_claim.clone().unwrap_or_else(|| "roles".to_string()),
+        claims_to_state: doc.claims_to_state.clone(),
+        claim_to_headers: doc
+            .claim_to_headers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                check_header_name(
+                    &c.header_name,
+                    &join(&index(&join(path, "claim_to_headers"), i), "header_name"),
+                    errors,
+                );
+                (c.claim_name.clone(), c.header_name.clone())
+            })
+            .collect(),
+    }
+}
+
+fn compile_sources(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) -> Vec<TokenSource> {
+    let headers = doc.from_headers.clone().unwrap_or_else(|| vec![super::bearer_source()]);
+    let mut sources: Vec<TokenSource> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let name = h.name.to_ascii_lowercase();
+            check_header_name(&name, &join(&index(&join(path, "from_headers"), i), "name"), errors);
+            TokenSource::Header {
+                name,
+                prefix: h.value_prefix.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    sources.extend(doc.from_params.iter().cloned().map(TokenSource::Param));
+    sources.extend(doc.from_cookies.iter().cloned().map(TokenSource::Cookie));
+    if sources.is_empty() {
+        errors.push(path, "needs at least one token source");
+    }
+    sources
+}
+
+fn check_header_name(name: &str, path: &str, errors: &mut PolicyErrors) {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        errors.push(path, format!("'{name}' is not a header name"));
+    }
+}
+
+fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) -> Option<RemoteJwks> {
+    let rest = doc
+        .uri
+        .strip_prefix("https://")
+        .or_else(|| doc.uri.strip_prefix("http://"));
+    let Some((authority, uri_path)) = rest.map(|r| r.split_at(r.find('/').unwrap_or(r.len()))) else {
+        errors.push(join(path, "uri"), format!("'{}' is not an http(s) URI", doc.uri));
+        return None;
+    };
+    if authority.is_empty() {
+        errors.push(join(path, "uri"), "has no host");
+    }
+    if doc.cluster.is_empty() {
+        errors.push(join(path, "cluster"), "must name an Envoy cluster");
+    }
+    let cache_duration = doc.cache_duration_seconds.unwrap_or(300);
+    if cache_duration == 0 {
+        errors.push(join(path, "cache_duration_seconds"), "must be at least 1");
+    }
+    Some(RemoteJwks {
+        cluster: doc.cluster.clone(),
+        authority: authority.to_string(),
+        path: if uri_path.is_empty() {
+            "/".to_string()
+        } else {
+            uri_path.to_string()
+        },
+        timeout_ms: doc.timeout_ms.unwrap_or(5000).clamp(100, 60_000),
+        cache_duration,
+        min_refetch_interval: doc.min_refetch_interval_seconds.unwrap_or(30),
+        stale_ttl: doc.stale_ttl_seconds.unwrap_or(24 * 3600),
+        max_body_bytes: doc.max_body_bytes.unwrap_or(64 * 1024).clamp(1024, 1 << 20),
+    })
+}
+
+fn compile_rule(doc: &ClaimRuleDoc, path: &str, errors: &mut PolicyErrors) -> Option<ClaimRule> {
+    let test = match (&doc.equals, &doc.contains, &doc.any_of) {
+        (Some(v), None, None) => ClaimTest::Equals(v.clone()),
+        (None, Some(v), None) => ClaimTest::Contains(v.clone()),
+        (None, None, Some(v)) if !v.is_empty() => ClaimTest::AnyOf(v.clone()),
+        _ => {
+            errors.push(path, "give exactly one of equals, contains, any_of (non-empty)");
+            return None;
+        }
+    };
+    if doc.claim.is_empty() {
+        errors.push(join(path, "claim"), "must not be empty");
+    }
+    Some(ClaimRule {
+        claim: doc.claim.clone(),
+        test,
+        methods: doc.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+    })
+}

@@ -1,0 +1,392 @@
+//! The request-time path, with tokens minted by jsonwebtoken (native only:
+//! the crypto itself is also tested in wasm32 by `tests.rs`).
+#![cfg(not(target_arch = "wasm32"))]
+
+use super::tests::JWKS;
+use super::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+use std::cell::Cell;
+
+const NOW: u64 = 1_800_000_000;
+
+fn pem(kid: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../tests/fixtures/keys/{kid}.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn mint_with(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(String::from);
+    encode(&header, claims, key).unwrap()
+}
+
+fn mint(claims: &Value) -> String {
+    mint_with(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &EncodingKey::from_rsa_pem(&pem("rsa-1")).unwrap(),
+        claims,
+    )
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": "https://idp.test", "sub": "user@254carbon.com", "aud": "254carbon-api",
+        "exp": NOW + 600, "iat": NOW - 10,
+        "roles": ["data-engineer", "analyst"], "scope": "trino:query datahub:read",
+        "https://example.com/tenant": "STD-001",
+        "realm_access": {"roles": ["admin"]},
+    })
+}
+
+fn policy() -> Policy {
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let doc = json!({
+        "version": 1,
+        "defaults": {"jwt": {"requirement": "none"}},
+        "routes": [
+            {"name": "trino", "match": {"prefix": "/api/trino"}, "jwt": {"requirement": "required", "rules": [
+                {"claim": "scope", "contains": "trino:query"},
+                {"claim": "roles", "contains": "data-engineer", "methods": ["POST"]},
+            ]}},
+            {"name": "admin", "match": {"prefix": "/admin"}, "jwt": {"requirement": "required", "rules": [
+                {"claim": "realm_access.roles", "any_of": ["admin", "root"]},
+                {"claim": "https://example.com/tenant", "equals": "STD-001"},
+            ]}},
+            {"name": "remote", "match": {"prefix": "/remote"}, "jwt": {"requirement": "required", "providers": ["remote"]}},
+            {"name": "optional", "match": {"prefix": "/optional"}, "jwt": {"requirement": "optional"}},
+            {"name": "shadow", "match": {"prefix": "/shadow"}, "jwt": {"requirement": "required", "mode": "shadow"}},
+        ],
+        "jwt": {"providers": [
+            {"name": "platform", "issuer": "https://idp.test", "audiences": ["254carbon-api"], "local_jwks": jwks,
+             "from_params": ["access_token"], "from_cookies": ["session"],
+             "tenant_claim": "https://example.com/tenant", "claims_to_state": ["sub", "scope"],
+             "max_lifetime_seconds": 86400,
+             "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user-id"}, {"claim_name": "roles", "header_name": "x-user-roles"}]},
+            {"name": "remote", "issuer": "https://remote.test",
+             "remote_jwks": {"uri": "https://remote.test/jwks.json", "cluster": "idp"}},
+            {"name": "hmac", "issuer": "https://hmac.test", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+        ]},
+    });
+    Policy::from_json(doc.to_string().as_bytes()).unwrap()
+}
+
+/// Remote keys as the glue would hold them.
+struct Store(Keys);
+
+impl KeyStore for Store {
+    fn keys(&self, _: usize) -> Keys {
+        self.0.clone()
+    }
+}
+
+/// Counts host calls and answers like a host that can, or cannot, verify.
+struct CountingHost(Cell<u32>);
+
+impl HostVerifier for CountingHost {
+    fn verify(&self, _: &str, _: &[u8], _: &[u8], _: &[u8]) -> Option<bool> {
+        self.0.set(self.0.get() + 1);
+        None
+    }
+}
+
+struct Fixture {
+    policy: Policy,
+    caches: Caches,
+    host: CountingHost,
+    store: Store,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let policy = policy();
+        let caches = Caches::new(&policy);
+        Fixture {
+            policy,
+            caches,
+            host: CountingHost(Cell::new(0)),
+            store: Store(Keys::Unavailable),
+        }
+    }
+
+    fn run(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> JwtDecision<'_> {
+        let headers: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let norm = crate::path::normalize(path.as_bytes());
+        let req = JwtRequest {
+            head: RequestHead {
+                method,
+                host: "api.example.com",
+                path: &norm,
+            },
+            raw_path: path.as_bytes(),
+            headers: &headers,
+            now: NOW,
+        };
+        decide(&self.policy, &req, &self.store, &self.host, &mut self.caches)
+    }
+
+    fn reason(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<bool, &'static str> {
+        match self.run(method, path, headers).verdict {
+            Ok(identity) => Ok(identity.is_some()),
+            Err(d) => Err(d.denial().reason),
+        }
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn a_valid_token_publishes_the_identity() {
+    let mut f = Fixture::new();
+    let auth = bearer(&mint(&claims()));
+    let d = f.run(
+        "GET",
+        "/api/trino/v1",
+        &[("authorization", &auth), ("x-user-id", "spoofed")],
+    );
+    assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
+    assert_eq!(d.metric(), "tollgate.jwt.allowed");
+    let policy = policy();
+    let props: HashMap<&str, String> = d
+        .properties(&policy)
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+        .collect();
+    assert_eq!(props["tollgate.sub"], "user@254carbon.com");
+    assert_eq!(props["tollgate.tenant"], "STD-001");
+    assert_eq!(props["tollgate.roles"], r#"["data-engineer","analyst"]"#);
+    assert_eq!(
+        props["tollgate.claims"],
+        r#"{"scope":"trino:query datahub:read","sub":"user@254carbon.com"}"#
+    );
+    assert!(props["tollgate.decision.jwt"].contains(r#""outcome":"allow""#));
+    let edits = d.header_edits(&policy);
+    assert_eq!(
+        edits,
+        vec![
+            ("x-user-id".to_string(), None),
+            ("x-user-roles".to_string(), None),
+            ("x-user-id".to_string(), Some("user@254carbon.com".to_string())),
+            ("x-user-roles".to_string(), Some("data-engineer,analyst".to_string())),
+            ("authorization".to_string(), None),
+        ]
+    );
+}
+
+use std::collections::HashMap;
+
+#[test]
+fn every_token_refusal_has_its_reason() {
+    let mut f = Fixture::new();
+    let with = |patch: Value| {
+        let mut c = claims();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        bearer(&mint(&c))
+    };
+    let valid = mint(&claims());
+    let parts: Vec<&str> = valid.split('.').collect();
+    let mut other = claims();
+    other["sub"] = json!("admin@254carbon.com");
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    // Another payload under the original signature.
+    let tampered = format!("{}.{}.{}", parts[0], b64(&other), parts[2]);
+    let none = format!("{}.{}.", b64(&json!({"alg": "none"})), parts[1]);
+    let hs_confusion = mint_with(
+        Algorithm::HS256,
+        Some("rsa-1"),
+        &EncodingKey::from_secret(JWKS.as_bytes()),
+        &claims(),
+    );
+    let cases: Vec<(String, &str)> = vec![
+        ("Bearer ".to_string() + &"a".repeat(9000), "token_too_large"),
+        (bearer("abc.def"), "token_malformed"),
+        (bearer(&format!("{none}sig")), "token_alg_not_allowed"),
+        (with(json!({"exp": NOW - 61})), "token_expired"),
+        (with(json!({"nbf": NOW + 61})), "token_not_yet_valid"),
+        (with(json!({"exp": null})), "token_exp_required"),
+        (with(json!({"exp": "soon"})), "token_malformed"),
+        (
+            with(json!({"iat": NOW - 10, "exp": NOW + 90000})),
+            "token_lifetime_too_long",
+        ),
+        (with(json!({"iss": "https://evil.test"})), "token_issuer_invalid"),
+        (with(json!({"aud": ["other"]})), "token_audience_invalid"),
+        (with(json!({"aud": null})), "token_audience_invalid"),
+        (bearer(&tampered), "token_signature_invalid"),
+        (bearer(&hs_confusion), "token_key_unknown"),
+    ];
+    for (auth, want) in cases {
+        assert_eq!(
+            f.reason("GET", "/api/trino", &[("authorization", &auth)]),
+            Err(want),
+            "{want}"
+        );
+    }
+    assert_eq!(f.reason("GET", "/api/trino", &[]), Err("token_missing"));
+    // A skew of up to 60 s is tolerated.
+    assert_eq!(
+        f.reason(
+            "GET",
+            "/api/trino",
+            &[("authorization", &with(json!({"exp": NOW - 59})))]
+        ),
+        Ok(true)
+    );
+    let missing = f.run("GET", "/api/trino", &[]);
+    let reply = missing.action();
+    assert_eq!(reply, Action::Deny(JwtDenial::Missing.denial()));
+}
+
+#[test]
+fn claim_rules_per_route_and_method() {
+    let mut f = Fixture::new();
+    let analyst = bearer(&mint(
+        &json!({"iss": "https://idp.test", "aud": "254carbon-api", "exp": NOW + 60, "roles": "analyst", "scope": "trino:query"}),
+    ));
+    assert_eq!(f.reason("GET", "/api/trino", &[("authorization", &analyst)]), Ok(true));
+    assert_eq!(
+        f.reason("POST", "/api/trino", &[("authorization", &analyst)]),
+        Err("insufficient_scope")
+    );
+    let engineer = bearer(&mint(&claims()));
+    assert_eq!(
+        f.reason("POST", "/api/trino", &[("authorization", &engineer)]),
+        Ok(true)
+    );
+    assert_eq!(f.reason("GET", "/admin", &[("authorization", &engineer)]), Ok(true));
+    assert_eq!(
+        f.reason("GET", "/admin", &[("authorization", &analyst)]),
+        Err("insufficient_scope")
+    );
+    let denial = JwtDenial::InsufficientScope.denial();
+    assert_eq!((denial.status, denial.bearer_error), (403, Some("insufficient_scope")));
+}
+
+#[test]
+fn the_cache_skips_repeated_signature_checks() {
+    let mut f = Fixture::new();
+    let auth = bearer(&mint(&claims()));
+    let first = f.run("GET", "/api/trino", &[("authorization", &auth)]).cache;
+    let second = f.run("GET", "/api/trino", &[("authorization", &auth)]).cache;
+    assert_eq!((first, second), (CacheUse::Miss, CacheUse::Hit));
+    assert_eq!(f.host.0.get(), 1, "one signature check for two requests");
+    let mut bad = mint(&claims());
+    bad.pop();
+    bad.push('A');
+    let bad = bearer(&bad);
+    assert_eq!(
+        f.reason("GET", "/api/trino", &[("authorization", &bad)]),
+        Err("token_signature_invalid")
+    );
+    assert_eq!(
+        f.reason("GET", "/api/trino", &[("authorization", &bad)]),
+        Err("token_signature_invalid")
+    );
+    assert_eq!(f.host.0.get(), 2, "a refused token is not checked twice");
+    assert_eq!(f.caches.verified.len(), 1);
+    assert_eq!(f.caches.refused.len(), 1);
+}
+
+#[test]
+fn remote_keys_unavailable_stale_and_unknown() {
+    let mut f = Fixture::new();
+    let remote = |kid: &str| {
+        let c = json!({"iss": "https://remote.test", "exp": NOW + 60});
+        bearer(&mint_with(
+            Algorithm::RS256,
+            Some(kid),
+            &EncodingKey::from_rsa_pem(&pem("rsa-1")).unwrap(),
+            &c,
+        ))
+    };
+    let auth = remote("rsa-1");
+    assert_eq!(
+        f.reason("GET", "/remote", &[("authorization", &auth)]),
+        Err("jwks_unavailable")
+    );
+    assert_eq!(JwtDenial::JwksUnavailable.denial().status, 503);
+    let set = Rc::new(KeySet::parse(JWKS.as_bytes()).unwrap().0);
+    f.store = Store(Keys::Ready { set, stale: true });
+    let d = f.run("GET", "/remote", &[("authorization", &auth)]);
+    assert!(matches!(d.verdict, Ok(Some(_))));
+    assert!(d.stale_keys);
+    let unknown = remote("rsa-9");
+    let d = f.run("GET", "/remote", &[("authorization", &unknown)]);
+    assert_eq!(d.verdict.as_ref().err(), Some(&JwtDenial::KeyUnknown));
+    assert_eq!(d.refetch, Some(1));
+    // A token for another provider's route is not accepted here.
+    let platform = bearer(&mint(&claims()));
+    assert_eq!(
+        f.reason("GET", "/remote", &[("authorization", &platform)]),
+        Err("token_issuer_invalid")
+    );
+}
+
+#[test]
+fn sources_requirements_and_modes() {
+    let mut f = Fixture::new();
+    let token = mint(&claims());
+    assert_eq!(
+        f.reason("GET", &format!("/api/trino?a=1&access_token={token}"), &[]),
+        Ok(true)
+    );
+    let cookie = format!("theme=dark; session={token}");
+    assert_eq!(f.reason("GET", "/api/trino", &[("cookie", &cookie)]), Ok(true));
+    assert_eq!(
+        f.reason("GET", "/api/trino", &[("authorization", &format!("bearer {token}"))]),
+        Ok(true)
+    );
+    assert_eq!(
+        f.reason("GET", "/api/trino", &[("authorization", &format!("Basic {token}"))]),
+        Err("token_missing")
+    );
+    assert_eq!(f.reason("GET", "/optional", &[]), Ok(false));
+    assert_eq!(
+        f.reason("GET", "/optional", &[("authorization", "Bearer x.y.z")]),
+        Err("token_malformed")
+    );
+    assert_eq!(
+        f.reason("GET", "/elsewhere", &[("authorization", "Bearer x.y.z")]),
+        Ok(false)
+    );
+    let shadow = f.run("GET", "/shadow", &[]);
+    assert_eq!(shadow.action(), Action::ShadowDeny(JwtDenial::Missing.denial()));
+    assert_eq!(shadow.metric(), "tollgate.jwt.shadow_denied.token_missing");
+    let hs = mint_with(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"01234567890123456789012345678901"),
+        &json!({"iss": "https://hmac.test", "exp": NOW + 60}),
+    );
+    assert_eq!(
+        f.reason("GET", "/optional", &[("authorization", &bearer(&hs))]),
+        Ok(true)
+    );
+}
+
+#[test]
+fn metric_names_cover_every_reason() {
+    let names = metric_names();
+    for d in JwtDenial::ALL {
+        assert!(names.contains(&format!("tollgate.jwt.denied.{}", d.denial().reason)));
+    }
+    assert_eq!(names.len(), 8 + 2 * JwtDenial::ALL.len());
+}
