@@ -58,6 +58,8 @@ pub struct Bootstrap {
     pub filters: Vec<Filter>,
     /// Envoy's own path normalization; off in tests so ours is what is tested.
     pub envoy_normalizes: bool,
+    /// More clusters on 127.0.0.1, by name and port (JWKS servers, sinks).
+    pub clusters: Vec<(String, u16)>,
 }
 
 impl Bootstrap {
@@ -69,6 +71,7 @@ impl Bootstrap {
             upstream_port,
             filters: Vec::new(),
             envoy_normalizes: false,
+            clusters: Vec::new(),
         }
     }
 
@@ -77,7 +80,14 @@ impl Bootstrap {
         self
     }
 
+    pub fn cluster(mut self, name: &str, port: u16) -> Bootstrap {
+        self.clusters.push((name.to_string(), port));
+        self
+    }
+
     pub fn to_json(&self) -> Value {
+        let mut clusters = vec![cluster("upstream", self.upstream_port)];
+        clusters.extend(self.clusters.iter().map(|(name, port)| cluster(name, *port)));
         let mut http_filters: Vec<Value> = self.filters.iter().map(Filter::to_json).collect();
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
@@ -106,18 +116,22 @@ impl Bootstrap {
                         },
                     }]}],
                 }],
-                "clusters": [{
-                    "name": "upstream",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "load_assignment": {
-                        "cluster_name": "upstream",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(self.upstream_port)}}]}],
-                    },
-                }],
+                "clusters": clusters,
             },
         })
     }
+}
+
+fn cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(port)}}]}],
+        },
+    })
 }
 
 fn socket(port: u16) -> Value {

@@ -10,9 +10,11 @@ pub mod bootstrap;
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod jwks;
 pub mod paths;
 
 pub use bootstrap::{Bootstrap, Filter};
 pub use echo::Echo;
 pub use envoy::Envoy;
 pub use http::{Request, Response};
+pub use jwks::JwksServer;

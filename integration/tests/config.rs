@@ -1,6 +1,6 @@
 //! Bad configuration: Envoy refuses the filter and the log names each field.
 
-#![allow(clippy::panic, clippy::indexing_slicing)]
+#![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The tenant filter in a real Envoy 1.40 (two workers).
 
-#![allow(clippy::panic, clippy::indexing_slicing)]
+#![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

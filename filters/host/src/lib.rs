@@ -5,6 +5,7 @@
 use log::warn;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType, MetricType};
+use std::collections::HashMap;
 use tollgate_core::reply::Reply;
 
 /// Request headers as (name, value bytes); empty when the host refuses.
@@ -71,18 +72,21 @@ pub fn plugin_config(size: usize) -> Vec<u8> {
 /// host refused to define is skipped, so metrics never fail a request.
 #[derive(Debug, Default)]
 pub struct Counters {
-    ids: Vec<(&'static str, u32)>,
+    ids: HashMap<String, u32>,
 }
 
 impl Counters {
-    pub fn define(names: &[&'static str]) -> Counters {
+    pub fn define<S: AsRef<str>>(names: &[S]) -> Counters {
         let ids = names
             .iter()
-            .filter_map(|name| match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => Some((*name, id)),
-                Err(status) => {
-                    warn!("could not define metric {name}: {status:?}");
-                    None
+            .filter_map(|name| {
+                let name = name.as_ref();
+                match hostcalls::define_metric(MetricType::Counter, name) {
+                    Ok(id) => Some((name.to_string(), id)),
+                    Err(status) => {
+                        warn!("could not define metric {name}: {status:?}");
+                        None
+                    }
                 }
             })
             .collect();
@@ -94,10 +98,26 @@ impl Counters {
     }
 
     pub fn increment(&self, name: &str) {
-        if let Some((_, id)) = self.ids.iter().find(|(n, _)| *n == name) {
+        if let Some(id) = self.ids.get(name) {
             let _ = hostcalls::increment_metric(*id, 1);
         }
     }
+}
+
+/// Unix time in seconds (0 if the host will not say).
+pub fn now_seconds() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Takes the host's log level so that disabled levels cost no hostcall.

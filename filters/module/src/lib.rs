@@ -17,12 +17,13 @@ proxy_wasm::main! {{
 /// The filter for a root id, or `None` for an id this module does not hold.
 fn filter_for(root_id: &str) -> Option<Box<dyn RootContext>> {
     match root_id {
+        tollgate_jwt::ROOT_ID => Some(Box::<tollgate_jwt::JwtRoot>::default()),
         tollgate_tenant::ROOT_ID => Some(Box::<tollgate_tenant::TenantRoot>::default()),
         _ => None,
     }
 }
 
-const ROOT_IDS: &[&str] = &[tollgate_tenant::ROOT_ID];
+const ROOT_IDS: &[&str] = &[tollgate_jwt::ROOT_ID, tollgate_tenant::ROOT_ID];
 
 #[derive(Default)]
 struct ModuleRoot {

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod config;
 pub mod der;
 pub mod jwk;
+pub mod kat;
 pub mod rsa;
 pub mod token;
 pub mod verify;
@@ -176,6 +177,8 @@ pub struct JwtDecision<'p> {
     pub cache: CacheUse,
     /// The header the token came in, to remove when not forwarded.
     pub token_header: Option<&'p str>,
+    /// The provider the token's issuer picked.
+    pub provider: Option<usize>,
 }
 
 pub fn decide<'p>(
@@ -193,6 +196,7 @@ pub fn decide<'p>(
         stale_keys: false,
         cache: CacheUse::None,
         token_header: None,
+        provider: None,
     };
     let rj = &route.jwt;
     if rj.requirement == Requirement::None {
@@ -268,6 +272,7 @@ fn verify_token(
         .filter_map(|i| policy.jwt.providers.get(*i).map(|p| (*i, p)))
         .find(|(_, p)| p.issuer == iss)
         .ok_or(JwtDenial::IssuerInvalid)?;
+    decision.provider = Some(index);
     let exp = claims::check_times(provider, &parsed.claims, now)?;
     claims::check_audience(provider, &parsed.claims)?;
     let valid = match select_key(provider, index, parsed.alg, parsed.kid.as_deref(), keys, decision)? {

@@ -218,3 +218,51 @@ mod minted {
         }
     }
 }
+
+/// A Rust stand-in for the host, to prove the known-answer check can fail.
+struct RustHost {
+    broken: bool,
+}
+
+impl super::verify::HostVerifier for RustHost {
+    fn verify(&self, hash: &str, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool> {
+        let _ = (hash, spki);
+        if self.broken {
+            return Some(true);
+        }
+        // Re-verify with the fixture keys in Rust (DER ECDSA back to raw).
+        let keys = KeySet::parse(JWKS.as_bytes()).unwrap().0;
+        let ok = keys.keys.iter().any(|k| {
+            let raw = if signature.first() == Some(&0x30) && signature.len() < 80 {
+                der_to_raw(signature)
+            } else {
+                signature.to_vec()
+            };
+            [Alg::Rs256, Alg::Es256]
+                .iter()
+                .any(|a| k.accepts(*a) && verify_in_rust(*a, &k.kind, text, &raw))
+        });
+        Some(ok)
+    }
+}
+
+fn der_to_raw(der: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 2;
+    for _ in 0..2 {
+        let len = der[i + 1] as usize;
+        let int = &der[i + 2..i + 2 + len];
+        let int = if int.len() > 32 { &int[int.len() - 32..] } else { int };
+        out.extend(std::iter::repeat_n(0u8, 32 - int.len()));
+        out.extend_from_slice(int);
+        i += 2 + len;
+    }
+    out
+}
+
+#[test]
+fn known_answers_tell_a_working_host_from_a_broken_one() {
+    assert!(super::kat::host_passes(&RustHost { broken: false }));
+    assert!(!super::kat::host_passes(&RustHost { broken: true }));
+    assert!(!super::kat::host_passes(&NoHost));
+}

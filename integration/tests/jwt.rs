@@ -1,0 +1,441 @@
+//! The jwt filter in a real Envoy 1.40 (two workers), with tokens minted by
+//! jsonwebtoken and keys from tests/fixtures/keys.
+
+#![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{require_artefacts, upstream_values};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter, JwksServer, Request, Response};
+
+const ISSUER: &str = "https://idp.test";
+const HMAC_SECRET: &[u8] = b"01234567890123456789012345678901";
+
+fn fixture(name: &str) -> String {
+    let path = paths::repo_root().join("tests/fixtures/keys").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The fixture JWKS with only the given kids.
+fn jwks_with(kids: &[&str]) -> Value {
+    let all: Value = serde_json::from_str(&fixture("jwks.json")).unwrap();
+    let keys: Vec<Value> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| kids.contains(&k["kid"].as_str().unwrap_or("")))
+        .cloned()
+        .collect();
+    json!({ "keys": keys })
+}
+
+fn mint(alg: Algorithm, kid: &str, claims: &Value) -> String {
+    let pem = || fixture(&format!("{kid}.pem")).into_bytes();
+    let key = match alg {
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem()).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem()).unwrap(),
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => EncodingKey::from_secret(HMAC_SECRET),
+        _ => EncodingKey::from_rsa_pem(&pem()).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_string());
+    encode(&header, claims, &key).unwrap()
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISSUER, "sub": "user@254carbon.com", "aud": "254carbon-api",
+        "exp": now() + 600, "iat": now(),
+        "roles": ["data-engineer", "analyst"], "scope": "trino:query",
+        "tenant": "ACME",
+    })
+}
+
+fn token(claims: &Value) -> String {
+    mint(Algorithm::RS256, "rsa-1", claims)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Routes: datahub needs a token; trino needs trino:query, POST also
+/// data-engineer; open needs none.
+fn policy(provider: Value) -> Value {
+    json!({
+        "version": 1,
+        "realm": "data-platform",
+        "routes": [
+            {"name": "datahub", "match": {"prefix": "/api/datahub"}, "jwt": {"requirement": "required"}},
+            {"name": "trino", "match": {"prefix": "/api/trino"}, "jwt": {"requirement": "required", "rules": [
+                {"claim": "scope", "contains": "trino:query"},
+                {"claim": "roles", "contains": "data-engineer", "methods": ["POST"]},
+            ]}},
+            {"name": "open", "match": {"prefix": "/open"}},
+        ],
+        "tenants": [{"id": "ACME"}, {"id": "GLOBEX"}],
+        "jwt": {"providers": [provider]},
+    })
+}
+
+fn local_provider() -> Value {
+    json!({
+        "name": "platform", "issuer": ISSUER, "audiences": ["254carbon-api"],
+        "local_jwks": jwks_with(&["rsa-1", "rsa-2", "rsa-3072", "ec-256", "ec-384", "ed-1"]),
+        "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        "tenant_claim": "tenant",
+        "claim_to_headers": [
+            {"claim_name": "sub", "header_name": "x-user-id"},
+            {"claim_name": "roles", "header_name": "x-user-roles"},
+        ],
+    })
+}
+
+fn remote_provider(cache_duration: u64) -> Value {
+    json!({
+        "name": "platform", "issuer": ISSUER,
+        "remote_jwks": {
+            "uri": "http://idp.test/.well-known/jwks.json", "cluster": "idp",
+            "timeout_ms": 1000, "cache_duration_seconds": cache_duration, "min_refetch_interval_seconds": 1,
+        },
+    })
+}
+
+struct Chain {
+    envoy: Envoy,
+    _echo: Echo,
+}
+
+fn start(policy: &Value, idp_port: Option<u16>, with_tenant: bool) -> Chain {
+    require_artefacts();
+    let echo = Echo::start();
+    let mut bootstrap =
+        Bootstrap::new(echo.port()).filter(Filter::tollgate("tollgate.jwt", &paths::module_wasm(), policy));
+    if with_tenant {
+        bootstrap = bootstrap.filter(Filter::tollgate("tollgate.tenant", &paths::module_wasm(), policy));
+    }
+    if let Some(port) = idp_port {
+        bootstrap = bootstrap.cluster("idp", port);
+    }
+    Chain {
+        envoy: Envoy::start(&bootstrap.to_json()),
+        _echo: echo,
+    }
+}
+
+impl Chain {
+    fn get(&self, path: &str, auth: Option<&str>) -> Response {
+        let request = Request::get(path);
+        let request = match auth {
+            Some(a) => request.header("authorization", a),
+            None => request,
+        };
+        self.envoy.send(&request)
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.envoy.stat(&format!("wasmcustom.tollgate.jwt.{name}")).unwrap_or(0)
+    }
+
+    /// Polls (bounded) until a counter reaches `at_least`.
+    fn wait_counter(&self, name: &str, at_least: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let value = self.counter(name);
+            if value >= at_least || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn assert_denied(response: &Response, status: u16, reason: &str) {
+    assert_eq!(response.status, status, "{reason}: {}", response.text());
+    assert_eq!(response.json()["reason"], reason, "{}", response.text());
+}
+
+#[test]
+fn every_algorithm_is_verified() {
+    let chain = start(&policy(local_provider()), None, false);
+    for (alg, kid) in [
+        (Algorithm::RS256, "rsa-1"),
+        (Algorithm::RS384, "rsa-2"),
+        (Algorithm::RS512, "rsa-3072"),
+        (Algorithm::PS256, "rsa-1"),
+        (Algorithm::PS384, "rsa-2"),
+        (Algorithm::PS512, "rsa-3072"),
+        (Algorithm::ES256, "ec-256"),
+        (Algorithm::ES384, "ec-384"),
+        (Algorithm::EdDSA, "ed-1"),
+        (Algorithm::HS256, "hs"),
+        (Algorithm::HS512, "hs"),
+    ] {
+        let good = mint(alg, kid, &claims());
+        let response = chain.get("/api/datahub", Some(&bearer(&good)));
+        assert_eq!(response.status, 200, "{alg:?}: {}", response.text());
+        // The same token with its signature's last character changed.
+        let mut bad = good.clone();
+        let last = bad.pop().unwrap();
+        bad.push(if last == 'A' { 'Q' } else { 'A' });
+        let refused = chain.get("/api/datahub", Some(&bearer(&bad)));
+        assert_denied(&refused, 401, "token_signature_invalid");
+    }
+    let log = chain.envoy.log();
+    assert!(
+        log.contains("host verify_signature in use"),
+        "host verifier not detected:\n{log}"
+    );
+}
+
+#[test]
+fn every_refusal_has_its_status_reason_and_challenge() {
+    let chain = start(&policy(local_provider()), None, false);
+    let with = |patch: Value| {
+        let mut c = claims();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        bearer(&token(&c))
+    };
+    let valid = token(&claims());
+    let parts: Vec<&str> = valid.split('.').collect();
+    let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+    // HS256 signed with the RSA key's public JWKS text as the secret.
+    let confused = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("rsa-1".into());
+        encode(
+            &header,
+            &claims(),
+            &EncodingKey::from_secret(fixture("jwks.json").as_bytes()),
+        )
+        .unwrap()
+    };
+    let cases: Vec<(Option<String>, &str, u16, &str)> = vec![
+        (None, "/api/datahub", 401, "token_missing"),
+        (
+            Some(format!("Bearer {}", "a".repeat(9000))),
+            "/api/datahub",
+            401,
+            "token_too_large",
+        ),
+        (Some(bearer("not.a.token")), "/api/datahub", 401, "token_malformed"),
+        (
+            Some(bearer(&format!("{none_header}.{}.", parts[1]))),
+            "/api/datahub",
+            401,
+            "token_alg_not_allowed",
+        ),
+        (
+            Some(bearer(&format!("{none_header}.{}.x", parts[1]))),
+            "/api/datahub",
+            401,
+            "token_alg_not_allowed",
+        ),
+        (Some(bearer(&confused)), "/api/datahub", 401, "token_signature_invalid"),
+        (
+            Some(with(json!({"exp": now() - 120}))),
+            "/api/datahub",
+            401,
+            "token_expired",
+        ),
+        (
+            Some(with(json!({"nbf": now() + 120}))),
+            "/api/datahub",
+            401,
+            "token_not_yet_valid",
+        ),
+        (
+            Some(with(json!({"exp": null}))),
+            "/api/datahub",
+            401,
+            "token_exp_required",
+        ),
+        (
+            Some(with(json!({"iss": "https://evil.test"}))),
+            "/api/datahub",
+            401,
+            "token_issuer_invalid",
+        ),
+        (
+            Some(with(json!({"aud": "other-api"}))),
+            "/api/datahub",
+            401,
+            "token_audience_invalid",
+        ),
+        (
+            Some(with(json!({"scope": "datahub:read"}))),
+            "/api/trino",
+            403,
+            "insufficient_scope",
+        ),
+    ];
+    for (auth, path, status, reason) in &cases {
+        let response = chain.get(path, auth.as_deref());
+        assert_denied(&response, *status, reason);
+        let challenge = response.header("www-authenticate").unwrap_or_default().to_string();
+        assert!(
+            challenge.starts_with("Bearer realm=\"data-platform\""),
+            "{reason}: {challenge}"
+        );
+        let error = match *reason {
+            "token_missing" => None,
+            "insufficient_scope" => Some("insufficient_scope"),
+            _ => Some("invalid_token"),
+        };
+        match error {
+            Some(e) => assert!(challenge.contains(&format!("error=\"{e}\"")), "{reason}: {challenge}"),
+            None => assert!(!challenge.contains("error="), "{reason}: {challenge}"),
+        }
+    }
+    // HS256 "signed" with the RSA public key: checked against the configured
+    // HMAC secret only, never against the RSA key.
+    assert_eq!(chain.counter("denied.token_signature_invalid"), 1);
+}
+
+#[test]
+fn method_rules_and_identity_headers() {
+    let chain = start(&policy(local_provider()), None, false);
+    let analyst = bearer(&token(
+        &json!({"iss": ISSUER, "aud": "254carbon-api", "exp": now() + 60, "sub": "ann", "roles": ["analyst"], "scope": "trino:query"}),
+    ));
+    assert_eq!(chain.get("/api/trino/v1/statement", Some(&analyst)).status, 200);
+    let post = Request::get("/api/trino/v1/statement")
+        .method("POST")
+        .header("authorization", &analyst);
+    assert_denied(&chain.envoy.send(&post), 403, "insufficient_scope");
+    let engineer = bearer(&token(&claims()));
+    let response = chain.envoy.send(
+        &Request::get("/api/trino/v1/statement")
+            .method("POST")
+            .header("authorization", &engineer)
+            .header("x-user-id", "admin")
+            .header("x-user-roles", "root"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream_values(&response, "x-user-id"), ["user@254carbon.com"]);
+    assert_eq!(upstream_values(&response, "x-user-roles"), ["data-engineer,analyst"]);
+    assert!(
+        upstream_values(&response, "authorization").is_empty(),
+        "token forwarded"
+    );
+    // No token on an open route: spoofed identity headers are still removed.
+    let open = chain.envoy.send(&Request::get("/open").header("x-user-id", "admin"));
+    assert_eq!(open.status, 200);
+    assert!(upstream_values(&open, "x-user-id").is_empty());
+}
+
+#[test]
+fn repeated_tokens_hit_the_cache() {
+    let chain = start(&policy(local_provider()), None, false);
+    let auth = bearer(&token(&claims()));
+    for _ in 0..20 {
+        assert_eq!(chain.get("/api/datahub", Some(&auth)).status, 200);
+    }
+    // At most one signature check per worker VM.
+    assert!(
+        chain.counter("cache_miss") <= 2,
+        "misses: {}",
+        chain.counter("cache_miss")
+    );
+    assert_eq!(chain.counter("cache_hit") + chain.counter("cache_miss"), 20);
+}
+
+#[test]
+fn token_tenant_is_bound_to_the_tenant_header() {
+    let chain = start(&policy(local_provider()), None, true);
+    let globex = bearer(&token(
+        &json!({"iss": ISSUER, "aud": "254carbon-api", "exp": now() + 60, "tenant": "GLOBEX"}),
+    ));
+    let spoofed = chain.envoy.send(
+        &Request::get("/api/datahub")
+            .header("authorization", &globex)
+            .header("x-tenant-id", "ACME"),
+    );
+    assert_denied(&spoofed, 403, "tenant_mismatch");
+    let agreeing = chain.envoy.send(
+        &Request::get("/api/datahub")
+            .header("authorization", &globex)
+            .header("x-tenant-id", "globex"),
+    );
+    assert_eq!(agreeing.status, 200, "{}", agreeing.text());
+    assert_eq!(upstream_values(&agreeing, "x-tenant-id"), ["GLOBEX"]);
+    // The verified tenant alone is enough.
+    let alone = chain.get("/api/datahub", Some(&globex));
+    assert_eq!(upstream_values(&alone, "x-tenant-id"), ["GLOBEX"]);
+}
+
+#[test]
+fn remote_keys_rotate_with_one_refetch() {
+    let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
+    let chain = start(&policy(remote_provider(300)), Some(idp.port()), false);
+    let first = chain.get("/api/datahub", Some(&bearer(&token(&claims()))));
+    assert_eq!(first.status, 200, "{}", first.text());
+    // The IdP rotates in rsa-2; a token signed with it passes at once.
+    idp.set(&jwks_with(&["rsa-1", "rsa-2"]).to_string());
+    let hits = idp.hits();
+    let rotated = bearer(&mint(Algorithm::RS256, "rsa-2", &claims()));
+    let response = chain.get("/api/datahub", Some(&rotated));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(idp.hits(), hits + 1, "one refetch");
+    assert_eq!(chain.counter("jwks_refetch_unknown_kid"), 1);
+    // A kid the IdP does not have: refused, and no refetch within the interval.
+    let unknown = bearer(&mint(Algorithm::RS256, "rsa-3072", &claims()));
+    let response = chain.get("/api/datahub", Some(&unknown));
+    assert_denied(&response, 401, "token_key_unknown");
+}
+
+#[test]
+fn stale_keys_keep_working_when_the_idp_goes_away() {
+    let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
+    let chain = start(&policy(remote_provider(1)), Some(idp.port()), false);
+    let auth = bearer(&token(&claims()));
+    assert_eq!(chain.get("/api/datahub", Some(&auth)).status, 200);
+    drop(idp);
+    assert!(
+        chain.wait_counter("jwks_fetch_failed", 1) >= 1,
+        "no failed refresh seen"
+    );
+    // Past cache_duration + timeout the keys are stale, and still used: new
+    // tokens (no cache hit) keep passing until the stale counter shows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    while chain.counter("jwks_stale_in_use") == 0 && Instant::now() < deadline {
+        n += 1;
+        let fresh = bearer(&token(
+            &json!({"iss": ISSUER, "exp": now() + 60, "sub": format!("user-{n}")}),
+        ));
+        let response = chain.get("/api/datahub", Some(&fresh));
+        assert_eq!(response.status, 200, "{}", response.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(chain.counter("jwks_stale_in_use") >= 1, "stale keys never reported");
+    assert_eq!(chain.get("/api/datahub", Some(&auth)).status, 200);
+}
+
+#[test]
+fn no_keys_ever_is_503_not_401() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let chain = start(&policy(remote_provider(300)), Some(closed), false);
+    let response = chain.get("/api/datahub", Some(&bearer(&token(&claims()))));
+    assert_denied(&response, 503, "jwks_unavailable");
+    assert!(response.header("www-authenticate").is_none());
+    assert!(chain.counter("jwks_fetch_failed") >= 1);
+}
