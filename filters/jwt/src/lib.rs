@@ -58,6 +58,8 @@ struct JwksState {
 /// Envoy's `verify_signature` foreign function (BoringSSL, native code).
 struct EnvoyVerifier {
     enabled: Cell<bool>,
+    /// Signatures the host checked, counted into `signature_host`.
+    checked: Cell<u64>,
 }
 
 impl HostVerifier for EnvoyVerifier {
@@ -66,12 +68,16 @@ impl HostVerifier for EnvoyVerifier {
             return None;
         }
         let args = der::verify_arguments(hash, spki, signature, text);
-        match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
+        let answer = match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
             Ok(Some(result)) => Some(der::verify_result(&result)),
             Ok(None) => Some(false),
             // Not there, or it refused the key: let the Rust verifier decide.
             Err(_) => None,
+        };
+        if answer.is_some() {
+            self.checked.set(self.checked.get() + 1);
         }
+        answer
     }
 }
 
@@ -303,15 +309,17 @@ impl RootContext for JwtRoot {
         };
         let host = EnvoyVerifier {
             enabled: Cell::new(true),
+            checked: Cell::new(0),
         };
-        host.enabled.set(kat::host_passes(&host));
+        host.enabled
+            .set(policy.jwt.use_host_verifier && kat::host_passes(&host));
         info!(
             "{ROOT_ID} configured: {} providers; host verify_signature {}",
             policy.jwt.providers.len(),
-            if host.enabled.get() {
-                "in use for RS256/384/512, ES256/384"
-            } else {
-                "not available: Rust only"
+            match (host.enabled.get(), policy.jwt.use_host_verifier) {
+                (true, _) => "in use for RS256/384/512, ES256/384",
+                (false, true) => "not available: Rust only",
+                (false, false) => "turned off: Rust only",
             }
         );
         let shared = Shared {
@@ -413,6 +421,9 @@ fn process(shared: &Shared, context_id: u32, stage: Stage) -> Action {
         }
     }
     shared.counters.increment(&decision.metric());
+    if shared.host.checked.replace(0) > 0 {
+        shared.counters.increment("tollgate.jwt.signature_host");
+    }
     match decision.cache {
         CacheUse::Hit => shared.counters.increment("tollgate.jwt.cache_hit"),
         CacheUse::Miss => shared.counters.increment("tollgate.jwt.cache_miss"),

@@ -18,6 +18,7 @@ pub struct JwtConfig {
     pub max_token_bytes: usize,
     pub cache_entries: usize,
     pub cache_bytes: usize,
+    pub use_host_verifier: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +116,7 @@ impl JwtConfig {
             ),
             cache_entries: bounded(doc.cache_entries, 1024, 0..=100_000, "cache_entries", errors),
             cache_bytes: bounded(doc.cache_bytes, 1 << 20, 0..=64 << 20, "cache_bytes", errors),
+            use_host_verifier: doc.use_host_verifier.unwrap_or(true),
         }
     }
 

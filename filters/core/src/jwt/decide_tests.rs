@@ -388,5 +388,5 @@ fn metric_names_cover_every_reason() {
     for d in JwtDenial::ALL {
         assert!(names.contains(&format!("tollgate.jwt.denied.{}", d.denial().reason)));
     }
-    assert_eq!(names.len(), 8 + 2 * JwtDenial::ALL.len());
+    assert_eq!(names.len(), 9 + 2 * JwtDenial::ALL.len());
 }

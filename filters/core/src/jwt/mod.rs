@@ -541,6 +541,7 @@ pub fn metric_names() -> Vec<String> {
         "tollgate.jwt.jwks_fetch_failed",
         "tollgate.jwt.jwks_stale_in_use",
         "tollgate.jwt.jwks_refetch_unknown_kid",
+        "tollgate.jwt.signature_host",
     ]
     .iter()
     .map(|s| s.to_string())

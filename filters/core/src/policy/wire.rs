@@ -144,6 +144,9 @@ pub struct JwtFilterDoc {
     pub cache_entries: Option<usize>,
     #[serde(default)]
     pub cache_bytes: Option<usize>,
+    /// Use Envoy's native `verify_signature` where it works (default true).
+    #[serde(default)]
+    pub use_host_verifier: Option<bool>,
 }
 
 /// A token issuer. Field names follow Envoy's jwt_authn where they can.
