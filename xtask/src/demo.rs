@@ -9,7 +9,10 @@ use tollgate_integration::{Echo, Envoy, Request, Response};
 
 struct Example {
     what: &'static str,
+    method: &'static str,
     path: &'static str,
+    /// Shell variable holding the bearer token (see `TOKENS`).
+    token: Option<&'static str>,
     headers: &'static [(&'static str, &'static str)],
     status: u16,
     /// `reason` of the JSON error body, for denials.
@@ -18,110 +21,119 @@ struct Example {
     upstream: &'static [(&'static str, &'static str)],
 }
 
+/// The demo's tokens: (variable, tenant, roles, scope, expired).
+const TOKENS: &[(&str, &str, &[&str], &str, bool)] = &[
+    ("STD", "STD-001", &["data-engineer", "analyst"], "trino:query", false),
+    ("NED", "NED-001", &["analyst"], "trino:query", false),
+    ("OLD", "OLD-001", &["analyst"], "", false),
+    ("EXPIRED", "STD-001", &["analyst"], "", true),
+];
+
+const fn example(what: &'static str, path: &'static str, token: Option<&'static str>) -> Example {
+    Example {
+        what,
+        method: "GET",
+        path,
+        token,
+        headers: &[],
+        status: 200,
+        reason: None,
+        upstream: &[],
+    }
+}
+
 const EXAMPLES: &[Example] = &[
     Example {
-        what: "tenant from the header, normalized; tier added for routing",
-        path: "/api/datahub/entities",
-        headers: &[("x-tenant-id", "std-001")],
-        status: 200,
-        reason: None,
-        upstream: &[("x-tenant-id", "STD-001"), ("x-tenant-tier", "premium")],
+        upstream: &[
+            ("x-user-id", "user-123"),
+            ("x-user-roles", "data-engineer,analyst"),
+            ("x-tenant-id", "STD-001"),
+            ("x-tenant-tier", "premium"),
+        ],
+        ..example(
+            "verified token: identity and tenant headers for the app",
+            "/api/datahub/entities",
+            Some("STD"),
+        )
     },
     Example {
-        what: "a client-sent tier never reaches the application",
-        path: "/api/datahub/entities",
-        headers: &[("x-tenant-id", "ACME"), ("x-tenant-tier", "gold")],
-        status: 200,
-        reason: None,
-        upstream: &[("x-tenant-id", "ACME"), ("x-tenant-tier", "standard")],
+        headers: &[("x-tenant-tier", "gold"), ("x-user-id", "admin")],
+        upstream: &[("x-tenant-tier", "standard"), ("x-user-id", "user-123")],
+        ..example(
+            "client-sent tier and user headers never reach the app",
+            "/api/superset/charts",
+            Some("NED"),
+        )
     },
     Example {
-        what: "tenant from the host name",
-        path: "/api/mlflow/runs",
-        headers: &[("host", "std-001.tenants.example.com")],
-        status: 200,
-        reason: None,
-        upstream: &[("x-tenant-id", "STD-001")],
-    },
-    Example {
-        what: "tenant from the path prefix; routed as /api/datahub",
-        path: "/t/NED-001/api/datahub/entities",
-        headers: &[],
-        status: 200,
-        reason: None,
-        upstream: &[("x-tenant-id", "NED-001"), ("x-tenant-tier", "standard")],
-    },
-    Example {
-        what: "no tenant on a route that needs one",
-        path: "/api/datahub/entities",
-        headers: &[],
-        status: 400,
-        reason: Some("tenant_required"),
-        upstream: &[],
-    },
-    Example {
-        what: "no tenant on trino, which answers 401",
-        path: "/api/trino/v1/statement",
-        headers: &[],
         status: 401,
-        reason: Some("tenant_required"),
-        upstream: &[],
+        reason: Some("token_missing"),
+        ..example("no token", "/api/datahub/entities", None)
     },
     Example {
-        what: "unknown tenant",
-        path: "/api/datahub/entities",
-        headers: &[("x-tenant-id", "GLOBEX")],
+        status: 401,
+        reason: Some("token_expired"),
+        ..example("expired token", "/api/datahub/entities", Some("EXPIRED"))
+    },
+    Example {
+        ..example("analyst may query trino", "/api/trino/v1/statement", Some("NED"))
+    },
+    Example {
+        method: "POST",
         status: 403,
-        reason: Some("tenant_unknown"),
-        upstream: &[],
+        reason: Some("insufficient_scope"),
+        ..example(
+            "but POST needs the data-engineer role",
+            "/api/datahub/../trino/v1/statement",
+            Some("NED"),
+        )
     },
     Example {
-        what: "suspended tenant",
-        path: "/api/datahub/entities",
-        headers: &[("x-tenant-id", "OLD-001")],
-        status: 403,
-        reason: Some("tenant_suspended"),
-        upstream: &[],
-    },
-    Example {
-        what: "route the tenant may not use",
-        path: "/api/trino/v1/statement",
         headers: &[("x-tenant-id", "NED-001")],
-        status: 403,
-        reason: Some("tenant_route_forbidden"),
-        upstream: &[],
-    },
-    Example {
-        what: "dot segments cannot dodge the route rule",
-        path: "/api/superset/../trino/v1/statement",
-        headers: &[("x-tenant-id", "NED-001")],
-        status: 403,
-        reason: Some("tenant_route_forbidden"),
-        upstream: &[],
-    },
-    Example {
-        what: "host and header disagree",
-        path: "/api/datahub/entities",
-        headers: &[("host", "std-001.tenants.example.com"), ("x-tenant-id", "NED-001")],
         status: 403,
         reason: Some("tenant_mismatch"),
-        upstream: &[],
+        ..example(
+            "token says STD-001, header says NED-001",
+            "/api/datahub/entities",
+            Some("STD"),
+        )
     },
     Example {
-        what: "malformed tenant id",
-        path: "/api/datahub/entities",
+        status: 403,
+        reason: Some("tenant_suspended"),
+        ..example("suspended tenant", "/api/datahub/entities", Some("OLD"))
+    },
+    Example {
+        status: 403,
+        reason: Some("tenant_route_forbidden"),
+        ..example("route the tenant may not use", "/api/mlflow/runs", Some("NED"))
+    },
+    Example {
+        status: 403,
+        reason: Some("tenant_route_forbidden"),
+        ..example(
+            "dot segments cannot dodge it",
+            "/api/superset/../mlflow/runs",
+            Some("NED"),
+        )
+    },
+    Example {
+        headers: &[("host", "std-001.tenants.example.com")],
+        upstream: &[("x-tenant-id", "STD-001")],
+        ..example("tenant from the host name (open route)", "/api/services", None)
+    },
+    Example {
         headers: &[("x-tenant-id", "../admin")],
         status: 400,
         reason: Some("tenant_invalid"),
-        upstream: &[],
+        ..example("malformed tenant id", "/api/services", None)
     },
     Example {
-        what: "shadow mode: would be refused, goes through and is counted",
-        path: "/api/iceberg/tables",
-        headers: &[],
-        status: 200,
-        reason: None,
-        upstream: &[],
+        ..example(
+            "shadow mode: would be refused, goes through and is counted",
+            "/api/iceberg/tables",
+            None,
+        )
     },
 ];
 
@@ -145,10 +157,13 @@ impl Example {
         }
     }
 
-    fn request(&self) -> Request {
-        self.headers
-            .iter()
-            .fold(Request::get(self.path), |r, (k, v)| r.header(k, v))
+    fn request(&self, tokens: &[(String, String)]) -> Request {
+        let request = Request::get(self.path).method(self.method);
+        let request = match self.token.and_then(|var| tokens.iter().find(|(v, _)| v == var)) {
+            Some((_, token)) => request.header("authorization", &format!("Bearer {token}")),
+            None => request,
+        };
+        self.headers.iter().fold(request, |r, (k, v)| r.header(k, v))
     }
 
     /// `Err` says how the answer differs from the printed one.
@@ -199,11 +214,20 @@ pub fn run(check: bool) -> Result<(), String> {
         render::POLICY,
         envoy.log_path().display()
     );
+    let tokens = mint_tokens()?;
+    println!("# Tokens from the demo IdP keys (tests/fixtures/keys), valid for an hour:");
+    for (var, token) in &tokens {
+        println!("export {var}={token}");
+    }
+    println!();
     let mut failures = 0;
     for example in EXAMPLES {
         println!("# {}\n{}\n#   -> {}", example.what, example.curl(), example.expected());
         if check {
-            let outcome = example.request().send(envoy.addr()).and_then(|r| example.check(&r));
+            let outcome = example
+                .request(&tokens)
+                .send(envoy.addr())
+                .and_then(|r| example.check(&r));
             match outcome {
                 Ok(()) => println!("#   checked: ok"),
                 Err(e) => {
@@ -228,6 +252,31 @@ pub fn run(check: bool) -> Result<(), String> {
     drop(envoy);
     drop(echo);
     Ok(())
+}
+
+/// Tokens shaped like the platform's (seeds: iss, sub, aud, user_id, roles),
+/// signed with the fixture key the example policy's JWKS holds.
+fn mint_tokens() -> Result<Vec<(String, String)>, String> {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let pem = std::fs::read(root().join("tests/fixtures/keys/rsa-1.pem")).map_err(|e| format!("demo key: {e}"))?;
+    let key = EncodingKey::from_rsa_pem(&pem).map_err(|e| format!("demo key: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    TOKENS
+        .iter()
+        .map(|(var, tenant, roles, scope, expired)| {
+            let exp = if *expired { now - 3600 } else { now + 3600 };
+            let claims = serde_json::json!({
+                "iss": "portal-service-issuer", "sub": "user@254carbon.com", "aud": "254carbon-api",
+                "exp": exp, "iat": now, "user_id": "user-123", "roles": roles, "scope": scope, "tenant": tenant,
+            });
+            let token = encode(&header, &claims, &key).map_err(|e| e.to_string())?;
+            Ok((var.to_string(), token))
+        })
+        .collect()
 }
 
 fn wait_for_ctrl_c() -> Result<(), String> {

@@ -19,7 +19,10 @@ const DEFAULT_IMAGE: &str = "oci://ghcr.io/tollgate/tollgate:0.1.0";
 /// Filters in chain order with their Istio phase, priority and fail strategy.
 /// FAIL_RELOAD (Istio 1.27+): a crashed VM is replaced and the failing
 /// request is refused, never let through.
-const FILTERS: &[(&str, &str, i64, &str)] = &[("tollgate.tenant", "AUTHZ", 1000, "FAIL_RELOAD")];
+const FILTERS: &[(&str, &str, i64, &str)] = &[
+    ("tollgate.jwt", "AUTHN", 100, "FAIL_RELOAD"),
+    ("tollgate.tenant", "AUTHZ", 1000, "FAIL_RELOAD"),
+];
 
 /// Reads a YAML or JSON policy and checks it; the error lists every problem.
 pub fn load_policy(path: &Path) -> Result<Value, String> {
