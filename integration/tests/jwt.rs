@@ -383,9 +383,17 @@ fn remote_keys_rotate_with_one_refetch() {
     let chain = start(&policy(remote_provider(300)), Some(idp.port()), false);
     let first = chain.get("/api/datahub", Some(&bearer(&token(&claims()))));
     assert_eq!(first.status, 200, "{}", first.text());
+    // Every worker VM fetches at start; let those first fetches settle.
+    let mut hits = idp.hits();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(300));
+        if idp.hits() == hits {
+            break;
+        }
+        hits = idp.hits();
+    }
     // The IdP rotates in rsa-2; a token signed with it passes at once.
     idp.set(&jwks_with(&["rsa-1", "rsa-2"]).to_string());
-    let hits = idp.hits();
     let rotated = bearer(&mint(Algorithm::RS256, "rsa-2", &claims()));
     let response = chain.get("/api/datahub", Some(&rotated));
     assert_eq!(response.status, 200, "{}", response.text());
@@ -402,7 +410,12 @@ fn stale_keys_keep_working_when_the_idp_goes_away() {
     let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
     let chain = start(&policy(remote_provider(1)), Some(idp.port()), false);
     let auth = bearer(&token(&claims()));
-    assert_eq!(chain.get("/api/datahub", Some(&auth)).status, 200);
+    // Every worker fetches its keys while the IdP is up: requests on fresh
+    // connections reach both workers, and a worker without keys waits for them.
+    for _ in 0..20 {
+        assert_eq!(chain.get("/api/datahub", Some(&auth)).status, 200);
+    }
+    chain.wait_counter("jwks_fetch_ok", 3);
     drop(idp);
     assert!(
         chain.wait_counter("jwks_fetch_failed", 1) >= 1,
