@@ -1,6 +1,7 @@
 //! Tollgate's decision code. Everything that decides lives here, free of
 //! proxy-wasm, so it is unit-tested natively and in wasm32.
 
+pub mod decision;
 pub mod jwt;
 pub mod path;
 pub mod policy;

@@ -1,5 +1,6 @@
 //! Which tenant a request belongs to, and whether it may pass.
 
+use crate::decision::{self, Action};
 use crate::policy::errors::{index, join, PolicyErrors};
 use crate::policy::wire::{TenantFilterDoc, TenantSource, TenantStatus};
 use crate::policy::{Policy, Route};
@@ -264,35 +265,22 @@ fn candidates<'a>(config: &TenantConfig, source: TenantSource, req: &TenantReque
     }
 }
 
-/// What the filter does with the request, given the decision and mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Allow,
-    Deny(Denial),
-    /// Shadow mode: the request goes on, but would have been denied.
-    ShadowDeny(Denial),
-}
-
 impl<'p> TenantDecision<'p> {
     pub fn mode(&self) -> Mode {
         self.route.tenant.mode
     }
 
     pub fn action(&self) -> Action {
-        match (self.verdict, self.mode()) {
-            (Ok(_), _) => Action::Allow,
-            (Err(d), Mode::Enforce) => Action::Deny(d.denial()),
-            (Err(d), Mode::Shadow) => Action::ShadowDeny(d.denial()),
-        }
+        Action::new(self.verdict.err().map(TenantDenial::denial), self.mode())
     }
 
-    /// Counter to bump, one of `METRICS`.
-    pub fn metric(&self) -> &'static str {
-        match (self.verdict, self.mode()) {
-            (Ok(Some(_)), _) => "tollgate.tenant.allowed",
-            (Ok(None), _) => "tollgate.tenant.allowed_without_tenant",
-            (Err(d), mode) => metric_for(d, mode),
-        }
+    /// Counter to bump, one of `metric_names()`.
+    pub fn metric(&self) -> String {
+        let allowed = match self.verdict {
+            Ok(Some(_)) => "allowed",
+            _ => "allowed_without_tenant",
+        };
+        self.action().metric("tenant", allowed)
     }
 
     /// Request-header edits, applied in order: `Some` replaces every copy
@@ -325,33 +313,17 @@ impl<'p> TenantDecision<'p> {
 
     /// The decision for `tollgate.decision.tenant` in filter state (audit reads it).
     pub fn record(&self) -> Vec<u8> {
-        let (outcome, reason) = match self.action() {
-            Action::Allow => ("allow", None),
-            Action::Deny(d) => ("deny", Some(d.reason)),
-            Action::ShadowDeny(d) => ("shadow_deny", Some(d.reason)),
-        };
         let resolved = self.verdict.ok().flatten();
-        let record = Record {
-            filter: "tenant",
-            route: &self.route.name,
-            mode: self.mode().as_str(),
-            outcome,
-            reason,
+        let extra = Extra {
             tenant: resolved.map(|r| r.tenant.id.as_str()),
             source: resolved.map(|r| r.source),
         };
-        serde_json::to_vec(&record).unwrap_or_default()
+        decision::record("tenant", &self.route.name, self.mode(), self.action(), extra)
     }
 }
 
 #[derive(Serialize)]
-struct Record<'a> {
-    filter: &'static str,
-    route: &'a str,
-    mode: &'static str,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+struct Extra<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -359,30 +331,19 @@ struct Record<'a> {
 }
 
 /// Every counter the tenant filter keeps, defined once at configure time.
-pub const METRICS: [&str; 14] = [
-    "tollgate.tenant.allowed",
-    "tollgate.tenant.allowed_without_tenant",
-    "tollgate.tenant.denied.tenant_invalid",
-    "tollgate.tenant.denied.tenant_mismatch",
-    "tollgate.tenant.denied.tenant_required",
-    "tollgate.tenant.denied.tenant_unknown",
-    "tollgate.tenant.denied.tenant_suspended",
-    "tollgate.tenant.denied.tenant_route_forbidden",
-    "tollgate.tenant.shadow_denied.tenant_invalid",
-    "tollgate.tenant.shadow_denied.tenant_mismatch",
-    "tollgate.tenant.shadow_denied.tenant_required",
-    "tollgate.tenant.shadow_denied.tenant_unknown",
-    "tollgate.tenant.shadow_denied.tenant_suspended",
-    "tollgate.tenant.shadow_denied.tenant_route_forbidden",
-];
-
-fn metric_for(denial: TenantDenial, mode: Mode) -> &'static str {
-    let i = TenantDenial::ALL
-        .iter()
-        .position(|d| std::mem::discriminant(d) == std::mem::discriminant(&denial))
-        .unwrap_or(0);
-    let offset = if mode == Mode::Enforce { 2 } else { 8 };
-    METRICS.get(offset + i).copied().unwrap_or("tollgate.tenant.allowed")
+pub fn metric_names() -> Vec<String> {
+    let mut names = vec![
+        "tollgate.tenant.allowed".to_string(),
+        "tollgate.tenant.allowed_without_tenant".to_string(),
+    ];
+    for mode in [Mode::Enforce, Mode::Shadow] {
+        names.extend(
+            TenantDenial::ALL
+                .iter()
+                .map(|d| Action::new(Some(d.denial()), mode).metric("tenant", "")),
+        );
+    }
+    names
 }
 
 #[cfg(test)]

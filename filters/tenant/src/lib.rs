@@ -5,9 +5,10 @@ use log::{debug, error, info};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
+use tollgate_core::decision::Action as Verdict;
 use tollgate_core::policy::Policy;
 use tollgate_core::route::{normalize_host, RequestHead};
-use tollgate_core::tenant::{self, Action as Verdict, TenantRequest, METRICS};
+use tollgate_core::tenant::{self, TenantRequest};
 use tollgate_core::{path, reply};
 use tollgate_host as host;
 
@@ -32,7 +33,7 @@ impl RootContext for TenantRoot {
                 );
                 self.policy = Some(Rc::new(policy));
                 if self.counters.is_empty() {
-                    self.counters = Rc::new(host::Counters::define(&METRICS));
+                    self.counters = Rc::new(host::Counters::define(&tenant::metric_names()));
                 }
                 true
             }
@@ -88,7 +89,7 @@ impl HttpContext for TenantHttp {
             header_values: &header_values,
         };
         let decision = tenant::decide(policy, &request);
-        self.counters.increment(decision.metric());
+        self.counters.increment(&decision.metric());
         for (key, value) in decision.properties() {
             host::set_property(self.context_id, key, &value);
         }

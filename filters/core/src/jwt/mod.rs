@@ -12,6 +12,7 @@ pub mod rsa;
 pub mod token;
 pub mod verify;
 
+use crate::decision::{self, Action};
 use crate::policy::wire::{HeaderSourceDoc, Requirement};
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
@@ -402,34 +403,21 @@ pub fn bearer_source() -> HeaderSourceDoc {
     }
 }
 
-/// What the filter does with the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Allow,
-    Deny(Denial),
-    ShadowDeny(Denial),
-}
-
 impl<'p> JwtDecision<'p> {
     pub fn mode(&self) -> Mode {
         self.route.jwt.mode
     }
 
     pub fn action(&self) -> Action {
-        match (&self.verdict, self.mode()) {
-            (Ok(_), _) => Action::Allow,
-            (Err(d), Mode::Enforce) => Action::Deny(d.denial()),
-            (Err(d), Mode::Shadow) => Action::ShadowDeny(d.denial()),
-        }
+        Action::new(self.verdict.as_ref().err().map(|d| d.denial()), self.mode())
     }
 
     pub fn metric(&self) -> String {
-        match (&self.verdict, self.mode()) {
-            (Ok(Some(_)), _) => "tollgate.jwt.allowed".into(),
-            (Ok(None), _) => "tollgate.jwt.allowed_without_token".into(),
-            (Err(d), Mode::Enforce) => format!("tollgate.jwt.denied.{}", d.denial().reason),
-            (Err(d), Mode::Shadow) => format!("tollgate.jwt.shadow_denied.{}", d.denial().reason),
-        }
+        let allowed = match self.verdict {
+            Ok(Some(_)) => "allowed",
+            _ => "allowed_without_token",
+        };
+        self.action().metric("jwt", allowed)
     }
 
     /// Request-header edits: every claim header any provider sets is removed
@@ -495,35 +483,19 @@ impl<'p> JwtDecision<'p> {
     }
 
     fn record(&self, policy: &Policy) -> Vec<u8> {
-        let (outcome, reason) = match self.action() {
-            Action::Allow => ("allow", None),
-            Action::Deny(d) => ("deny", Some(d.reason)),
-            Action::ShadowDeny(d) => ("shadow_deny", Some(d.reason)),
-        };
         let identity = self.verdict.as_ref().ok().and_then(Option::as_ref);
-        let record = Record {
-            filter: "jwt",
-            route: &self.route.name,
-            mode: self.mode().as_str(),
-            outcome,
-            reason,
+        let extra = Extra {
             provider: identity
                 .and_then(|i| policy.jwt.providers.get(i.provider))
                 .map(|p| p.name.as_str()),
             sub: identity.and_then(|i| i.claims.get("sub")).and_then(Value::as_str),
         };
-        serde_json::to_vec(&record).unwrap_or_default()
+        decision::record("jwt", &self.route.name, self.mode(), self.action(), extra)
     }
 }
 
 #[derive(Serialize)]
-struct Record<'a> {
-    filter: &'static str,
-    route: &'a str,
-    mode: &'static str,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+struct Extra<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
