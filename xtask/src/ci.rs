@@ -14,18 +14,10 @@ pub fn run_all() -> Result<(), String> {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
     step("clippy (wasm32-wasip1)", || {
-        run(cargo().args([
-            "clippy",
-            "--target",
-            "wasm32-wasip1",
-            "-p",
-            "tollgate-module",
-            "-p",
-            "tollgate-test-state-setter",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        run(cargo()
+            .args(["clippy", "--target", "wasm32-wasip1"])
+            .args(setup::WASM_CRATES)
+            .args(["--", "-D", "warnings"]))
     })?;
     step("unit tests (native)", || {
         run(cargo().args(["test", "--workspace", "--exclude", "tollgate-integration"]))

@@ -100,17 +100,13 @@ fn envoy_version(binary: &Path) -> Option<String> {
         .then(|| text.trim().to_string())
 }
 
+/// The crates built to wasm32-wasip1: the module and the test-only filter.
+pub const WASM_CRATES: [&str; 4] = ["-p", "tollgate-module", "-p", "tollgate-test-state-setter"];
+
 pub fn build_wasm() -> Result<(), String> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-wasip1",
-        "-p",
-        "tollgate-module",
-        "-p",
-        "tollgate-test-state-setter",
-    ]))?;
+    run(cargo()
+        .args(["build", "--release", "--target", "wasm32-wasip1"])
+        .args(WASM_CRATES))?;
     let module = paths::module_wasm();
     let size = std::fs::metadata(&module)
         .map_err(|e| format!("{}: {e}", module.display()))?

@@ -60,6 +60,13 @@ pub fn send_reply(context_id: u32, reply: &Reply) -> Action {
     Action::Pause
 }
 
+/// Fails closed for a filter whose configuration never loaded (503).
+pub fn reply_unconfigured(context_id: u32) -> Action {
+    let headers = request_headers();
+    let reply = tollgate_core::reply::UNCONFIGURED.reply(first(&headers, "x-request-id"), "tollgate");
+    send_reply(context_id, &reply)
+}
+
 /// The plugin configuration bytes given to `on_configure`.
 pub fn plugin_config(size: usize) -> Vec<u8> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)

@@ -14,9 +14,9 @@ use tollgate_core::decision::Action as Verdict;
 use tollgate_core::jwt::jwk::KeySet;
 use tollgate_core::jwt::verify::HostVerifier;
 use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, JwtDenial, JwtRequest, KeyStore, Keys};
+use tollgate_core::path;
 use tollgate_core::policy::Policy;
 use tollgate_core::route::{normalize_host, RequestHead};
-use tollgate_core::{path, reply};
 use tollgate_host as host;
 
 pub const ROOT_ID: &str = "tollgate.jwt";
@@ -370,11 +370,7 @@ impl HttpContext for JwtHttp {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         match &self.shared {
             Some(shared) => process(shared, self.context_id, Stage::First),
-            None => {
-                let headers = host::request_headers();
-                let reply = reply::UNCONFIGURED.reply(host::first(&headers, "x-request-id"), "tollgate");
-                host::send_reply(self.context_id, &reply)
-            }
+            None => host::reply_unconfigured(self.context_id),
         }
     }
 }

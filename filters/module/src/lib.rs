@@ -122,9 +122,6 @@ impl Context for Unconfigured {}
 
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        let headers = tollgate_host::request_headers();
-        let request_id = tollgate_host::first(&headers, "x-request-id");
-        let reply = tollgate_core::reply::UNCONFIGURED.reply(request_id, "tollgate");
-        tollgate_host::send_reply(0, &reply)
+        tollgate_host::reply_unconfigured(0)
     }
 }

@@ -6,10 +6,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use tollgate_core::decision::Action as Verdict;
+use tollgate_core::path;
 use tollgate_core::policy::Policy;
 use tollgate_core::route::{normalize_host, RequestHead};
 use tollgate_core::tenant::{self, TenantRequest};
-use tollgate_core::{path, reply};
 use tollgate_host as host;
 
 pub const ROOT_ID: &str = "tollgate.tenant";
@@ -72,7 +72,7 @@ impl HttpContext for TenantHttp {
         let headers = host::request_headers();
         let request_id = host::first(&headers, "x-request-id");
         let Some(policy) = self.policy.as_deref() else {
-            return host::send_reply(self.context_id, &reply::UNCONFIGURED.reply(request_id, "tollgate"));
+            return host::reply_unconfigured(self.context_id);
         };
         let method = String::from_utf8_lossy(host::first(&headers, ":method").unwrap_or_default());
         let path = path::normalize(host::first(&headers, ":path").unwrap_or(b"/"));
