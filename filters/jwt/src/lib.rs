@@ -241,14 +241,16 @@ impl Shared {
 
     /// Whether a request should wait for a fetch of provider `p`'s keys.
     fn wait_for(&self, decision: &jwt::JwtDecision<'_>, now: u64) -> Option<usize> {
+        if decision.refetch.is_none() && !matches!(decision.verdict, Err(JwtDenial::JwksUnavailable)) {
+            return None;
+        }
         if self.waiters.borrow().len() >= MAX_WAITERS {
             return None;
         }
-        let now_ms = host::now_millis();
         let mut jwks = self.jwks.borrow_mut();
         if let (Err(JwtDenial::JwksUnavailable), Some(p)) = (&decision.verdict, decision.provider) {
             let state = jwks.get_mut(p)?;
-            if state.pending.is_some() || now_ms >= state.next_attempt_ms {
+            if state.pending.is_some() || host::now_millis() >= state.next_attempt_ms {
                 state.wanted = true;
                 return Some(p);
             }

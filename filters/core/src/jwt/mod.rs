@@ -471,14 +471,19 @@ impl<'p> JwtDecision<'p> {
         {
             out.push(("tollgate.tenant", tenant.as_bytes().to_vec()));
         }
+        // Each write is a hostcall: nothing is written for what is absent.
         let roles = claims::string_list(claims::lookup(claims, &provider.roles_claim));
-        out.push(("tollgate.roles", serde_json::to_vec(&roles).unwrap_or_default()));
-        let selected: Map<String, Value> = provider
-            .claims_to_state
-            .iter()
-            .filter_map(|c| claims::lookup(claims, c).map(|v| (c.clone(), v.clone())))
-            .collect();
-        out.push(("tollgate.claims", serde_json::to_vec(&selected).unwrap_or_default()));
+        if !roles.is_empty() {
+            out.push(("tollgate.roles", serde_json::to_vec(&roles).unwrap_or_default()));
+        }
+        if !provider.claims_to_state.is_empty() {
+            let selected: Map<String, Value> = provider
+                .claims_to_state
+                .iter()
+                .filter_map(|c| claims::lookup(claims, c).map(|v| (c.clone(), v.clone())))
+                .collect();
+            out.push(("tollgate.claims", serde_json::to_vec(&selected).unwrap_or_default()));
+        }
         out
     }
 
