@@ -452,3 +452,51 @@ fn no_keys_ever_is_503_not_401() {
     assert!(response.header("www-authenticate").is_none());
     assert!(chain.counter("jwks_fetch_failed") >= 1);
 }
+
+#[test]
+fn keys_past_their_stale_ttl_are_dropped() {
+    let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
+    let mut provider = remote_provider(1);
+    provider["remote_jwks"]["stale_ttl_seconds"] = json!(2);
+    let chain = start(&policy(provider), Some(idp.port()), false);
+    for _ in 0..20 {
+        assert_eq!(chain.get("/api/datahub", Some(&bearer(&token(&claims())))).status, 200);
+    }
+    drop(idp);
+    // Within a few seconds every worker's keys pass their stale TTL: fresh
+    // tokens (no cache hit) then get 503, not 401.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    let last = loop {
+        n += 1;
+        let fresh = bearer(&token(
+            &json!({"iss": ISSUER, "exp": now() + 60, "sub": format!("late-{n}")}),
+        ));
+        let response = chain.get("/api/datahub", Some(&fresh));
+        if response.status != 200 || Instant::now() > deadline {
+            break response;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_denied(&last, 503, "jwks_unavailable");
+}
+
+#[test]
+fn shadow_routes_count_but_let_through() {
+    let mut p = policy(local_provider());
+    p["routes"][0]["jwt"]["mode"] = json!("shadow");
+    let chain = start(&p, None, false);
+    let response = chain
+        .envoy
+        .send(&Request::get("/api/datahub").header("x-user-id", "admin"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(
+        upstream_values(&response, "x-user-id").is_empty(),
+        "spoofed identity header passed"
+    );
+    let bad = chain.get("/api/datahub", Some("Bearer not.a.token"));
+    assert_eq!(bad.status, 200);
+    assert_eq!(chain.counter("shadow_denied.token_missing"), 1);
+    assert_eq!(chain.counter("shadow_denied.token_malformed"), 1);
+    assert_eq!(chain.counter("denied.token_missing"), 0);
+}
