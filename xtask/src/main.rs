@@ -4,6 +4,7 @@
 #![allow(clippy::indexing_slicing)]
 
 mod ci;
+mod crd;
 mod demo;
 mod render;
 mod setup;

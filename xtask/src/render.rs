@@ -1,6 +1,7 @@
 //! Renders the Istio WasmPlugins and the demo Envoy bootstrap from the one
 //! policy file, after checking it with the same code the filters run.
 
+use crate::crd;
 use crate::util::root;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -90,6 +91,7 @@ fn to_yaml(value: &Value) -> Result<String, String> {
 /// them in one VM per worker. In the root namespace (`istio-system`) they
 /// apply mesh-wide; in another namespace, to its workloads.
 fn wasm_plugins(policy: &Value, namespace: &str, image: &str) -> Result<String, String> {
+    let schema = crd::load(&root().join(crd::CRD))?;
     let mut out = header("Istio WasmPlugins for Tollgate (extensions.istio.io/v1alpha1).");
     for (root_id, phase, priority, fail) in FILTERS {
         let name = root_id.replace('.', "-");
@@ -108,6 +110,13 @@ fn wasm_plugins(policy: &Value, namespace: &str, image: &str) -> Result<String, 
                 "pluginConfig": policy,
             },
         });
+        let problems = crd::check(&schema, &plugin);
+        if !problems.is_empty() {
+            return Err(format!(
+                "{name} does not fit Istio's WasmPlugin CRD:\n  {}",
+                problems.join("\n  ")
+            ));
+        }
         out.push_str("---\n");
         out.push_str(&to_yaml(&plugin)?);
     }
