@@ -91,6 +91,8 @@ fn local_provider() -> Value {
         "local_jwks": jwks_with(&["rsa-1", "rsa-2", "rsa-3072", "ec-256", "ec-384", "ed-1"]),
         "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
         "tenant_claim": "tenant",
+        "from_params": ["access_token"],
+        "from_cookies": ["session"],
         "claim_to_headers": [
             {"claim_name": "sub", "header_name": "x-user-id"},
             {"claim_name": "roles", "header_name": "x-user-roles"},
@@ -499,4 +501,17 @@ fn shadow_routes_count_but_let_through() {
     assert_eq!(chain.counter("shadow_denied.token_missing"), 1);
     assert_eq!(chain.counter("shadow_denied.token_malformed"), 1);
     assert_eq!(chain.counter("denied.token_missing"), 0);
+}
+
+#[test]
+fn tokens_in_query_or_cookie_do_not_reach_the_app() {
+    let chain = start(&policy(local_provider()), None, false);
+    let jwt = token(&claims());
+    let by_param = chain.envoy.send(&Request::get(&format!("/api/datahub/x?a=1&access_token={jwt}&b=2")));
+    assert_eq!(by_param.status, 200, "{}", by_param.text());
+    assert_eq!(by_param.json()["path"], "/api/datahub/x?a=1&b=2");
+    let cookie = format!("theme=dark; session={jwt}");
+    let by_cookie = chain.envoy.send(&Request::get("/api/datahub").header("cookie", &cookie));
+    assert_eq!(by_cookie.status, 200, "{}", by_cookie.text());
+    assert_eq!(upstream_values(&by_cookie, "cookie"), ["theme=dark"]);
 }

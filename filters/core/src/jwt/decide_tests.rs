@@ -390,3 +390,34 @@ fn metric_names_cover_every_reason() {
     }
     assert_eq!(names.len(), 9 + 2 * JwtDenial::ALL.len());
 }
+
+#[test]
+fn tokens_in_params_and_cookies_are_removed_too() {
+    let mut f = Fixture::new();
+    let token = mint(&claims());
+    let policy = policy();
+    let edits = |f: &mut Fixture, path: &str, headers: &[(&str, &str)]| {
+        let d = f.run("GET", path, headers);
+        assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
+        d.header_edits(&policy)
+    };
+    let e = edits(&mut f, &format!("/api/trino?a=1&access_token={token}&b=2"), &[]);
+    assert!(
+        e.contains(&(":path".to_string(), Some("/api/trino?a=1&b=2".to_string()))),
+        "{e:?}"
+    );
+    let e = edits(&mut f, &format!("/api/trino?access_token={token}"), &[]);
+    assert!(
+        e.contains(&(":path".to_string(), Some("/api/trino".to_string()))),
+        "{e:?}"
+    );
+    let cookie = format!("theme=dark; session={token}; lang=en");
+    let e = edits(&mut f, "/api/trino", &[("cookie", &cookie)]);
+    assert!(
+        e.contains(&("cookie".to_string(), Some("theme=dark; lang=en".to_string()))),
+        "{e:?}"
+    );
+    let only = format!("session={token}");
+    let e = edits(&mut f, "/api/trino", &[("cookie", &only)]);
+    assert!(e.contains(&("cookie".to_string(), None)), "{e:?}");
+}

@@ -178,6 +178,9 @@ pub struct JwtDecision<'p> {
     pub cache: CacheUse,
     /// The header the token came in, to remove when not forwarded.
     pub token_header: Option<&'p str>,
+    /// `:path` or `cookie` without the token, when it came in a query
+    /// parameter or a cookie: set instead when not forwarded.
+    pub without_token: Option<(&'static str, String)>,
     /// The provider the token's issuer picked.
     pub provider: Option<usize>,
 }
@@ -197,6 +200,7 @@ pub fn decide<'p>(
         stale_keys: false,
         cache: CacheUse::None,
         token_header: None,
+        without_token: None,
         provider: None,
     };
     let rj = &route.jwt;
@@ -209,10 +213,11 @@ pub fn decide<'p>(
         }
         return decision;
     };
-    if let Some(TokenSource::Header { name, .. }) =
-        policy.jwt.providers.get(provider).and_then(|p| p.sources.get(source))
-    {
-        decision.token_header = Some(name.as_str());
+    match policy.jwt.providers.get(provider).and_then(|p| p.sources.get(source)) {
+        Some(TokenSource::Header { name, .. }) => decision.token_header = Some(name.as_str()),
+        Some(TokenSource::Param(name)) => decision.without_token = Some((":path", strip_param(req.raw_path, name))),
+        Some(TokenSource::Cookie(name)) => decision.without_token = Some(("cookie", strip_cookie(req.headers, name))),
+        None => {}
     }
     decision.verdict = verify_token(
         policy,
@@ -395,6 +400,36 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+/// The raw path with every `name=` query parameter removed.
+fn strip_param(raw_path: &[u8], name: &str) -> String {
+    let raw = String::from_utf8_lossy(raw_path);
+    let Some((path, query)) = raw.split_once('?') else {
+        return raw.into_owned();
+    };
+    let prefix = format!("{name}=");
+    let kept: Vec<&str> = query.split('&').filter(|kv| !kv.starts_with(&prefix)).collect();
+    if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
+/// Every cookie but `name`, as one `cookie` header ("" when none is left).
+fn strip_cookie(headers: &[(String, Vec<u8>)], name: &str) -> String {
+    let prefix = format!("{name}=");
+    let kept: Vec<String> = headers
+        .iter()
+        .filter(|(k, _)| k == "cookie")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    kept.join("; ")
+}
+
 /// The default token source: `Authorization: Bearer <token>`.
 pub fn bearer_source() -> HeaderSourceDoc {
     HeaderSourceDoc {
@@ -442,8 +477,14 @@ impl<'p> JwtDecision<'p> {
                         edits.push((header.clone(), Some(value)));
                     }
                 }
-                if let (false, Some(h)) = (provider.forward, self.token_header) {
-                    edits.push((h.to_string(), None));
+                if !provider.forward {
+                    if let Some(h) = self.token_header {
+                        edits.push((h.to_string(), None));
+                    }
+                    if let Some((name, value)) = &self.without_token {
+                        let value = (!value.is_empty()).then(|| value.clone());
+                        edits.push((name.to_string(), value));
+                    }
                 }
             }
         }
