@@ -507,11 +507,15 @@ fn shadow_routes_count_but_let_through() {
 fn tokens_in_query_or_cookie_do_not_reach_the_app() {
     let chain = start(&policy(local_provider()), None, false);
     let jwt = token(&claims());
-    let by_param = chain.envoy.send(&Request::get(&format!("/api/datahub/x?a=1&access_token={jwt}&b=2")));
+    let by_param = chain
+        .envoy
+        .send(&Request::get(&format!("/api/datahub/x?a=1&access_token={jwt}&b=2")));
     assert_eq!(by_param.status, 200, "{}", by_param.text());
     assert_eq!(by_param.json()["path"], "/api/datahub/x?a=1&b=2");
     let cookie = format!("theme=dark; session={jwt}");
-    let by_cookie = chain.envoy.send(&Request::get("/api/datahub").header("cookie", &cookie));
+    let by_cookie = chain
+        .envoy
+        .send(&Request::get("/api/datahub").header("cookie", &cookie));
     assert_eq!(by_cookie.status, 200, "{}", by_cookie.text());
     assert_eq!(upstream_values(&by_cookie, "cookie"), ["theme=dark"]);
 }
