@@ -519,3 +519,27 @@ fn tokens_in_query_or_cookie_do_not_reach_the_app() {
     assert_eq!(by_cookie.status, 200, "{}", by_cookie.text());
     assert_eq!(upstream_values(&by_cookie, "cookie"), ["theme=dark"]);
 }
+
+#[test]
+fn a_missing_jwks_cluster_answers_503_at_once() {
+    let mut provider = remote_provider(300);
+    provider["remote_jwks"]["cluster"] = json!("no-such-cluster");
+    let chain = start(&policy(provider), None, false);
+    let auth = bearer(&token(&claims()));
+    // Requests across two retry cycles: some arrive when a retry is due, wait
+    // for it, and that retry fails at dispatch. Each must be answered at once.
+    let deadline = Instant::now() + Duration::from_millis(3500);
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let response = chain.get("/api/datahub", Some(&auth));
+        assert_denied(&response, 503, "jwks_unavailable");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered after {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(chain.counter("jwks_fetch_failed") >= 2);
+    assert!(chain.envoy.log().contains("could not call cluster 'no-such-cluster'"));
+}

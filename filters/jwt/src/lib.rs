@@ -163,7 +163,11 @@ impl Shared {
                     state.pending = Some((token, now_ms));
                 }
             }
-            Err(status) => self.fetch_failed(p, &format!("could not call cluster '{}': {status:?}", remote.cluster)),
+            Err(status) => {
+                // An unknown cluster fails here, at once: answer whoever waits.
+                self.fetch_failed(p, &format!("could not call cluster '{}': {status:?}", remote.cluster));
+                self.wake(p);
+            }
         }
     }
 
@@ -271,6 +275,13 @@ impl Shared {
         Some(p)
     }
 
+    /// Answers every waiting request (the policy is being replaced).
+    fn wake_all(&self) {
+        for p in 0..self.policy.jwt.providers.len() {
+            self.wake(p);
+        }
+    }
+
     /// Resumes the requests that waited for provider `p`'s keys.
     fn wake(&self, p: usize) {
         let waiting: Vec<u32> = {
@@ -339,7 +350,9 @@ impl RootContext for JwtRoot {
         if shared.has_remote() {
             shared.set_tick(BUSY_TICK);
         }
-        self.shared = Some(Rc::new(shared));
+        if let Some(old) = self.shared.replace(Rc::new(shared)) {
+            old.wake_all();
+        }
         true
     }
 
