@@ -7,9 +7,10 @@
 
 use sha2::digest::Digest;
 
-/// Smallest and largest modulus accepted, in bits.
+/// Smallest and largest modulus accepted, in bits. Key set-up costs grow
+/// with the square of the size, so a JWKS cannot hand us arbitrarily big keys.
 pub const MIN_BITS: usize = 2048;
-pub const MAX_BITS: usize = 8192;
+pub const MAX_BITS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsaKey {

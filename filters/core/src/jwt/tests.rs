@@ -266,3 +266,19 @@ fn known_answers_tell_a_working_host_from_a_broken_one() {
     assert!(!super::kat::host_passes(&RustHost { broken: true }));
     assert!(!super::kat::host_passes(&NoHost));
 }
+
+#[test]
+fn rsa_keys_are_bounded() {
+    use super::rsa::RsaKey;
+    let big = {
+        let mut n = vec![0xffu8; 8192 / 8];
+        n[0] = 0xc1;
+        n
+    };
+    assert!(RsaKey::new(&big, &[1, 0, 1]).unwrap_err().contains("8192 bits"));
+    assert!(RsaKey::new(&[0xc1; 128], &[1, 0, 1]).unwrap_err().contains("1024 bits"));
+    assert!(RsaKey::new(&[0xc1; 256], &[0]).is_err(), "exponent 0");
+    assert!(RsaKey::new(&[0xc1; 256], &[2]).is_err(), "even exponent");
+    assert!(RsaKey::new(&[0xc2; 256], &[1, 0, 1]).is_err(), "even modulus");
+    assert!(RsaKey::new(&[0xc1; 256], &[1, 0, 1]).is_ok());
+}
