@@ -543,3 +543,52 @@ fn a_missing_jwks_cluster_answers_503_at_once() {
     assert!(chain.counter("jwks_fetch_failed") >= 2);
     assert!(chain.envoy.log().contains("could not call cluster 'no-such-cluster'"));
 }
+
+#[test]
+fn hostile_tokens_do_not_trap_the_vm() {
+    let chain = start(&policy(local_provider()), None, false);
+    let b64 = |v: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    };
+    let head = b64(r#"{"alg":"RS256","kid":"rsa-1"}"#);
+    let with_payload = |payload: &str| bearer(&format!("{head}.{}.c2ln", b64(payload)));
+    let deep = format!("{}{}", "[".repeat(3000), "]".repeat(3000));
+    let hostile: Vec<Vec<u8>> = vec![
+        b"Bearer".to_vec(),
+        b"Bearer    ".to_vec(),
+        format!("Bearer {}", ".".repeat(5000)).into_bytes(),
+        b"Bearer \xff\xfe.\xc3.x".to_vec(),
+        with_payload(&deep).into_bytes(),
+        bearer(&format!("{}.{}.c2ln", b64(&deep), b64("{}"))).into_bytes(),
+        bearer(&format!("{}.e30.c2ln", b64(r#"{"alg":5}"#))).into_bytes(),
+        bearer(&format!("{}.e30.c2ln", b64(r#"{"alg":"RS256","kid":{"a":1}}"#))).into_bytes(),
+        with_payload(&format!(r#"{{"iss":"{ISSUER}","exp":1e308,"nbf":-5,"aud":{{"x":1}}}}"#)).into_bytes(),
+        with_payload(&format!(r#"{{"iss":"{ISSUER}","exp":"NaN"}}"#)).into_bytes(),
+        with_payload(&format!(
+            r#"{{"iss":"{ISSUER}","exp":{},"roles":{{"deep":[1,[2]]}}}}"#,
+            now() + 60
+        ))
+        .into_bytes(),
+    ];
+    for value in &hostile {
+        let response = chain
+            .envoy
+            .send(&Request::get("/api/datahub").header_bytes("authorization", value));
+        assert_eq!(
+            response.status,
+            401,
+            "{:?}: {}",
+            String::from_utf8_lossy(value),
+            response.text()
+        );
+    }
+    for _ in 0..10 {
+        assert_eq!(chain.get("/api/datahub", Some(&bearer(&token(&claims())))).status, 200);
+    }
+    let log = chain.envoy.log();
+    assert!(
+        !log.contains("panicked") && !log.contains("Function: proxy_on"),
+        "{log}"
+    );
+}
