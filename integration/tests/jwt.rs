@@ -102,7 +102,7 @@ fn local_provider() -> Value {
 
 fn remote_provider(cache_duration: u64) -> Value {
     json!({
-        "name": "platform", "issuer": ISSUER,
+        "name": "platform", "issuer": ISSUER, "tenant_claim": "tenant",
         "remote_jwks": {
             "uri": "http://idp.test/.well-known/jwks.json", "cluster": "idp",
             "timeout_ms": 1000, "cache_duration_seconds": cache_duration, "min_refetch_interval_seconds": 1,
@@ -382,7 +382,9 @@ fn token_tenant_is_bound_to_the_tenant_header() {
 #[test]
 fn remote_keys_rotate_with_one_refetch() {
     let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
-    let chain = start(&policy(remote_provider(300)), Some(idp.port()), false);
+    // With the tenant filter after jwt: a request resumed by the root goes on
+    // into the next filter of the same VM.
+    let chain = start(&policy(remote_provider(300)), Some(idp.port()), true);
     let first = chain.get("/api/datahub", Some(&bearer(&token(&claims()))));
     assert_eq!(first.status, 200, "{}", first.text());
     // Every worker VM fetches at start; let those first fetches settle.
@@ -399,6 +401,11 @@ fn remote_keys_rotate_with_one_refetch() {
     let rotated = bearer(&mint(Algorithm::RS256, "rsa-2", &claims()));
     let response = chain.get("/api/datahub", Some(&rotated));
     assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        upstream_values(&response, "x-tenant-id"),
+        ["ACME"],
+        "tenant filter ran after the resume"
+    );
     assert_eq!(idp.hits(), hits + 1, "one refetch");
     assert_eq!(chain.counter("jwks_refetch_unknown_kid"), 1);
     // A kid the IdP does not have: refused, and no refetch within the interval.

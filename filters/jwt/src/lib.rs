@@ -118,12 +118,15 @@ impl Shared {
             let Some(remote) = &provider.remote else { continue };
             let mut jwks = self.jwks.borrow_mut();
             let Some(state) = jwks.get_mut(p) else { continue };
-            if let Some((_, started)) = state.pending {
+            if let Some((token, started)) = state.pending {
+                busy = true;
                 // A call whose answer never came back is given up.
                 if now_ms.saturating_sub(started) > remote.timeout_ms + 5000 {
-                    state.pending = None;
+                    drop(jwks);
+                    take_call(&mut self.calls.borrow_mut(), token);
+                    self.fetch_failed(p, "no answer");
+                    self.wake(p);
                 }
-                busy = true;
                 continue;
             }
             let age_due = state
