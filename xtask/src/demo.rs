@@ -203,12 +203,31 @@ pub fn run(check: bool) -> Result<(), String> {
     setup::all()?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("render", || render::run(&[]))?;
-    let echo = Echo::start_on(&format!("127.0.0.1:{DEMO_UPSTREAM_PORT}"))
-        .map_err(|e| format!("echo upstream on port {DEMO_UPSTREAM_PORT}: {e} (is a demo already running?)"))?;
+    // The check (run by CI) takes free ports; the interactive demo its fixed ones.
+    let upstream = if check {
+        "127.0.0.1:0".to_string()
+    } else {
+        format!("127.0.0.1:{DEMO_UPSTREAM_PORT}")
+    };
+    let echo = Echo::start_on(&upstream)
+        .map_err(|e| format!("echo upstream on {upstream}: {e} (is a demo already running?)"))?;
     let text = std::fs::read_to_string(root().join(DEMO_BOOTSTRAP)).map_err(|e| e.to_string())?;
-    let bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    let mut bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    if check {
+        use_free_ports(&mut bootstrap, echo.port())?;
+    }
     let envoy = Envoy::try_start(&bootstrap).map_err(|f| format!("Envoy did not start: {}\n{}", f.reason, f.log))?;
-    println!("\nTollgate demo: Envoy 1.40 (pid {}) on http://127.0.0.1:{DEMO_PORT}, admin http://127.0.0.1:{DEMO_ADMIN_PORT}, echo upstream on {}", envoy.pid(), echo.addr());
+    let admin = if check {
+        "an ephemeral port".to_string()
+    } else {
+        format!("http://127.0.0.1:{DEMO_ADMIN_PORT}")
+    };
+    println!(
+        "\nTollgate demo: Envoy 1.40 (pid {}) on http://{}, admin {admin}, echo upstream on {}",
+        envoy.pid(),
+        envoy.addr(),
+        echo.addr()
+    );
     println!(
         "policy: {}; Envoy log: {}\n",
         render::POLICY,
@@ -251,6 +270,25 @@ pub fn run(check: bool) -> Result<(), String> {
     println!("\nstopping Envoy (pid {})", envoy.pid());
     drop(envoy);
     drop(echo);
+    Ok(())
+}
+
+/// Listener and admin on ports Envoy picks, the upstream on the echo's.
+fn use_free_ports(bootstrap: &mut Value, upstream_port: u16) -> Result<(), String> {
+    let pointers = [
+        ("/admin/address/socket_address/port_value", 0),
+        ("/static_resources/listeners/0/address/socket_address/port_value", 0),
+        (
+            "/static_resources/clusters/0/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/port_value",
+            upstream_port,
+        ),
+    ];
+    for (pointer, port) in pointers {
+        let slot = bootstrap
+            .pointer_mut(pointer)
+            .ok_or_else(|| format!("{DEMO_BOOTSTRAP} has no {pointer}"))?;
+        *slot = Value::from(port);
+    }
     Ok(())
 }
 
