@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use tollgate_core::decision::Action as Verdict;
 use tollgate_core::jwt::jwk::KeySet;
+use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
 use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, JwtDenial, JwtRequest, KeyStore, Keys};
 use tollgate_core::path;
@@ -43,19 +44,6 @@ struct Shared {
     tick: Cell<Duration>,
 }
 
-#[derive(Debug, Default, Clone)]
-struct JwksState {
-    /// The last good key set and when it was fetched (unix seconds).
-    keys: Option<(Rc<KeySet>, u64)>,
-    /// A fetch under way: its token and start (unix ms).
-    pending: Option<(u32, u64)>,
-    next_attempt_ms: u64,
-    failures: u32,
-    last_kid_refetch: Option<u64>,
-    /// A request waits for keys: fetch on the next tick.
-    wanted: bool,
-}
-
 /// Envoy's `verify_signature` foreign function (BoringSSL, native code).
 struct EnvoyVerifier {
     enabled: Cell<bool>,
@@ -84,18 +72,8 @@ impl HostVerifier for EnvoyVerifier {
 
 impl KeyStore for Shared {
     fn keys(&self, provider: usize) -> Keys {
-        let now = self.now.get();
-        let (Some(remote), Some(state)) = (self.remote(provider), self.jwks.borrow().get(provider).cloned()) else {
-            return Keys::Unavailable;
-        };
-        match state.keys {
-            Some((set, at)) if now.saturating_sub(at) <= remote.stale_ttl => {
-                let refresh_due = remote.cache_duration + remote.timeout_ms / 1000 + 1;
-                Keys::Ready {
-                    set,
-                    stale: now.saturating_sub(at) > refresh_due,
-                }
-            }
+        match (self.remote(provider), self.jwks.borrow().get(provider)) {
+            (Some(remote), Some(state)) => state.keys(remote, self.now.get()),
             _ => Keys::Unavailable,
         }
     }
@@ -116,29 +94,21 @@ impl Shared {
         let mut busy = false;
         for (p, provider) in self.policy.jwt.providers.iter().enumerate() {
             let Some(remote) = &provider.remote else { continue };
-            let mut jwks = self.jwks.borrow_mut();
-            let Some(state) = jwks.get_mut(p) else { continue };
-            if let Some((token, started)) = state.pending {
-                busy = true;
-                // A call whose answer never came back is given up.
-                if now_ms.saturating_sub(started) > remote.timeout_ms + 5000 {
-                    drop(jwks);
+            let Some(tick) = self.jwks.borrow().get(p).map(|s| s.tick(remote, now_ms)) else {
+                continue;
+            };
+            match tick {
+                Tick::Fetch => {
+                    busy = true;
+                    self.start_fetch(p, now_ms);
+                }
+                Tick::GiveUp(token) => {
+                    busy = true;
                     take_call(&mut self.calls.borrow_mut(), token);
                     self.fetch_failed(p, "no answer");
                     self.wake(p);
                 }
-                continue;
-            }
-            let age_due = state
-                .keys
-                .as_ref()
-                .is_none_or(|(_, at)| (now_ms / 1000).saturating_sub(*at) >= remote.cache_duration);
-            if (age_due || state.wanted) && now_ms >= state.next_attempt_ms {
-                drop(jwks);
-                self.start_fetch(p, now_ms);
-                busy = true;
-            } else if state.keys.is_none() || state.wanted {
-                busy = true;
+                Tick::Idle { busy: b } => busy |= b,
             }
         }
         self.set_tick(if busy { BUSY_TICK } else { IDLE_TICK });
@@ -163,7 +133,7 @@ impl Shared {
             Ok(token) => {
                 self.calls.borrow_mut().push((token, p));
                 if let Some(state) = self.jwks.borrow_mut().get_mut(p) {
-                    state.pending = Some((token, now_ms));
+                    state.started(token, now_ms);
                 }
             }
             Err(status) => {
@@ -208,11 +178,7 @@ impl Shared {
                     }
                 );
                 if let Some(state) = self.jwks.borrow_mut().get_mut(p) {
-                    state.keys = Some((Rc::new(set), now));
-                    state.pending = None;
-                    state.wanted = false;
-                    state.failures = 0;
-                    state.next_attempt_ms = 0;
+                    state.fetched(set, now);
                 }
                 self.counters.increment("tollgate.jwt.jwks_fetch_ok");
             }
@@ -222,15 +188,14 @@ impl Shared {
     }
 
     fn fetch_failed(&self, p: usize, why: &str) {
-        let mut jwks = self.jwks.borrow_mut();
-        let Some(state) = jwks.get_mut(p) else { return };
-        state.pending = None;
-        state.wanted = false;
-        state.failures = state.failures.saturating_add(1);
-        // 1 s, 2 s, 4 s ... up to 30 s between attempts.
-        let backoff = 1000u64 << state.failures.min(5).saturating_sub(1);
-        state.next_attempt_ms = host::now_millis() + backoff.min(30_000);
-        let kept = if state.keys.is_some() {
+        let had_keys = match self.jwks.borrow_mut().get_mut(p) {
+            Some(state) => {
+                state.failed(host::now_millis());
+                state.has_keys()
+            }
+            None => return,
+        };
+        let kept = if had_keys {
             "keeping the last good keys"
         } else {
             "no keys yet"
@@ -248,32 +213,19 @@ impl Shared {
 
     /// Whether a request should wait for a fetch of provider `p`'s keys.
     fn wait_for(&self, decision: &jwt::JwtDecision<'_>, now: u64) -> Option<usize> {
-        if decision.refetch.is_none() && !matches!(decision.verdict, Err(JwtDenial::JwksUnavailable)) {
-            return None;
-        }
-        if self.waiters.borrow().len() >= MAX_WAITERS {
+        let unavailable = matches!(decision.verdict, Err(JwtDenial::JwksUnavailable));
+        if (!unavailable && decision.refetch.is_none()) || self.waiters.borrow().len() >= MAX_WAITERS {
             return None;
         }
         let mut jwks = self.jwks.borrow_mut();
-        if let (Err(JwtDenial::JwksUnavailable), Some(p)) = (&decision.verdict, decision.provider) {
-            let state = jwks.get_mut(p)?;
-            if state.pending.is_some() || host::now_millis() >= state.next_attempt_ms {
-                state.wanted = true;
-                return Some(p);
-            }
-            return None;
+        if unavailable {
+            let p = decision.provider?;
+            return jwks.get_mut(p)?.wait_for_keys(host::now_millis()).then_some(p);
         }
         let p = decision.refetch?;
-        let min_interval = self.remote(p)?.min_refetch_interval;
-        let state = jwks.get_mut(p)?;
-        if state
-            .last_kid_refetch
-            .is_some_and(|t| now.saturating_sub(t) < min_interval)
-        {
+        if !jwks.get_mut(p)?.wait_for_kid(self.remote(p)?, now) {
             return None;
         }
-        state.last_kid_refetch = Some(now);
-        state.wanted = true;
         self.counters.increment("tollgate.jwt.jwks_refetch_unknown_kid");
         Some(p)
     }

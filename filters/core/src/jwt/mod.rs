@@ -7,6 +7,7 @@ pub mod claims;
 pub mod config;
 pub mod der;
 pub mod jwk;
+pub mod jwks;
 pub mod kat;
 pub mod rsa;
 pub mod token;
