@@ -12,6 +12,7 @@ pub mod envoy;
 pub mod http;
 pub mod jwks;
 pub mod paths;
+pub mod server;
 
 pub use bootstrap::{Bootstrap, Filter};
 pub use echo::Echo;

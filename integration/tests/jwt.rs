@@ -195,6 +195,9 @@ fn every_algorithm_is_verified() {
         log.contains("host verify_signature in use"),
         "host verifier not detected:\n{log}"
     );
+    // RS256/384/512 and ES256/384 (good and bad): checked by Envoy, not Rust.
+    let host_checks = chain.counter("signature_host");
+    assert!(host_checks >= 10, "host checks: {host_checks}");
 }
 
 #[test]
@@ -598,4 +601,19 @@ fn hostile_tokens_do_not_trap_the_vm() {
         !log.contains("panicked") && !log.contains("Function: proxy_on"),
         "{log}"
     );
+}
+
+#[test]
+fn requests_during_the_first_fetch_wait_for_it() {
+    let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
+    // The IdP answers slowly: Envoy is ready long before the first key set.
+    idp.delay(Duration::from_millis(1500));
+    let mut provider = remote_provider(300);
+    provider["remote_jwks"]["timeout_ms"] = json!(5000);
+    let chain = start(&policy(provider), Some(idp.port()), false);
+    assert_eq!(chain.counter("jwks_fetch_ok"), 0, "the first fetch is still under way");
+    let response = chain.get("/api/datahub", Some(&bearer(&token(&claims()))));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(chain.counter("jwks_fetch_ok") >= 1);
+    assert_eq!(chain.counter("denied.jwks_unavailable"), 0);
 }
