@@ -7,6 +7,7 @@ use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use tollgate_core::decision::Action as Verdict;
 use tollgate_core::path;
+use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
 use tollgate_core::route::{normalize_host, RequestHead};
 use tollgate_core::tenant::{self, TenantRequest};
@@ -77,7 +78,13 @@ impl HttpContext for TenantHttp {
         let method = String::from_utf8_lossy(host::first(&headers, ":method").unwrap_or_default());
         let path = path::normalize(host::first(&headers, ":path").unwrap_or(b"/"));
         let authority = normalize_host(host::first(&headers, ":authority").unwrap_or_default());
-        let claim = host::property("tollgate.tenant");
+        // A host call: only when the verified claim is a source.
+        let claim = policy
+            .tenant
+            .sources
+            .contains(&TenantSource::Claim)
+            .then(|| host::property("tollgate.tenant"))
+            .flatten();
         let header_values = host::all(&headers, &policy.tenant.header);
         let request = TenantRequest {
             head: RequestHead {
