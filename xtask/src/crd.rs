@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::path::Path;
 
-pub const CRD: &str = "../shared/schemas/istio-wasmplugin-crd.yaml";
+pub const CRD: &str = "xtask/schemas/istio-wasmplugin-crd.yaml";
 
 /// The `spec` schema of version `v1alpha1`.
 pub fn load(path: &Path) -> Result<Value, String> {
