@@ -53,6 +53,7 @@ impl Req<'_> {
             },
             claim: self.claim.map(str::as_bytes),
             header_values: &values,
+            jwt_shadow_denied: false,
         };
         match decide(policy, &request).verdict {
             Ok(found) => Ok(found.map(|r| r.tenant.id.clone())),
@@ -163,6 +164,7 @@ fn missing_status_and_shadow_follow_the_route() {
             head: head("/api/trino"),
             claim: None,
             header_values: &[],
+            jwt_shadow_denied: false,
         },
     );
     assert_eq!(
@@ -176,6 +178,7 @@ fn missing_status_and_shadow_follow_the_route() {
             head: head("/api/superset"),
             claim: None,
             header_values: &[b"OLD-001"],
+            jwt_shadow_denied: false,
         },
     );
     assert_eq!(superset.action(), Action::ShadowDeny(TenantDenial::Suspended.denial()));
@@ -198,7 +201,7 @@ fn every_denial_has_its_own_metric_and_status() {
         assert!(names.contains(&format!("tollgate.tenant.shadow_denied.{}", d.denial().reason)));
     }
     let statuses: Vec<u16> = TenantDenial::ALL.iter().map(|d| d.denial().status).collect();
-    assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403]);
+    assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403, 401]);
 }
 
 #[test]
@@ -215,12 +218,13 @@ fn client_routing_headers_never_pass_through() {
                 },
                 claim: None,
                 header_values: values,
+                jwt_shadow_denied: false,
             },
         )
     };
     let allowed = decision_for("/api/datahub", &[b"std-001"]);
     assert_eq!(
-        allowed.header_edits(&p.tenant),
+        allowed.header_edits(&p.tenant, &[]),
         vec![("x-tenant-id", Some("STD-001")), ("x-tenant-tier", Some("premium"))]
     );
     let props = allowed.properties();
@@ -228,12 +232,12 @@ fn client_routing_headers_never_pass_through() {
     assert_eq!(props[2], ("tollgate.tenant_tier", b"premium".to_vec()));
     let no_tenant = decision_for("/other", &[]);
     assert_eq!(
-        no_tenant.header_edits(&p.tenant),
+        no_tenant.header_edits(&p.tenant, &[]),
         vec![("x-tenant-id", None), ("x-tenant-tier", None)]
     );
     assert_eq!(no_tenant.properties().len(), 1);
     let shadow = decision_for("/api/superset", &[b"OLD-001"]);
-    assert_eq!(shadow.header_edits(&p.tenant), vec![("x-tenant-tier", None)]);
+    assert_eq!(shadow.header_edits(&p.tenant, &[]), vec![("x-tenant-tier", None)]);
     let denied = decision_for("/api/datahub", &[b"OLD-001"]);
-    assert!(denied.header_edits(&p.tenant).is_empty());
+    assert!(denied.header_edits(&p.tenant, &[]).is_empty());
 }
