@@ -63,7 +63,13 @@ mod tests {
     #[test]
     fn other_spellings_become_removals_once() {
         let h = |n: &str| (n.to_string(), b"v".to_vec());
-        let headers = vec![h("x_user_id"), h("x-user-id"), h("x_user_id"), h("x-user_id"), h("host")];
+        let headers = vec![
+            h("x_user_id"),
+            h("x-user-id"),
+            h("x_user_id"),
+            h("x-user_id"),
+            h("host"),
+        ];
         let mut edits = vec![("x-user-id".to_string(), None)];
         remove_other_spellings(&mut edits, &headers, "x-user-id");
         assert_eq!(
@@ -74,6 +80,9 @@ mod tests {
                 ("x-user_id".to_string(), None),
             ]
         );
-        assert_eq!(spellings(&headers, "x-user-id"), vec!["x_user_id", "x-user-id", "x-user_id"]);
+        assert_eq!(
+            spellings(&headers, "x-user-id"),
+            vec!["x_user_id", "x-user-id", "x-user_id"]
+        );
     }
 }

@@ -174,7 +174,9 @@ pub fn header_values<'h>(config: &TenantConfig, headers: &'h [(String, Vec<u8>)]
 pub enum TenantDenial {
     Invalid,
     Mismatch,
-    Required { status: u16 },
+    Required {
+        status: u16,
+    },
     Unknown,
     Suspended,
     RouteForbidden,

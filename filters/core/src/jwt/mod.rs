@@ -413,10 +413,7 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Option<String> {
             .find(|(k, _)| k == name)?
             .1
             .into_owned(),
-        TokenSource::Cookie(name) => cookies(req.headers)
-            .find(|(k, _)| k == name)?
-            .1
-            .to_string(),
+        TokenSource::Cookie(name) => cookies(req.headers).find(|(k, _)| k == name)?.1.to_string(),
     };
     (!value.is_empty()).then_some(value)
 }

@@ -241,3 +241,132 @@ fn client_routing_headers_never_pass_through() {
     let denied = decision_for("/api/datahub", &[b"OLD-001"]);
     assert!(denied.header_edits(&p.tenant, &[]).is_empty());
 }
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn every_spelling_of_the_tenant_header_is_a_source_and_is_removed() {
+    let p = policy();
+    let run = |path, sent: &[(&str, &str)]| {
+        let sent = headers(sent);
+        let values = header_values(&p.tenant, &sent);
+        let request = TenantRequest {
+            head: RequestHead {
+                method: "GET",
+                host: "h",
+                path,
+            },
+            claim: None,
+            header_values: &values,
+            jwt_shadow_denied: false,
+        };
+        let d = decide(&p, &request);
+        let edits: Vec<(String, Option<String>)> = d
+            .header_edits(&p.tenant, &sent)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+        (
+            d.verdict
+                .map(|r| r.map(|r| r.tenant.id.clone()))
+                .map_err(|e| e.denial().reason),
+            edits,
+        )
+    };
+    let s = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+    let (verdict, _) = run(
+        "/api/datahub",
+        &[("x-tenant-id", "STD-001"), ("x_tenant_id", "NED-001")],
+    );
+    assert_eq!(verdict, Err("tenant_mismatch"));
+    let (verdict, edits) = run(
+        "/api/datahub",
+        &[
+            ("x_tenant_id", "std-001"),
+            ("x_tenant_tier", "gold"),
+            ("X-Tenant_Tier", "gold"),
+        ],
+    );
+    assert_eq!(verdict, Ok(Some("STD-001".to_string())));
+    assert_eq!(
+        edits,
+        vec![
+            s("x_tenant_id", None),
+            s("x_tenant_tier", None),
+            s("X-Tenant_Tier", None),
+            s("x-tenant-id", Some("STD-001")),
+            s("x-tenant-tier", Some("premium")),
+        ]
+    );
+    let (_, edits) = run("/other", &[("x-tenant_tier", "gold")]);
+    assert_eq!(
+        edits,
+        vec![
+            s("x-tenant_tier", None),
+            s("x-tenant-id", None),
+            s("x-tenant-tier", None)
+        ]
+    );
+    // Shadow keeps the canonical header as sent, never another spelling or a tier.
+    let (_, edits) = run(
+        "/api/superset",
+        &[("x-tenant-id", "OLD-001"), ("x_tenant_id", "OLD-001")],
+    );
+    assert_eq!(edits, vec![s("x_tenant_id", None), s("x-tenant-tier", None)]);
+    let (_, edits) = run("/api/datahub", &[("x_tenant_id", "OLD-001")]);
+    assert!(edits.is_empty());
+}
+
+#[test]
+fn a_jwt_shadow_denial_never_gets_a_client_chosen_tenant_stamped() {
+    let p = policy();
+    let run = |path, host, value: Option<&'static [u8]>, jwt_shadow_denied| {
+        let values: Vec<&[u8]> = value.into_iter().collect();
+        let request = TenantRequest {
+            head: RequestHead {
+                method: "GET",
+                host,
+                path,
+            },
+            claim: None,
+            header_values: &values,
+            jwt_shadow_denied,
+        };
+        let d = decide(&p, &request);
+        let edits: Vec<(String, Option<String>)> = d
+            .header_edits(&p.tenant, &[])
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+        let keys: Vec<&str> = d.properties().into_iter().map(|(k, _)| k).collect();
+        (d.action(), d.metric(), edits, keys)
+    };
+    let unverified = Action::ShadowDeny(TenantDenial::Unverified.denial());
+    // From the header, the host or the path: all chosen by the client.
+    for (path, host, value) in [
+        ("/api/datahub", "h", Some(&b"STD-001"[..])),
+        ("/api/datahub", "std-001.tenants.example.com", None),
+        ("/t/STD-001/api/datahub", "h", None),
+        ("/other", "h", Some(&b"STD-001"[..])),
+    ] {
+        let (action, metric, edits, keys) = run(path, host, value, true);
+        assert_eq!(action, unverified, "{path} {host}");
+        assert_eq!(metric, "tollgate.tenant.shadow_denied.tenant_unverified");
+        assert_eq!(edits, vec![("x-tenant-tier".to_string(), None)]);
+        assert_eq!(keys, vec!["tollgate.decision.tenant"]);
+        // Without the jwt shadow denial, the same request gets its tenant.
+        assert_eq!(run(path, host, value, false).0, Action::Allow, "{path} {host}");
+    }
+    // Refusals stay refusals; no tenant at all stays allowed.
+    let (action, ..) = run("/api/datahub", "h", Some(&b"OLD-001"[..]), true);
+    assert_eq!(action, Action::Deny(TenantDenial::Suspended.denial()));
+    let (action, ..) = run("/api/datahub", "h", None, true);
+    assert_eq!(action, Action::Deny(TenantDenial::Required { status: 400 }.denial()));
+    let (action, ..) = run("/other", "h", None, true);
+    assert_eq!(action, Action::Allow);
+}
