@@ -520,7 +520,8 @@ fn require_tenant_claim_defaults_to_having_a_tenant_claim() {
 fn rules_on_optional_routes_bind_requests_without_a_token() {
     let mut f = Fixture::new();
     let analyst = with_claims(json!({"roles": ["analyst"]}));
-    let cases: Vec<(&str, &str, Option<&str>, Result<bool, &str>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Result<bool, &'a str>);
+    let cases: Vec<Case> = vec![
         ("GET", "/optional-rules", None, Ok(false)),
         ("POST", "/optional-rules", None, Err("token_missing")),
         ("POST", "/optional-rules", Some(&analyst), Err("insufficient_scope")),
@@ -592,7 +593,8 @@ fn every_token_source_of_a_provider_that_does_not_forward_is_emptied() {
 fn query_tokens_are_found_by_decoded_name_and_cookies_by_exact_name() {
     let mut f = Fixture::new();
     let token = mint(&claims());
-    let cases: Vec<(String, Vec<(&str, String)>, Result<bool, &str>)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, String)>, Result<bool, &'a str>);
+    let cases: Vec<Case> = vec![
         (format!("/api/trino?access%5Ftoken={token}"), vec![], Ok(true)),
         (format!("/api/trino?%61ccess_token={token}"), vec![], Ok(true)),
         (format!("/api/trino?access_token={token}#frag"), vec![], Ok(true)),
