@@ -225,7 +225,14 @@ pub fn decide<'p>(
     if rj.requirement == Requirement::None {
         return decision;
     }
-    let Some((token, provider, source)) = find_token(policy, &rj.providers, req) else {
+    let found = match find_token(policy, &rj.providers, req) {
+        Ok(found) => found,
+        Err(denial) => {
+            decision.verdict = Err(denial);
+            return decision;
+        }
+    };
+    let Some((token, provider, source)) = found else {
         let rule_applies = rj.rules.iter().any(|r| claims::applies(r, req.head.method));
         let deny_rules = rule_applies && rj.rules_without_token == RulesWithoutToken::Deny;
         if rj.requirement == Requirement::Required || deny_rules {
@@ -391,31 +398,54 @@ fn select_key<'k>(
 }
 
 /// The first token in the route's providers' sources: (token, provider, source).
-fn find_token(policy: &Policy, providers: &[usize], req: &JwtRequest<'_>) -> Option<(String, usize, usize)> {
+fn find_token(
+    policy: &Policy,
+    providers: &[usize],
+    req: &JwtRequest<'_>,
+) -> Result<Option<(String, usize, usize)>, JwtDenial> {
     for &p in providers {
-        let provider = policy.jwt.providers.get(p)?;
+        let Some(provider) = policy.jwt.providers.get(p) else {
+            continue;
+        };
         for (s, source) in provider.sources.iter().enumerate() {
-            if let Some(token) = extract(source, req) {
-                return Some((token, p, s));
+            if let Some(token) = extract(source, req)? {
+                return Ok(Some((token, p, s)));
             }
         }
     }
-    None
+    Ok(None)
 }
 
-fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Option<String> {
-    let value = match source {
-        TokenSource::Header { name, prefix } => {
-            let raw = req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())?;
-            header_token(raw, prefix)?.to_string()
-        }
-        TokenSource::Param(name) => form_urlencoded::parse(query(req.raw_path)?)
-            .find(|(k, _)| k == name)?
-            .1
-            .into_owned(),
-        TokenSource::Cookie(name) => cookies(req.headers).find(|(k, _)| k == name)?.1.to_string(),
+/// The token in one source. Two tokens in one header name or parameter are
+/// refused (`token_malformed`): which one an application reads (first,
+/// last, joined) is its own choice, so checking one would not bind it.
+/// Cookies take the first: browsers send one name twice for two paths.
+fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>, JwtDenial> {
+    let mut values: Vec<String> = match source {
+        TokenSource::Header { name, prefix } => req
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .filter_map(|(_, v)| header_token(v, prefix))
+            .map(str::to_string)
+            .collect(),
+        TokenSource::Param(name) => match query(req.raw_path) {
+            Some(q) => form_urlencoded::parse(q)
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .collect(),
+            None => Vec::new(),
+        },
+        TokenSource::Cookie(name) => cookies(req.headers)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+            .into_iter()
+            .collect(),
     };
-    (!value.is_empty()).then_some(value)
+    if values.len() > 1 {
+        return Err(JwtDenial::Malformed);
+    }
+    Ok(values.pop().filter(|v| !v.is_empty()))
 }
 
 /// The token in a header value that starts with `prefix`. The scheme is
