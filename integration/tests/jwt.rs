@@ -702,6 +702,12 @@ fn a_query_token_is_found_by_its_decoded_name() {
         .envoy
         .send(&Request::get("/api/datahub?access%5Ftoken=not.a.token"));
     assert_denied(&bad, 401, "token_malformed");
+    // A second token under another spelling of the name: the application
+    // might read that one, so neither is taken.
+    let two = chain.envoy.send(&Request::get(&format!(
+        "/api/datahub?access_token={jwt}&access%5Ftoken=x"
+    )));
+    assert_denied(&two, 401, "token_malformed");
 }
 
 #[test]

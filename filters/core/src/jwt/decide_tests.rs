@@ -573,6 +573,9 @@ fn every_token_source_of_a_provider_that_does_not_forward_is_emptied() {
         ],
     );
     assert!(e.iter().all(|(h, _)| h.starts_with("x-user")), "{e:?}");
+    // Any spacing after the scheme is a token to remove.
+    let e = f.edits("GET", "/elsewhere", &[("authorization", "bearer\tx")]);
+    assert!(e.contains(&("authorization".to_string(), None)), "{e:?}");
     // A forwarding issuer's verified token stays; the other sources still go.
     let hs = mint_with(
         Algorithm::HS256,

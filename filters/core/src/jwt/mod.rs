@@ -427,7 +427,6 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>,
             .iter()
             .filter(|(k, _)| k == name)
             .filter_map(|(_, v)| header_token(v, prefix))
-            .map(str::to_string)
             .collect(),
         TokenSource::Param(name) => match query(req.raw_path) {
             Some(q) => form_urlencoded::parse(q)
@@ -449,11 +448,20 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>,
 }
 
 /// The token in a header value that starts with `prefix`. The scheme is
-/// case-insensitive (RFC 7235 section 2.1).
-fn header_token<'v>(raw: &'v [u8], prefix: &str) -> Option<&'v str> {
-    let text = std::str::from_utf8(raw).ok()?.trim();
-    let (head, tail) = (text.get(..prefix.len())?, text.get(prefix.len()..)?);
-    head.eq_ignore_ascii_case(prefix).then(|| tail.trim())
+/// case-insensitive (RFC 7235 section 2.1) and may be followed by any
+/// whitespace; bytes that are not UTF-8 still make a (malformed) token.
+fn header_token(raw: &[u8], prefix: &str) -> Option<String> {
+    let text = raw.trim_ascii();
+    let scheme = prefix.trim_end().as_bytes();
+    let (head, tail) = (text.get(..scheme.len())?, text.get(scheme.len()..)?);
+    if !head.eq_ignore_ascii_case(scheme) {
+        return None;
+    }
+    let separated = tail.first().is_some_and(u8::is_ascii_whitespace);
+    if scheme.len() < prefix.len() && !separated {
+        return None;
+    }
+    Some(String::from_utf8_lossy(tail.trim_ascii()).into_owned())
 }
 
 /// The query of a raw path, without its fragment.
