@@ -61,6 +61,7 @@ fn policy() -> Policy {
             {"name": "optional", "match": {"prefix": "/optional"}, "jwt": {"requirement": "optional"}},
             {"name": "shadow", "match": {"prefix": "/shadow"}, "jwt": {"requirement": "required", "mode": "shadow"}},
             {"name": "tenanted", "match": {"prefix": "/tenanted"}, "tenant": {"required": true}, "jwt": {"requirement": "required"}},
+            {"name": "tenant-shadow", "match": {"prefix": "/tenant-shadow"}, "tenant": {"required": true, "mode": "shadow"}, "jwt": {"requirement": "required"}},
             {"name": "optional-rules", "match": {"prefix": "/optional-rules"}, "jwt": {"requirement": "optional", "rules": [
                 {"claim": "roles", "contains": "data-engineer", "methods": ["POST"]},
             ]}},
@@ -484,6 +485,8 @@ fn the_tenant_claim_must_be_a_string_and_present_where_required() {
         // claim only where the route requires a tenant.
         ("/api/trino", json!({claim: ["STD-001"]}), Err("token_tenant_invalid")),
         ("/api/trino", json!({claim: null}), Ok(true)),
+        ("/tenant-shadow", json!({claim: null}), Ok(true)),
+        ("/tenant-shadow", json!({claim: 7}), Err("token_tenant_invalid")),
         ("/optional", json!({claim: true}), Err("token_tenant_invalid")),
     ];
     for (path, patch, want) in cases {

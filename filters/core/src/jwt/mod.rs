@@ -261,7 +261,7 @@ pub fn decide<'p>(
 
 /// The tenant claim must be a string when present (else the tenant filter
 /// would fall back to a client-chosen source), and present on routes that
-/// require a tenant when the provider says so.
+/// enforce a required tenant when the provider says so.
 fn check_tenant(policy: &Policy, route: &Route, identity: &Identity) -> Result<(), JwtDenial> {
     let Some(provider) = policy.jwt.providers.get(identity.provider) else {
         return Ok(());
@@ -272,7 +272,10 @@ fn check_tenant(policy: &Policy, route: &Route, identity: &Identity) -> Result<(
     match claims::lookup(&identity.claims, claim) {
         Some(Value::String(_)) => Ok(()),
         Some(_) => Err(JwtDenial::TenantInvalid),
-        None if provider.require_tenant_claim && route.tenant.required => Err(JwtDenial::TenantMissing),
+        // Not while the route's tenant rule is only observed (shadow).
+        None if provider.require_tenant_claim && route.tenant.required && route.tenant.mode == Mode::Enforce => {
+            Err(JwtDenial::TenantMissing)
+        }
         None => Ok(()),
     }
 }
