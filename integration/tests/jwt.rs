@@ -617,3 +617,197 @@ fn requests_during_the_first_fetch_wait_for_it() {
     assert!(chain.counter("jwks_fetch_ok") >= 1);
     assert_eq!(chain.counter("denied.jwks_unavailable"), 0);
 }
+
+/// `policy` with datahub needing a tenant, ACME premium, and the tenant
+/// filter reading the claim then the header.
+fn tenant_bound_policy() -> Value {
+    let mut p = policy(local_provider());
+    p["routes"][0]["tenant"] = json!({"required": true});
+    p["tenants"] = json!([{"id": "ACME", "tier": "premium"}, {"id": "GLOBEX"}]);
+    p
+}
+
+#[test]
+fn underscore_spellings_of_managed_headers_never_reach_the_app() {
+    let chain = start(&tenant_bound_policy(), None, true);
+    let auth = bearer(&token(&claims()));
+    let sent = Request::get("/api/datahub")
+        .header("authorization", &auth)
+        .header("x_user_id", "admin")
+        .header("x-user_id", "admin")
+        .header("x_user_roles", "root")
+        .header("x_tenant_id", "acme")
+        .header("x_tenant_tier", "platinum")
+        .header("x-tenant_tier", "platinum");
+    let response = chain.envoy.send(&sent);
+    assert_eq!(response.status, 200, "{}", response.text());
+    for name in [
+        "x_user_id",
+        "x-user_id",
+        "x_user_roles",
+        "x_tenant_id",
+        "x_tenant_tier",
+        "x-tenant_tier",
+    ] {
+        assert!(upstream_values(&response, name).is_empty(), "{name} reached the app");
+    }
+    assert_eq!(upstream_values(&response, "x-user-id"), ["user@254carbon.com"]);
+    assert_eq!(upstream_values(&response, "x-tenant-id"), ["ACME"]);
+    assert_eq!(upstream_values(&response, "x-tenant-tier"), ["premium"]);
+    // An underscore spelling is a value of the tenant header: a different
+    // tenant in it is refused, not dropped.
+    let other = chain.envoy.send(
+        &Request::get("/api/datahub")
+            .header("authorization", &auth)
+            .header("x_tenant_id", "GLOBEX"),
+    );
+    assert_denied(&other, 403, "tenant_mismatch");
+}
+
+#[test]
+fn every_token_source_is_emptied_when_not_forwarded() {
+    let chain = start(&policy(local_provider()), None, false);
+    let jwt = token(&claims());
+    // Verified from the header; a token in the parameter and cookie too.
+    let response = chain.envoy.send(
+        &Request::get("/api/datahub?a=%41&access_token=other&b=c+d")
+            .header("authorization", &bearer(&jwt))
+            .header("cookie", "session=other; theme=dark"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["path"], "/api/datahub?a=%41&b=c+d");
+    assert_eq!(upstream_values(&response, "cookie"), ["theme=dark"]);
+    assert!(upstream_values(&response, "authorization").is_empty());
+    // On a route that looks at no token as well; other schemes stay.
+    let open = chain
+        .envoy
+        .send(&Request::get("/open?access%5Ftoken=x&keep=%2F").header("cookie", &format!("session={jwt}")));
+    assert_eq!(open.status, 200, "{}", open.text());
+    assert_eq!(open.json()["path"], "/open?keep=%2F");
+    assert!(upstream_values(&open, "cookie").is_empty());
+    let basic = chain.get("/open", Some("Basic dXNlcjpwYXNz"));
+    assert_eq!(upstream_values(&basic, "authorization"), ["Basic dXNlcjpwYXNz"]);
+}
+
+#[test]
+fn a_query_token_is_found_by_its_decoded_name() {
+    let chain = start(&policy(local_provider()), None, false);
+    let jwt = token(&claims());
+    let response = chain
+        .envoy
+        .send(&Request::get(&format!("/api/datahub?access%5Ftoken={jwt}&b=%41")));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["path"], "/api/datahub?b=%41");
+    let bad = chain
+        .envoy
+        .send(&Request::get("/api/datahub?access%5Ftoken=not.a.token"));
+    assert_denied(&bad, 401, "token_malformed");
+    // A second token under another spelling of the name: the application
+    // might read that one, so neither is taken.
+    let two = chain.envoy.send(&Request::get(&format!(
+        "/api/datahub?access_token={jwt}&access%5Ftoken=x"
+    )));
+    assert_denied(&two, 401, "token_malformed");
+}
+
+#[test]
+fn the_token_tenant_claim_must_be_a_string_and_present_where_required() {
+    let chain = start(&tenant_bound_policy(), None, true);
+    let with_tenant = |tenant: Value| {
+        let mut c = claims();
+        match tenant {
+            Value::Null => c.as_object_mut().unwrap().remove("tenant"),
+            v => c.as_object_mut().unwrap().insert("tenant".into(), v),
+        };
+        bearer(&token(&c))
+    };
+    for tenant in [json!(["ACME", "GLOBEX"]), json!(7), json!({"id": "ACME"})] {
+        let response = chain.envoy.send(
+            &Request::get("/api/datahub")
+                .header("authorization", &with_tenant(tenant.clone()))
+                .header("x-tenant-id", "GLOBEX"),
+        );
+        assert_denied(&response, 401, "token_tenant_invalid");
+        let challenge = response.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains("invalid_token"), "{tenant}: {challenge}");
+    }
+    let without = with_tenant(Value::Null);
+    let response = chain.envoy.send(
+        &Request::get("/api/datahub")
+            .header("authorization", &without)
+            .header("x-tenant-id", "ACME"),
+    );
+    assert_denied(&response, 403, "token_tenant_missing");
+    // Where no tenant is required, a token without one passes.
+    let trino = chain.get("/api/trino", Some(&without));
+    assert_eq!(trino.status, 200, "{}", trino.text());
+    assert_eq!(chain.counter("denied.token_tenant_invalid"), 3);
+    assert_eq!(chain.counter("denied.token_tenant_missing"), 1);
+}
+
+#[test]
+fn padded_ecdsa_signatures_are_refused_by_the_host_verifier_path() {
+    let chain = start(&policy(local_provider()), None, false);
+    for (alg, kid) in [(Algorithm::ES256, "ec-256"), (Algorithm::ES384, "ec-384")] {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let good = mint(alg, kid, &claims());
+        let (input, sig) = good.rsplit_once('.').unwrap();
+        let sig = b64.decode(sig).unwrap();
+        let half = sig.len() / 2;
+        // `0 || r || 0 || s`: the same DER signature for BoringSSL.
+        let padded = [&[0][..], &sig[..half], &[0], &sig[half..]].concat();
+        let variant = format!("{input}.{}", b64.encode(padded));
+        assert_eq!(chain.get("/api/datahub", Some(&bearer(&good))).status, 200, "{alg:?}");
+        let refused = chain.get("/api/datahub", Some(&bearer(&variant)));
+        assert_denied(&refused, 401, "token_signature_invalid");
+    }
+    assert!(chain.counter("signature_host") >= 2, "the host verifier was not used");
+}
+
+#[test]
+fn a_shadow_jwt_route_never_stamps_a_client_chosen_tenant() {
+    let mut p = tenant_bound_policy();
+    p["routes"][0]["jwt"]["mode"] = json!("shadow");
+    let chain = start(&p, None, true);
+    let tenant_counter = |name: &str| {
+        chain
+            .envoy
+            .stat(&format!("wasmcustom.tollgate.tenant.{name}"))
+            .unwrap_or(0)
+    };
+    let spoof = |request: Request| request.header("x-tenant-id", "ACME").header("x-tenant-tier", "gold");
+    for auth in [None, Some("Bearer not.a.token")] {
+        let mut request = spoof(Request::get("/api/datahub"));
+        if let Some(a) = auth {
+            request = request.header("authorization", a);
+        }
+        let response = chain.envoy.send(&request);
+        assert_eq!(response.status, 200, "{}", response.text());
+        // As sent, for the application still relying on it; never a tier.
+        assert_eq!(upstream_values(&response, "x-tenant-id"), ["ACME"]);
+        assert!(upstream_values(&response, "x-tenant-tier").is_empty(), "{auth:?}");
+    }
+    assert_eq!(tenant_counter("shadow_denied.tenant_unverified"), 2);
+    assert_eq!(tenant_counter("allowed"), 0);
+    // A verified token still gets its tenant and tier.
+    let verified = chain
+        .envoy
+        .send(&spoof(Request::get("/api/datahub")).header("authorization", &bearer(&token(&claims()))));
+    assert_eq!(upstream_values(&verified, "x-tenant-id"), ["ACME"]);
+    assert_eq!(upstream_values(&verified, "x-tenant-tier"), ["premium"]);
+}
+
+#[test]
+fn optional_routes_apply_their_rules_to_requests_without_a_token() {
+    let mut p = policy(local_provider());
+    p["routes"][1]["jwt"]["requirement"] = json!("optional");
+    let chain = start(&p, None, false);
+    let get = chain.get("/api/trino", None);
+    assert_denied(&get, 401, "token_missing");
+    p["routes"][1]["jwt"]["rules"] = json!([{"claim": "roles", "contains": "data-engineer", "methods": ["POST"]}]);
+    let chain = start(&p, None, false);
+    assert_eq!(chain.get("/api/trino", None).status, 200);
+    let post = chain.envoy.send(&Request::get("/api/trino").method("POST"));
+    assert_denied(&post, 401, "token_missing");
+}

@@ -267,3 +267,40 @@ fn hostile_requests_do_not_trap_the_vm() {
     assert!(!log.contains("panicked"), "{log}");
     assert!(!log.contains("Function: proxy_on"), "{log}");
 }
+
+#[test]
+fn underscore_spellings_of_routing_headers_never_reach_the_app() {
+    let (_echo, envoy) = start(&tenant_policy(), false);
+    let response = envoy.send(
+        &Request::get("/api/datahub")
+            .header("x_tenant_id", "std-001")
+            .header("x_tenant_tier", "gold")
+            .header("x-tenant_tier", "gold"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream_values(&response, "x-tenant-id"), ["STD-001"]);
+    assert_eq!(upstream_values(&response, "x-tenant-tier"), ["premium"]);
+    for name in ["x_tenant_id", "x_tenant_tier", "x-tenant_tier"] {
+        assert!(upstream_values(&response, name).is_empty(), "{name} reached the app");
+    }
+    // A shadow denial keeps the header as sent, in its canonical spelling only.
+    let shadow = envoy.send(
+        &Request::get("/api/superset")
+            .header("x-tenant-id", "OLD-001")
+            .header("x_tenant_id", "OLD-001")
+            .header("x_tenant_tier", "gold"),
+    );
+    assert_eq!(shadow.status, 200, "{}", shadow.text());
+    assert_eq!(upstream_values(&shadow, "x-tenant-id"), ["OLD-001"]);
+    for name in ["x_tenant_id", "x_tenant_tier", "x-tenant-tier"] {
+        assert!(upstream_values(&shadow, name).is_empty(), "{name} reached the app");
+    }
+    // Disagreeing spellings are a mismatch, not a choice.
+    let mixed = envoy.send(
+        &Request::get("/api/datahub")
+            .header("x-tenant-id", "STD-001")
+            .header("x_tenant_id", "NED-001"),
+    );
+    assert_eq!(mixed.status, 403, "{}", mixed.text());
+    assert_eq!(mixed.json()["reason"], "tenant_mismatch");
+}

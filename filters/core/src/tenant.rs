@@ -9,6 +9,9 @@ use crate::route::RequestHead;
 use crate::Mode;
 use serde::Serialize;
 
+/// Filter-state key the jwt filter writes (the reason) when it lets a
+/// request through that enforce mode would refuse.
+pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
 pub const DEFAULT_MAX_ID_LENGTH: usize = 64;
 const MAX_ID_LENGTH_LIMIT: usize = 256;
 
@@ -148,28 +151,49 @@ pub struct TenantRequest<'a> {
     pub head: RequestHead<'a>,
     /// `tollgate.tenant` from filter state, set by the jwt filter.
     pub claim: Option<&'a [u8]>,
-    /// Every value of the tenant header the client sent.
+    /// Every value of the tenant header the client sent, in any spelling
+    /// (`header_values`).
     pub header_values: &'a [&'a [u8]],
+    /// The jwt filter shadow-denied the request (`tollgate.jwt_shadow_denied`):
+    /// a tenant from a client-chosen source must not be stamped as verified.
+    pub jwt_shadow_denied: bool,
+}
+
+/// Every value of the tenant header, in each spelling a CGI-style server
+/// reads as the same variable (`x_tenant_id`): all are sources, so a
+/// disagreeing one is refused rather than silently dropped.
+pub fn header_values<'h>(config: &TenantConfig, headers: &'h [(String, Vec<u8>)]) -> Vec<&'h [u8]> {
+    headers
+        .iter()
+        .filter(|(name, _)| crate::headers::same_variable(name, &config.header))
+        .map(|(_, value)| value.as_slice())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TenantDenial {
     Invalid,
     Mismatch,
-    Required { status: u16 },
+    Required {
+        status: u16,
+    },
     Unknown,
     Suspended,
     RouteForbidden,
+    /// A tenant from a client-chosen source on a request the jwt filter
+    /// shadow-denied: only ever a shadow denial.
+    Unverified,
 }
 
 impl TenantDenial {
-    pub const ALL: [TenantDenial; 6] = [
+    pub const ALL: [TenantDenial; 7] = [
         TenantDenial::Invalid,
         TenantDenial::Mismatch,
         TenantDenial::Required { status: 400 },
         TenantDenial::Unknown,
         TenantDenial::Suspended,
         TenantDenial::RouteForbidden,
+        TenantDenial::Unverified,
     ];
 
     pub fn denial(self) -> Denial {
@@ -180,6 +204,7 @@ impl TenantDenial {
             TenantDenial::Unknown => (403, "tenant_unknown", "tenant is not known"),
             TenantDenial::Suspended => (403, "tenant_suspended", "tenant is suspended"),
             TenantDenial::RouteForbidden => (403, "tenant_route_forbidden", "tenant may not use this route"),
+            TenantDenial::Unverified => (401, "tenant_unverified", "tenant is not verified by a token"),
         };
         Denial {
             status,
@@ -201,6 +226,8 @@ pub struct TenantDecision<'p> {
     pub route: &'p Route,
     /// `Ok(None)`: no tenant, and the route does not need one.
     pub verdict: Result<Option<Resolved<'p>>, TenantDenial>,
+    /// Shadow whatever the route's mode: the jwt stage let it through in shadow.
+    pub forced_shadow: bool,
 }
 
 /// Decides the request's tenant. Order of checks: malformed ids (400), sources
@@ -208,8 +235,18 @@ pub struct TenantDecision<'p> {
 /// and route not allowed.
 pub fn decide<'p>(policy: &'p Policy, req: &TenantRequest<'_>) -> TenantDecision<'p> {
     let route = policy.route(&req.head);
-    let verdict = resolve(policy, route, req);
-    TenantDecision { route, verdict }
+    let mut verdict = resolve(policy, route, req);
+    // Claim is absent here (the jwt filter published none), so the tenant
+    // came from the client: enforce mode would have refused the request.
+    let forced_shadow = req.jwt_shadow_denied && matches!(verdict, Ok(Some(_)));
+    if forced_shadow {
+        verdict = Err(TenantDenial::Unverified);
+    }
+    TenantDecision {
+        route,
+        verdict,
+        forced_shadow,
+    }
 }
 
 fn resolve<'p>(
@@ -267,7 +304,11 @@ fn candidates<'a>(config: &TenantConfig, source: TenantSource, req: &TenantReque
 
 impl<'p> TenantDecision<'p> {
     pub fn mode(&self) -> Mode {
-        self.route.tenant.mode
+        if self.forced_shadow {
+            Mode::Shadow
+        } else {
+            self.route.tenant.mode
+        }
     }
 
     pub fn action(&self) -> Action {
@@ -285,20 +326,39 @@ impl<'p> TenantDecision<'p> {
 
     /// Request-header edits, applied in order: `Some` replaces every copy
     /// (Envoy's replace drops all client-sent values), `None` removes them.
-    /// Client-sent routing headers never reach the application. In shadow
-    /// mode a denied request keeps its tenant header (the application still
-    /// relies on it during rollout) but never a client-sent tier.
-    pub fn header_edits(&self, config: &'p TenantConfig) -> Vec<(&'p str, Option<&'p str>)> {
+    /// Client-sent routing headers never reach the application, in any
+    /// spelling (`x_tenant_id`). In shadow mode a denied request keeps its
+    /// tenant header as sent (the application still relies on it during
+    /// rollout) but never a client-sent tier.
+    pub fn header_edits<'a>(
+        &self,
+        config: &'a TenantConfig,
+        headers: &'a [(String, Vec<u8>)],
+    ) -> Vec<(&'a str, Option<&'a str>)>
+    where
+        'p: 'a,
+    {
         let (header, tier) = (config.header.as_str(), config.tier_header.as_str());
-        match (self.action(), self.verdict) {
-            (Action::Allow, Ok(Some(r))) => vec![
-                (header, Some(r.tenant.id.as_str())),
-                (tier, Some(r.tenant.tier.as_str())),
-            ],
-            (Action::Allow, _) => vec![(header, None), (tier, None)],
-            (Action::ShadowDeny(_), _) => vec![(tier, None)],
-            (Action::Deny(_), _) => Vec::new(),
+        let mut edits: Vec<(&'a str, Option<&'a str>)> = Vec::new();
+        if matches!(self.action(), Action::Deny(_)) {
+            return edits;
         }
+        for managed in [header, tier] {
+            for name in crate::headers::spellings(headers, managed) {
+                if name != managed {
+                    edits.push((name, None));
+                }
+            }
+        }
+        match (self.action(), self.verdict) {
+            (Action::Allow, Ok(Some(r))) => {
+                edits.push((header, Some(r.tenant.id.as_str())));
+                edits.push((tier, Some(r.tenant.tier.as_str())));
+            }
+            (Action::Allow, _) => edits.extend([(header, None), (tier, None)]),
+            _ => edits.push((tier, None)),
+        }
+        edits
     }
 
     /// Filter-state writes: the decision always, the tenant when resolved.

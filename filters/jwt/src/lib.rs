@@ -402,7 +402,7 @@ fn process(shared: &Shared, context_id: u32, stage: Stage) -> Action {
     for (key, value) in decision.properties(policy) {
         host::set_property(context_id, key, &value);
     }
-    let edits = decision.header_edits(policy);
+    let edits = decision.header_edits(policy, &request);
     let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
     host::edit_request_headers(context_id, &edits);
     let go_on = || {

@@ -85,7 +85,12 @@ impl HttpContext for TenantHttp {
             .contains(&TenantSource::Claim)
             .then(|| host::property("tollgate.tenant"))
             .flatten();
-        let header_values = host::all(&headers, &policy.tenant.header);
+        // Only when a verified claim was expected and is absent: did the jwt
+        // filter let the request through in shadow mode?
+        let jwt_shadow_denied = claim.is_none()
+            && policy.tenant.sources.contains(&TenantSource::Claim)
+            && host::property(tenant::JWT_SHADOW_DENIED).is_some();
+        let header_values = tenant::header_values(&policy.tenant, &headers);
         let request = TenantRequest {
             head: RequestHead {
                 method: &method,
@@ -94,13 +99,14 @@ impl HttpContext for TenantHttp {
             },
             claim: claim.as_deref(),
             header_values: &header_values,
+            jwt_shadow_denied,
         };
         let decision = tenant::decide(policy, &request);
         self.counters.increment(&decision.metric());
         for (key, value) in decision.properties() {
             host::set_property(self.context_id, key, &value);
         }
-        host::edit_request_headers(self.context_id, &decision.header_edits(&policy.tenant));
+        host::edit_request_headers(self.context_id, &decision.header_edits(&policy.tenant, &headers));
         match decision.action() {
             Verdict::Allow => Action::Continue,
             Verdict::ShadowDeny(denial) => {

@@ -70,10 +70,7 @@ pub fn check_audience(provider: &Provider, claims: &Map<String, Value>) -> Resul
 
 /// Every rule that applies to the method must hold.
 pub fn check_rules(rules: &[ClaimRule], method: &str, claims: &Map<String, Value>) -> Result<(), JwtDenial> {
-    for rule in rules {
-        if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == method) {
-            continue;
-        }
+    for rule in rules.iter().filter(|r| applies(r, method)) {
         let value = lookup(claims, &rule.claim);
         let holds = match &rule.test {
             ClaimTest::Equals(want) => value == Some(want),
@@ -85,6 +82,11 @@ pub fn check_rules(rules: &[ClaimRule], method: &str, claims: &Map<String, Value
         }
     }
     Ok(())
+}
+
+/// Whether a rule binds requests of this method.
+pub fn applies(rule: &ClaimRule, method: &str) -> bool {
+    rule.methods.is_empty() || rule.methods.iter().any(|m| m == method)
 }
 
 /// An array holding `item`, or a space-delimited string with it as a word.

@@ -3,7 +3,9 @@
 
 use super::jwk::{Key, KeyKind, KeySet};
 use crate::policy::errors::{index, join, PolicyErrors};
-use crate::policy::wire::{ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc};
+use crate::policy::wire::{
+    ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc, RulesWithoutToken,
+};
 use crate::Mode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -35,6 +37,7 @@ pub struct Provider {
     pub max_lifetime: Option<u64>,
     pub forward: bool,
     pub tenant_claim: Option<String>,
+    pub require_tenant_claim: bool,
     pub roles_claim: String,
     pub claims_to_state: Vec<String>,
     /// (claim, header)
@@ -66,6 +69,7 @@ pub struct RouteJwt {
     /// Indices into `JwtConfig::providers`.
     pub providers: Vec<usize>,
     pub rules: Vec<ClaimRule>,
+    pub rules_without_token: RulesWithoutToken,
     pub mode: Mode,
 }
 
@@ -160,10 +164,20 @@ impl JwtConfig {
                 "needs at least one provider in jwt.providers",
             );
         }
+        if requirement == Requirement::None && !rules.is_empty() {
+            errors.push(
+                join(path, "rules"),
+                "claim rules need requirement required or optional (tokens are not looked at)",
+            );
+        }
         RouteJwt {
             requirement,
             providers,
             rules,
+            rules_without_token: doc
+                .rules_without_token
+                .or(defaults.map(|d| d.rules_without_token))
+                .unwrap_or_default(),
             mode: doc.mode.or(defaults.map(|d| d.mode)).unwrap_or_default(),
         }
     }
@@ -213,6 +227,9 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         .iter()
         .filter(|b| **b)
         .count();
+    if doc.require_tenant_claim == Some(true) && doc.tenant_claim.is_none() {
+        errors.push(join(path, "require_tenant_claim"), "needs tenant_claim");
+    }
     if key_sources > 1 {
         errors.push(path, "give local_jwks or remote_jwks, not both");
     }
@@ -232,6 +249,7 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         max_lifetime: doc.max_lifetime_seconds,
         forward: doc.forward.unwrap_or(false),
         tenant_claim: doc.tenant_claim.clone(),
+        require_tenant_claim: doc.require_tenant_claim.unwrap_or(doc.tenant_claim.is_some()),
         roles_claim: doc.roles_claim.clone().unwrap_or_else(|| "roles".to_string()),
         claims_to_state: doc.claims_to_state.clone(),
         claim_to_headers: doc

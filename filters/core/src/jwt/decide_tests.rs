@@ -60,6 +60,14 @@ fn policy() -> Policy {
             {"name": "remote", "match": {"prefix": "/remote"}, "jwt": {"requirement": "required", "providers": ["remote"]}},
             {"name": "optional", "match": {"prefix": "/optional"}, "jwt": {"requirement": "optional"}},
             {"name": "shadow", "match": {"prefix": "/shadow"}, "jwt": {"requirement": "required", "mode": "shadow"}},
+            {"name": "tenanted", "match": {"prefix": "/tenanted"}, "tenant": {"required": true}, "jwt": {"requirement": "required"}},
+            {"name": "tenant-shadow", "match": {"prefix": "/tenant-shadow"}, "tenant": {"required": true, "mode": "shadow"}, "jwt": {"requirement": "required"}},
+            {"name": "optional-rules", "match": {"prefix": "/optional-rules"}, "jwt": {"requirement": "optional", "rules": [
+                {"claim": "roles", "contains": "data-engineer", "methods": ["POST"]},
+            ]}},
+            {"name": "optional-skip", "match": {"prefix": "/optional-skip"}, "jwt": {"requirement": "optional", "rules_without_token": "skip", "rules": [
+                {"claim": "roles", "contains": "data-engineer", "methods": ["POST"]},
+            ]}},
         ],
         "jwt": {"providers": [
             {"name": "platform", "issuer": "https://idp.test", "audiences": ["254carbon-api"], "local_jwks": jwks,
@@ -68,8 +76,10 @@ fn policy() -> Policy {
              "max_lifetime_seconds": 86400,
              "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user-id"}, {"claim_name": "roles", "header_name": "x-user-roles"}]},
             {"name": "remote", "issuer": "https://remote.test",
+             "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}, {"name": "x-jwt-assertion"}],
              "remote_jwks": {"uri": "https://remote.test/jwks.json", "cluster": "idp"}},
-            {"name": "hmac", "issuer": "https://hmac.test", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+            {"name": "hmac", "issuer": "https://hmac.test", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+             "forward": true},
         ]},
     });
     Policy::from_json(doc.to_string().as_bytes()).unwrap()
@@ -114,6 +124,16 @@ impl Fixture {
     }
 
     fn run(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> JwtDecision<'_> {
+        self.run_with_edits(method, path, headers).0
+    }
+
+    /// The decision and the header edits it makes.
+    fn run_with_edits(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (JwtDecision<'_>, Vec<(String, Option<String>)>) {
         let headers: Vec<(String, Vec<u8>)> = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -129,7 +149,13 @@ impl Fixture {
             headers: &headers,
             now: NOW,
         };
-        decide(&self.policy, &req, &self.store, &self.host, &mut self.caches)
+        let d = decide(&self.policy, &req, &self.store, &self.host, &mut self.caches);
+        let edits = d.header_edits(&self.policy, &req);
+        (d, edits)
+    }
+
+    fn edits(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
+        self.run_with_edits(method, path, headers).1
     }
 
     fn reason(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<bool, &'static str> {
@@ -148,10 +174,14 @@ fn bearer(token: &str) -> String {
 fn a_valid_token_publishes_the_identity() {
     let mut f = Fixture::new();
     let auth = bearer(&mint(&claims()));
-    let d = f.run(
+    let (d, edits) = f.run_with_edits(
         "GET",
         "/api/trino/v1",
-        &[("authorization", &auth), ("x-user-id", "spoofed")],
+        &[
+            ("authorization", &auth),
+            ("x-user-id", "spoofed"),
+            ("x_user_id", "spoofed"),
+        ],
     );
     assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
     assert_eq!(d.metric(), "tollgate.jwt.allowed");
@@ -169,15 +199,15 @@ fn a_valid_token_publishes_the_identity() {
         r#"{"scope":"trino:query datahub:read","sub":"user@254carbon.com"}"#
     );
     assert!(props["tollgate.decision.jwt"].contains(r#""outcome":"allow""#));
-    let edits = d.header_edits(&policy);
     assert_eq!(
         edits,
         vec![
             ("x-user-id".to_string(), None),
+            ("x_user_id".to_string(), None),
             ("x-user-roles".to_string(), None),
+            ("authorization".to_string(), None),
             ("x-user-id".to_string(), Some("user@254carbon.com".to_string())),
             ("x-user-roles".to_string(), Some("data-engineer,analyst".to_string())),
-            ("authorization".to_string(), None),
         ]
     );
 }
@@ -395,29 +425,245 @@ fn metric_names_cover_every_reason() {
 fn tokens_in_params_and_cookies_are_removed_too() {
     let mut f = Fixture::new();
     let token = mint(&claims());
-    let policy = policy();
-    let edits = |f: &mut Fixture, path: &str, headers: &[(&str, &str)]| {
-        let d = f.run("GET", path, headers);
+    let mut edits = |path: &str, headers: &[(&str, &str)]| {
+        let (d, e) = f.run_with_edits("GET", path, headers);
         assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
-        d.header_edits(&policy)
+        e
     };
-    let e = edits(&mut f, &format!("/api/trino?a=1&access_token={token}&b=2"), &[]);
+    let e = edits(&format!("/api/trino?a=1&access_token={token}&b=2"), &[]);
     assert!(
         e.contains(&(":path".to_string(), Some("/api/trino?a=1&b=2".to_string()))),
         "{e:?}"
     );
-    let e = edits(&mut f, &format!("/api/trino?access_token={token}"), &[]);
+    let e = edits(&format!("/api/trino?access_token={token}"), &[]);
     assert!(
         e.contains(&(":path".to_string(), Some("/api/trino".to_string()))),
         "{e:?}"
     );
     let cookie = format!("theme=dark; session={token}; lang=en");
-    let e = edits(&mut f, "/api/trino", &[("cookie", &cookie)]);
+    let e = edits("/api/trino", &[("cookie", &cookie)]);
     assert!(
         e.contains(&("cookie".to_string(), Some("theme=dark; lang=en".to_string()))),
         "{e:?}"
     );
     let only = format!("session={token}");
-    let e = edits(&mut f, "/api/trino", &[("cookie", &only)]);
+    let e = edits("/api/trino", &[("cookie", &only)]);
     assert!(e.contains(&("cookie".to_string(), None)), "{e:?}");
+}
+
+fn with_claims(patch: Value) -> String {
+    let mut c = claims();
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    bearer(&mint(&c))
+}
+
+#[test]
+fn the_tenant_claim_must_be_a_string_and_present_where_required() {
+    let mut f = Fixture::new();
+    let claim = "https://example.com/tenant";
+    let cases: Vec<(&str, Value, Result<bool, &str>)> = vec![
+        ("/tenanted", json!({claim: "STD-001"}), Ok(true)),
+        (
+            "/tenanted",
+            json!({claim: ["STD-001", "NED-001"]}),
+            Err("token_tenant_invalid"),
+        ),
+        ("/tenanted", json!({claim: 7}), Err("token_tenant_invalid")),
+        (
+            "/tenanted",
+            json!({claim: {"id": "STD-001"}}),
+            Err("token_tenant_invalid"),
+        ),
+        ("/tenanted", json!({claim: null}), Err("token_tenant_missing")),
+        // A wrong type is refused wherever the token is checked; a missing
+        // claim only where the route requires a tenant.
+        ("/api/trino", json!({claim: ["STD-001"]}), Err("token_tenant_invalid")),
+        ("/api/trino", json!({claim: null}), Ok(true)),
+        ("/tenant-shadow", json!({claim: null}), Ok(true)),
+        ("/tenant-shadow", json!({claim: 7}), Err("token_tenant_invalid")),
+        ("/optional", json!({claim: true}), Err("token_tenant_invalid")),
+    ];
+    for (path, patch, want) in cases {
+        let auth = with_claims(patch.clone());
+        assert_eq!(
+            f.reason("GET", path, &[("authorization", &auth)]),
+            want,
+            "{path} {patch}"
+        );
+    }
+    let invalid = JwtDenial::TenantInvalid.denial();
+    assert_eq!((invalid.status, invalid.bearer_error), (401, Some("invalid_token")));
+    let missing = JwtDenial::TenantMissing.denial();
+    assert_eq!(
+        (missing.status, missing.bearer_error),
+        (403, Some("insufficient_scope"))
+    );
+    // In shadow mode only counted, and no tenant is published.
+    let auth = with_claims(json!({claim: [1]}));
+    let d = f.run("GET", "/shadow", &[("authorization", &auth)]);
+    assert_eq!(d.metric(), "tollgate.jwt.shadow_denied.token_tenant_invalid");
+    let keys: Vec<&str> = d.properties(&policy()).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["tollgate.decision.jwt", "tollgate.jwt_shadow_denied"]);
+}
+
+#[test]
+fn require_tenant_claim_defaults_to_having_a_tenant_claim() {
+    let p = policy();
+    let required: Vec<bool> = p.jwt.providers.iter().map(|p| p.require_tenant_claim).collect();
+    assert_eq!(required, vec![true, false, false]);
+}
+
+#[test]
+fn rules_on_optional_routes_bind_requests_without_a_token() {
+    let mut f = Fixture::new();
+    let analyst = with_claims(json!({"roles": ["analyst"]}));
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Result<bool, &'a str>);
+    let cases: Vec<Case> = vec![
+        ("GET", "/optional-rules", None, Ok(false)),
+        ("POST", "/optional-rules", None, Err("token_missing")),
+        ("POST", "/optional-rules", Some(&analyst), Err("insufficient_scope")),
+        ("GET", "/optional-skip", None, Ok(false)),
+        ("POST", "/optional-skip", None, Ok(false)),
+        ("POST", "/optional-skip", Some(&analyst), Err("insufficient_scope")),
+    ];
+    for (method, path, auth, want) in cases {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        assert_eq!(f.reason(method, path, &headers), want, "{method} {path} {auth:?}");
+    }
+}
+
+#[test]
+fn every_token_source_of_a_provider_that_does_not_forward_is_emptied() {
+    let mut f = Fixture::new();
+    let token = mint(&claims());
+    let auth = bearer(&token);
+    let cookie = "session=junk; theme=dark";
+    let path = "/api/trino?a=%41&access%5Ftoken=junk&b=c+d";
+    // Header token verified; the unused param and cookie still go.
+    let e = f.edits("GET", path, &[("authorization", &auth), ("cookie", cookie)]);
+    for want in [
+        ("authorization".to_string(), None),
+        (":path".to_string(), Some("/api/trino?a=%41&b=c+d".to_string())),
+        ("cookie".to_string(), Some("theme=dark".to_string())),
+    ] {
+        assert!(e.contains(&want), "{want:?} in {e:?}");
+    }
+    // On a route that looks at no token, and whatever the header spelling.
+    let e = f.edits(
+        "GET",
+        "/elsewhere?access_token=x",
+        &[("authorization", "Bearer x"), ("x_jwt-assertion", "x")],
+    );
+    assert!(e.contains(&("authorization".to_string(), None)), "{e:?}");
+    assert!(e.contains(&("x_jwt-assertion".to_string(), None)), "{e:?}");
+    assert!(
+        e.contains(&(":path".to_string(), Some("/elsewhere".to_string()))),
+        "{e:?}"
+    );
+    // Not another scheme, not a longer cookie name, nothing when nothing is there.
+    let e = f.edits(
+        "GET",
+        "/elsewhere?x=1",
+        &[
+            ("authorization", "Basic dXNlcjpwYXNz"),
+            ("cookie", "session2=a; xsession=b"),
+        ],
+    );
+    assert!(e.iter().all(|(h, _)| h.starts_with("x-user")), "{e:?}");
+    // Any spacing after the scheme is a token to remove.
+    let e = f.edits("GET", "/elsewhere", &[("authorization", "bearer\tx")]);
+    assert!(e.contains(&("authorization".to_string(), None)), "{e:?}");
+    // A forwarding issuer's verified token stays; the other sources still go.
+    let hs = mint_with(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"01234567890123456789012345678901"),
+        &json!({"iss": "https://hmac.test", "exp": NOW + 60}),
+    );
+    let (d, e) = f.run_with_edits("GET", "/optional?access_token=x", &[("authorization", &bearer(&hs))]);
+    assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
+    assert!(!e.iter().any(|(h, _)| h == "authorization"), "{e:?}");
+    assert!(
+        e.contains(&(":path".to_string(), Some("/optional".to_string()))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn query_tokens_are_found_by_decoded_name_and_cookies_by_exact_name() {
+    let mut f = Fixture::new();
+    let token = mint(&claims());
+    type Case<'a> = (String, Vec<(&'a str, String)>, Result<bool, &'a str>);
+    let cases: Vec<Case> = vec![
+        (format!("/api/trino?access%5Ftoken={token}"), vec![], Ok(true)),
+        (format!("/api/trino?%61ccess_token={token}"), vec![], Ok(true)),
+        (format!("/api/trino?access_token={token}#frag"), vec![], Ok(true)),
+        (
+            format!("/api/trino?access_tokenx={token}"),
+            vec![],
+            Err("token_missing"),
+        ),
+        (
+            format!("/api/trino?xaccess_token={token}"),
+            vec![],
+            Err("token_missing"),
+        ),
+        (
+            "/api/trino".into(),
+            vec![("cookie", format!("session2={token}"))],
+            Err("token_missing"),
+        ),
+        (
+            "/api/trino".into(),
+            vec![("cookie", format!("xsession={token}"))],
+            Err("token_missing"),
+        ),
+        (
+            "/api/trino".into(),
+            vec![("cookie", format!("a=1;session={token}"))],
+            Ok(true),
+        ),
+        (
+            "/api/trino".into(),
+            vec![("authorization", format!("Bearer{token}"))],
+            Err("token_missing"),
+        ),
+        (
+            "/api/trino".into(),
+            vec![("authorization", format!("  BEARER   {token} "))],
+            Ok(true),
+        ),
+    ];
+    for (path, headers, want) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(f.reason("GET", &path, &headers), want, "{path} {headers:?}");
+    }
+    let e = f.edits("GET", &format!("/api/trino?access%5Ftoken={token}&keep=%2F"), &[]);
+    assert!(
+        e.contains(&(":path".to_string(), Some("/api/trino?keep=%2F".to_string()))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_shadow_denial_is_published_for_the_tenant_filter() {
+    let mut f = Fixture::new();
+    let d = f.run("GET", "/shadow", &[]);
+    let props = d.properties(&policy());
+    assert!(
+        props.contains(&("tollgate.jwt_shadow_denied", b"token_missing".to_vec())),
+        "{props:?}"
+    );
+    let auth = bearer(&mint(&claims()));
+    let d = f.run("GET", "/shadow", &[("authorization", &auth)]);
+    assert!(d
+        .properties(&policy())
+        .iter()
+        .all(|(k, _)| *k != "tollgate.jwt_shadow_denied"));
 }

@@ -14,7 +14,8 @@ pub mod token;
 pub mod verify;
 
 use crate::decision::{self, Action};
-use crate::policy::wire::{HeaderSourceDoc, Requirement};
+use crate::headers;
+use crate::policy::wire::{HeaderSourceDoc, Requirement, RulesWithoutToken};
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
 use crate::route::RequestHead;
@@ -43,10 +44,14 @@ pub enum JwtDenial {
     SignatureInvalid,
     InsufficientScope,
     JwksUnavailable,
+    /// The tenant claim is there but not a string.
+    TenantInvalid,
+    /// No tenant claim, on a route that requires a tenant.
+    TenantMissing,
 }
 
 impl JwtDenial {
-    pub const ALL: [JwtDenial; 14] = [
+    pub const ALL: [JwtDenial; 16] = [
         JwtDenial::Missing,
         JwtDenial::TooLarge,
         JwtDenial::Malformed,
@@ -61,6 +66,8 @@ impl JwtDenial {
         JwtDenial::SignatureInvalid,
         JwtDenial::InsufficientScope,
         JwtDenial::JwksUnavailable,
+        JwtDenial::TenantInvalid,
+        JwtDenial::TenantMissing,
     ];
 
     pub fn denial(self) -> Denial {
@@ -101,6 +108,20 @@ impl JwtDenial {
                 Some("insufficient_scope"),
             ),
             JwtDenial::JwksUnavailable => (503, "jwks_unavailable", "signing keys are not available", None),
+            // The issuer minted an unusable token: a new one is needed.
+            JwtDenial::TenantInvalid => (
+                401,
+                "token_tenant_invalid",
+                "the token tenant claim is not a string",
+                invalid,
+            ),
+            // A valid token that does not grant this route, like a scope.
+            JwtDenial::TenantMissing => (
+                403,
+                "token_tenant_missing",
+                "the token has no tenant claim",
+                Some("insufficient_scope"),
+            ),
         };
         Denial {
             status,
@@ -177,11 +198,8 @@ pub struct JwtDecision<'p> {
     pub refetch: Option<usize>,
     pub stale_keys: bool,
     pub cache: CacheUse,
-    /// The header the token came in, to remove when not forwarded.
-    pub token_header: Option<&'p str>,
-    /// `:path` or `cookie` without the token, when it came in a query
-    /// parameter or a cookie: set instead when not forwarded.
-    pub without_token: Option<(&'static str, String)>,
+    /// Where the token was found: (provider, source) indices.
+    pub token_source: Option<(usize, usize)>,
     /// The provider the token's issuer picked.
     pub provider: Option<usize>,
 }
@@ -200,26 +218,29 @@ pub fn decide<'p>(
         refetch: None,
         stale_keys: false,
         cache: CacheUse::None,
-        token_header: None,
-        without_token: None,
+        token_source: None,
         provider: None,
     };
     let rj = &route.jwt;
     if rj.requirement == Requirement::None {
         return decision;
     }
-    let Some((token, provider, source)) = find_token(policy, &rj.providers, req) else {
-        if rj.requirement == Requirement::Required {
+    let found = match find_token(policy, &rj.providers, req) {
+        Ok(found) => found,
+        Err(denial) => {
+            decision.verdict = Err(denial);
+            return decision;
+        }
+    };
+    let Some((token, provider, source)) = found else {
+        let rule_applies = rj.rules.iter().any(|r| claims::applies(r, req.head.method));
+        let deny_rules = rule_applies && rj.rules_without_token == RulesWithoutToken::Deny;
+        if rj.requirement == Requirement::Required || deny_rules {
             decision.verdict = Err(JwtDenial::Missing);
         }
         return decision;
     };
-    match policy.jwt.providers.get(provider).and_then(|p| p.sources.get(source)) {
-        Some(TokenSource::Header { name, .. }) => decision.token_header = Some(name.as_str()),
-        Some(TokenSource::Param(name)) => decision.without_token = Some((":path", strip_param(req.raw_path, name))),
-        Some(TokenSource::Cookie(name)) => decision.without_token = Some(("cookie", strip_cookie(req.headers, name))),
-        None => {}
-    }
+    decision.token_source = Some((provider, source));
     decision.verdict = verify_token(
         policy,
         rj.providers.as_slice(),
@@ -231,10 +252,32 @@ pub fn decide<'p>(
         &mut decision,
     )
     .and_then(|identity| {
+        check_tenant(policy, route, &identity)?;
         claims::check_rules(&rj.rules, req.head.method, &identity.claims)?;
         Ok(Some(identity))
     });
     decision
+}
+
+/// The tenant claim must be a string when present (else the tenant filter
+/// would fall back to a client-chosen source), and present on routes that
+/// enforce a required tenant when the provider says so.
+fn check_tenant(policy: &Policy, route: &Route, identity: &Identity) -> Result<(), JwtDenial> {
+    let Some(provider) = policy.jwt.providers.get(identity.provider) else {
+        return Ok(());
+    };
+    let Some(claim) = provider.tenant_claim.as_deref() else {
+        return Ok(());
+    };
+    match claims::lookup(&identity.claims, claim) {
+        Some(Value::String(_)) => Ok(()),
+        Some(_) => Err(JwtDenial::TenantInvalid),
+        // Not while the route's tenant rule is only observed (shadow).
+        None if provider.require_tenant_claim && route.tenant.required && route.tenant.mode == Mode::Enforce => {
+            Err(JwtDenial::TenantMissing)
+        }
+        None => Ok(()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -358,77 +401,138 @@ fn select_key<'k>(
 }
 
 /// The first token in the route's providers' sources: (token, provider, source).
-fn find_token(policy: &Policy, providers: &[usize], req: &JwtRequest<'_>) -> Option<(String, usize, usize)> {
+fn find_token(
+    policy: &Policy,
+    providers: &[usize],
+    req: &JwtRequest<'_>,
+) -> Result<Option<(String, usize, usize)>, JwtDenial> {
     for &p in providers {
-        let provider = policy.jwt.providers.get(p)?;
+        let Some(provider) = policy.jwt.providers.get(p) else {
+            continue;
+        };
         for (s, source) in provider.sources.iter().enumerate() {
-            if let Some(token) = extract(source, req) {
-                return Some((token, p, s));
+            if let Some(token) = extract(source, req)? {
+                return Ok(Some((token, p, s)));
             }
         }
     }
-    None
+    Ok(None)
 }
 
-fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Option<String> {
-    let value = match source {
-        TokenSource::Header { name, prefix } => {
-            let raw = req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())?;
-            let text = std::str::from_utf8(raw).ok()?.trim();
-            let (head, tail) = (text.get(..prefix.len())?, text.get(prefix.len()..)?);
-            // The scheme is case-insensitive (RFC 7235 section 2.1).
-            if !head.eq_ignore_ascii_case(prefix) {
-                return None;
-            }
-            tail.trim().to_string()
-        }
-        TokenSource::Param(name) => {
-            let query = req.raw_path.splitn(2, |b| *b == b'?').nth(1)?;
-            let pair = query
-                .split(|b| *b == b'&')
-                .find_map(|kv| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"="))?;
-            std::str::from_utf8(pair).ok()?.to_string()
-        }
-        TokenSource::Cookie(name) => req
+/// The token in one source. Two tokens in one header name or parameter are
+/// refused (`token_malformed`): which one an application reads (first,
+/// last, joined) is its own choice, so checking one would not bind it.
+/// Cookies take the first: browsers send one name twice for two paths.
+fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>, JwtDenial> {
+    let mut values: Vec<String> = match source {
+        TokenSource::Header { name, prefix } => req
             .headers
             .iter()
-            .filter(|(k, _)| k == "cookie")
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(name.as_str())?.strip_prefix('='))?
-            .to_string(),
+            .filter(|(k, _)| k == name)
+            .filter_map(|(_, v)| header_token(v, prefix))
+            .collect(),
+        TokenSource::Param(name) => match query(req.raw_path) {
+            Some(q) => form_urlencoded::parse(q)
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .collect(),
+            None => Vec::new(),
+        },
+        TokenSource::Cookie(name) => cookies(req.headers)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+            .into_iter()
+            .collect(),
     };
-    (!value.is_empty()).then_some(value)
-}
-
-/// The raw path with every `name=` query parameter removed.
-fn strip_param(raw_path: &[u8], name: &str) -> String {
-    let raw = String::from_utf8_lossy(raw_path);
-    let Some((path, query)) = raw.split_once('?') else {
-        return raw.into_owned();
-    };
-    let prefix = format!("{name}=");
-    let kept: Vec<&str> = query.split('&').filter(|kv| !kv.starts_with(&prefix)).collect();
-    if kept.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{}", kept.join("&"))
+    if values.len() > 1 {
+        return Err(JwtDenial::Malformed);
     }
+    Ok(values.pop().filter(|v| !v.is_empty()))
 }
 
-/// Every cookie but `name`, as one `cookie` header ("" when none is left).
-fn strip_cookie(headers: &[(String, Vec<u8>)], name: &str) -> String {
-    let prefix = format!("{name}=");
-    let kept: Vec<String> = headers
+/// The token in a header value that starts with `prefix`. The scheme is
+/// case-insensitive (RFC 7235 section 2.1) and may be followed by any
+/// whitespace; bytes that are not UTF-8 still make a (malformed) token.
+fn header_token(raw: &[u8], prefix: &str) -> Option<String> {
+    let text = raw.trim_ascii();
+    let scheme = prefix.trim_end().as_bytes();
+    let (head, tail) = (text.get(..scheme.len())?, text.get(scheme.len()..)?);
+    if !head.eq_ignore_ascii_case(scheme) {
+        return None;
+    }
+    let separated = tail.first().is_some_and(u8::is_ascii_whitespace);
+    if scheme.len() < prefix.len() && !separated {
+        return None;
+    }
+    Some(String::from_utf8_lossy(tail.trim_ascii()).into_owned())
+}
+
+/// The query of a raw path, without its fragment.
+fn query(raw_path: &[u8]) -> Option<&[u8]> {
+    let query = raw_path.splitn(2, |b| *b == b'?').nth(1)?;
+    query.split(|b| *b == b'#').next()
+}
+
+/// Every cookie as (name, value), names exact (RFC 6265: case-sensitive).
+fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == "cookie")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.split_once('=').map(|(k, v)| (k.trim(), v.trim())))
+}
+
+/// The raw path without the query parameters whose decoded name is in
+/// `names` (`access%5Ftoken` is `access_token`); every other parameter is
+/// kept byte for byte. `None` when nothing is removed.
+fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
+    let q = raw_path.iter().position(|b| *b == b'?')?;
+    let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
+    let named = |piece: &[u8]| {
+        form_urlencoded::parse(piece)
+            .next()
+            .is_some_and(|(k, _)| names.contains(&k.as_ref()))
+    };
+    let pieces: Vec<&[u8]> = query.split(|b| *b == b'&').collect();
+    let kept: Vec<&[u8]> = pieces.iter().copied().filter(|p| !named(p)).collect();
+    if kept.len() == pieces.len() {
+        return None;
+    }
+    let mut out = path.to_vec();
+    if !kept.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&kept.join(&b'&'));
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Every cookie but those in `names`, as one `cookie` header ("" when none
+/// is left). `None` when nothing is removed.
+fn strip_cookies(headers: &[(String, Vec<u8>)], names: &[&str]) -> Option<String> {
+    let all: Vec<&str> = headers
         .iter()
         .filter(|(k, _)| k == "cookie")
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|c| !c.is_empty() && !c.starts_with(&prefix))
-        .map(str::to_string)
+        .filter(|c| !c.is_empty())
         .collect();
-    kept.join("; ")
+    let named = |c: &&str| c.split_once('=').is_some_and(|(k, _)| names.contains(&k.trim()));
+    if !all.iter().any(named) {
+        return None;
+    }
+    let kept: Vec<&str> = all.into_iter().filter(|c| !named(c)).collect();
+    Some(kept.join("; "))
+}
+
+/// Same kind and name: the prefix does not matter for removal.
+fn same_place(a: &TokenSource, b: &TokenSource) -> bool {
+    match (a, b) {
+        (TokenSource::Header { name: x, .. }, TokenSource::Header { name: y, .. }) => x == y,
+        (TokenSource::Param(x), TokenSource::Param(y)) | (TokenSource::Cookie(x), TokenSource::Cookie(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// The default token source: `Authorization: Bearer <token>`.
@@ -456,10 +560,13 @@ impl<'p> JwtDecision<'p> {
         self.action().metric("jwt", allowed)
     }
 
-    /// Request-header edits: every claim header any provider sets is removed
-    /// from what the client sent, then set from a verified token; the token
-    /// is removed unless the provider forwards it.
-    pub fn header_edits(&self, policy: &'p Policy) -> Vec<(String, Option<String>)> {
+    /// Request-header edits: every claim header any provider sets is removed,
+    /// in every spelling (`x_user_id`), from what the client sent, then set
+    /// from a verified token. Every token source of every provider that does
+    /// not forward is emptied on every request, so no token, checked or not,
+    /// reaches the application; only the verified token of a provider that
+    /// forwards stays where it came.
+    pub fn header_edits(&self, policy: &'p Policy, req: &JwtRequest<'_>) -> Vec<(String, Option<String>)> {
         if matches!(self.action(), Action::Deny(_)) {
             return Vec::new();
         }
@@ -469,8 +576,10 @@ impl<'p> JwtDecision<'p> {
                 if !edits.iter().any(|(h, _)| h == header) {
                     edits.push((header.clone(), None));
                 }
+                headers::remove_other_spellings(&mut edits, req.headers, header);
             }
         }
+        self.strip_tokens(policy, req, &mut edits);
         if let Ok(Some(identity)) = &self.verdict {
             if let Some(provider) = policy.jwt.providers.get(identity.provider) {
                 for (claim, header) in &provider.claim_to_headers {
@@ -478,23 +587,72 @@ impl<'p> JwtDecision<'p> {
                         edits.push((header.clone(), Some(value)));
                     }
                 }
-                if !provider.forward {
-                    if let Some(h) = self.token_header {
-                        edits.push((h.to_string(), None));
-                    }
-                    if let Some((name, value)) = &self.without_token {
-                        let value = (!value.is_empty()).then(|| value.clone());
-                        edits.push((name.to_string(), value));
-                    }
-                }
             }
         }
         edits
     }
 
+    /// The token sources to empty: those of every provider that does not
+    /// forward, and the one the token came in if its issuer does not; less
+    /// the one a forwarding issuer's verified token came in.
+    fn strip_sources(&self, policy: &'p Policy) -> Vec<&'p TokenSource> {
+        let verified = match &self.verdict {
+            Ok(Some(identity)) => policy.jwt.providers.get(identity.provider),
+            _ => None,
+        };
+        let found = self
+            .token_source
+            .and_then(|(p, s)| policy.jwt.providers.get(p)?.sources.get(s));
+        let keep = found.filter(|_| verified.is_some_and(|p| p.forward));
+        let mut strip: Vec<&TokenSource> = policy
+            .jwt
+            .providers
+            .iter()
+            .filter(|p| !p.forward)
+            .flat_map(|p| &p.sources)
+            .filter(|s| !keep.is_some_and(|k| same_place(k, s)))
+            .collect();
+        if let (Some(found), Some(provider)) = (found, verified) {
+            if !provider.forward {
+                strip.push(found);
+            }
+        }
+        strip
+    }
+
+    fn strip_tokens(&self, policy: &'p Policy, req: &JwtRequest<'_>, edits: &mut Vec<(String, Option<String>)>) {
+        let strip = self.strip_sources(policy);
+        let (mut params, mut cookie_names) = (Vec::new(), Vec::new());
+        for source in &strip {
+            match source {
+                // Every spelling; only values that carry a token of this
+                // source, so `Authorization: Basic` is left alone.
+                TokenSource::Header { name, prefix } => {
+                    for (k, v) in req.headers {
+                        let carries = header_token(v, prefix).is_some();
+                        if carries && headers::same_variable(k, name) && !edits.iter().any(|(h, _)| h == k) {
+                            edits.push((k.clone(), None));
+                        }
+                    }
+                }
+                TokenSource::Param(name) => params.push(name.as_str()),
+                TokenSource::Cookie(name) => cookie_names.push(name.as_str()),
+            }
+        }
+        if let Some(path) = strip_params(req.raw_path, &params) {
+            edits.push((":path".to_string(), Some(path)));
+        }
+        if let Some(cookie) = strip_cookies(req.headers, &cookie_names) {
+            edits.push(("cookie".to_string(), (!cookie.is_empty()).then_some(cookie)));
+        }
+    }
+
     /// Filter-state writes: the decision always; the identity when verified.
     pub fn properties(&self, policy: &Policy) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = vec![("tollgate.decision.jwt", self.record(policy))];
+        if let Action::ShadowDeny(denial) = self.action() {
+            out.push((crate::tenant::JWT_SHADOW_DENIED, denial.reason.as_bytes().to_vec()));
+        }
         let Ok(Some(identity)) = &self.verdict else {
             return out;
         };

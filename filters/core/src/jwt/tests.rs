@@ -282,3 +282,46 @@ fn rsa_keys_are_bounded() {
     assert!(RsaKey::new(&[0xc2; 256], &[1, 0, 1]).is_err(), "even modulus");
     assert!(RsaKey::new(&[0xc1; 256], &[1, 0, 1]).is_ok());
 }
+
+/// A host that accepts every signature: what matters is what reaches it.
+struct AcceptingHost;
+
+impl super::verify::HostVerifier for AcceptingHost {
+    fn verify(&self, _: &str, _: &[u8], _: &[u8], _: &[u8]) -> Option<bool> {
+        Some(true)
+    }
+}
+
+#[test]
+fn ecdsa_signatures_have_one_length_only() {
+    let keys = keys();
+    for (alg, kid, jwt) in fixtures().into_iter().filter(|(a, _, _)| a.starts_with("ES")) {
+        let parsed = token::parse(&jwt).unwrap();
+        let key = keys.select(Some(&kid), parsed.alg).unwrap();
+        let sig = &parsed.signature;
+        let half = sig.len() / 2;
+        // `0 || r || 0 || s`: the same DER for BoringSSL, another token.
+        let padded: Vec<u8> = [&[0][..], &sig[..half], &[0], &sig[half..]].concat();
+        let cases: [(&str, Vec<u8>, bool); 4] = [
+            ("exact", sig.clone(), true),
+            ("padded", padded, false),
+            ("short", sig[1..sig.len() - 1].to_vec(), false),
+            ("empty", Vec::new(), false),
+        ];
+        let hosts: [(&str, &dyn super::verify::HostVerifier); 3] = [
+            ("accepting host", &AcceptingHost),
+            ("host", &RustHost { broken: false }),
+            ("rust", &NoHost),
+        ];
+        for (name, signature, want) in cases {
+            for (host_name, host) in hosts {
+                // The stand-in host re-checks P-256 only.
+                if alg == "ES384" && host_name == "host" {
+                    continue;
+                }
+                let valid = verify(parsed.alg, key, parsed.signing_input, &signature, host);
+                assert_eq!(valid, want, "{alg} {name} {host_name}");
+            }
+        }
+    }
+}

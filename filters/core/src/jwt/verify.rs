@@ -36,7 +36,9 @@ pub fn host_hash(alg: Alg) -> Option<&'static str> {
 
 /// Checks a signature: on the host when it can, else in Rust.
 pub fn verify(alg: Alg, key: &Key, input: &[u8], signature: &[u8], host: &dyn HostVerifier) -> bool {
-    if !key.accepts(alg) {
+    // JWS ECDSA is fixed-size `r || s` (RFC 7518 section 3.4): BoringSSL
+    // would take other lengths, making the same token valid in several forms.
+    if !key.accepts(alg) || !ecdsa_length_ok(alg, signature) {
         return false;
     }
     if let (Some(hash), Some(spki)) = (host_hash(alg), key.spki.as_deref()) {
@@ -51,6 +53,14 @@ pub fn verify(alg: Alg, key: &Key, input: &[u8], signature: &[u8], host: &dyn Ho
         }
     }
     verify_in_rust(alg, &key.kind, input, signature)
+}
+
+fn ecdsa_length_ok(alg: Alg, signature: &[u8]) -> bool {
+    match alg {
+        Alg::Es256 => signature.len() == 64,
+        Alg::Es384 => signature.len() == 96,
+        _ => true,
+    }
 }
 
 pub fn verify_in_rust(alg: Alg, key: &KeyKind, input: &[u8], signature: &[u8]) -> bool {

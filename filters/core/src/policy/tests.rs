@@ -128,3 +128,37 @@ fn picks_the_best_route() {
     assert_eq!(route("POST", "/api/trino/status"), "status");
     assert_eq!(route("GET", "/health"), "default");
 }
+
+#[test]
+fn claim_rules_need_a_route_that_looks_at_tokens() {
+    let rule = serde_json::json!([{"claim": "roles", "contains": "admin"}]);
+    let provider = serde_json::json!({"name": "p", "issuer": "i", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="});
+    let errors = errors_of(serde_json::json!({
+        "version": 1,
+        "routes": [
+            {"name": "a", "match": {"prefix": "/a"}, "jwt": {"requirement": "required", "rules": rule}},
+            {"name": "b", "match": {"prefix": "/b"}, "jwt": {"requirement": "none", "rules": rule}},
+            {"name": "c", "match": {"prefix": "/c"}, "jwt": {"rules": rule}},
+            {"name": "d", "match": {"prefix": "/d"}, "jwt": {"requirement": "optional", "rules": rule, "rules_without_token": "skip"}},
+            {"name": "e", "match": {"prefix": "/e"}, "jwt": {"rules_without_token": "maybe"}},
+        ],
+        "jwt": {"providers": [provider.clone(), {"name": "q", "issuer": "j", "require_tenant_claim": true, "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]},
+    }));
+    let want = [
+        ("routes[1].jwt.rules", "need requirement required or optional"),
+        ("routes[2].jwt.rules", "need requirement required or optional"),
+        ("routes[4].jwt.rules_without_token", "unknown variant `maybe`"),
+        ("jwt.providers[1].require_tenant_claim", "needs tenant_claim"),
+    ];
+    for (path, needle) in want {
+        assert!(errors.has(path, needle), "missing {path}: {needle} in\n{errors}");
+    }
+    assert_eq!(errors.len(), want.len(), "unexpected extra errors:\n{errors}");
+    // Rules in `defaults` with no requirement there are refused where written.
+    let errors = errors_of(serde_json::json!({
+        "version": 1,
+        "defaults": {"jwt": {"rules": rule}},
+        "jwt": {"providers": [provider]},
+    }));
+    assert!(errors.has("defaults.jwt.rules", "need requirement"), "{errors}");
+}

@@ -187,6 +187,10 @@ pub struct ProviderDoc {
     /// Claim holding the tenant id, written to `tollgate.tenant`.
     #[serde(default)]
     pub tenant_claim: Option<String>,
+    /// Refuse a token without the tenant claim on routes that require a
+    /// tenant (default: true when `tenant_claim` is set).
+    #[serde(default)]
+    pub require_tenant_claim: Option<bool>,
     /// Claim holding roles (default `roles`), written to `tollgate.roles`.
     #[serde(default)]
     pub roles_claim: Option<String>,
@@ -256,8 +260,22 @@ pub struct RouteJwtDoc {
     /// Claim rules; all must hold.
     #[serde(default)]
     pub rules: Option<Vec<ClaimRuleDoc>>,
+    /// On `optional` routes, a request without a token when a rule applies
+    /// to its method: `deny` (default, 401 token_missing) or `skip`.
+    #[serde(default)]
+    pub rules_without_token: Option<RulesWithoutToken>,
     #[serde(default)]
     pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RulesWithoutToken {
+    /// No token cannot satisfy a rule: 401 `token_missing`.
+    #[default]
+    Deny,
+    /// Rules only bind requests that carry a token.
+    Skip,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -53,6 +53,7 @@ impl Req<'_> {
             },
             claim: self.claim.map(str::as_bytes),
             header_values: &values,
+            jwt_shadow_denied: false,
         };
         match decide(policy, &request).verdict {
             Ok(found) => Ok(found.map(|r| r.tenant.id.clone())),
@@ -163,6 +164,7 @@ fn missing_status_and_shadow_follow_the_route() {
             head: head("/api/trino"),
             claim: None,
             header_values: &[],
+            jwt_shadow_denied: false,
         },
     );
     assert_eq!(
@@ -176,6 +178,7 @@ fn missing_status_and_shadow_follow_the_route() {
             head: head("/api/superset"),
             claim: None,
             header_values: &[b"OLD-001"],
+            jwt_shadow_denied: false,
         },
     );
     assert_eq!(superset.action(), Action::ShadowDeny(TenantDenial::Suspended.denial()));
@@ -198,7 +201,7 @@ fn every_denial_has_its_own_metric_and_status() {
         assert!(names.contains(&format!("tollgate.tenant.shadow_denied.{}", d.denial().reason)));
     }
     let statuses: Vec<u16> = TenantDenial::ALL.iter().map(|d| d.denial().status).collect();
-    assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403]);
+    assert_eq!(statuses, vec![400, 403, 400, 403, 403, 403, 401]);
 }
 
 #[test]
@@ -215,12 +218,13 @@ fn client_routing_headers_never_pass_through() {
                 },
                 claim: None,
                 header_values: values,
+                jwt_shadow_denied: false,
             },
         )
     };
     let allowed = decision_for("/api/datahub", &[b"std-001"]);
     assert_eq!(
-        allowed.header_edits(&p.tenant),
+        allowed.header_edits(&p.tenant, &[]),
         vec![("x-tenant-id", Some("STD-001")), ("x-tenant-tier", Some("premium"))]
     );
     let props = allowed.properties();
@@ -228,12 +232,141 @@ fn client_routing_headers_never_pass_through() {
     assert_eq!(props[2], ("tollgate.tenant_tier", b"premium".to_vec()));
     let no_tenant = decision_for("/other", &[]);
     assert_eq!(
-        no_tenant.header_edits(&p.tenant),
+        no_tenant.header_edits(&p.tenant, &[]),
         vec![("x-tenant-id", None), ("x-tenant-tier", None)]
     );
     assert_eq!(no_tenant.properties().len(), 1);
     let shadow = decision_for("/api/superset", &[b"OLD-001"]);
-    assert_eq!(shadow.header_edits(&p.tenant), vec![("x-tenant-tier", None)]);
+    assert_eq!(shadow.header_edits(&p.tenant, &[]), vec![("x-tenant-tier", None)]);
     let denied = decision_for("/api/datahub", &[b"OLD-001"]);
-    assert!(denied.header_edits(&p.tenant).is_empty());
+    assert!(denied.header_edits(&p.tenant, &[]).is_empty());
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn every_spelling_of_the_tenant_header_is_a_source_and_is_removed() {
+    let p = policy();
+    let run = |path, sent: &[(&str, &str)]| {
+        let sent = headers(sent);
+        let values = header_values(&p.tenant, &sent);
+        let request = TenantRequest {
+            head: RequestHead {
+                method: "GET",
+                host: "h",
+                path,
+            },
+            claim: None,
+            header_values: &values,
+            jwt_shadow_denied: false,
+        };
+        let d = decide(&p, &request);
+        let edits: Vec<(String, Option<String>)> = d
+            .header_edits(&p.tenant, &sent)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+        (
+            d.verdict
+                .map(|r| r.map(|r| r.tenant.id.clone()))
+                .map_err(|e| e.denial().reason),
+            edits,
+        )
+    };
+    let s = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+    let (verdict, _) = run(
+        "/api/datahub",
+        &[("x-tenant-id", "STD-001"), ("x_tenant_id", "NED-001")],
+    );
+    assert_eq!(verdict, Err("tenant_mismatch"));
+    let (verdict, edits) = run(
+        "/api/datahub",
+        &[
+            ("x_tenant_id", "std-001"),
+            ("x_tenant_tier", "gold"),
+            ("X-Tenant_Tier", "gold"),
+        ],
+    );
+    assert_eq!(verdict, Ok(Some("STD-001".to_string())));
+    assert_eq!(
+        edits,
+        vec![
+            s("x_tenant_id", None),
+            s("x_tenant_tier", None),
+            s("X-Tenant_Tier", None),
+            s("x-tenant-id", Some("STD-001")),
+            s("x-tenant-tier", Some("premium")),
+        ]
+    );
+    let (_, edits) = run("/other", &[("x-tenant_tier", "gold")]);
+    assert_eq!(
+        edits,
+        vec![
+            s("x-tenant_tier", None),
+            s("x-tenant-id", None),
+            s("x-tenant-tier", None)
+        ]
+    );
+    // Shadow keeps the canonical header as sent, never another spelling or a tier.
+    let (_, edits) = run(
+        "/api/superset",
+        &[("x-tenant-id", "OLD-001"), ("x_tenant_id", "OLD-001")],
+    );
+    assert_eq!(edits, vec![s("x_tenant_id", None), s("x-tenant-tier", None)]);
+    let (_, edits) = run("/api/datahub", &[("x_tenant_id", "OLD-001")]);
+    assert!(edits.is_empty());
+}
+
+#[test]
+fn a_jwt_shadow_denial_never_gets_a_client_chosen_tenant_stamped() {
+    let p = policy();
+    let run = |path, host, value: Option<&'static [u8]>, jwt_shadow_denied| {
+        let values: Vec<&[u8]> = value.into_iter().collect();
+        let request = TenantRequest {
+            head: RequestHead {
+                method: "GET",
+                host,
+                path,
+            },
+            claim: None,
+            header_values: &values,
+            jwt_shadow_denied,
+        };
+        let d = decide(&p, &request);
+        let edits: Vec<(String, Option<String>)> = d
+            .header_edits(&p.tenant, &[])
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+        let keys: Vec<&str> = d.properties().into_iter().map(|(k, _)| k).collect();
+        (d.action(), d.metric(), edits, keys)
+    };
+    let unverified = Action::ShadowDeny(TenantDenial::Unverified.denial());
+    // From the header, the host or the path: all chosen by the client.
+    for (path, host, value) in [
+        ("/api/datahub", "h", Some(&b"STD-001"[..])),
+        ("/api/datahub", "std-001.tenants.example.com", None),
+        ("/t/STD-001/api/datahub", "h", None),
+        ("/other", "h", Some(&b"STD-001"[..])),
+    ] {
+        let (action, metric, edits, keys) = run(path, host, value, true);
+        assert_eq!(action, unverified, "{path} {host}");
+        assert_eq!(metric, "tollgate.tenant.shadow_denied.tenant_unverified");
+        assert_eq!(edits, vec![("x-tenant-tier".to_string(), None)]);
+        assert_eq!(keys, vec!["tollgate.decision.tenant"]);
+        // Without the jwt shadow denial, the same request gets its tenant.
+        assert_eq!(run(path, host, value, false).0, Action::Allow, "{path} {host}");
+    }
+    // Refusals stay refusals; no tenant at all stays allowed.
+    let (action, ..) = run("/api/datahub", "h", Some(&b"OLD-001"[..]), true);
+    assert_eq!(action, Action::Deny(TenantDenial::Suspended.denial()));
+    let (action, ..) = run("/api/datahub", "h", None, true);
+    assert_eq!(action, Action::Deny(TenantDenial::Required { status: 400 }.denial()));
+    let (action, ..) = run("/other", "h", None, true);
+    assert_eq!(action, Action::Allow);
 }
