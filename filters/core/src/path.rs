@@ -230,7 +230,8 @@ fn has_overlong(bytes: &[u8]) -> bool {
     }) || bytes.last().is_some_and(|b| matches!(b, 0xc0 | 0xc1))
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
 mod props;
 #[cfg(test)]
 mod tests;

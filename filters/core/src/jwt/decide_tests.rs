@@ -388,7 +388,10 @@ fn metric_names_cover_every_reason() {
     for d in JwtDenial::ALL {
         assert!(names.contains(&format!("tollgate.jwt.denied.{}", d.denial().reason)));
     }
-    assert_eq!(names.len(), 9 + 2 * JwtDenial::ALL.len() + crate::request::RequestDenial::ALL.len());
+    assert_eq!(
+        names.len(),
+        9 + 2 * JwtDenial::ALL.len() + crate::request::RequestDenial::ALL.len()
+    );
 }
 
 #[test]

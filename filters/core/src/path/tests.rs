@@ -73,7 +73,10 @@ fn escapes_bytes_outside_visible_ascii() {
         normalize_path(b"/caf\xc3\xa9", Parameters::Reject).as_deref(),
         Ok("/caf%C3%A9")
     );
-    assert_eq!(normalize_path(b"/caf%c3%a9", Parameters::Reject).as_deref(), Ok("/caf%C3%A9"));
+    assert_eq!(
+        normalize_path(b"/caf%c3%a9", Parameters::Reject).as_deref(),
+        Ok("/caf%C3%A9")
+    );
 }
 
 #[test]

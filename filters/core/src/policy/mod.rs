@@ -384,7 +384,10 @@ fn check_normalized(p: &str, path: &str, errors: &mut PolicyErrors) {
             path,
             format!("'{p}' is not normalized (requests are matched as '{normalized}')"),
         ),
-        Err(e) => errors.push(path, format!("'{p}' can never match: a request path that {} is refused", e.0)),
+        Err(e) => errors.push(
+            path,
+            format!("'{p}' can never match: a request path that {} is refused", e.0),
+        ),
     }
 }
 

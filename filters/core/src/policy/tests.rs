@@ -149,10 +149,26 @@ fn paths_section_has_safe_defaults_and_checked_values() {
         }
     );
     for (paths, at, needle) in [
-        (serde_json::json!({"max_bytes": 0}), "paths.max_bytes", "0 is not in 1..=65536"),
-        (serde_json::json!({"max_bytes": 65537}), "paths.max_bytes", "65537 is not in 1..=65536"),
-        (serde_json::json!({"normalization": "keep"}), "paths.normalization", "unknown variant `keep`"),
-        (serde_json::json!({"parameters": "allow"}), "paths.parameters", "unknown variant `allow`"),
+        (
+            serde_json::json!({"max_bytes": 0}),
+            "paths.max_bytes",
+            "0 is not in 1..=65536",
+        ),
+        (
+            serde_json::json!({"max_bytes": 65537}),
+            "paths.max_bytes",
+            "65537 is not in 1..=65536",
+        ),
+        (
+            serde_json::json!({"normalization": "keep"}),
+            "paths.normalization",
+            "unknown variant `keep`",
+        ),
+        (
+            serde_json::json!({"parameters": "allow"}),
+            "paths.parameters",
+            "unknown variant `allow`",
+        ),
         (serde_json::json!({"max_byte": 1}), "paths.max_byte", "unknown field"),
     ] {
         let errors = errors_of(serde_json::json!({"version": 1, "paths": paths}));
@@ -173,11 +189,26 @@ fn route_patterns_requests_can_never_take_are_refused() {
         {"name": "e", "match": {"prefix": "/a\\b"}},
     ]}));
     let want = [
-        ("routes[0].match.prefix", "can never match: a request path that has a ';' path parameter is refused"),
-        ("routes[1].match.exact", "can never match: a request path that has a dot segment hidden by escapes"),
-        ("routes[2].match.prefix", "is not normalized (requests are matched as '/a/b')"),
-        ("routes[3].match.exact", "is not normalized (requests are matched as '/a')"),
-        ("routes[4].match.prefix", "is not normalized (requests are matched as '/a/b')"),
+        (
+            "routes[0].match.prefix",
+            "can never match: a request path that has a ';' path parameter is refused",
+        ),
+        (
+            "routes[1].match.exact",
+            "can never match: a request path that has a dot segment hidden by escapes",
+        ),
+        (
+            "routes[2].match.prefix",
+            "is not normalized (requests are matched as '/a/b')",
+        ),
+        (
+            "routes[3].match.exact",
+            "is not normalized (requests are matched as '/a')",
+        ),
+        (
+            "routes[4].match.prefix",
+            "is not normalized (requests are matched as '/a/b')",
+        ),
     ];
     for (at, needle) in want {
         assert!(
