@@ -66,7 +66,11 @@ fn check(response: &Response, target: &str, tenant: Option<&str>, want: Want<'_>
             assert_eq!(response.status, 200, "{what}");
             assert_eq!(response.json()["path"], path, "{what}");
             let sent = tenant.map(|t| t.to_ascii_uppercase());
-            assert_eq!(upstream_values(response, "x-tenant-id"), sent.into_iter().collect::<Vec<_>>(), "{what}");
+            assert_eq!(
+                upstream_values(response, "x-tenant-id"),
+                sent.into_iter().collect::<Vec<_>>(),
+                "{what}"
+            );
         }
         Want::EnvoyRefused(status) => {
             assert_eq!(response.status, status, "{what}");
@@ -76,7 +80,11 @@ fn check(response: &Response, target: &str, tenant: Option<&str>, want: Want<'_>
 }
 
 fn run(chain: &Chain, mode: &str, cases: &[(&str, Option<&str>, Want<'_>)]) {
-    run_modes(chain, mode, &cases.iter().map(|(t, n, w)| (*t, *n, *w, *w)).collect::<Vec<_>>());
+    run_modes(
+        chain,
+        mode,
+        &cases.iter().map(|(t, n, w)| (*t, *n, *w, *w)).collect::<Vec<_>>(),
+    );
 }
 
 /// Cases with what each mode must come to: Tollgate alone, and after
@@ -105,9 +113,17 @@ fn modes() -> [(bool, &'static str); 2] {
 fn dot_segments_and_slashes_are_decided_as_served() {
     use Want::*;
     let cases: &[(&str, Option<&str>, Want)] = &[
-        ("/api/trino/../datahub/x?q=/../a", Some("STD-001"), Served("/api/datahub/x?q=/../a")),
+        (
+            "/api/trino/../datahub/x?q=/../a",
+            Some("STD-001"),
+            Served("/api/datahub/x?q=/../a"),
+        ),
         ("/api/%64atahub", Some("STD-001"), Served("/api/datahub")),
-        ("/api/datahub/%2e%2e/trino", Some("NED-001"), Refused(403, "tenant_route_forbidden")),
+        (
+            "/api/datahub/%2e%2e/trino",
+            Some("NED-001"),
+            Refused(403, "tenant_route_forbidden"),
+        ),
         ("/open/../api/datahub", None, Refused(400, "tenant_required")),
         ("/open/%2e%2e/api/datahub", None, Refused(400, "tenant_required")),
         ("/open/.%2E/api/datahub", None, Refused(400, "tenant_required")),
@@ -193,8 +209,16 @@ fn path_parameters_are_refused_or_stripped() {
     let strip: &[(&str, Option<&str>, Want)] = &[
         ("/open/..;/api/datahub", None, Refused(400, "tenant_required")),
         ("/open/%2e%2e;x/api/datahub", None, Refused(400, "tenant_required")),
-        ("/api/trino;v=1", Some("NED-001"), Refused(403, "tenant_route_forbidden")),
-        ("/api/datahub;jsessionid=1/x?a=;b", Some("STD-001"), Served("/api/datahub/x?a=;b")),
+        (
+            "/api/trino;v=1",
+            Some("NED-001"),
+            Refused(403, "tenant_route_forbidden"),
+        ),
+        (
+            "/api/datahub;jsessionid=1/x?a=;b",
+            Some("STD-001"),
+            Served("/api/datahub/x?a=;b"),
+        ),
         ("/api/datahub/..;x/trino", Some("STD-001"), Served("/api/trino")),
     ];
     for (envoy_normalizes, mode) in modes() {
@@ -211,10 +235,25 @@ fn reject_mode_refuses_paths_not_in_normal_form() {
     use Want::*;
     // With Envoy's normalization Tollgate sees normal forms only.
     let cases: &[(&str, Option<&str>, Want, Want)] = &[
-        ("/api/datahub/x?q=/../a", Some("STD-001"), Served("/api/datahub/x?q=/../a"), Served("/api/datahub/x?q=/../a")),
+        (
+            "/api/datahub/x?q=/../a",
+            Some("STD-001"),
+            Served("/api/datahub/x?q=/../a"),
+            Served("/api/datahub/x?q=/../a"),
+        ),
         ("/open/%41", None, Refused(400, "path_invalid"), Served("/open/A")),
-        ("/open/../api/datahub", None, Refused(400, "path_invalid"), Refused(400, "tenant_required")),
-        ("/open/x%2fy", None, Refused(400, "path_invalid"), Refused(400, "path_invalid")),
+        (
+            "/open/../api/datahub",
+            None,
+            Refused(400, "path_invalid"),
+            Refused(400, "tenant_required"),
+        ),
+        (
+            "/open/x%2fy",
+            None,
+            Refused(400, "path_invalid"),
+            Refused(400, "path_invalid"),
+        ),
     ];
     for (envoy_normalizes, mode) in modes() {
         let chain = start(&with_paths(json!({"normalization": "reject"})), envoy_normalizes, true);
@@ -229,8 +268,18 @@ fn over_long_paths_are_refused_never_cut() {
     let over = format!("/open/{}", "a".repeat(8200));
     // Envoy's normalization shortens `long` before Tollgate sees it.
     let cases: Vec<(&str, Option<&str>, Want, Want)> = vec![
-        (&over, None, Refused(414, "path_too_long"), Refused(414, "path_too_long")),
-        (&long, None, Refused(414, "path_too_long"), Refused(400, "tenant_required")),
+        (
+            &over,
+            None,
+            Refused(414, "path_too_long"),
+            Refused(414, "path_too_long"),
+        ),
+        (
+            &long,
+            None,
+            Refused(414, "path_too_long"),
+            Refused(400, "tenant_required"),
+        ),
     ];
     // With room for it, the `..` after 9000 bytes is not lost.
     let roomy: Vec<(&str, Option<&str>, Want)> = vec![
