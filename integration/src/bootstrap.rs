@@ -58,6 +58,13 @@ pub struct Bootstrap {
     pub filters: Vec<Filter>,
     /// Envoy's own path normalization; off in tests so ours is what is tested.
     pub envoy_normalizes: bool,
+    /// `path_with_escaped_slashes_action` (`REJECT_REQUEST`, ...); `None`
+    /// keeps Envoy's default (`KEEP_UNCHANGED`).
+    pub escaped_slashes_action: Option<String>,
+    /// `common_http_protocol_options.headers_with_underscores_action`;
+    /// `None` keeps Envoy's default `ALLOW`, so Tollgate's own header
+    /// stripping is what tests see.
+    pub underscores_action: Option<String>,
     /// More clusters on 127.0.0.1, by name and port (JWKS servers, sinks).
     pub clusters: Vec<(String, u16)>,
 }
@@ -71,6 +78,8 @@ impl Bootstrap {
             upstream_port,
             filters: Vec::new(),
             envoy_normalizes: false,
+            escaped_slashes_action: None,
+            underscores_action: None,
             clusters: Vec::new(),
         }
     }
@@ -93,6 +102,24 @@ impl Bootstrap {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }));
+        let mut manager = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "normalize_path": self.envoy_normalizes,
+            "merge_slashes": self.envoy_normalizes,
+            "route_config": {"virtual_hosts": [{
+                "name": "all",
+                "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+            }]},
+            "http_filters": http_filters,
+        });
+        if let Some(action) = &self.escaped_slashes_action {
+            manager["path_with_escaped_slashes_action"] = json!(action);
+        }
+        if let Some(action) = &self.underscores_action {
+            manager["common_http_protocol_options"] = json!({"headers_with_underscores_action": action});
+        }
         json!({
             "admin": {"address": socket(self.admin_port)},
             "stats_config": {"stats_tags": stats_tags()},
@@ -102,18 +129,7 @@ impl Bootstrap {
                     "address": socket(self.listen_port),
                     "filter_chains": [{"filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "normalize_path": self.envoy_normalizes,
-                            "merge_slashes": self.envoy_normalizes,
-                            "route_config": {"virtual_hosts": [{
-                                "name": "all",
-                                "domains": ["*"],
-                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
-                            }]},
-                            "http_filters": http_filters,
-                        },
+                        "typed_config": manager,
                     }]}],
                 }],
                 "clusters": clusters,

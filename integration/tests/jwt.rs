@@ -522,6 +522,12 @@ fn tokens_in_query_or_cookie_do_not_reach_the_app() {
         .send(&Request::get(&format!("/api/datahub/x?a=1&access_token={jwt}&b=2")));
     assert_eq!(by_param.status, 200, "{}", by_param.text());
     assert_eq!(by_param.json()["path"], "/api/datahub/x?a=1&b=2");
+    // The path rewrite and the token strip compose: both edits reach the app.
+    let both = chain.envoy.send(&Request::get(&format!(
+        "/api/trino/..//datahub/%78?a=1&access_token={jwt}&b=/../c"
+    )));
+    assert_eq!(both.status, 200, "{}", both.text());
+    assert_eq!(both.json()["path"], "/api/datahub/x?a=1&b=/../c");
     let cookie = format!("theme=dark; session={jwt}");
     let by_cookie = chain
         .envoy

@@ -125,13 +125,18 @@ fn wasm_plugins(policy: &Value, namespace: &str, image: &str) -> Result<String, 
 
 /// The demo bootstrap: fixed local ports, the wasm path relative to the repo
 /// root (where `cargo xtask demo` starts Envoy), and Envoy's own path
-/// normalization on, as it should be in production.
+/// normalization on, as it should be in production. Escaped slashes are
+/// refused (no component can then read `%2F` as a separator, and no
+/// redirect a non-GET client would not follow), and so are header names
+/// with `_`, which some servers read as `-` (`x_tenant_id`).
 fn demo_bootstrap(policy: &Value) -> Result<String, String> {
     let wasm = Path::new("target/wasm32-wasip1/release/tollgate.wasm");
     let mut bootstrap = Bootstrap::new(DEMO_UPSTREAM_PORT);
     bootstrap.listen_port = DEMO_PORT;
     bootstrap.admin_port = DEMO_ADMIN_PORT;
     bootstrap.envoy_normalizes = true;
+    bootstrap.escaped_slashes_action = Some("REJECT_REQUEST".into());
+    bootstrap.underscores_action = Some("REJECT_REQUEST".into());
     for (root_id, ..) in FILTERS {
         bootstrap = bootstrap.filter(Filter::tollgate(root_id, wasm, policy));
     }

@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod path;
 pub mod policy;
 pub mod reply;
+pub mod request;
 pub mod route;
 pub mod tenant;
 

@@ -1,53 +1,142 @@
-//! Request-path normalization for matching (RFC 3986 section 6.2.2), so that
-//! `/api/trino/../datahub`, `/api//datahub` or `/api/%64atahub` cannot dodge a
-//! rule written for `/api/datahub`.
+//! Request-path normalization, so that `/api/trino/../datahub`,
+//! `/api//datahub`, `/api/%64atahub` or `/api\datahub` cannot dodge a rule
+//! written for `/api/datahub`. It follows what Envoy's `normalize_path` and
+//! `merge_slashes` do (RFC 3986 section 5.2.4, then merging slashes), and
+//! refuses what some framework behind us could read as another path.
+//! Linear in the length of the path.
 
-/// Longest `:path` we normalize; longer paths are cut, which can only make a
-/// match less likely, never dodge a deny (routes deny by tenant, not by miss).
-pub const MAX_PATH_LEN: usize = 8192;
+use serde::{Deserialize, Serialize};
 
-/// The path part of `:path` (query and fragment dropped), normalized:
-/// - percent-encoded unreserved characters decoded, other escapes upper-cased
-///   (`%2f` stays encoded as `%2F`: an encoded slash is not a separator);
-/// - bytes outside visible ASCII percent-encoded;
-/// - runs of `/` merged into one;
-/// - `.` and `..` segments removed (RFC 3986 section 5.2.4), never above `/`.
-pub fn normalize(raw: &[u8]) -> String {
-    let raw = raw.get(..raw.len().min(MAX_PATH_LEN)).unwrap_or(raw);
-    let end = raw.iter().position(|b| *b == b'?' || *b == b'#').unwrap_or(raw.len());
-    let decoded = decode_unreserved(raw.get(..end).unwrap_or_default());
+/// Longest `:path` accepted by default; longer ones are refused, never cut.
+pub const DEFAULT_MAX_BYTES: usize = 8192;
+/// Highest `paths.max_bytes` a policy may set.
+pub const MAX_MAX_BYTES: usize = 65536;
+/// Rounds of percent-decoding a framework could apply after us (`%252e` is
+/// `.` after two); more rounds than this are not looked for.
+const DECODE_ROUNDS: usize = 3;
+
+/// What to do with a path that is not in normal form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// Serve the normalized path (the query as sent).
+    #[default]
+    Rewrite,
+    /// Refuse it: 400 `path_invalid`.
+    Reject,
+}
+
+/// What to do with `;` path parameters (`/a;p/b`, `..;x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parameters {
+    /// Any `;` in the path is refused: 400 `path_invalid`.
+    #[default]
+    Reject,
+    /// Each segment loses its parameters, in the decided and the served path.
+    Strip,
+}
+
+/// The compiled `paths` section of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathSettings {
+    pub max_bytes: usize,
+    pub normalization: Normalization,
+    pub parameters: Parameters,
+}
+
+impl Default for PathSettings {
+    fn default() -> PathSettings {
+        PathSettings {
+            max_bytes: DEFAULT_MAX_BYTES,
+            normalization: Normalization::default(),
+            parameters: Parameters::default(),
+        }
+    }
+}
+
+/// Why a path is refused; the text is for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathError(pub &'static str);
+
+pub const NOT_ORIGIN_FORM: PathError = PathError("does not start with '/'");
+pub const FRAGMENT: PathError = PathError("has a fragment");
+pub const BAD_ESCAPE: PathError = PathError("has a '%' not followed by two hex digits");
+pub const CONTROL: PathError = PathError("has a control character");
+pub const PARAMETER: PathError = PathError("has a ';' path parameter");
+pub const HIDDEN_DOT: PathError = PathError("has a dot segment hidden by escapes");
+pub const NOT_NORMALIZED: PathError = PathError("is not in normal form");
+
+/// The normalized form of the path part of `:path` (no query):
+/// - `\` is `/`; percent-encoded unreserved characters are decoded, other
+///   escapes upper-cased and kept (`%2F` is not a separator);
+/// - bytes outside visible ASCII are escaped, control characters refused;
+/// - `.` and `..` removed as RFC 3986 section 5.2.4 says, where empty
+///   segments are segments (`/a//../b` is `/a/b`), then runs of `/` merged;
+/// - a segment that decodes (again) to something holding a dot segment
+///   (`..%2F`, `%2e%2e%5C`, `%252e%252e`, `..%3B`) is refused.
+pub fn normalize_path(path: &[u8], parameters: Parameters) -> Result<String, PathError> {
+    if !matches!(path.first(), Some(b'/' | b'\\')) {
+        return Err(NOT_ORIGIN_FORM);
+    }
+    let decoded = decode(path, parameters)?;
     let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
+    let mut ends_with_dot = false;
+    for segment in decoded.get(1..).unwrap_or_default().split('/') {
+        let segment = match parameters {
+            Parameters::Strip => segment.split(';').next().unwrap_or_default(),
+            Parameters::Reject => segment,
+        };
+        ends_with_dot = matches!(segment, "." | "..");
         match segment {
-            "" | "." => {}
+            "." => {}
             ".." => {
                 segments.pop();
             }
             other => segments.push(other),
         }
     }
-    let trailing = decoded.ends_with('/')
-        || decoded.ends_with("/.")
-        || decoded.ends_with("/..")
-        || decoded == "."
-        || decoded == "..";
-    let mut out = String::with_capacity(decoded.len() + 1);
+    let mut out = String::with_capacity(decoded.len());
     for segment in &segments {
-        out.push('/');
+        // Merging slashes: an empty segment adds nothing but its place.
+        if !out.ends_with('/') {
+            out.push('/');
+        }
         out.push_str(segment);
     }
-    if out.is_empty() || (trailing && !segments.is_empty()) {
+    if out.is_empty() || (ends_with_dot && !out.ends_with('/')) {
         out.push('/');
     }
-    out
+    if out.split('/').any(hides_dot_segment) {
+        return Err(HIDDEN_DOT);
+    }
+    Ok(out)
+}
+
+/// The normalized path of a whole `:path` with default settings, or the
+/// error: for tests and for checking route patterns.
+pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
+    let end = raw.iter().position(|b| *b == b'?').unwrap_or(raw.len());
+    normalize_path(raw.get(..end).unwrap_or_default(), Parameters::Reject)
 }
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// The byte of the escape at `raw[i..]` (`%2e`), if it is one.
+fn escape_at(raw: &[u8], i: usize) -> Option<u8> {
+    let hi = raw.get(i + 1).copied().and_then(hex_value)?;
+    let lo = raw.get(i + 2).copied().and_then(hex_value)?;
+    Some(hi << 4 | lo)
 }
 
 fn push_escaped(out: &mut String, b: u8) {
@@ -57,34 +146,92 @@ fn push_escaped(out: &mut String, b: u8) {
     out.push(hex(b & 0x0f));
 }
 
-fn decode_unreserved(raw: &[u8]) -> String {
+/// First pass: escapes canonical, `\` as `/`, `;` refused or kept for
+/// `normalize_path` to strip per segment.
+fn decode(raw: &[u8], parameters: Parameters) -> Result<String, PathError> {
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
-        if b == b'%' {
-            let hi = raw.get(i + 1).copied().and_then(hex_value);
-            let lo = raw.get(i + 2).copied().and_then(hex_value);
-            if let (Some(hi), Some(lo)) = (hi, lo) {
-                let byte = hi << 4 | lo;
+        match b {
+            b'%' => {
+                let byte = escape_at(raw, i).ok_or(BAD_ESCAPE)?;
                 if is_unreserved(byte) {
                     out.push(char::from(byte));
+                } else if is_control(byte) {
+                    return Err(CONTROL);
                 } else {
                     push_escaped(&mut out, byte);
                 }
                 i += 3;
                 continue;
             }
-            // A lone `%` is kept escaped so it can never start a new escape.
-            push_escaped(&mut out, b);
-        } else if b.is_ascii_graphic() {
-            out.push(char::from(b));
-        } else {
-            push_escaped(&mut out, b);
+            b'\\' => out.push('/'),
+            b'#' => return Err(FRAGMENT),
+            b';' if parameters == Parameters::Reject => return Err(PARAMETER),
+            b if is_control(b) => return Err(CONTROL),
+            b if b.is_ascii_graphic() => out.push(char::from(b)),
+            b => push_escaped(&mut out, b),
         }
         i += 1;
+    }
+    Ok(out)
+}
+
+/// Whether a normalized segment could become a dot segment, a control
+/// character or an overlong UTF-8 `.`, `/` or `\` for a framework that
+/// decodes it again (`..%2F`, `%2F..`, `.%5C`, `%252e%252e`, `..%3Bx`,
+/// `%C0%AE`).
+fn hides_dot_segment(segment: &str) -> bool {
+    if !segment.contains('%') {
+        return false;
+    }
+    let mut bytes = segment.as_bytes().to_vec();
+    for _ in 0..DECODE_ROUNDS {
+        let next = decode_all(&bytes);
+        if next == bytes {
+            break;
+        }
+        bytes = next;
+    }
+    bytes.iter().any(|b| is_control(*b))
+        || has_overlong(&bytes)
+        || bytes
+            .split(|b| matches!(b, b'/' | b'\\' | b';'))
+            .any(|piece| piece == b"." || piece == b"..")
+}
+
+/// One round of percent-decoding; a `%` that starts no escape stays.
+fn decode_all(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match (b, escape_at(raw, i)) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
     }
     out
 }
 
+/// Overlong UTF-8 (never valid, but some decoders accept it): `C0`/`C1`
+/// leads, `E0 80..9F`, `F0 80..8F`.
+fn has_overlong(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| match w {
+        [0xc0 | 0xc1, _] => true,
+        [0xe0, second] => (0x80..0xa0).contains(second),
+        [0xf0, second] => (0x80..0x90).contains(second),
+        _ => false,
+    }) || bytes.last().is_some_and(|b| matches!(b, 0xc0 | 0xc1))
+}
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -167,21 +167,54 @@ pub fn parse_template(template: &str) -> Result<Vec<TemplateSegment>, String> {
     Ok(out)
 }
 
-/// Lower-case host with the port and a trailing dot removed.
-pub fn normalize_host(raw: &[u8]) -> String {
-    let host = String::from_utf8_lossy(raw).to_ascii_lowercase();
-    let without_port = if host.starts_with('[') {
-        match host.find(']') {
-            Some(end) => host.get(..=end).unwrap_or(&host).to_string(),
-            None => host,
+/// Longest host name (RFC 1035: 253 characters, labels of 63).
+const MAX_HOST: usize = 253;
+const MAX_LABEL: usize = 63;
+
+/// Lower-case host of `:authority`, without the port and a trailing dot;
+/// `Err` for anything that is not `host[:port]` (userinfo, extra colons,
+/// a bad port or brackets, bytes that are not host characters, empty), so a
+/// malformed authority is refused instead of falling to the default route.
+pub fn normalize_host(raw: &[u8]) -> Result<String, &'static str> {
+    let text = std::str::from_utf8(raw).map_err(|_| "is not ASCII")?;
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or("has no closing ']'")?;
+        if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            return Err("is not an IPv6 address in brackets");
         }
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or("has text after ']'")?),
+        };
+        (text.get(..inside.len() + 2).unwrap_or(text), port)
     } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
-            _ => host,
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
         }
     };
-    without_port.trim_end_matches('.').to_string()
+    if let Some(port) = port {
+        let digits = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        if !digits || port.parse::<u32>().map_or(true, |p| p > 65535) {
+            return Err("has a bad port");
+        }
+    }
+    if host.starts_with('[') {
+        return Ok(host.to_ascii_lowercase());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.len() > MAX_HOST {
+        return Err("has an empty or over-long host");
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= MAX_LABEL
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    };
+    if !name.split('.').all(label_ok) {
+        return Err("is not a host name");
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -403,6 +403,7 @@ pub fn metric_names() -> Vec<String> {
                 .map(|d| Action::new(Some(d.denial()), mode).metric("tenant", "")),
         );
     }
+    names.extend(crate::request::metric_names("tenant"));
     names
 }
 

@@ -2,26 +2,120 @@
 //! `Result`) are used, never the SDK's trait defaults that unwrap, and header
 //! values are read as bytes: a bad header must not trap the VM.
 
-use log::warn;
+use log::{debug, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType, MetricType};
 use std::collections::HashMap;
+use tollgate_core::policy::Policy;
 use tollgate_core::reply::Reply;
+use tollgate_core::request::{RequestDenial, RequestView};
 
-/// Request headers as (name, value bytes); empty when the host refuses.
+/// Request headers as (name, value bytes).
 pub type Headers = Vec<(String, Vec<u8>)>;
 
-pub fn request_headers() -> Headers {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+/// A host read that failed: the request must not be decided on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError(pub String);
+
+/// The request headers. Every request has `:method`, so a map without it
+/// is a failed read, not a request. (The SDK traps on any other status.)
+pub fn request_headers() -> Result<Headers, ReadError> {
+    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(headers) if headers.iter().any(|(k, _)| k == ":method") => Ok(headers),
+        Ok(_) => Err(ReadError("request headers are empty or have no :method".into())),
+        Err(status) => Err(ReadError(format!("request headers: {status:?}"))),
+    }
+}
+
+/// Reads the request and builds its view; a path it normalized is written
+/// back to `:path`, so the application is served what was decided. On a
+/// refusal (always enforced: no route is known yet) the reply is sent,
+/// counted and logged, and `Err` holds the action to return.
+pub fn read_request(
+    context_id: u32,
+    filter: &str,
+    policy: &Policy,
+    counters: &Counters,
+) -> Result<(Headers, RequestView), Action> {
+    let headers = match request_headers() {
+        Ok(headers) => headers,
+        Err(e) => {
+            return Err(refuse(
+                context_id,
+                filter,
+                policy,
+                counters,
+                &[],
+                RequestDenial::Unreadable,
+                &e.0,
+            ))
+        }
+    };
+    let view = RequestView::new(
+        first(&headers, ":method").unwrap_or_default(),
+        first(&headers, ":path"),
+        first(&headers, ":authority"),
+        &policy.paths,
+    );
+    let view = match view {
+        Ok(view) => view,
+        Err(denial) => {
+            return Err(refuse(
+                context_id,
+                filter,
+                policy,
+                counters,
+                &headers,
+                denial,
+                denial.detail(),
+            ))
+        }
+    };
+    if let Some(served) = &view.served_path {
+        if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, ":path", Some(served)) {
+            let why = format!("could not rewrite :path: {status:?}");
+            return Err(refuse(
+                context_id,
+                filter,
+                policy,
+                counters,
+                &headers,
+                RequestDenial::Unreadable,
+                &why,
+            ));
+        }
+        debug!("#{context_id} {filter}: :path rewritten to its normal form");
+    }
+    Ok((headers, view))
+}
+
+/// Sends, counts and logs a refusal made before any route is known.
+pub fn refuse(
+    context_id: u32,
+    filter: &str,
+    policy: &Policy,
+    counters: &Counters,
+    headers: &[(String, Vec<u8>)],
+    denial: RequestDenial,
+    why: &str,
+) -> Action {
+    let reply = denial.denial();
+    if denial == RequestDenial::Unreadable {
+        warn!("#{context_id} {filter}: refused, {why}");
+    } else {
+        debug!("#{context_id} {filter}: deny {}: {why}", reply.reason);
+    }
+    counters.increment(&denial.metric(filter));
+    send_reply(context_id, &reply.reply(first(headers, "x-request-id"), &policy.realm))
 }
 
 /// First value of a header (names are lower-case in Envoy).
-pub fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
+pub fn first<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
 }
 
 /// Every value of a header, in order.
-pub fn all<'h>(headers: &'h Headers, name: &str) -> Vec<&'h [u8]> {
+pub fn all<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Vec<&'h [u8]> {
     headers
         .iter()
         .filter(|(k, _)| k == name)
@@ -39,9 +133,11 @@ pub fn edit_request_headers(context_id: u32, edits: &[(&str, Option<&str>)]) {
     }
 }
 
-/// Reads a filter-state value written by another filter (`tollgate.*`).
-pub fn property(path: &str) -> Option<Vec<u8>> {
-    hostcalls::get_property(vec![path]).ok().flatten()
+/// Reads a filter-state value written by another filter (`tollgate.*`):
+/// `Ok(None)` when absent (the SDK maps `NotFound` to it), `Err` when the
+/// host failed, which must not pass for absent.
+pub fn property(path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+    hostcalls::get_property(vec![path]).map_err(|status| ReadError(format!("property {path}: {status:?}")))
 }
 
 pub fn set_property(context_id: u32, path: &str, value: &[u8]) {
@@ -62,7 +158,7 @@ pub fn send_reply(context_id: u32, reply: &Reply) -> Action {
 
 /// Fails closed for a filter whose configuration never loaded (503).
 pub fn reply_unconfigured(context_id: u32) -> Action {
-    let headers = request_headers();
+    let headers = request_headers().unwrap_or_default();
     let reply = tollgate_core::reply::UNCONFIGURED.reply(first(&headers, "x-request-id"), "tollgate");
     send_reply(context_id, &reply)
 }

@@ -15,9 +15,7 @@ use tollgate_core::jwt::jwk::KeySet;
 use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
 use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, JwtDenial, JwtRequest, KeyStore, Keys};
-use tollgate_core::path;
 use tollgate_core::policy::Policy;
-use tollgate_core::route::{normalize_host, RequestHead};
 use tollgate_host as host;
 
 pub const ROOT_ID: &str = "tollgate.jwt";
@@ -354,24 +352,21 @@ enum Stage {
 }
 
 fn process(shared: &Shared, context_id: u32, stage: Stage) -> Action {
-    let headers = host::request_headers();
+    let policy = &shared.policy;
+    // Refusals here are final, also for a request resumed after a wait.
+    let (headers, view) = match host::read_request(context_id, "jwt", policy, &shared.counters) {
+        Ok(read) => read,
+        Err(action) => return action,
+    };
     let now = host::now_seconds();
     shared.now.set(now);
-    let method = String::from_utf8_lossy(host::first(&headers, ":method").unwrap_or_default()).into_owned();
-    let raw_path = host::first(&headers, ":path").unwrap_or(b"/");
-    let norm = path::normalize(raw_path);
-    let authority = normalize_host(host::first(&headers, ":authority").unwrap_or_default());
     let request = JwtRequest {
-        head: RequestHead {
-            method: &method,
-            host: &authority,
-            path: &norm,
-        },
-        raw_path,
+        head: view.head(),
+        // The served `:path`: a query-token strip edits the rewritten path.
+        raw_path: view.target(host::first(&headers, ":path").unwrap_or_default()),
         headers: &headers,
         now,
     };
-    let policy = &shared.policy;
     let decision = {
         let mut caches = shared.caches.borrow_mut();
         jwt::decide(policy, &request, shared, &shared.host, &mut caches)

@@ -6,10 +6,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use tollgate_core::decision::Action as Verdict;
-use tollgate_core::path;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
-use tollgate_core::route::{normalize_host, RequestHead};
+use tollgate_core::request::RequestDenial;
 use tollgate_core::tenant::{self, TenantRequest};
 use tollgate_host as host;
 
@@ -70,33 +69,51 @@ impl Context for TenantHttp {}
 
 impl HttpContext for TenantHttp {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let headers = host::request_headers();
-        let request_id = host::first(&headers, "x-request-id");
         let Some(policy) = self.policy.as_deref() else {
             return host::reply_unconfigured(self.context_id);
         };
-        let method = String::from_utf8_lossy(host::first(&headers, ":method").unwrap_or_default());
-        let path = path::normalize(host::first(&headers, ":path").unwrap_or(b"/"));
-        let authority = normalize_host(host::first(&headers, ":authority").unwrap_or_default());
+        let (headers, view) = match host::read_request(self.context_id, "tenant", policy, &self.counters) {
+            Ok(read) => read,
+            Err(action) => return action,
+        };
+        let request_id = host::first(&headers, "x-request-id");
         // A host call: only when the verified claim is a source.
-        let claim = policy
-            .tenant
-            .sources
-            .contains(&TenantSource::Claim)
-            .then(|| host::property("tollgate.tenant"))
-            .flatten();
+        let claim_is_source = policy.tenant.sources.contains(&TenantSource::Claim);
+        let read = |key: &str| {
+            host::property(key).map_err(|e| {
+                let denial = RequestDenial::Unreadable;
+                host::refuse(
+                    self.context_id,
+                    "tenant",
+                    policy,
+                    &self.counters,
+                    &headers,
+                    denial,
+                    &e.0,
+                )
+            })
+        };
+        let claim = if claim_is_source {
+            match read("tollgate.tenant") {
+                Ok(claim) => claim,
+                Err(action) => return action,
+            }
+        } else {
+            None
+        };
         // Only when a verified claim was expected and is absent: did the jwt
         // filter let the request through in shadow mode?
-        let jwt_shadow_denied = claim.is_none()
-            && policy.tenant.sources.contains(&TenantSource::Claim)
-            && host::property(tenant::JWT_SHADOW_DENIED).is_some();
+        let jwt_shadow_denied = if claim_is_source && claim.is_none() {
+            match read(tenant::JWT_SHADOW_DENIED) {
+                Ok(marker) => marker.is_some(),
+                Err(action) => return action,
+            }
+        } else {
+            false
+        };
         let header_values = tenant::header_values(&policy.tenant, &headers);
         let request = TenantRequest {
-            head: RequestHead {
-                method: &method,
-                host: &authority,
-                path: &path,
-            },
+            head: view.head(),
             claim: claim.as_deref(),
             header_values: &header_values,
             jwt_shadow_denied,

@@ -138,7 +138,7 @@ impl Fixture {
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
-        let norm = crate::path::normalize(path.as_bytes());
+        let norm = crate::path::normalize(path.as_bytes()).unwrap_or_default();
         let req = JwtRequest {
             head: RequestHead {
                 method,
@@ -418,7 +418,10 @@ fn metric_names_cover_every_reason() {
     for d in JwtDenial::ALL {
         assert!(names.contains(&format!("tollgate.jwt.denied.{}", d.denial().reason)));
     }
-    assert_eq!(names.len(), 9 + 2 * JwtDenial::ALL.len());
+    assert_eq!(
+        names.len(),
+        9 + 2 * JwtDenial::ALL.len() + crate::request::RequestDenial::ALL.len()
+    );
 }
 
 #[test]

@@ -728,6 +728,7 @@ pub fn metric_names() -> Vec<String> {
             names.push(format!("tollgate.jwt.{action}.{}", d.denial().reason));
         }
     }
+    names.extend(crate::request::metric_names("jwt"));
     names
 }
 

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod wire;
 
 use crate::jwt::config::{JwtConfig, RouteJwt};
+use crate::path::{self, PathSettings};
 use crate::route::{self, HostMatch, PathMatch, RequestHead, RouteMatch};
 use crate::tenant::{Tenant, TenantConfig};
 use crate::Mode;
@@ -15,7 +16,7 @@ pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
 use std::collections::HashMap;
 pub use wire::PolicyDoc;
-use wire::{MatchDoc, ProviderDoc, RouteDoc, RouteTenantDoc, TenantDoc};
+use wire::{MatchDoc, PathsDoc, ProviderDoc, RouteDoc, RouteTenantDoc, TenantDoc};
 
 /// Largest policy accepted, in bytes: config is held once per worker VM.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
@@ -32,6 +33,7 @@ pub struct Policy {
     pub tenants: HashMap<String, Tenant>,
     pub tenant: TenantConfig,
     pub jwt: JwtConfig,
+    pub paths: PathSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +228,7 @@ impl TryFrom<PolicyDoc> for Policy {
         let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
+        let paths = compile_paths(&doc.paths, "paths", &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
             .chars()
@@ -253,7 +256,24 @@ impl TryFrom<PolicyDoc> for Policy {
             tenants,
             tenant,
             jwt,
+            paths,
         })
+    }
+}
+
+fn compile_paths(doc: &PathsDoc, at: &str, errors: &mut PolicyErrors) -> PathSettings {
+    let defaults = PathSettings::default();
+    let max_bytes = doc.max_bytes.unwrap_or(defaults.max_bytes);
+    if !(1..=path::MAX_MAX_BYTES).contains(&max_bytes) {
+        errors.push(
+            join(at, "max_bytes"),
+            format!("{max_bytes} is not in 1..={}", path::MAX_MAX_BYTES),
+        );
+    }
+    PathSettings {
+        max_bytes,
+        normalization: doc.normalization.unwrap_or(defaults.normalization),
+        parameters: doc.parameters.unwrap_or(defaults.parameters),
     }
 }
 
@@ -351,16 +371,23 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
 }
 
 /// A rule written in a form requests never take after normalization would
-/// silently never match; refuse it instead.
+/// silently never match; refuse it instead. (`;` is refused by either
+/// `paths.parameters` mode: rejected, or stripped before matching.)
 fn check_normalized(p: &str, path: &str, errors: &mut PolicyErrors) {
-    let normalized = crate::path::normalize(p.as_bytes());
     if !p.starts_with('/') {
         errors.push(path, format!("'{p}' must start with '/'"));
-    } else if normalized != p {
-        errors.push(
+        return;
+    }
+    match path::normalize(p.as_bytes()) {
+        Ok(normalized) if normalized == p => {}
+        Ok(normalized) => errors.push(
             path,
             format!("'{p}' is not normalized (requests are matched as '{normalized}')"),
-        );
+        ),
+        Err(e) => errors.push(
+            path,
+            format!("'{p}' can never match: a request path that {} is refused", e.0),
+        ),
     }
 }
 

@@ -162,3 +162,92 @@ fn claim_rules_need_a_route_that_looks_at_tokens() {
     }));
     assert!(errors.has("defaults.jwt.rules", "need requirement"), "{errors}");
 }
+
+#[test]
+fn paths_section_has_safe_defaults_and_checked_values() {
+    let p = Policy::from_json(br#"{"version": 1}"#).unwrap();
+    assert_eq!(p.paths, crate::path::PathSettings::default());
+    assert_eq!(p.paths.max_bytes, 8192);
+    assert_eq!(p.paths.normalization, crate::path::Normalization::Rewrite);
+    assert_eq!(p.paths.parameters, crate::path::Parameters::Reject);
+    let p = Policy::from_json(
+        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        p.paths,
+        crate::path::PathSettings {
+            max_bytes: 65536,
+            normalization: crate::path::Normalization::Reject,
+            parameters: crate::path::Parameters::Strip,
+        }
+    );
+    for (paths, at, needle) in [
+        (
+            serde_json::json!({"max_bytes": 0}),
+            "paths.max_bytes",
+            "0 is not in 1..=65536",
+        ),
+        (
+            serde_json::json!({"max_bytes": 65537}),
+            "paths.max_bytes",
+            "65537 is not in 1..=65536",
+        ),
+        (
+            serde_json::json!({"normalization": "keep"}),
+            "paths.normalization",
+            "unknown variant `keep`",
+        ),
+        (
+            serde_json::json!({"parameters": "allow"}),
+            "paths.parameters",
+            "unknown variant `allow`",
+        ),
+        (serde_json::json!({"max_byte": 1}), "paths.max_byte", "unknown field"),
+    ] {
+        let errors = errors_of(serde_json::json!({"version": 1, "paths": paths}));
+        assert!(
+            errors.iter().any(|e| e.path == at && e.message.contains(needle)),
+            "{at}: {errors}"
+        );
+    }
+}
+
+#[test]
+fn route_patterns_requests_can_never_take_are_refused() {
+    let errors = errors_of(serde_json::json!({"version": 1, "routes": [
+        {"name": "a", "match": {"prefix": "/api;v=1"}},
+        {"name": "b", "match": {"exact": "/api/..%2fx"}},
+        {"name": "c", "match": {"prefix": "/a//b"}},
+        {"name": "d", "match": {"exact": "/a?x=1"}},
+        {"name": "e", "match": {"prefix": "/a\\b"}},
+    ]}));
+    let want = [
+        (
+            "routes[0].match.prefix",
+            "can never match: a request path that has a ';' path parameter is refused",
+        ),
+        (
+            "routes[1].match.exact",
+            "can never match: a request path that has a dot segment hidden by escapes",
+        ),
+        (
+            "routes[2].match.prefix",
+            "is not normalized (requests are matched as '/a/b')",
+        ),
+        (
+            "routes[3].match.exact",
+            "is not normalized (requests are matched as '/a')",
+        ),
+        (
+            "routes[4].match.prefix",
+            "is not normalized (requests are matched as '/a/b')",
+        ),
+    ];
+    for (at, needle) in want {
+        assert!(
+            errors.iter().any(|e| e.path == at && e.message.contains(needle)),
+            "{at}: {errors}"
+        );
+    }
+}

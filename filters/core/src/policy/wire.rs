@@ -23,6 +23,23 @@ pub struct PolicyDoc {
     pub tenant: TenantFilterDoc,
     #[serde(default)]
     pub jwt: JwtFilterDoc,
+    /// How request paths are checked and normalized, for every filter.
+    #[serde(default)]
+    pub paths: PathsDoc,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsDoc {
+    /// Longest `:path` (query included), 1 to 65536; longer is 414 (default 8192).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+    /// `rewrite` (default): serve the normalized path; `reject`: refuse others.
+    #[serde(default)]
+    pub normalization: Option<crate::path::Normalization>,
+    /// `reject` (default): refuse `;`; `strip`: drop each segment's parameters.
+    #[serde(default)]
+    pub parameters: Option<crate::path::Parameters>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -109,9 +109,52 @@ fn hosts_are_normalized() {
         ("api.example.com:8080", "api.example.com"),
         ("api.example.com.", "api.example.com"),
         ("[::1]:10000", "[::1]"),
+        ("[::1]", "[::1]"),
+        ("[::FFFF:127.0.0.1]", "[::ffff:127.0.0.1]"),
         ("127.0.0.1:80", "127.0.0.1"),
-        ("", ""),
+        ("svc_a.ns:65535", "svc_a.ns"),
+        ("h:0", "h"),
     ] {
-        assert_eq!(normalize_host(raw.as_bytes()), want, "{raw}");
+        assert_eq!(normalize_host(raw.as_bytes()), Ok(want.to_string()), "{raw}");
     }
+}
+
+#[test]
+fn malformed_authorities_are_refused() {
+    let long_label = format!("{}.com", "a".repeat(64));
+    let long_name = format!("{}com", "abcdefghi.".repeat(26));
+    for (raw, why) in [
+        ("", "has an empty or over-long host"),
+        (".", "has an empty or over-long host"),
+        (":80", "has an empty or over-long host"),
+        (long_name.as_str(), "has an empty or over-long host"),
+        ("api.example.com:", "has a bad port"),
+        ("api.example.com:http", "has a bad port"),
+        ("api.example.com:65536", "has a bad port"),
+        ("api.example.com:123456", "has a bad port"),
+        ("api.example.com:-1", "has a bad port"),
+        ("api.example.com:80:80", "has a bad port"),
+        ("a:b:c", "has a bad port"),
+        ("user@api.example.com", "is not a host name"),
+        ("user:pw@api.example.com", "has a bad port"),
+        ("api.example.com@evil.com", "is not a host name"),
+        ("api..example.com", "is not a host name"),
+        ("api.example.com..", "is not a host name"),
+        (".api.example.com", "is not a host name"),
+        ("api example.com", "is not a host name"),
+        ("api%2eexample.com", "is not a host name"),
+        ("api.example.com/x", "is not a host name"),
+        (long_label.as_str(), "is not a host name"),
+        ("[::1", "has no closing ']'"),
+        ("[]", "is not an IPv6 address in brackets"),
+        ("[::1%25eth0]", "is not an IPv6 address in brackets"),
+        ("[::1]x", "has text after ']'"),
+        ("[::1]:", "has a bad port"),
+        ("[::1]:99999", "has a bad port"),
+        ("::1", "has a bad port"),
+    ] {
+        assert_eq!(normalize_host(raw.as_bytes()), Err(why), "{raw}");
+    }
+    assert_eq!(normalize_host(b"caf\xc3\xa9.com"), Err("is not a host name"));
+    assert_eq!(normalize_host(b"\xff.com"), Err("is not ASCII"));
 }

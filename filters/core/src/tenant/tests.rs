@@ -195,7 +195,10 @@ fn every_denial_has_its_own_metric_and_status() {
     let names = metric_names();
     let unique: std::collections::HashSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len());
-    assert_eq!(names.len(), 2 + 2 * TenantDenial::ALL.len());
+    assert_eq!(
+        names.len(),
+        2 + 2 * TenantDenial::ALL.len() + crate::request::RequestDenial::ALL.len()
+    );
     for d in TenantDenial::ALL {
         assert!(names.contains(&format!("tollgate.tenant.denied.{}", d.denial().reason)));
         assert!(names.contains(&format!("tollgate.tenant.shadow_denied.{}", d.denial().reason)));

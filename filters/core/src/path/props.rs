@@ -1,0 +1,118 @@
+//! Properties over generated hostile paths: normalization is idempotent, and
+//! the route decided for a raw path is the route decided for the path served.
+
+use crate::path::{normalize_path, Normalization, Parameters, PathSettings};
+use crate::policy::Policy;
+use crate::request::RequestView;
+use proptest::prelude::*;
+
+const PIECES: &[&str] = &[
+    "",
+    ".",
+    "..",
+    "%2e",
+    "%2E%2e",
+    ".%2e",
+    ";",
+    ";x",
+    "..;x",
+    "%2e%2e;",
+    "%2f",
+    "%2F",
+    "%5c",
+    "\\",
+    "%3b",
+    "%25",
+    "%252e",
+    "?",
+    "?a=/../b",
+    "#",
+    "%",
+    "%41",
+    "%zz",
+    "a",
+    "api",
+    "datahub",
+    "trino",
+    "open",
+    "t",
+    "NED-001",
+    "entities",
+    "x y",
+    "caf\u{e9}",
+];
+
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::sample::select(PIECES).prop_map(str::to_string),
+        2 => proptest::collection::vec(proptest::sample::select(PIECES), 1..4).prop_map(|p| p.concat()),
+        1 => (1usize..3000).prop_map(|n| "s".repeat(n)),
+    ]
+}
+
+fn raw_path() -> impl Strategy<Value = String> {
+    proptest::collection::vec(segment(), 0..12).prop_map(|segments| format!("/{}", segments.join("/")))
+}
+
+fn policy() -> Policy {
+    let doc = serde_json::json!({
+        "version": 1,
+        "routes": [
+            {"name": "datahub", "match": {"prefix": "/api/datahub"}, "tenant": {"required": true}},
+            {"name": "trino", "match": {"exact": "/api/trino"}, "tenant": {"required": true}},
+            {"name": "entities", "match": {"template": "/api/*/entities/**"}, "tenant": {"required": true}},
+            {"name": "open", "match": {"prefix": "/open/"}},
+        ],
+        "tenant": {"sources": ["header", "path"], "path_prefix": "/t/{tenant}"},
+    });
+    Policy::from_json(doc.to_string().as_bytes()).unwrap()
+}
+
+fn all_settings() -> Vec<PathSettings> {
+    let mut out = Vec::new();
+    for normalization in [Normalization::Rewrite, Normalization::Reject] {
+        for parameters in [Parameters::Reject, Parameters::Strip] {
+            out.push(PathSettings {
+                max_bytes: 16384,
+                normalization,
+                parameters,
+            });
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn normalization_is_idempotent(raw in raw_path()) {
+        for parameters in [Parameters::Reject, Parameters::Strip] {
+            if let Ok(once) = normalize_path(raw.as_bytes(), parameters) {
+                prop_assert_eq!(normalize_path(once.as_bytes(), parameters), Ok(once.clone()), "{:?}", raw);
+                prop_assert!(once.starts_with('/') && !once.contains("//"), "{:?} -> {:?}", raw, once);
+            }
+        }
+    }
+
+    #[test]
+    fn the_decided_route_is_the_served_route(raw in raw_path()) {
+        let policy = policy();
+        for settings in all_settings() {
+            let Ok(view) = RequestView::new(b"GET", Some(raw.as_bytes()), Some(b"api.example.com"), &settings) else {
+                continue;
+            };
+            let served = view.target(raw.as_bytes());
+            if settings.normalization == Normalization::Reject {
+                prop_assert_eq!(served, raw.as_bytes());
+            }
+            let again = RequestView::new(b"GET", Some(served), Some(b"api.example.com"), &settings);
+            prop_assert!(again.is_ok(), "{:?} served as {:?}: {:?}", raw, String::from_utf8_lossy(served), again);
+            if let Ok(again) = again {
+                prop_assert_eq!(&again.path, &view.path);
+                prop_assert_eq!(&again.served_path, &None);
+                prop_assert_eq!(&policy.route(&again.head()).name, &policy.route(&view.head()).name);
+            }
+        }
+    }
+}

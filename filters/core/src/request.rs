@@ -1,0 +1,150 @@
+//! One view of a request for every filter: what Tollgate decides on is what
+//! the application receives. From the raw `:method`, `:path` and
+//! `:authority` it gives the normalized method, host and path, and the new
+//! `:path` when the served one must change; or the refusal.
+
+use crate::path::{self, Normalization, PathError, PathSettings};
+use crate::reply::Denial;
+use crate::route::{self, RequestHead};
+
+/// The request as routes and rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestView {
+    pub method: String,
+    /// Lower-case, no port (`route::normalize_host`).
+    pub host: String,
+    /// Normalized, without the query (`path::normalize_path`).
+    pub path: String,
+    /// The new `:path` (normalized path, then the query as sent) when the
+    /// raw one differs; `None` when it is served as is.
+    pub served_path: Option<Vec<u8>>,
+}
+
+/// Why a request is refused before any route is known; always enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestDenial {
+    PathTooLong,
+    PathInvalid(&'static str),
+    AuthorityInvalid(&'static str),
+    /// The host would not give the request headers.
+    Unreadable,
+}
+
+const PATH_TOO_LONG: Denial = Denial {
+    status: 414,
+    reason: "path_too_long",
+    message: "request path is too long",
+    bearer_error: None,
+};
+const PATH_INVALID: Denial = Denial {
+    status: 400,
+    reason: "path_invalid",
+    message: "request path is not accepted",
+    bearer_error: None,
+};
+const AUTHORITY_INVALID: Denial = Denial {
+    status: 400,
+    reason: "authority_invalid",
+    message: "request authority is not a valid host",
+    bearer_error: None,
+};
+const UNREADABLE: Denial = Denial {
+    status: 500,
+    reason: "request_unreadable",
+    message: "request could not be read",
+    bearer_error: None,
+};
+
+impl RequestDenial {
+    pub const ALL: [Denial; 4] = [PATH_TOO_LONG, PATH_INVALID, AUTHORITY_INVALID, UNREADABLE];
+
+    pub fn denial(self) -> Denial {
+        match self {
+            RequestDenial::PathTooLong => PATH_TOO_LONG,
+            RequestDenial::PathInvalid(_) => PATH_INVALID,
+            RequestDenial::AuthorityInvalid(_) => AUTHORITY_INVALID,
+            RequestDenial::Unreadable => UNREADABLE,
+        }
+    }
+
+    /// For the log line: what was wrong, never the request's own bytes.
+    pub fn detail(self) -> &'static str {
+        match self {
+            RequestDenial::PathTooLong => "path over paths.max_bytes",
+            RequestDenial::PathInvalid(why) => why,
+            RequestDenial::AuthorityInvalid(why) => why,
+            RequestDenial::Unreadable => "request headers could not be read",
+        }
+    }
+
+    /// `tollgate.<filter>.denied.<reason>`.
+    pub fn metric(self, filter: &str) -> String {
+        format!("tollgate.{filter}.denied.{}", self.denial().reason)
+    }
+}
+
+/// Counters for the refusals above, for each filter's `metric_names()`.
+pub fn metric_names(filter: &str) -> Vec<String> {
+    RequestDenial::ALL
+        .iter()
+        .map(|d| format!("tollgate.{filter}.denied.{}", d.reason))
+        .collect()
+}
+
+impl RequestView {
+    /// Builds the view from the raw pseudo-headers (`None`: absent).
+    pub fn new(
+        method: &[u8],
+        raw_path: Option<&[u8]>,
+        authority: Option<&[u8]>,
+        settings: &PathSettings,
+    ) -> Result<RequestView, RequestDenial> {
+        let raw_path = raw_path.ok_or(RequestDenial::PathInvalid("has no :path"))?;
+        if raw_path.len() > settings.max_bytes {
+            return Err(RequestDenial::PathTooLong);
+        }
+        let host = route::normalize_host(authority.unwrap_or_default()).map_err(RequestDenial::AuthorityInvalid)?;
+        let split = raw_path.iter().position(|b| *b == b'?').unwrap_or(raw_path.len());
+        let (path_part, query) = raw_path.split_at(split);
+        let path = match (method, path_part) {
+            // `OPTIONS *` asks about the server: no path, the default route.
+            (b"OPTIONS", b"*") if query.is_empty() => "*".to_string(),
+            _ => path::normalize_path(path_part, settings.parameters).map_err(from_path)?,
+        };
+        let served_path = if path.as_bytes() == path_part {
+            None
+        } else if settings.normalization == Normalization::Reject {
+            return Err(from_path(path::NOT_NORMALIZED));
+        } else {
+            let mut served = path.clone().into_bytes();
+            served.extend_from_slice(query);
+            Some(served)
+        };
+        Ok(RequestView {
+            method: String::from_utf8_lossy(method).into_owned(),
+            host,
+            path,
+            served_path,
+        })
+    }
+
+    pub fn head(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: &self.method,
+            host: &self.host,
+            path: &self.path,
+        }
+    }
+
+    /// The `:path` the application receives: `served_path`, or the raw one.
+    pub fn target<'a>(&'a self, raw_path: &'a [u8]) -> &'a [u8] {
+        self.served_path.as_deref().unwrap_or(raw_path)
+    }
+}
+
+fn from_path(e: PathError) -> RequestDenial {
+    RequestDenial::PathInvalid(e.0)
+}
+
+#[cfg(test)]
+mod tests;

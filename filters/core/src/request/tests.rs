@@ -1,0 +1,173 @@
+use super::*;
+use crate::path::{Normalization, Parameters, PathSettings};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const HOST: Option<&[u8]> = Some(b"API.example.com:8080");
+
+fn view(path: &str, settings: &PathSettings) -> Result<RequestView, RequestDenial> {
+    RequestView::new(b"GET", Some(path.as_bytes()), HOST, settings)
+}
+
+fn served(path: &str, settings: &PathSettings) -> Result<(String, Option<String>), RequestDenial> {
+    view(path, settings).map(|v| {
+        let served = v.served_path.map(|s| String::from_utf8_lossy(&s).into_owned());
+        (v.path, served)
+    })
+}
+
+#[test]
+fn rewrite_serves_the_decided_path_with_the_query_as_sent() {
+    let s = PathSettings::default();
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("/api/datahub", "/api/datahub", None),
+        ("/api/datahub?x=/../y&a=%2e", "/api/datahub", None),
+        ("/api/trino/../datahub", "/api/datahub", Some("/api/datahub")),
+        (
+            "/api/trino/../datahub?x=/../y",
+            "/api/datahub",
+            Some("/api/datahub?x=/../y"),
+        ),
+        ("/a//../b?", "/a/b", Some("/a/b?")),
+        ("/api\\datahub", "/api/datahub", Some("/api/datahub")),
+        ("/api/%64atahub?q=%64", "/api/datahub", Some("/api/datahub?q=%64")),
+        ("/a%2fb", "/a%2Fb", Some("/a%2Fb")),
+        ("/a%2Fb", "/a%2Fb", None),
+    ];
+    for (raw, path, want) in cases {
+        assert_eq!(
+            served(raw, &s),
+            Ok((path.to_string(), want.map(String::from))),
+            "input {raw:?}"
+        );
+    }
+}
+
+#[test]
+fn reject_mode_refuses_paths_not_in_normal_form() {
+    let s = PathSettings {
+        normalization: Normalization::Reject,
+        ..PathSettings::default()
+    };
+    assert_eq!(served("/api/datahub?x=/../y", &s), Ok(("/api/datahub".into(), None)));
+    for raw in [
+        "/api/trino/../datahub",
+        "/a//b",
+        "/api/%64atahub",
+        "/a\\b",
+        "/a%2fb",
+        "/a/",
+    ] {
+        let want = if raw == "/a/" {
+            Ok(("/a/".to_string(), None))
+        } else {
+            Err(RequestDenial::PathInvalid("is not in normal form"))
+        };
+        assert_eq!(served(raw, &s), want, "input {raw:?}");
+    }
+}
+
+#[test]
+fn strip_mode_rewrites_parameters_away() {
+    let s = PathSettings {
+        parameters: Parameters::Strip,
+        ..PathSettings::default()
+    };
+    assert_eq!(
+        served("/api/datahub/..;x/trino?a=;b", &s),
+        Ok(("/api/trino".into(), Some("/api/trino?a=;b".into())))
+    );
+    assert_eq!(
+        served("/api/datahub/..;x/trino", &PathSettings::default()),
+        Err(RequestDenial::PathInvalid("has a ';' path parameter"))
+    );
+}
+
+#[test]
+fn over_long_paths_are_refused_not_cut() {
+    let s = PathSettings {
+        max_bytes: 32,
+        ..PathSettings::default()
+    };
+    let at_limit = format!("/{}", "a".repeat(31));
+    assert!(view(&at_limit, &s).is_ok());
+    let over = format!("/{}", "a".repeat(32));
+    assert_eq!(view(&over, &s), Err(RequestDenial::PathTooLong));
+    // The query counts: the whole `:path` is what Envoy forwards.
+    assert_eq!(
+        view("/a?bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &s),
+        Err(RequestDenial::PathTooLong)
+    );
+    let long_then_dots = format!("/open/{}/../../api/datahub", "a".repeat(9000));
+    assert_eq!(
+        view(&long_then_dots, &PathSettings::default()),
+        Err(RequestDenial::PathTooLong)
+    );
+    let roomy = PathSettings {
+        max_bytes: 16384,
+        ..PathSettings::default()
+    };
+    assert_eq!(view(&long_then_dots, &roomy).map(|v| v.path), Ok("/api/datahub".into()));
+}
+
+#[test]
+fn authority_and_method() {
+    let s = PathSettings::default();
+    let ok = RequestView::new(b"POST", Some(b"/x"), Some(b"Api.Example.com."), &s);
+    assert_eq!(
+        ok,
+        Ok(RequestView {
+            method: "POST".into(),
+            host: "api.example.com".into(),
+            path: "/x".into(),
+            served_path: None,
+        })
+    );
+    for (authority, why) in [
+        (None, "has an empty or over-long host"),
+        (Some(&b""[..]), "has an empty or over-long host"),
+        (Some(&b"user@api.example.com"[..]), "is not a host name"),
+        (Some(&b"api.example.com:x"[..]), "has a bad port"),
+    ] {
+        assert_eq!(
+            RequestView::new(b"GET", Some(b"/x"), authority, &s),
+            Err(RequestDenial::AuthorityInvalid(why))
+        );
+    }
+    assert_eq!(
+        RequestView::new(b"GET", None, HOST, &s),
+        Err(RequestDenial::PathInvalid("has no :path"))
+    );
+}
+
+#[test]
+fn options_star_is_the_default_route_served_as_is() {
+    let s = PathSettings::default();
+    let v = RequestView::new(b"OPTIONS", Some(b"*"), HOST, &s);
+    assert_eq!(v.map(|v| (v.path, v.served_path)), Ok(("*".into(), None)));
+    assert_eq!(
+        RequestView::new(b"GET", Some(b"*"), HOST, &s),
+        Err(RequestDenial::PathInvalid("does not start with '/'"))
+    );
+}
+
+#[test]
+fn denials_have_status_reason_and_counter() {
+    let cases = [
+        (RequestDenial::PathTooLong, 414, "path_too_long"),
+        (RequestDenial::PathInvalid("x"), 400, "path_invalid"),
+        (RequestDenial::AuthorityInvalid("x"), 400, "authority_invalid"),
+        (RequestDenial::Unreadable, 500, "request_unreadable"),
+    ];
+    for (d, status, reason) in cases {
+        assert_eq!((d.denial().status, d.denial().reason), (status, reason));
+        assert_eq!(d.metric("tenant"), format!("tollgate.tenant.denied.{reason}"));
+        assert!(crate::tenant::metric_names().contains(&d.metric("tenant")));
+        assert!(crate::jwt::metric_names().contains(&d.metric("jwt")));
+    }
+    let body = RequestDenial::PathTooLong.denial().reply(Some(b"r-1"), "realm").body;
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"{"error":"request path is too long","reason":"path_too_long","request_id":"r-1"}"#
+    );
+}
