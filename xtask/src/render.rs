@@ -5,7 +5,7 @@ use crate::crd;
 use crate::util::root;
 use serde_json::{json, Value};
 use std::path::Path;
-use tollgate_core::policy::Policy;
+use tollgate_core::policy::{strict, Policy, MAX_POLICY_BYTES};
 use tollgate_integration::{Bootstrap, Filter};
 
 pub const POLICY: &str = "wasmplugins/policy.yaml";
@@ -28,17 +28,21 @@ const FILTERS: &[(&str, &str, i64, &str)] = &[
 /// Reads a YAML or JSON policy and checks it; the error lists every problem.
 pub fn load_policy(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
-    Policy::from_json(value.to_string().as_bytes()).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        format!(
-            "{} has {} error(s):\n{}",
-            path.display(),
-            errors.len(),
-            lines.join("\n")
-        )
-    })?;
-    Ok(value)
+    check_policy(&text).map_err(|e| format!("{} {e}", path.display()))
+}
+
+/// Checks a YAML (or JSON, which is YAML) policy as the filters would:
+/// duplicate keys and nulls are read strictly, then `Policy` checks the rest.
+pub fn check_policy(text: &str) -> Result<Value, String> {
+    let read = strict::read(serde_yaml_ng::Deserializer::from_str(text)).map_err(|e| format!("is not YAML: {e}"))?;
+    let value = read.value.clone();
+    let size = value.to_string().len();
+    let errors = match Policy::from_read(read) {
+        Ok(_) if size <= MAX_POLICY_BYTES => return Ok(value),
+        Ok(_) => vec![format!("  policy is {size} bytes as JSON; the limit is {MAX_POLICY_BYTES}")],
+        Err(errors) => errors.iter().map(|e| format!("  {e}")).collect(),
+    };
+    Err(format!("has {} error(s):\n{}", errors.len(), errors.join("\n")))
 }
 
 pub fn validate(path: &str) -> Result<(), String> {

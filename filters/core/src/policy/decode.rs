@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
+pub const MISSING: &str = "missing required field";
+
 /// Most errors collected from one item before giving up on it.
 const MAX_ERRORS_PER_ITEM: usize = 32;
 
@@ -29,7 +31,7 @@ pub fn decode<T: DeserializeOwned>(mut value: Value, base: &str, errors: &mut Po
             let at = join(&render(base, &segments), &field);
             // Already reported as a bad value we removed: say it once.
             if !removed.contains(&at) {
-                errors.push(at, "missing required field");
+                errors.push(at, MISSING);
             }
             return None;
         } else {

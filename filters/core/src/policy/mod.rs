@@ -4,6 +4,7 @@
 
 mod decode;
 pub mod errors;
+pub mod strict;
 pub mod wire;
 
 use crate::jwt::config::{JwtConfig, RouteJwt};
@@ -54,18 +55,32 @@ impl Policy {
     /// Parses and compiles a JSON policy, reporting every error with its path:
     /// structural ones from decoding and, for what did decode, semantic ones.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
-        let (doc, mut errors) = decode_doc(bytes);
-        let Some(doc) = doc else {
-            return Err(errors);
+        Policy::from_read(read_json(bytes)?)
+    }
+
+    /// Compiles a document read strictly from any format (the CLI reads
+    /// YAML), with the same checks as `from_json`.
+    pub fn from_read(read: strict::Read) -> Result<Policy, PolicyErrors> {
+        let nulls = read.nulls;
+        let (doc, mut errors) = decode_doc(read.value, read.errors);
+        let result = match doc {
+            None => Err(errors),
+            Some(doc) => match Policy::try_from(doc.doc) {
+                Ok(policy) if errors.is_empty() => Ok(policy),
+                Ok(_) => Err(errors),
+                Err(more) => {
+                    errors.0.extend(more.0.into_iter().map(|e| doc.kept.original(e)));
+                    Err(errors)
+                }
+            },
         };
-        match Policy::try_from(doc.doc) {
-            Ok(policy) if errors.is_empty() => Ok(policy),
-            Ok(_) => Err(errors),
-            Err(more) => {
-                errors.0.extend(more.0.into_iter().map(|e| doc.kept.original(e)));
-                Err(errors)
-            }
-        }
+        result.map_err(|mut errors| {
+            // A required field given as null is reported once, as null.
+            errors
+                .0
+                .retain(|e| !(e.message == decode::MISSING && nulls.contains(&e.path)));
+            errors
+        })
     }
 
     /// The route for a request, or the fallback. `head.path` is matched after
@@ -90,9 +105,30 @@ impl Policy {
     }
 }
 
+/// Reads JSON strictly (no duplicate keys, no null fields), within the size limit.
+fn read_json(bytes: &[u8]) -> Result<strict::Read, PolicyErrors> {
+    let mut errors = PolicyErrors::default();
+    if bytes.len() > MAX_POLICY_BYTES {
+        errors.push(
+            "",
+            format!("policy is {} bytes; the limit is {MAX_POLICY_BYTES}", bytes.len()),
+        );
+        return Err(errors);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match strict::read(&mut de).and_then(|read| de.end().map(|()| read)) {
+        Ok(read) => Ok(read),
+        Err(e) => {
+            errors.push("", format!("not valid JSON: {e}"));
+            Err(errors)
+        }
+    }
+}
+
 /// Parses a JSON policy into its wire form, or every decoding error.
 pub fn parse_doc(bytes: &[u8]) -> Result<PolicyDoc, PolicyErrors> {
-    match decode_doc(bytes) {
+    let read = read_json(bytes)?;
+    match decode_doc(read.value, read.errors) {
         (Some(decoded), errors) if errors.is_empty() => Ok(decoded.doc),
         (_, errors) => Err(errors),
     }
@@ -134,22 +170,7 @@ impl Kept {
 
 /// Decodes list items one by one so that an error in one route does not hide
 /// errors in the others; items that cannot be decoded are left out.
-fn decode_doc(bytes: &[u8]) -> (Option<Decoded>, PolicyErrors) {
-    let mut errors = PolicyErrors::default();
-    if bytes.len() > MAX_POLICY_BYTES {
-        errors.push(
-            "",
-            format!("policy is {} bytes; the limit is {MAX_POLICY_BYTES}", bytes.len()),
-        );
-        return (None, errors);
-    }
-    let mut value: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            errors.push("", format!("not valid JSON: {e}"));
-            return (None, errors);
-        }
-    };
+fn decode_doc(mut value: Value, mut errors: PolicyErrors) -> (Option<Decoded>, PolicyErrors) {
     if !value.is_object() {
         errors.push("", "policy must be a JSON object");
         return (None, errors);
@@ -184,7 +205,7 @@ fn take_list(value: &mut Value, field: &str, errors: &mut PolicyErrors) -> Vec<V
     };
     match map.remove(field) {
         Some(Value::Array(items)) => items,
-        Some(Value::Null) | None => Vec::new(),
+        None => Vec::new(),
         Some(_) => {
             errors.push(field, "must be a list");
             Vec::new()
