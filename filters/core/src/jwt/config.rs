@@ -176,13 +176,7 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
     let local = doc
         .local_jwks
         .as_ref()
-        .and_then(|jwks| match KeySet::parse(jwks.to_string().as_bytes()) {
-            Ok((set, _)) => Some(Rc::new(set)),
-            Err(why) => {
-                errors.push(join(path, "local_jwks"), why);
-                None
-            }
-        });
+        .and_then(|jwks| compile_local(jwks, &join(path, "local_jwks"), errors));
     let remote = doc
         .remote_jwks
         .as_ref()
@@ -247,6 +241,28 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
                 (c.claim_name.clone(), c.header_name.clone())
             })
             .collect(),
+    }
+}
+
+/// A key set written in the policy: every key must be usable, since a key
+/// silently left out would make a reviewer believe it verifies tokens.
+fn compile_local(jwks: &Value, path: &str, errors: &mut PolicyErrors) -> Option<Rc<KeySet>> {
+    match KeySet::parse_each(jwks.to_string().as_bytes()) {
+        Ok((keys, skipped)) if skipped.is_empty() && !keys.is_empty() => Some(Rc::new(KeySet { keys })),
+        Ok((_, skipped)) if skipped.is_empty() => {
+            errors.push(join(path, "keys"), "must hold at least one key");
+            None
+        }
+        Ok((_, skipped)) => {
+            for s in skipped {
+                errors.push(index(&join(path, "keys"), s.index), s.why);
+            }
+            None
+        }
+        Err(why) => {
+            errors.push(path, why);
+            None
+        }
     }
 }
 

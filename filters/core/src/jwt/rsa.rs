@@ -29,7 +29,8 @@ impl RsaKey {
     /// From big-endian modulus and exponent bytes (JWK `n`, `e`).
     pub fn new(n: &[u8], e: &[u8]) -> Result<RsaKey, String> {
         let n = strip_zeros(n);
-        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        // An empty or all-zero modulus has 0 bits (and no first byte to look at).
+        let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
         if !(MIN_BITS..=MAX_BITS).contains(&bits) {
             return Err(format!("RSA modulus of {bits} bits; {MIN_BITS} to {MAX_BITS} accepted"));
         }
