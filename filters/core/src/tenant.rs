@@ -1,7 +1,7 @@
 //! Which tenant a request belongs to, and whether it may pass.
 
 use crate::decision::{self, Action};
-use crate::policy::errors::{index, join, PolicyErrors};
+use crate::policy::errors::{bounded_size, index, join, PolicyErrors};
 use crate::policy::wire::{TenantFilterDoc, TenantSource, TenantStatus};
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
@@ -9,8 +9,8 @@ use crate::route::RequestHead;
 use crate::Mode;
 use serde::Serialize;
 
-pub const DEFAULT_MAX_ID_LENGTH: usize = 64;
-const MAX_ID_LENGTH_LIMIT: usize = 256;
+pub const DEFAULT_MAX_ID_LENGTH: u64 = 64;
+const MAX_ID_LENGTH_LIMIT: u64 = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -78,13 +78,13 @@ impl TenantConfig {
         if sources.contains(&TenantSource::Path) && doc.path_prefix.is_none() {
             errors.push(join(path, "path_prefix"), "required when sources lists path");
         }
-        let max_id_length = doc.max_id_length.unwrap_or(DEFAULT_MAX_ID_LENGTH);
-        if !(1..=MAX_ID_LENGTH_LIMIT).contains(&max_id_length) {
-            errors.push(
-                join(path, "max_id_length"),
-                format!("must be 1 to {MAX_ID_LENGTH_LIMIT}"),
-            );
-        }
+        let max_id_length = bounded_size(
+            doc.max_id_length,
+            DEFAULT_MAX_ID_LENGTH,
+            1..=MAX_ID_LENGTH_LIMIT,
+            &join(path, "max_id_length"),
+            errors,
+        );
         TenantConfig {
             sources,
             header,

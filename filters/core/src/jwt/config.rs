@@ -2,7 +2,7 @@
 //! token sources, and per-route requirements and claim rules.
 
 use super::jwk::{Key, KeyKind, KeySet};
-use crate::policy::errors::{index, join, PolicyErrors};
+use crate::policy::errors::{bounded, bounded_size, index, join, PolicyErrors};
 use crate::policy::wire::{ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc};
 use crate::Mode;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +10,9 @@ use base64::Engine;
 use serde_json::Value;
 use std::rc::Rc;
 
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+pub const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
+/// Longest `max_lifetime_seconds`: a year.
+pub const MAX_LIFETIME_LIMIT: u64 = 365 * 86_400;
 
 #[derive(Debug, Clone, Default)]
 pub struct JwtConfig {
@@ -94,28 +96,23 @@ impl JwtConfig {
             }
             providers.push(compile_provider(p, &at, errors));
         }
-        let bounded = |value: Option<usize>,
-                       default: usize,
-                       range: std::ops::RangeInclusive<usize>,
-                       field: &str,
-                       errors: &mut PolicyErrors| {
-            let v = value.unwrap_or(default);
-            if !range.contains(&v) {
-                errors.push(join(path, field), format!("{v} is outside {range:?}"));
-            }
-            v
-        };
         JwtConfig {
             providers,
-            max_token_bytes: bounded(
+            max_token_bytes: bounded_size(
                 doc.max_token_bytes,
                 DEFAULT_MAX_TOKEN_BYTES,
                 256..=65536,
-                "max_token_bytes",
+                &join(path, "max_token_bytes"),
                 errors,
             ),
-            cache_entries: bounded(doc.cache_entries, 1024, 0..=100_000, "cache_entries", errors),
-            cache_bytes: bounded(doc.cache_bytes, 1 << 20, 0..=64 << 20, "cache_bytes", errors),
+            cache_entries: bounded_size(
+                doc.cache_entries,
+                1024,
+                0..=100_000,
+                &join(path, "cache_entries"),
+                errors,
+            ),
+            cache_bytes: bounded_size(doc.cache_bytes, 1 << 20, 0..=64 << 20, &join(path, "cache_bytes"), errors),
             use_host_verifier: doc.use_host_verifier.unwrap_or(true),
         }
     }
@@ -221,9 +218,11 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         remote,
         hmac,
         sources: compile_sources(doc, path, errors),
-        clock_skew: doc.clock_skew_seconds.unwrap_or(60),
+        clock_skew: bounded(doc.clock_skew_seconds, 60, 0..=300, &join(path, "clock_skew_seconds"), errors),
         require_expiration: doc.require_expiration.unwrap_or(true),
-        max_lifetime: doc.max_lifetime_seconds,
+        max_lifetime: doc.max_lifetime_seconds.map(|max| {
+            bounded(Some(max), max, 1..=MAX_LIFETIME_LIMIT, &join(path, "max_lifetime_seconds"), errors)
+        }),
         forward: doc.forward.unwrap_or(false),
         tenant_claim: doc.tenant_claim.clone(),
         roles_claim: doc.roles_claim.clone().unwrap_or_else(|| "roles".to_string()),
@@ -313,10 +312,18 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
     if doc.cluster.is_empty() {
         errors.push(join(path, "cluster"), "must name an Envoy cluster");
     }
-    let cache_duration = doc.cache_duration_seconds.unwrap_or(300);
-    if cache_duration == 0 {
-        errors.push(join(path, "cache_duration_seconds"), "must be at least 1");
-    }
+    let field = |name: &str| join(path, name);
+    let timeout_ms = bounded(doc.timeout_ms, 5000, 100..=60_000, &field("timeout_ms"), errors);
+    let cache_duration = bounded(doc.cache_duration_seconds, 300, 1..=86_400, &field("cache_duration_seconds"), errors);
+    let min_refetch_interval = bounded(
+        doc.min_refetch_interval_seconds,
+        30,
+        1..=3600,
+        &field("min_refetch_interval_seconds"),
+        errors,
+    );
+    let stale_ttl = bounded(doc.stale_ttl_seconds, 86_400, 0..=604_800, &field("stale_ttl_seconds"), errors);
+    let max_body_bytes = bounded_size(doc.max_body_bytes, 65_536, 1024..=1 << 20, &field("max_body_bytes"), errors);
     Some(RemoteJwks {
         cluster: doc.cluster.clone(),
         authority: authority.to_string(),
@@ -325,11 +332,11 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
         } else {
             uri_path.to_string()
         },
-        timeout_ms: doc.timeout_ms.unwrap_or(5000).clamp(100, 60_000),
+        timeout_ms,
         cache_duration,
-        min_refetch_interval: doc.min_refetch_interval_seconds.unwrap_or(30),
-        stale_ttl: doc.stale_ttl_seconds.unwrap_or(24 * 3600),
-        max_body_bytes: doc.max_body_bytes.unwrap_or(64 * 1024).clamp(1024, 1 << 20),
+        min_refetch_interval,
+        stale_ttl,
+        max_body_bytes,
     })
 }
 
