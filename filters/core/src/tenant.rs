@@ -2,6 +2,7 @@
 
 use crate::decision::{self, Action};
 use crate::policy::errors::{bounded_size, index, join, PolicyErrors};
+use crate::policy::headers;
 use crate::policy::wire::{TenantFilterDoc, TenantSource, TenantStatus};
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
@@ -132,12 +133,8 @@ fn split_pattern(p: &str) -> Option<(&str, &str)> {
 
 fn header_name(given: &Option<String>, default: &str, path: &str, errors: &mut PolicyErrors) -> String {
     let name = given.clone().unwrap_or_else(|| default.to_string());
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        errors.push(path, format!("'{name}' must be a lower-case header name"));
+    if let Err(why) = headers::check_managed(&name) {
+        errors.push(path, why);
     }
     name
 }

@@ -3,6 +3,7 @@
 
 use super::jwk::{Key, KeyKind, KeySet};
 use crate::policy::errors::{bounded, bounded_size, index, join, PolicyErrors};
+use crate::policy::{compile_methods, headers};
 use crate::policy::wire::{ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc};
 use crate::Mode;
 use base64::engine::general_purpose::STANDARD;
@@ -232,11 +233,9 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                check_header_name(
-                    &c.header_name,
-                    &join(&index(&join(path, "claim_to_headers"), i), "header_name"),
-                    errors,
-                );
+                if let Err(why) = headers::check_managed(&c.header_name) {
+                    errors.push(join(&index(&join(path, "claim_to_headers"), i), "header_name"), why);
+                }
                 (c.claim_name.clone(), c.header_name.clone())
             })
             .collect(),
@@ -271,8 +270,10 @@ fn compile_sources(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) -> 
         .iter()
         .enumerate()
         .map(|(i, h)| {
+            if let Err(why) = headers::check_name(&h.name) {
+                errors.push(join(&index(&join(path, "from_headers"), i), "name"), why);
+            }
             let name = h.name.to_ascii_lowercase();
-            check_header_name(&name, &join(&index(&join(path, "from_headers"), i), "name"), errors);
             TokenSource::Header {
                 name,
                 prefix: h.value_prefix.clone().unwrap_or_default(),
@@ -287,28 +288,14 @@ fn compile_sources(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) -> 
     sources
 }
 
-fn check_header_name(name: &str, path: &str, errors: &mut PolicyErrors) {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        errors.push(path, format!("'{name}' is not a header name"));
-    }
-}
-
 fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) -> Option<RemoteJwks> {
-    let rest = doc
-        .uri
-        .strip_prefix("https://")
-        .or_else(|| doc.uri.strip_prefix("http://"));
-    let Some((authority, uri_path)) = rest.map(|r| r.split_at(r.find('/').unwrap_or(r.len()))) else {
-        errors.push(join(path, "uri"), format!("'{}' is not an http(s) URI", doc.uri));
-        return None;
+    let (authority, uri_path) = match split_uri(&doc.uri) {
+        Ok(parts) => parts,
+        Err(why) => {
+            errors.push(join(path, "uri"), format!("'{}' {why}", doc.uri));
+            return None;
+        }
     };
-    if authority.is_empty() {
-        errors.push(join(path, "uri"), "has no host");
-    }
     if doc.cluster.is_empty() {
         errors.push(join(path, "cluster"), "must name an Envoy cluster");
     }
@@ -327,11 +314,7 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
     Some(RemoteJwks {
         cluster: doc.cluster.clone(),
         authority: authority.to_string(),
-        path: if uri_path.is_empty() {
-            "/".to_string()
-        } else {
-            uri_path.to_string()
-        },
+        path: uri_path.to_string(),
         timeout_ms,
         cache_duration,
         min_refetch_interval,
@@ -340,7 +323,59 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
     })
 }
 
+/// The `:authority` and `:path` of a JWKS fetch, refusing what an HTTP
+/// request could not carry as written.
+pub fn split_uri(uri: &str) -> Result<(&str, &str), &'static str> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces");
+    }
+    if uri.contains('#') {
+        return Err("must not have a fragment");
+    }
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    if path.starts_with('?') {
+        return Err("needs a path before its query");
+    }
+    if authority.contains('@') {
+        return Err("must not hold user information");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or("has an unclosed '['")?;
+            if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                return Err("has an invalid IPv6 address");
+            }
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err("has an invalid host");
+            }
+            (authority, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if !host.starts_with('[') && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        return Err("has an invalid host");
+    }
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(1..))) {
+        return Err("has a port that is not a number from 1 to 65535");
+    }
+    Ok((authority, if path.is_empty() { "/" } else { path }))
+}
+
 fn compile_rule(doc: &ClaimRuleDoc, path: &str, errors: &mut PolicyErrors) -> Option<ClaimRule> {
+    if doc.claim.is_empty() {
+        errors.push(join(path, "claim"), "must not be empty");
+    }
+    let methods = compile_methods(&doc.methods, &join(path, "methods"), errors);
     let test = match (&doc.equals, &doc.contains, &doc.any_of) {
         (Some(v), None, None) => ClaimTest::Equals(v.clone()),
         (None, Some(v), None) => ClaimTest::Contains(v.clone()),
@@ -350,12 +385,9 @@ fn compile_rule(doc: &ClaimRuleDoc, path: &str, errors: &mut PolicyErrors) -> Op
             return None;
         }
     };
-    if doc.claim.is_empty() {
-        errors.push(join(path, "claim"), "must not be empty");
-    }
     Some(ClaimRule {
         claim: doc.claim.clone(),
         test,
-        methods: doc.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        methods,
     })
 }

@@ -4,6 +4,7 @@
 
 mod decode;
 pub mod errors;
+pub mod headers;
 pub mod strict;
 pub mod wire;
 
@@ -247,6 +248,7 @@ impl TryFrom<PolicyDoc> for Policy {
         let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
+        headers::check_collisions(&doc, &tenant, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
             .chars()
@@ -350,13 +352,7 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
     } else {
         PathMatch::Any
     };
-    let mut methods = Vec::with_capacity(doc.methods.len());
-    for (i, m) in doc.methods.iter().enumerate() {
-        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-            errors.push(index(&join(path, "methods"), i), format!("'{m}' is not an HTTP method"));
-        }
-        methods.push(m.to_ascii_uppercase());
-    }
+    let methods = compile_methods(&doc.methods, &join(path, "methods"), errors);
     let mut hosts = Vec::with_capacity(doc.hosts.len());
     for (i, h) in doc.hosts.iter().enumerate() {
         match compile_host(h) {
@@ -369,6 +365,22 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
         methods,
         hosts,
     }
+}
+
+/// HTTP methods, upper-cased: for route matches and claim rules alike.
+pub(crate) fn compile_methods(given: &[String], path: &str, errors: &mut PolicyErrors) -> Vec<String> {
+    let mut methods: Vec<String> = Vec::with_capacity(given.len());
+    let mut seen = std::collections::HashSet::with_capacity(given.len());
+    for (i, m) in given.iter().enumerate() {
+        let upper = m.to_ascii_uppercase();
+        if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            errors.push(index(path, i), format!("'{m}' is not an HTTP method"));
+        } else if !seen.insert(upper.clone()) {
+            errors.push(index(path, i), format!("'{m}' is listed twice"));
+        }
+        methods.push(upper);
+    }
+    methods
 }
 
 /// A rule written in a form requests never take after normalization would
