@@ -39,7 +39,9 @@ pub fn check_policy(text: &str) -> Result<Value, String> {
     let size = value.to_string().len();
     let errors = match Policy::from_read(read) {
         Ok(_) if size <= MAX_POLICY_BYTES => return Ok(value),
-        Ok(_) => vec![format!("  policy is {size} bytes as JSON; the limit is {MAX_POLICY_BYTES}")],
+        Ok(_) => vec![format!(
+            "  policy is {size} bytes as JSON; the limit is {MAX_POLICY_BYTES}"
+        )],
         Err(errors) => errors.iter().map(|e| format!("  {e}")).collect(),
     };
     Err(format!("has {} error(s):\n{}", errors.len(), errors.join("\n")))

@@ -42,9 +42,13 @@ impl TenantConfig {
             .clone()
             .unwrap_or_else(|| vec![TenantSource::Claim, TenantSource::Header]);
         let sources_path = join(path, "sources");
+        // At most one of each of the four sources: linear however long the list.
+        let mut seen: Vec<TenantSource> = Vec::with_capacity(4);
         for (i, s) in sources.iter().enumerate() {
-            if sources.get(..i).is_some_and(|before| before.contains(s)) {
+            if seen.contains(s) {
                 errors.push(index(&sources_path, i), "listed twice");
+            } else {
+                seen.push(*s);
             }
         }
         let header = header_name(&doc.header, "x-tenant-id", &join(path, "header"), errors);

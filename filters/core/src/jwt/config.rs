@@ -3,12 +3,13 @@
 
 use super::jwk::{Key, KeyKind, KeySet};
 use crate::policy::errors::{bounded, bounded_size, index, join, PolicyErrors};
-use crate::policy::{compile_methods, headers};
 use crate::policy::wire::{ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc};
+use crate::policy::{compile_methods, headers};
 use crate::Mode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 pub const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
@@ -18,6 +19,8 @@ pub const MAX_LIFETIME_LIMIT: u64 = 365 * 86_400;
 #[derive(Debug, Clone, Default)]
 pub struct JwtConfig {
     pub providers: Vec<Provider>,
+    /// Provider index by name (the first, if a name is repeated).
+    by_name: HashMap<String, usize>,
     pub max_token_bytes: usize,
     pub cache_entries: usize,
     pub cache_bytes: usize,
@@ -90,15 +93,19 @@ pub enum ClaimTest {
 impl JwtConfig {
     pub fn compile(doc: &JwtFilterDoc, path: &str, errors: &mut PolicyErrors) -> JwtConfig {
         let mut providers: Vec<Provider> = Vec::with_capacity(doc.providers.len());
+        let mut by_name = HashMap::with_capacity(doc.providers.len());
         for (i, p) in doc.providers.iter().enumerate() {
             let at = index(&join(path, "providers"), i);
-            if providers.iter().any(|q| q.name == p.name) {
+            if by_name.contains_key(&p.name) {
                 errors.push(join(&at, "name"), format!("duplicate provider name '{}'", p.name));
+            } else {
+                by_name.insert(p.name.clone(), i);
             }
             providers.push(compile_provider(p, &at, errors));
         }
         JwtConfig {
             providers,
+            by_name,
             max_token_bytes: bounded_size(
                 doc.max_token_bytes,
                 DEFAULT_MAX_TOKEN_BYTES,
@@ -113,7 +120,13 @@ impl JwtConfig {
                 &join(path, "cache_entries"),
                 errors,
             ),
-            cache_bytes: bounded_size(doc.cache_bytes, 1 << 20, 0..=64 << 20, &join(path, "cache_bytes"), errors),
+            cache_bytes: bounded_size(
+                doc.cache_bytes,
+                1 << 20,
+                0..=64 << 20,
+                &join(path, "cache_bytes"),
+                errors,
+            ),
             use_host_verifier: doc.use_host_verifier.unwrap_or(true),
         }
     }
@@ -131,7 +144,7 @@ impl JwtConfig {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, name)| {
-                    let found = self.providers.iter().position(|p| p.name == *name);
+                    let found = self.by_name.get(name).copied();
                     if found.is_none() {
                         errors.push(
                             index(&join(path, "providers"), i),
@@ -219,10 +232,22 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         remote,
         hmac,
         sources: compile_sources(doc, path, errors),
-        clock_skew: bounded(doc.clock_skew_seconds, 60, 0..=300, &join(path, "clock_skew_seconds"), errors),
+        clock_skew: bounded(
+            doc.clock_skew_seconds,
+            60,
+            0..=300,
+            &join(path, "clock_skew_seconds"),
+            errors,
+        ),
         require_expiration: doc.require_expiration.unwrap_or(true),
         max_lifetime: doc.max_lifetime_seconds.map(|max| {
-            bounded(Some(max), max, 1..=MAX_LIFETIME_LIMIT, &join(path, "max_lifetime_seconds"), errors)
+            bounded(
+                Some(max),
+                max,
+                1..=MAX_LIFETIME_LIMIT,
+                &join(path, "max_lifetime_seconds"),
+                errors,
+            )
         }),
         forward: doc.forward.unwrap_or(false),
         tenant_claim: doc.tenant_claim.clone(),
@@ -301,7 +326,13 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
     }
     let field = |name: &str| join(path, name);
     let timeout_ms = bounded(doc.timeout_ms, 5000, 100..=60_000, &field("timeout_ms"), errors);
-    let cache_duration = bounded(doc.cache_duration_seconds, 300, 1..=86_400, &field("cache_duration_seconds"), errors);
+    let cache_duration = bounded(
+        doc.cache_duration_seconds,
+        300,
+        1..=86_400,
+        &field("cache_duration_seconds"),
+        errors,
+    );
     let min_refetch_interval = bounded(
         doc.min_refetch_interval_seconds,
         30,
@@ -309,8 +340,20 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
         &field("min_refetch_interval_seconds"),
         errors,
     );
-    let stale_ttl = bounded(doc.stale_ttl_seconds, 86_400, 0..=604_800, &field("stale_ttl_seconds"), errors);
-    let max_body_bytes = bounded_size(doc.max_body_bytes, 65_536, 1024..=1 << 20, &field("max_body_bytes"), errors);
+    let stale_ttl = bounded(
+        doc.stale_ttl_seconds,
+        86_400,
+        0..=604_800,
+        &field("stale_ttl_seconds"),
+        errors,
+    );
+    let max_body_bytes = bounded_size(
+        doc.max_body_bytes,
+        65_536,
+        1024..=1 << 20,
+        &field("max_body_bytes"),
+        errors,
+    );
     Some(RemoteJwks {
         cluster: doc.cluster.clone(),
         authority: authority.to_string(),
@@ -362,10 +405,16 @@ pub fn split_uri(uri: &str) -> Result<(&str, &str), &'static str> {
     if host.is_empty() {
         return Err("has no host");
     }
-    if !host.starts_with('[') && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+    if !host.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
         return Err("has an invalid host");
     }
-    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(1..))) {
+    if port
+        .is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(1..)))
+    {
         return Err("has a port that is not a number from 1 to 65535");
     }
     Ok((authority, if path.is_empty() { "/" } else { path }))

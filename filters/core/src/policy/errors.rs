@@ -93,10 +93,7 @@ pub fn bounded(
 ) -> u64 {
     let v = value.unwrap_or(default);
     if !range.contains(&v) {
-        errors.push(
-            path,
-            format!("must be {} to {}, not {v}", range.start(), range.end()),
-        );
+        errors.push(path, format!("must be {} to {}, not {v}", range.start(), range.end()));
     }
     v
 }

@@ -64,18 +64,25 @@ pub fn check_collisions(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut Pol
     // canonical name (and provider, for claim headers) -> path of its first use
     let mut tenant_headers: HashMap<String, String> = HashMap::new();
     let mut claim_headers: BTreeMap<(String, usize), String> = BTreeMap::new();
-    for (name, path) in [(&tenant.header, "tenant.header"), (&tenant.tier_header, "tenant.tier_header")] {
+    for (name, path) in [
+        (&tenant.header, "tenant.header"),
+        (&tenant.tier_header, "tenant.tier_header"),
+    ] {
         if let Some(first) = tenant_headers.get(&canonical(name)) {
             errors.push(path, format!("'{name}' is also {first}"));
         }
-        tenant_headers.entry(canonical(name)).or_insert_with(|| path.to_string());
+        tenant_headers
+            .entry(canonical(name))
+            .or_insert_with(|| path.to_string());
     }
     for (i, p) in doc.jwt.providers.iter().enumerate() {
         let at = join(&index("jwt.providers", i), "claim_to_headers");
         for (j, c) in p.claim_to_headers.iter().enumerate() {
             let path = join(&index(&at, j), "header_name");
             let name = canonical(&c.header_name);
-            let first = tenant_headers.get(&name).or_else(|| claim_headers.get(&(name.clone(), i)));
+            let first = tenant_headers
+                .get(&name)
+                .or_else(|| claim_headers.get(&(name.clone(), i)));
             if let Some(first) = first {
                 errors.push(path, format!("'{}' is also {first}", c.header_name));
             } else {
@@ -84,7 +91,10 @@ pub fn check_collisions(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut Pol
         }
     }
     let mut managed: HashMap<&str, &str> = HashMap::new();
-    for (name, path) in tenant_headers.iter().chain(claim_headers.iter().map(|((name, _), path)| (name, path))) {
+    for (name, path) in tenant_headers
+        .iter()
+        .chain(claim_headers.iter().map(|((name, _), path)| (name, path)))
+    {
         managed.entry(name.as_str()).or_insert(path.as_str());
     }
     for (i, p) in doc.jwt.providers.iter().enumerate() {

@@ -15,7 +15,7 @@ use crate::Mode;
 use errors::{index, join};
 pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 pub use wire::PolicyDoc;
 use wire::{MatchDoc, ProviderDoc, RouteDoc, RouteTenantDoc, TenantDoc};
 
@@ -153,17 +153,21 @@ impl Kept {
     /// position back in the path of an error found later (`routes[2]`).
     fn original(&self, mut e: PolicyError) -> PolicyError {
         let lists = [
-            ("routes", &self.routes),
-            ("tenants", &self.tenants),
-            ("jwt.providers", &self.providers),
+            ("routes[", &self.routes),
+            ("tenants[", &self.tenants),
+            ("jwt.providers[", &self.providers),
         ];
         for (field, kept) in lists {
-            for (now, was) in kept.iter().enumerate().rev() {
-                if let Some(rest) = e.path.strip_prefix(&index(field, now)) {
-                    e.path = format!("{}{rest}", index(field, *was));
-                    return e;
-                }
+            let Some(rest) = e.path.strip_prefix(field) else {
+                continue;
+            };
+            let Some((now, rest)) = rest.split_once(']') else {
+                continue;
+            };
+            if let Some(was) = now.parse::<usize>().ok().and_then(|now| kept.get(now)) {
+                e.path = format!("{field}{was}]{rest}");
             }
+            return e;
         }
         e
     }
@@ -245,7 +249,7 @@ impl TryFrom<PolicyDoc> for Policy {
         let defaults = compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
         let jwt_defaults = jwt.compile_route(&doc.defaults.jwt, None, "defaults.jwt", &mut errors);
         let routes = compile_routes(&doc.routes, defaults, &jwt, &jwt_defaults, &mut errors);
-        let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        let route_names: HashSet<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
         headers::check_collisions(&doc, &tenant, &mut errors);
@@ -288,6 +292,7 @@ fn compile_routes(
     errors: &mut PolicyErrors,
 ) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::with_capacity(docs.len());
+    let mut names = HashSet::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         let path = index("routes", i);
         let name_path = join(&path, "name");
@@ -295,7 +300,7 @@ fn compile_routes(
             errors.push(&name_path, why);
         } else if doc.name == DEFAULT_ROUTE {
             errors.push(&name_path, "'default' is reserved for requests no route matches");
-        } else if routes.iter().any(|r| r.name == doc.name) {
+        } else if !names.insert(doc.name.as_str()) {
             errors.push(&name_path, format!("duplicate route name '{}'", doc.name));
         }
         let matcher = compile_match(&doc.matcher, &join(&path, "match"), errors);
@@ -438,7 +443,7 @@ fn compile_route_tenant(
 fn compile_tenants(
     docs: &[TenantDoc],
     config: &TenantConfig,
-    routes: &[&str],
+    routes: &HashSet<&str>,
     errors: &mut PolicyErrors,
 ) -> HashMap<String, Tenant> {
     let mut tenants = HashMap::with_capacity(docs.len());
@@ -453,7 +458,7 @@ fn compile_tenants(
         }
         if let Some(allowed) = &doc.routes {
             for (j, name) in allowed.iter().enumerate() {
-                if name != DEFAULT_ROUTE && !routes.contains(&name.as_str()) {
+                if name != DEFAULT_ROUTE && !routes.contains(name.as_str()) {
                     errors.push(index(&join(&path, "routes"), j), format!("no route is named '{name}'"));
                 }
             }

@@ -128,3 +128,339 @@ fn picks_the_best_route() {
     assert_eq!(route("POST", "/api/trino/status"), "status");
     assert_eq!(route("GET", "/health"), "default");
 }
+
+/// A provider that needs no key server: `{P}` in a row's policy.
+const PROVIDER: &str =
+    r#""name": "p", "issuer": "i", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=""#;
+const REMOTE: &str =
+    r#""name": "p", "issuer": "i", "remote_jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp""#;
+
+/// Every error of a policy written as text (so that keys can repeat), with
+/// `{P}` standing for a provider's fields, `{R}` for a remote provider's
+/// fields up to inside `remote_jwks`, and `{KEY}` for a valid JWK.
+fn errors_in(text: &str) -> Vec<String> {
+    let jwks: Value = serde_json::from_str(include_str!("../../../../tests/fixtures/keys/jwks.json")).unwrap();
+    let text = text
+        .replace("{P}", PROVIDER)
+        .replace("{R}", REMOTE)
+        .replace("{KEY}", &jwks["keys"][0].to_string());
+    match Policy::from_json(text.as_bytes()) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn check_rows(rows: &[(&str, &[&str])]) {
+    for (text, want) in rows {
+        assert_eq!(errors_in(text), *want, "for {text}");
+    }
+}
+
+#[test]
+fn duplicate_keys_are_refused_at_any_depth() {
+    check_rows(&[
+        (r#"{"version": 1, "version": 1}"#, &["version: duplicate key"]),
+        (
+            r#"{"version": 1, "tenants": [{"id": "a"}, {"id": "b"}, {"id": "c", "status": "active", "status": "suspended"}]}"#,
+            &["tenants[2].status: duplicate key"],
+        ),
+        (
+            r#"{"version": 1, "routes": [{"name": "a", "match": {"prefix": "/a", "prefix": "/b"}}]}"#,
+            &["routes[0].match.prefix: duplicate key"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "x-a", "claim_name": "b"}]}]}}"#,
+            &["jwt.providers[0].claim_to_headers[0].claim_name: duplicate key"],
+        ),
+        // A null first and a value second is still a duplicate.
+        (
+            r#"{"version": 1, "realm": null, "realm": "r"}"#,
+            &[
+                "realm: null is not allowed: leave the field out or give a value",
+                "realm: duplicate key",
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn null_is_refused_where_a_value_is_expected() {
+    let null = "null is not allowed: leave the field out or give a value";
+    check_rows(&[
+        (r#"{"version": 1, "routes": null}"#, &[&format!("routes: {null}")]),
+        (
+            r#"{"version": 1, "tenants": [{"id": "a", "routes": null}]}"#,
+            &[&format!("tenants[0].routes: {null}")],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"sources": null}}"#,
+            &[&format!("tenant.sources: {null}")],
+        ),
+        (r#"{"version": 1, "defaults": null}"#, &[&format!("defaults: {null}")]),
+        (r#"{"version": 1, "realm": null}"#, &[&format!("realm: {null}")]),
+        (
+            r#"{"version": 1, "routes": [{"name": "a", "jwt": {"providers": null}}]}"#,
+            &[&format!("routes[0].jwt.providers: {null}")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "local_jwks": null}]}}"#,
+            &[&format!("jwt.providers[0].local_jwks: {null}")],
+        ),
+        // A required field that is null is reported once, as null.
+        (
+            r#"{"version": 1, "routes": [{"name": null}]}"#,
+            &[&format!("routes[0].name: {null}")],
+        ),
+        (
+            r#"{"version": 1, "routes": [null]}"#,
+            &["routes[0]: invalid type: null, expected struct RouteDoc"],
+        ),
+    ]);
+}
+
+#[test]
+fn every_local_jwks_key_must_be_usable() {
+    let at = "jwt.providers[0].local_jwks";
+    check_rows(&[
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": [{KEY}, {"kty": "RSA", "n": "", "e": "AQAB"}]}}]}}"#,
+            &[&format!("{at}.keys[1]: RSA modulus of 0 bits; 2048 to 4096 accepted")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": [{KEY}, {"kty": "RSA", "n": "AAAA", "e": "AQAB"}]}}]}}"#,
+            &[&format!("{at}.keys[1]: RSA modulus of 0 bits; 2048 to 4096 accepted")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}, {KEY}, {"kty": "EC", "crv": "P-256", "use": "enc"}]}}]}}"#,
+            &[
+                &format!("{at}.keys[0]: oct keys are not read from a JWKS; use hmac_secret_base64"),
+                &format!("{at}.keys[2]: use 'enc' is not for signatures"),
+            ],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": []}}]}}"#,
+            &[&format!("{at}.keys: must hold at least one key")],
+        ),
+    ]);
+}
+
+#[test]
+fn numbers_out_of_range_are_errors() {
+    let p = "jwt.providers[0]";
+    let r = "jwt.providers[0].remote_jwks";
+    check_rows(&[
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "clock_skew_seconds": 18446744073709551615}]}}"#,
+            &[&format!(
+                "{p}.clock_skew_seconds: must be 0 to 300, not 18446744073709551615"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "clock_skew_seconds": -1}]}}"#,
+            &[&format!(
+                "{p}.clock_skew_seconds: invalid value: integer `-1`, expected u64"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "max_lifetime_seconds": 0}]}}"#,
+            &[&format!("{p}.max_lifetime_seconds: must be 1 to 31536000, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "min_refetch_interval_seconds": 0}}]}}"#,
+            &[&format!("{r}.min_refetch_interval_seconds: must be 1 to 3600, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "timeout_ms": 0}}]}}"#,
+            &[&format!("{r}.timeout_ms: must be 100 to 60000, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "timeout_ms": 18446744073709551615}}]}}"#,
+            &[&format!(
+                "{r}.timeout_ms: must be 100 to 60000, not 18446744073709551615"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "cache_duration_seconds": 0}}]}}"#,
+            &[&format!("{r}.cache_duration_seconds: must be 1 to 86400, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "stale_ttl_seconds": 604801}}]}}"#,
+            &[&format!("{r}.stale_ttl_seconds: must be 0 to 604800, not 604801")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "max_body_bytes": 4294967296}}]}}"#,
+            &[&format!("{r}.max_body_bytes: must be 1024 to 1048576, not 4294967296")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"max_token_bytes": 100}}"#,
+            &["jwt.max_token_bytes: must be 256 to 65536, not 100"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"cache_entries": 100001}}"#,
+            &["jwt.cache_entries: must be 0 to 100000, not 100001"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"cache_bytes": 67108865}}"#,
+            &["jwt.cache_bytes: must be 0 to 67108864, not 67108865"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"max_id_length": 0}}"#,
+            &["tenant.max_id_length: must be 1 to 256, not 0"],
+        ),
+        (
+            r#"{"version": 1, "defaults": {"tenant": {"missing_status": 65535}}}"#,
+            &["defaults.tenant.missing_status: 65535 is not 400 or 401"],
+        ),
+    ]);
+}
+
+#[test]
+fn header_names_are_checked_once_for_every_use() {
+    let t = "jwt.providers[0].claim_to_headers";
+    let f = "jwt.providers[0].from_headers";
+    check_rows(&[
+        (
+            r#"{"version": 1, "tenant": {"header": "host"}}"#,
+            &["tenant.header: 'host' is reserved"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"tier_header": "proxy-authorization"}}"#,
+            &["tenant.tier_header: 'proxy-authorization' is reserved"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"header": "x-envoy-original-path"}}"#,
+            &["tenant.header: 'x-envoy-original-path' is reserved"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"header": ":path"}}"#,
+            &["tenant.header: ':path' is a pseudo-header"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"header": "X-Tenant"}}"#,
+            &["tenant.header: 'X-Tenant' must be a lower-case header name"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"tier_header": "x-tenant-id"}}"#,
+            &["tenant.tier_header: 'x-tenant-id' is also tenant.header"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "transfer_encoding"}]}]}}"#,
+            &[&format!("{t}[0].header_name: 'transfer_encoding' is reserved")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "x_tenant_id"}]}]}}"#,
+            &[&format!("{t}[0].header_name: 'x_tenant_id' is also tenant.header")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "x-user-id"}, {"claim_name": "b", "header_name": "x_user_id"}]}]}}"#,
+            &[&format!("{t}[1].header_name: 'x_user_id' is also {t}[0].header_name")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "from_headers": [{"name": "x-user-id"}], "claim_to_headers": [{"claim_name": "a", "header_name": "x-user-id"}]}]}}"#,
+            &[&format!(
+                "{f}[0].name: 'x-user-id' is also {t}[0].header_name, a header the filters set"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "from_headers": [{"name": "X-Tenant-Id"}]}]}}"#,
+            &[&format!(
+                "{f}[0].name: 'X-Tenant-Id' is also tenant.header, a header the filters set"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "from_headers": [{"name": ":authority"}, {"name": "bad header"}]}]}}"#,
+            &[
+                &format!("{f}[0].name: ':authority' is a pseudo-header"),
+                &format!("{f}[1].name: 'bad header' is not a header name"),
+            ],
+        ),
+        // Only one provider verifies a request: they may set the same header.
+        (
+            r#"{"version": 1, "jwt": {"providers": [
+                {{P}, "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user-id"}]},
+                {"name": "q", "issuer": "j", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+                 "claim_to_headers": [{"claim_name": "uid", "header_name": "x-user-id"}]}]}}"#,
+            &[],
+        ),
+    ]);
+}
+
+#[test]
+fn claim_rule_methods_are_checked_like_route_methods() {
+    check_rows(&[
+        (
+            r#"{"version": 1, "routes": [{"name": "a", "match": {"methods": ["GET", "get", "GE T", ""]}}]}"#,
+            &[
+                "routes[0].match.methods[1]: 'get' is listed twice",
+                "routes[0].match.methods[2]: 'GE T' is not an HTTP method",
+                "routes[0].match.methods[3]: '' is not an HTTP method",
+            ],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}}]}, "routes": [{"name": "a", "jwt": {"rules": [{"claim": "c", "contains": "x", "methods": ["POST", "post", "P0ST"]}]}}]}"#,
+            &[
+                "routes[0].jwt.rules[0].methods[1]: 'post' is listed twice",
+                "routes[0].jwt.rules[0].methods[2]: 'P0ST' is not an HTTP method",
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn a_jwks_uri_must_be_fetchable_as_written() {
+    let bad = [
+        ("idp.example.com/jwks", "must start with https:// or http://"),
+        ("ftp://idp.example.com/jwks", "must start with https:// or http://"),
+        ("HTTPS://idp.example.com/jwks", "must start with https:// or http://"),
+        ("https://idp.example.com?x=1", "needs a path before its query"),
+        ("https://user:pw@idp.example.com/jwks", "must not hold user information"),
+        ("https:///jwks", "has no host"),
+        ("https://:443/jwks", "has no host"),
+        ("https://idp.example.com/jwks#keys", "must not have a fragment"),
+        (
+            "https://idp.example.com:https/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.example.com:/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.example.com:0/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.example.com:65536/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.exa mple.com/jwks",
+            "must be printable ASCII without spaces",
+        ),
+        ("https://idp_example.com/jwks", "has an invalid host"),
+        ("https://[::1/jwks", "has an unclosed '['"),
+        ("https://[::1]x/jwks", "has an invalid host"),
+    ];
+    for (uri, why) in bad {
+        let text = format!(
+            r#"{{"version": 1, "jwt": {{"providers": [{{"name": "p", "issuer": "i", "remote_jwks": {{"uri": "{uri}", "cluster": "c"}}}}]}}}}"#
+        );
+        assert_eq!(
+            errors_in(&text),
+            [format!("jwt.providers[0].remote_jwks.uri: '{uri}' {why}")],
+            "for {uri}"
+        );
+    }
+    let good = [
+        ("https://idp.example.com", "idp.example.com", "/"),
+        (
+            "https://idp.example.com:8443/a/jwks?v=2",
+            "idp.example.com:8443",
+            "/a/jwks?v=2",
+        ),
+        ("http://[::1]:8080/jwks", "[::1]:8080", "/jwks"),
+    ];
+    for (uri, authority, path) in good {
+        assert_eq!(crate::jwt::config::split_uri(uri), Ok((authority, path)), "for {uri}");
+    }
+}
