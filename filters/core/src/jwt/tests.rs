@@ -282,3 +282,21 @@ fn rsa_keys_are_bounded() {
     assert!(RsaKey::new(&[0xc2; 256], &[1, 0, 1]).is_err(), "even modulus");
     assert!(RsaKey::new(&[0xc1; 256], &[1, 0, 1]).is_ok());
 }
+
+#[test]
+fn a_modulus_of_no_bytes_or_zeros_is_an_error_not_a_panic() {
+    // `n.len() * 8 - 8` underflowed for an empty modulus (a debug panic).
+    for n in [&[][..], &[0], &[0, 0, 0]] {
+        let err = super::rsa::RsaKey::new(n, &[1, 0, 1]).unwrap_err();
+        assert_eq!(err, "RSA modulus of 0 bits; 2048 to 4096 accepted");
+    }
+    for jwk in [
+        serde_json::json!({"kty": "RSA", "n": "", "e": "AQAB"}),
+        serde_json::json!({"kty": "RSA", "n": "AA", "e": ""}),
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": "", "y": ""}),
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": ""}),
+    ] {
+        let jwks = serde_json::json!({ "keys": [jwk] });
+        assert!(KeySet::parse(jwks.to_string().as_bytes()).is_err(), "{jwks}");
+    }
+}

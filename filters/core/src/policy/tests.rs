@@ -464,3 +464,90 @@ fn a_jwks_uri_must_be_fetchable_as_written() {
         assert_eq!(crate::jwt::config::split_uri(uri), Ok((authority, path)), "for {uri}");
     }
 }
+
+/// Runs `from_json` and returns its errors, the decode passes it made and
+/// how long it took.
+fn measured(text: &str) -> (Vec<String>, usize, std::time::Duration) {
+    decode::PASSES.with(|p| p.set(0));
+    let started = std::time::Instant::now();
+    let errors = errors_in(text);
+    (errors, decode::PASSES.with(std::cell::Cell::get), started.elapsed())
+}
+
+#[test]
+fn a_wide_policy_is_checked_in_linear_work() {
+    // 60 KB: routes that fail to decode between routes with later errors
+    // (each mapped back to its original index), and tenants with one
+    // removable error each.
+    let n = 650;
+    let mut routes = Vec::new();
+    for i in 0..n {
+        routes.push(format!(r#"{{"name": "r{i}", "match": {{"prefix": "/r{i}"}}}}"#));
+        routes.push(format!(r#"{{"match": {{"prefix": "p{i}"}}}}"#));
+    }
+    let tenants: Vec<String> = (0..n).map(|i| format!(r#"{{"id": "t{i}", "x": 1}}"#)).collect();
+    let text = format!(
+        r#"{{"version": 1, "routes": [{}], "tenants": [{}]}}"#,
+        routes.join(","),
+        tenants.join(",")
+    );
+    assert!(text.len() > 60_000, "{}", text.len());
+    let (errors, passes, took) = measured(&text);
+    // One pass for the document, one per route, two per tenant (the
+    // unknown field is removed and the tenant decoded again).
+    assert_eq!(passes, 1 + 2 * n + 2 * n);
+    assert_eq!(errors.len(), 2 * n);
+    assert_eq!(errors.first().unwrap(), "routes[1].name: missing required field");
+    assert_eq!(errors.last().unwrap(), &format!("tenants[{}].x: unknown field", n - 1));
+    assert!(took.as_secs_f64() < 1.0, "{took:?}");
+}
+
+#[test]
+fn an_item_is_decoded_a_bounded_number_of_times() {
+    // 2000 bad methods in one route: at most 32 passes over it, not 2000.
+    let methods: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    let text = format!(
+        r#"{{"version": 1, "routes": [{{"name": "a", "match": {{"methods": [{}]}}}}]}}"#,
+        methods.join(",")
+    );
+    let (errors, passes, _) = measured(&text);
+    assert_eq!(passes, 1 + 32);
+    assert_eq!(errors.len(), 32);
+}
+
+#[test]
+fn a_deep_policy_is_refused_quickly() {
+    let depth = 30_000;
+    for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+        let text = format!(
+            r#"{{"version": 1, "realm": {}1{}}}"#,
+            open.repeat(depth),
+            close.repeat(depth)
+        );
+        let (errors, _, took) = measured(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("not valid JSON: recursion limit exceeded"),
+            "{errors:?}"
+        );
+        assert!(took.as_secs_f64() < 1.0, "{took:?}");
+    }
+    // Within the limit, long keys make long paths: errors are capped rather
+    // than each rendering a path as long as the document.
+    let key = "k".repeat(400);
+    let dups = format!(r#""{key}": 1, "#).repeat(200);
+    let text = format!(
+        r#"{{"version": 1, "jwt": {{"providers": [{{{PROVIDER}, "local_jwks": {}{{{dups}"x": 1}}{}}}]}}}}"#,
+        format!(r#"{{"{key}": "#).repeat(100),
+        "}".repeat(100)
+    );
+    let (errors, _, took) = measured(&text);
+    assert_eq!(errors.len(), 64 + 1, "{}", errors.len());
+    assert!(
+        errors[64].starts_with("jwt.providers[0].local_jwks: not a JWKS"),
+        "{}",
+        errors[64]
+    );
+    assert!(errors[0].ends_with(": duplicate key"));
+    assert!(took.as_secs_f64() < 1.0, "{took:?}");
+}
