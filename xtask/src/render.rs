@@ -233,6 +233,10 @@ mod tests {
         let wide = format!("version: 1\ntenants:\n{tenants}");
         assert!(wide.len() > 60_000);
         assert!(check_policy(&wide).is_ok());
+        let flow: Vec<String> = (0..5000).map(|i| format!("{{id: tenant-{i}}}")).collect();
+        let one_line = format!("version: 1\ntenants: [{}]\n", flow.join(", "));
+        assert!(one_line.len() > 60_000);
+        assert!(check_policy(&one_line).is_ok());
         assert!(started.elapsed().as_secs_f64() < 2.0, "{:?}", started.elapsed());
     }
 }
