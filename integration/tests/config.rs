@@ -91,7 +91,9 @@ fn an_ambiguous_policy_is_refused_with_every_field_named() {
         "local_jwks": {"keys": [jwks["keys"][0], {"kty": "RSA", "n": "", "e": "AQAB"}]},
     }]});
     // serde_json::Value cannot hold a repeated key: add one to the text.
-    let text = policy.to_string().replacen(r#""realm":"#, r#""realm":"first","realm":"#, 1);
+    let text = policy
+        .to_string()
+        .replacen(r#""realm":"#, r#""realm":"first","realm":"#, 1);
     let echo = Echo::start();
     let mut filter = Filter::tollgate("tollgate.jwt", &paths::module_wasm(), &json!({}));
     filter.config = text;

@@ -465,13 +465,17 @@ fn a_jwks_uri_must_be_fetchable_as_written() {
     }
 }
 
-/// Runs `from_json` and returns its errors, the decode passes it made and
-/// how long it took.
-fn measured(text: &str) -> (Vec<String>, usize, std::time::Duration) {
+/// Runs `from_json` and returns its errors and the decode passes it made;
+/// natively, also checks that it took well under a second (wasm32 in Node
+/// has no clock).
+fn measured(text: &str) -> (Vec<String>, usize) {
     decode::PASSES.with(|p| p.set(0));
+    #[cfg(not(target_arch = "wasm32"))]
     let started = std::time::Instant::now();
     let errors = errors_in(text);
-    (errors, decode::PASSES.with(std::cell::Cell::get), started.elapsed())
+    #[cfg(not(target_arch = "wasm32"))]
+    assert!(started.elapsed().as_secs_f64() < 1.0, "{:?}", started.elapsed());
+    (errors, decode::PASSES.with(std::cell::Cell::get))
 }
 
 #[test]
@@ -492,14 +496,13 @@ fn a_wide_policy_is_checked_in_linear_work() {
         tenants.join(",")
     );
     assert!(text.len() > 60_000, "{}", text.len());
-    let (errors, passes, took) = measured(&text);
+    let (errors, passes) = measured(&text);
     // One pass for the document, one per route, two per tenant (the
     // unknown field is removed and the tenant decoded again).
     assert_eq!(passes, 1 + 2 * n + 2 * n);
     assert_eq!(errors.len(), 2 * n);
     assert_eq!(errors.first().unwrap(), "routes[1].name: missing required field");
     assert_eq!(errors.last().unwrap(), &format!("tenants[{}].x: unknown field", n - 1));
-    assert!(took.as_secs_f64() < 1.0, "{took:?}");
 }
 
 #[test]
@@ -510,7 +513,7 @@ fn an_item_is_decoded_a_bounded_number_of_times() {
         r#"{{"version": 1, "routes": [{{"name": "a", "match": {{"methods": [{}]}}}}]}}"#,
         methods.join(",")
     );
-    let (errors, passes, _) = measured(&text);
+    let (errors, passes) = measured(&text);
     assert_eq!(passes, 1 + 32);
     assert_eq!(errors.len(), 32);
 }
@@ -524,13 +527,12 @@ fn a_deep_policy_is_refused_quickly() {
             open.repeat(depth),
             close.repeat(depth)
         );
-        let (errors, _, took) = measured(&text);
+        let (errors, _) = measured(&text);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].starts_with("not valid JSON: recursion limit exceeded"),
             "{errors:?}"
         );
-        assert!(took.as_secs_f64() < 1.0, "{took:?}");
     }
     // Within the limit, long keys make long paths: errors are capped rather
     // than each rendering a path as long as the document.
@@ -541,7 +543,7 @@ fn a_deep_policy_is_refused_quickly() {
         format!(r#"{{"{key}": "#).repeat(100),
         "}".repeat(100)
     );
-    let (errors, _, took) = measured(&text);
+    let (errors, _) = measured(&text);
     assert_eq!(errors.len(), 64 + 1, "{}", errors.len());
     assert!(
         errors[64].starts_with("jwt.providers[0].local_jwks: not a JWKS"),
@@ -549,5 +551,4 @@ fn a_deep_policy_is_refused_quickly() {
         errors[64]
     );
     assert!(errors[0].ends_with(": duplicate key"));
-    assert!(took.as_secs_f64() < 1.0, "{took:?}");
 }
