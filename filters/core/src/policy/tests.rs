@@ -552,3 +552,164 @@ fn a_deep_policy_is_refused_quickly() {
     );
     assert!(errors[0].ends_with(": duplicate key"));
 }
+
+/// No input panics the validator: random documents built from the policy's
+/// own field names, random JWKs, random bytes.
+#[cfg(not(target_arch = "wasm32"))]
+mod random {
+    use super::*;
+    use crate::jwt::jwk::KeySet;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    const KEYS: &[&str] = &[
+        "version",
+        "realm",
+        "defaults",
+        "routes",
+        "tenants",
+        "tenant",
+        "jwt",
+        "name",
+        "match",
+        "exact",
+        "prefix",
+        "template",
+        "methods",
+        "hosts",
+        "required",
+        "missing_status",
+        "mode",
+        "id",
+        "status",
+        "tier",
+        "sources",
+        "header",
+        "tier_header",
+        "host",
+        "path_prefix",
+        "max_id_length",
+        "providers",
+        "issuer",
+        "audiences",
+        "local_jwks",
+        "keys",
+        "kty",
+        "n",
+        "e",
+        "crv",
+        "x",
+        "y",
+        "use",
+        "alg",
+        "remote_jwks",
+        "uri",
+        "cluster",
+        "timeout_ms",
+        "from_headers",
+        "value_prefix",
+        "claim_to_headers",
+        "claim_name",
+        "header_name",
+        "rules",
+        "claim",
+        "equals",
+        "contains",
+        "any_of",
+        "requirement",
+        "clock_skew_seconds",
+        "max_lifetime_seconds",
+    ];
+    const STRINGS: &[&str] = &[
+        "",
+        "/",
+        "/a",
+        "a",
+        "RSA",
+        "EC",
+        "OKP",
+        "oct",
+        "P-256",
+        "P-384",
+        "Ed25519",
+        "AQAB",
+        "AA",
+        "sig",
+        "RS256",
+        "https://a/b",
+        "http://[::1]:1/",
+        "x-a",
+        ":path",
+        "GET",
+        "header",
+        "claim",
+        "host",
+        "path",
+        "required",
+        "{tenant}.a.b",
+        "/t/{tenant}",
+        "shadow",
+        "suspended",
+        "default",
+        "**",
+        "/*/**",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop_oneof![Just(0u64), Just(1), Just(400), Just(u64::MAX), any::<u64>()].prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            prop::sample::select(STRINGS).prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..8)
+                    .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    fn jwk() -> impl Strategy<Value = Value> {
+        // Short (empty, zero) and RSA-sized values.
+        let b64 = prop_oneof![0..4usize, 250..520usize]
+            .prop_flat_map(|len| prop::collection::vec(any::<u8>(), len))
+            .prop_map(|b| Value::from(URL_SAFE_NO_PAD.encode(b)));
+        (
+            prop::sample::select(&["RSA", "EC", "OKP", "oct", "x"][..]),
+            prop::sample::select(&["P-256", "P-384", "Ed25519", "x"][..]),
+            b64.clone(),
+            b64.clone(),
+            b64,
+        )
+            .prop_map(|(kty, crv, a, b, c)| serde_json::json!({"kty": kty, "crv": crv, "n": a, "x": a, "e": b, "y": c}))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_documents_never_panic(doc in value(), version in any::<bool>()) {
+            let mut doc = doc;
+            if let (Value::Object(map), true) = (&mut doc, version) {
+                map.insert("version".into(), Value::from(1));
+            }
+            let _ = Policy::from_json(doc.to_string().as_bytes());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Policy::from_json(&bytes);
+        }
+
+        #[test]
+        fn random_keys_never_panic(keys in prop::collection::vec(jwk(), 0..4)) {
+            let jwks = serde_json::json!({ "keys": keys });
+            let _ = KeySet::parse_each(jwks.to_string().as_bytes());
+        }
+    }
+}
