@@ -486,7 +486,7 @@ fn a_wide_policy_is_checked_in_linear_work() {
     let n = 650;
     let mut routes = Vec::new();
     for i in 0..n {
-        routes.push(format!(r#"{{"name": "r{i}", "match": {{"prefix": "/r{i}"}}}}"#));
+        routes.push(format!(r#"{{"name": "r{i}", "match": {{"prefix": "r{i}"}}}}"#));
         routes.push(format!(r#"{{"match": {{"prefix": "p{i}"}}}}"#));
     }
     let tenants: Vec<String> = (0..n).map(|i| format!(r#"{{"id": "t{i}", "x": 1}}"#)).collect();
@@ -500,9 +500,16 @@ fn a_wide_policy_is_checked_in_linear_work() {
     // One pass for the document, one per route, two per tenant (the
     // unknown field is removed and the tenant decoded again).
     assert_eq!(passes, 1 + 2 * n + 2 * n);
-    assert_eq!(errors.len(), 2 * n);
-    assert_eq!(errors.first().unwrap(), "routes[1].name: missing required field");
-    assert_eq!(errors.last().unwrap(), &format!("tenants[{}].x: unknown field", n - 1));
+    assert_eq!(errors.len(), 3 * n);
+    assert_eq!(errors[0], "routes[1].name: missing required field");
+    assert_eq!(errors[2 * n - 1], format!("tenants[{}].x: unknown field", n - 1));
+    // Found after decoding, at the route's index among those kept (n - 1),
+    // reported at its index in the file.
+    let last = n - 1;
+    assert_eq!(
+        errors[3 * n - 1],
+        format!("routes[{}].match.prefix: 'r{last}' must start with '/'", 2 * last)
+    );
 }
 
 #[test]
