@@ -3,8 +3,9 @@
 //! a key given twice (`Value` keeps the last) and `null` as a field value
 //! (serde reads it as "absent", so `routes: null` would mean every route).
 //! Both are reported with their path and reading goes on, so every error is
-//! still listed. Nesting depth is bounded by the format's own recursion limit
-//! (128 in serde_json and serde_yaml_ng); the work is linear in the input.
+//! still listed. Nesting depth is bounded by the format's recursion limit
+//! (serde_json: 128; the CLI checks YAML's depth before reading it), and the
+//! work is linear in the input.
 
 use super::errors::PolicyErrors;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
