@@ -76,3 +76,44 @@ fn an_unknown_root_id_is_refused() {
         failure.log
     );
 }
+
+#[test]
+fn an_ambiguous_policy_is_refused_with_every_field_named() {
+    require_artefacts();
+    let jwks: Value = serde_json::from_str(include_str!("../../tests/fixtures/keys/jwks.json")).unwrap();
+    let mut policy = tenant_policy();
+    // A tenant whose `routes:` was left empty in YAML: not every route.
+    policy["tenants"][1]["routes"] = Value::Null;
+    policy["jwt"] = json!({"providers": [{
+        "name": "p",
+        "issuer": "i",
+        "clock_skew_seconds": u64::MAX,
+        "local_jwks": {"keys": [jwks["keys"][0], {"kty": "RSA", "n": "", "e": "AQAB"}]},
+    }]});
+    // serde_json::Value cannot hold a repeated key: add one to the text.
+    let text = policy
+        .to_string()
+        .replacen(r#""realm":"#, r#""realm":"first","realm":"#, 1);
+    let echo = Echo::start();
+    let mut filter = Filter::tollgate("tollgate.jwt", &paths::module_wasm(), &json!({}));
+    filter.config = text;
+    let bootstrap = Bootstrap::new(echo.port()).filter(filter);
+    let failure = match Envoy::try_start(&bootstrap.to_json()) {
+        Ok(envoy) => panic!("Envoy started with an ambiguous policy\n{}", envoy.log()),
+        Err(failure) => failure,
+    };
+    let line = failure
+        .log
+        .lines()
+        .find(|l| l.contains("tollgate.jwt rejected its configuration"))
+        .unwrap_or_else(|| panic!("no rejection line in\n{}", failure.log));
+    for expected in [
+        "4 error(s)",
+        "realm: duplicate key",
+        "tenants[1].routes: null is not allowed: leave the field out or give a value",
+        "jwt.providers[0].clock_skew_seconds: must be 0 to 300, not 18446744073709551615",
+        "jwt.providers[0].local_jwks.keys[1]: RSA modulus of 0 bits; 2048 to 4096 accepted",
+    ] {
+        assert!(line.contains(expected), "{expected:?} not in {line}");
+    }
+}

@@ -1,7 +1,8 @@
 //! Which tenant a request belongs to, and whether it may pass.
 
 use crate::decision::{self, Action};
-use crate::policy::errors::{index, join, PolicyErrors};
+use crate::policy::errors::{bounded_size, index, join, PolicyErrors};
+use crate::policy::headers;
 use crate::policy::wire::{TenantFilterDoc, TenantSource, TenantStatus};
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
@@ -12,8 +13,8 @@ use serde::Serialize;
 /// Filter-state key the jwt filter writes (the reason) when it lets a
 /// request through that enforce mode would refuse.
 pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
-pub const DEFAULT_MAX_ID_LENGTH: usize = 64;
-const MAX_ID_LENGTH_LIMIT: usize = 256;
+pub const DEFAULT_MAX_ID_LENGTH: u64 = 64;
+const MAX_ID_LENGTH_LIMIT: u64 = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -44,9 +45,13 @@ impl TenantConfig {
             .clone()
             .unwrap_or_else(|| vec![TenantSource::Claim, TenantSource::Header]);
         let sources_path = join(path, "sources");
+        // At most one of each of the four sources: linear however long the list.
+        let mut seen: Vec<TenantSource> = Vec::with_capacity(4);
         for (i, s) in sources.iter().enumerate() {
-            if sources.get(..i).is_some_and(|before| before.contains(s)) {
+            if seen.contains(s) {
                 errors.push(index(&sources_path, i), "listed twice");
+            } else {
+                seen.push(*s);
             }
         }
         let header = header_name(&doc.header, "x-tenant-id", &join(path, "header"), errors);
@@ -81,13 +86,13 @@ impl TenantConfig {
         if sources.contains(&TenantSource::Path) && doc.path_prefix.is_none() {
             errors.push(join(path, "path_prefix"), "required when sources lists path");
         }
-        let max_id_length = doc.max_id_length.unwrap_or(DEFAULT_MAX_ID_LENGTH);
-        if !(1..=MAX_ID_LENGTH_LIMIT).contains(&max_id_length) {
-            errors.push(
-                join(path, "max_id_length"),
-                format!("must be 1 to {MAX_ID_LENGTH_LIMIT}"),
-            );
-        }
+        let max_id_length = bounded_size(
+            doc.max_id_length,
+            DEFAULT_MAX_ID_LENGTH,
+            1..=MAX_ID_LENGTH_LIMIT,
+            &join(path, "max_id_length"),
+            errors,
+        );
         TenantConfig {
             sources,
             header,
@@ -135,12 +140,8 @@ fn split_pattern(p: &str) -> Option<(&str, &str)> {
 
 fn header_name(given: &Option<String>, default: &str, path: &str, errors: &mut PolicyErrors) -> String {
     let name = given.clone().unwrap_or_else(|| default.to_string());
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        errors.push(path, format!("'{name}' must be a lower-case header name"));
+    if let Err(why) = headers::check_managed(&name) {
+        errors.push(path, why);
     }
     name
 }

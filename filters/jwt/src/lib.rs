@@ -172,7 +172,10 @@ impl Shared {
                     if skipped.is_empty() {
                         String::new()
                     } else {
-                        format!(", skipped {}", skipped.join("; "))
+                        format!(
+                            ", skipped {}",
+                            skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                        )
                     }
                 );
                 if let Some(state) = self.jwks.borrow_mut().get_mut(p) {

@@ -2,21 +2,27 @@
 //! token sources, and per-route requirements and claim rules.
 
 use super::jwk::{Key, KeyKind, KeySet};
-use crate::policy::errors::{index, join, PolicyErrors};
+use crate::policy::errors::{bounded, bounded_size, index, join, PolicyErrors};
 use crate::policy::wire::{
     ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc, RulesWithoutToken,
 };
+use crate::policy::{compile_methods, headers};
 use crate::Mode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::rc::Rc;
 
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+pub const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
+/// Longest `max_lifetime_seconds`: a year.
+pub const MAX_LIFETIME_LIMIT: u64 = 365 * 86_400;
 
 #[derive(Debug, Clone, Default)]
 pub struct JwtConfig {
     pub providers: Vec<Provider>,
+    /// Provider index by name (the first, if a name is repeated).
+    by_name: HashMap<String, usize>,
     pub max_token_bytes: usize,
     pub cache_entries: usize,
     pub cache_bytes: usize,
@@ -91,35 +97,40 @@ pub enum ClaimTest {
 impl JwtConfig {
     pub fn compile(doc: &JwtFilterDoc, path: &str, errors: &mut PolicyErrors) -> JwtConfig {
         let mut providers: Vec<Provider> = Vec::with_capacity(doc.providers.len());
+        let mut by_name = HashMap::with_capacity(doc.providers.len());
         for (i, p) in doc.providers.iter().enumerate() {
             let at = index(&join(path, "providers"), i);
-            if providers.iter().any(|q| q.name == p.name) {
+            if by_name.contains_key(&p.name) {
                 errors.push(join(&at, "name"), format!("duplicate provider name '{}'", p.name));
+            } else {
+                by_name.insert(p.name.clone(), i);
             }
             providers.push(compile_provider(p, &at, errors));
         }
-        let bounded = |value: Option<usize>,
-                       default: usize,
-                       range: std::ops::RangeInclusive<usize>,
-                       field: &str,
-                       errors: &mut PolicyErrors| {
-            let v = value.unwrap_or(default);
-            if !range.contains(&v) {
-                errors.push(join(path, field), format!("{v} is outside {range:?}"));
-            }
-            v
-        };
         JwtConfig {
             providers,
-            max_token_bytes: bounded(
+            by_name,
+            max_token_bytes: bounded_size(
                 doc.max_token_bytes,
                 DEFAULT_MAX_TOKEN_BYTES,
                 256..=65536,
-                "max_token_bytes",
+                &join(path, "max_token_bytes"),
                 errors,
             ),
-            cache_entries: bounded(doc.cache_entries, 1024, 0..=100_000, "cache_entries", errors),
-            cache_bytes: bounded(doc.cache_bytes, 1 << 20, 0..=64 << 20, "cache_bytes", errors),
+            cache_entries: bounded_size(
+                doc.cache_entries,
+                1024,
+                0..=100_000,
+                &join(path, "cache_entries"),
+                errors,
+            ),
+            cache_bytes: bounded_size(
+                doc.cache_bytes,
+                1 << 20,
+                0..=64 << 20,
+                &join(path, "cache_bytes"),
+                errors,
+            ),
             use_host_verifier: doc.use_host_verifier.unwrap_or(true),
         }
     }
@@ -137,7 +148,7 @@ impl JwtConfig {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, name)| {
-                    let found = self.providers.iter().position(|p| p.name == *name);
+                    let found = self.by_name.get(name).copied();
                     if found.is_none() {
                         errors.push(
                             index(&join(path, "providers"), i),
@@ -190,13 +201,7 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
     let local = doc
         .local_jwks
         .as_ref()
-        .and_then(|jwks| match KeySet::parse(jwks.to_string().as_bytes()) {
-            Ok((set, _)) => Some(Rc::new(set)),
-            Err(why) => {
-                errors.push(join(path, "local_jwks"), why);
-                None
-            }
-        });
+        .and_then(|jwks| compile_local(jwks, &join(path, "local_jwks"), errors));
     let remote = doc
         .remote_jwks
         .as_ref()
@@ -244,9 +249,23 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         remote,
         hmac,
         sources: compile_sources(doc, path, errors),
-        clock_skew: doc.clock_skew_seconds.unwrap_or(60),
+        clock_skew: bounded(
+            doc.clock_skew_seconds,
+            60,
+            0..=300,
+            &join(path, "clock_skew_seconds"),
+            errors,
+        ),
         require_expiration: doc.require_expiration.unwrap_or(true),
-        max_lifetime: doc.max_lifetime_seconds,
+        max_lifetime: doc.max_lifetime_seconds.map(|max| {
+            bounded(
+                Some(max),
+                max,
+                1..=MAX_LIFETIME_LIMIT,
+                &join(path, "max_lifetime_seconds"),
+                errors,
+            )
+        }),
         forward: doc.forward.unwrap_or(false),
         tenant_claim: doc.tenant_claim.clone(),
         require_tenant_claim: doc.require_tenant_claim.unwrap_or(doc.tenant_claim.is_some()),
@@ -257,14 +276,34 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                check_header_name(
-                    &c.header_name,
-                    &join(&index(&join(path, "claim_to_headers"), i), "header_name"),
-                    errors,
-                );
+                if let Err(why) = headers::check_managed(&c.header_name) {
+                    errors.push(join(&index(&join(path, "claim_to_headers"), i), "header_name"), why);
+                }
                 (c.claim_name.clone(), c.header_name.clone())
             })
             .collect(),
+    }
+}
+
+/// A key set written in the policy: every key must be usable, since a key
+/// silently left out would make a reviewer believe it verifies tokens.
+fn compile_local(jwks: &Value, path: &str, errors: &mut PolicyErrors) -> Option<Rc<KeySet>> {
+    match KeySet::parse_each(jwks.to_string().as_bytes()) {
+        Ok((keys, skipped)) if skipped.is_empty() && !keys.is_empty() => Some(Rc::new(KeySet { keys })),
+        Ok((_, skipped)) if skipped.is_empty() => {
+            errors.push(join(path, "keys"), "must hold at least one key");
+            None
+        }
+        Ok((_, skipped)) => {
+            for s in skipped {
+                errors.push(index(&join(path, "keys"), s.index), s.why);
+            }
+            None
+        }
+        Err(why) => {
+            errors.push(path, why);
+            None
+        }
     }
 }
 
@@ -274,8 +313,10 @@ fn compile_sources(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) -> 
         .iter()
         .enumerate()
         .map(|(i, h)| {
+            if let Err(why) = headers::check_name(&h.name) {
+                errors.push(join(&index(&join(path, "from_headers"), i), "name"), why);
+            }
             let name = h.name.to_ascii_lowercase();
-            check_header_name(&name, &join(&index(&join(path, "from_headers"), i), "name"), errors);
             TokenSource::Header {
                 name,
                 prefix: h.value_prefix.clone().unwrap_or_default(),
@@ -290,52 +331,118 @@ fn compile_sources(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) -> 
     sources
 }
 
-fn check_header_name(name: &str, path: &str, errors: &mut PolicyErrors) {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        errors.push(path, format!("'{name}' is not a header name"));
-    }
-}
-
 fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) -> Option<RemoteJwks> {
-    let rest = doc
-        .uri
-        .strip_prefix("https://")
-        .or_else(|| doc.uri.strip_prefix("http://"));
-    let Some((authority, uri_path)) = rest.map(|r| r.split_at(r.find('/').unwrap_or(r.len()))) else {
-        errors.push(join(path, "uri"), format!("'{}' is not an http(s) URI", doc.uri));
-        return None;
+    let (authority, uri_path) = match split_uri(&doc.uri) {
+        Ok(parts) => parts,
+        Err(why) => {
+            errors.push(join(path, "uri"), format!("'{}' {why}", doc.uri));
+            return None;
+        }
     };
-    if authority.is_empty() {
-        errors.push(join(path, "uri"), "has no host");
-    }
     if doc.cluster.is_empty() {
         errors.push(join(path, "cluster"), "must name an Envoy cluster");
     }
-    let cache_duration = doc.cache_duration_seconds.unwrap_or(300);
-    if cache_duration == 0 {
-        errors.push(join(path, "cache_duration_seconds"), "must be at least 1");
-    }
+    let field = |name: &str| join(path, name);
+    let timeout_ms = bounded(doc.timeout_ms, 5000, 100..=60_000, &field("timeout_ms"), errors);
+    let cache_duration = bounded(
+        doc.cache_duration_seconds,
+        300,
+        1..=86_400,
+        &field("cache_duration_seconds"),
+        errors,
+    );
+    let min_refetch_interval = bounded(
+        doc.min_refetch_interval_seconds,
+        30,
+        1..=3600,
+        &field("min_refetch_interval_seconds"),
+        errors,
+    );
+    let stale_ttl = bounded(
+        doc.stale_ttl_seconds,
+        86_400,
+        0..=604_800,
+        &field("stale_ttl_seconds"),
+        errors,
+    );
+    let max_body_bytes = bounded_size(
+        doc.max_body_bytes,
+        65_536,
+        1024..=1 << 20,
+        &field("max_body_bytes"),
+        errors,
+    );
     Some(RemoteJwks {
         cluster: doc.cluster.clone(),
         authority: authority.to_string(),
-        path: if uri_path.is_empty() {
-            "/".to_string()
-        } else {
-            uri_path.to_string()
-        },
-        timeout_ms: doc.timeout_ms.unwrap_or(5000).clamp(100, 60_000),
+        path: uri_path.to_string(),
+        timeout_ms,
         cache_duration,
-        min_refetch_interval: doc.min_refetch_interval_seconds.unwrap_or(30),
-        stale_ttl: doc.stale_ttl_seconds.unwrap_or(24 * 3600),
-        max_body_bytes: doc.max_body_bytes.unwrap_or(64 * 1024).clamp(1024, 1 << 20),
+        min_refetch_interval,
+        stale_ttl,
+        max_body_bytes,
     })
 }
 
+/// The `:authority` and `:path` of a JWKS fetch, refusing what an HTTP
+/// request could not carry as written.
+pub fn split_uri(uri: &str) -> Result<(&str, &str), &'static str> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces");
+    }
+    if uri.contains('#') {
+        return Err("must not have a fragment");
+    }
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    if path.starts_with('?') {
+        return Err("needs a path before its query");
+    }
+    if authority.contains('@') {
+        return Err("must not hold user information");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or("has an unclosed '['")?;
+            if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                return Err("has an invalid IPv6 address");
+            }
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err("has an invalid host");
+            }
+            (authority, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if !host.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err("has an invalid host");
+    }
+    if port
+        .is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(1..)))
+    {
+        return Err("has a port that is not a number from 1 to 65535");
+    }
+    Ok((authority, if path.is_empty() { "/" } else { path }))
+}
+
 fn compile_rule(doc: &ClaimRuleDoc, path: &str, errors: &mut PolicyErrors) -> Option<ClaimRule> {
+    if doc.claim.is_empty() {
+        errors.push(join(path, "claim"), "must not be empty");
+    }
+    let methods = compile_methods(&doc.methods, &join(path, "methods"), errors);
     let test = match (&doc.equals, &doc.contains, &doc.any_of) {
         (Some(v), None, None) => ClaimTest::Equals(v.clone()),
         (None, Some(v), None) => ClaimTest::Contains(v.clone()),
@@ -345,12 +452,9 @@ fn compile_rule(doc: &ClaimRuleDoc, path: &str, errors: &mut PolicyErrors) -> Op
             return None;
         }
     };
-    if doc.claim.is_empty() {
-        errors.push(join(path, "claim"), "must not be empty");
-    }
     Some(ClaimRule {
         claim: doc.claim.clone(),
         test,
-        methods: doc.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        methods,
     })
 }

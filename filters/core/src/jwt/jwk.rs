@@ -110,6 +110,19 @@ pub struct KeySet {
     pub keys: Vec<Key>,
 }
 
+/// A key of a JWKS that is not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub index: usize,
+    pub why: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "keys[{}]: {}", self.index, self.why)
+    }
+}
+
 #[derive(Deserialize)]
 struct JwksDoc {
     keys: Vec<serde_json::Value>,
@@ -138,9 +151,20 @@ struct JwkDoc {
 
 impl KeySet {
     /// Parses a JWKS. Keys that are not for signatures, or of a type or curve
-    /// we do not verify, are skipped and named in the second value; a set
-    /// with no usable key is an error.
-    pub fn parse(json: &[u8]) -> Result<(KeySet, Vec<String>), String> {
+    /// we do not verify, or invalid, are skipped and named in the second
+    /// value; a set with no usable key is an error.
+    pub fn parse(json: &[u8]) -> Result<(KeySet, Vec<Skipped>), String> {
+        let (keys, skipped) = KeySet::parse_each(json)?;
+        if keys.is_empty() {
+            let why: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+            return Err(format!("no usable signing key ({})", why.join("; ")));
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+
+    /// Every key of a JWKS, parsed or skipped; an error only for a document
+    /// that is not a JWKS.
+    pub fn parse_each(json: &[u8]) -> Result<(Vec<Key>, Vec<Skipped>), String> {
         let doc: JwksDoc = serde_json::from_slice(json).map_err(|e| format!("not a JWKS: {e}"))?;
         if doc.keys.len() > MAX_KEYS {
             return Err(format!("{} keys; at most {MAX_KEYS} are read", doc.keys.len()));
@@ -152,15 +176,11 @@ impl KeySet {
                 .map_err(|e| e.to_string())
                 .and_then(parse_key)
             {
-                Ok(Some(key)) => keys.push(key),
-                Ok(None) => {}
-                Err(why) => skipped.push(format!("keys[{i}]: {why}")),
+                Ok(key) => keys.push(key),
+                Err(why) => skipped.push(Skipped { index: i, why }),
             }
         }
-        if keys.is_empty() {
-            return Err(format!("no usable signing key ({})", skipped.join("; ")));
-        }
-        Ok((KeySet { keys }, skipped))
+        Ok((keys, skipped))
     }
 
     /// The key for a token: by `kid` when it has one; otherwise the only key
@@ -194,9 +214,9 @@ pub fn b64(field: &str, value: Option<&String>) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("'{field}' is not base64url"))
 }
 
-fn parse_key(doc: JwkDoc) -> Result<Option<Key>, String> {
-    if doc.usage.as_deref().is_some_and(|u| u != "sig") {
-        return Ok(None);
+fn parse_key(doc: JwkDoc) -> Result<Key, String> {
+    if let Some(usage) = doc.usage.as_deref().filter(|u| *u != "sig") {
+        return Err(format!("use '{usage}' is not for signatures"));
     }
     let alg = match doc.alg.as_deref() {
         None => None,
@@ -233,7 +253,7 @@ fn parse_key(doc: JwkDoc) -> Result<Option<Key>, String> {
             (KeyKind::Ed25519(key), None)
         }
         // Shared secrets come only from the policy, never from a JWKS.
-        ("oct", _) => return Ok(None),
+        ("oct", _) => return Err("oct keys are not read from a JWKS; use hmac_secret_base64".into()),
         (kty, crv) => return Err(format!("unsupported key type {kty} {}", crv.unwrap_or(""))),
     };
     if let Some(a) = alg {
@@ -241,10 +261,10 @@ fn parse_key(doc: JwkDoc) -> Result<Option<Key>, String> {
             return Err(format!("alg {} does not fit a {} key", a.name(), doc.kty));
         }
     }
-    Ok(Some(Key {
+    Ok(Key {
         kid: doc.kid,
         alg,
         kind,
         spki,
-    }))
+    })
 }

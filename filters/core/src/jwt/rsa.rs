@@ -29,7 +29,8 @@ impl RsaKey {
     /// From big-endian modulus and exponent bytes (JWK `n`, `e`).
     pub fn new(n: &[u8], e: &[u8]) -> Result<RsaKey, String> {
         let n = strip_zeros(n);
-        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        // An empty or all-zero modulus has 0 bits (and no first byte to look at).
+        let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
         if !(MIN_BITS..=MAX_BITS).contains(&bits) {
             return Err(format!("RSA modulus of {bits} bits; {MIN_BITS} to {MAX_BITS} accepted"));
         }
@@ -43,14 +44,37 @@ impl RsaKey {
         if e < 3 || e.is_multiple_of(2) || low.is_multiple_of(2) {
             return Err("RSA exponent and modulus must be odd, exponent at least 3".into());
         }
-        let r2 = r_squared(&limbs);
-        Ok(RsaKey {
+        let mut key = RsaKey {
             n0inv: neg_inverse(low),
-            r2,
+            r2: Vec::new(),
             e,
             len: n.len(),
             n: limbs,
-        })
+        };
+        key.r2 = key.r_squared(bits);
+        Ok(key)
+    }
+
+    /// R^2 mod n. Doubling from 1 costs 64 * limbs steps of `limbs` words
+    /// (most of the time a policy with many keys takes to check); instead
+    /// double from 2^(bits-1) < n only up to 2^(32k + k), then each
+    /// Montgomery squaring takes 2^(32k + s) to 2^(32k + 2s): five reach
+    /// 2^(64k) = R^2.
+    fn r_squared(&self, bits: usize) -> Vec<u32> {
+        let k = self.n.len();
+        let top = bits.saturating_sub(1);
+        let mut x = vec![0u32; k];
+        if let Some(limb) = x.get_mut(top / 32) {
+            *limb = 1 << (top % 32);
+        }
+        for _ in top..33 * k {
+            double_mod(&mut x, &self.n);
+        }
+        let mut scratch = Vec::with_capacity(2 * k + 2);
+        for _ in 0..5 {
+            x = self.mont_mul(&x, &x, &mut scratch);
+        }
+        x
     }
 
     /// The modulus length in bytes.
@@ -262,24 +286,17 @@ fn neg_inverse(x: u32) -> u32 {
     inv.wrapping_neg()
 }
 
-/// R^2 mod n by doubling, once per key.
-fn r_squared(n: &[u32]) -> Vec<u32> {
-    let mut x = vec![0u32; n.len()];
-    if let Some(first) = x.first_mut() {
-        *first = 1;
+/// x = 2x mod n, for x < n.
+fn double_mod(x: &mut [u32], n: &[u32]) {
+    let mut carry = 0u32;
+    for limb in x.iter_mut() {
+        let next = *limb >> 31;
+        *limb = *limb << 1 | carry;
+        carry = next;
     }
-    for _ in 0..64 * n.len() {
-        let mut carry = 0u32;
-        for limb in x.iter_mut() {
-            let next = *limb >> 31;
-            *limb = *limb << 1 | carry;
-            carry = next;
-        }
-        if carry == 1 || !less(&x, n) {
-            sub_in_place(&mut x, n);
-        }
+    if carry == 1 || !less(x, n) {
+        sub_in_place(x, n);
     }
-    x
 }
 
 /// a < b for equal-length little-endian limbs.
@@ -309,5 +326,28 @@ fn add_carry(w: &mut [u32], mut c: u64) {
         let x = u64::from(*limb) + c;
         *limb = x as u32;
         c = x >> 32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn r_squared_matches_doubling_from_one() {
+        // Moduli of several sizes, with and without a full top limb.
+        for bytes in [256usize, 257, 300, 383, 384, 511, 512] {
+            let mut n: Vec<u8> = (0..bytes).map(|i| (i * 151 + 7) as u8 | 0x11).collect();
+            n[0] = if bytes == 256 { 0xc3 } else { 0xc3 >> (bytes % 3) };
+            let key = RsaKey::new(&n, &[1, 0, 1]).unwrap();
+            let mut slow = vec![0u32; key.n.len()];
+            slow[0] = 1;
+            for _ in 0..64 * key.n.len() {
+                double_mod(&mut slow, &key.n);
+            }
+            assert_eq!(key.r2, slow, "{bytes} bytes");
+        }
     }
 }

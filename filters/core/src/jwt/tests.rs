@@ -325,3 +325,21 @@ fn ecdsa_signatures_have_one_length_only() {
         }
     }
 }
+
+#[test]
+fn a_modulus_of_no_bytes_or_zeros_is_an_error_not_a_panic() {
+    // `n.len() * 8 - 8` underflowed for an empty modulus (a debug panic).
+    for n in [&[][..], &[0], &[0, 0, 0]] {
+        let err = super::rsa::RsaKey::new(n, &[1, 0, 1]).unwrap_err();
+        assert_eq!(err, "RSA modulus of 0 bits; 2048 to 4096 accepted");
+    }
+    for jwk in [
+        serde_json::json!({"kty": "RSA", "n": "", "e": "AQAB"}),
+        serde_json::json!({"kty": "RSA", "n": "AA", "e": ""}),
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": "", "y": ""}),
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": ""}),
+    ] {
+        let jwks = serde_json::json!({ "keys": [jwk] });
+        assert!(KeySet::parse(jwks.to_string().as_bytes()).is_err(), "{jwks}");
+    }
+}

@@ -10,12 +10,22 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
+pub const MISSING: &str = "missing required field";
+
 /// Most errors collected from one item before giving up on it.
 const MAX_ERRORS_PER_ITEM: usize = 32;
+
+#[cfg(test)]
+thread_local! {
+    /// Decode passes made on this thread: tests bound the work per item.
+    pub static PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 pub fn decode<T: DeserializeOwned>(mut value: Value, base: &str, errors: &mut PolicyErrors) -> Option<T> {
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..MAX_ERRORS_PER_ITEM {
+        #[cfg(test)]
+        PASSES.with(|p| p.set(p.get() + 1));
         let err = match serde_path_to_error::deserialize::<_, T>(&value) {
             Ok(decoded) => return Some(decoded),
             Err(err) => err,
@@ -29,7 +39,7 @@ pub fn decode<T: DeserializeOwned>(mut value: Value, base: &str, errors: &mut Po
             let at = join(&render(base, &segments), &field);
             // Already reported as a bad value we removed: say it once.
             if !removed.contains(&at) {
-                errors.push(at, "missing required field");
+                errors.push(at, MISSING);
             }
             return None;
         } else {

@@ -81,3 +81,30 @@ pub fn join(path: &str, field: &str) -> String {
 pub fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
+
+/// `value`, or `default` when absent, checked against `range`: a number
+/// outside it is an error naming the range, never clamped.
+pub fn bounded(
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    path: &str,
+    errors: &mut PolicyErrors,
+) -> u64 {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        errors.push(path, format!("must be {} to {}, not {v}", range.start(), range.end()));
+    }
+    v
+}
+
+/// `bounded` for sizes; every range used fits a 32-bit `usize`.
+pub fn bounded_size(
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    path: &str,
+    errors: &mut PolicyErrors,
+) -> usize {
+    usize::try_from(bounded(value, default, range, path, errors)).unwrap_or(usize::MAX)
+}

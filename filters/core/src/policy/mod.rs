@@ -4,6 +4,8 @@
 
 mod decode;
 pub mod errors;
+pub mod headers;
+pub mod strict;
 pub mod wire;
 
 use crate::jwt::config::{JwtConfig, RouteJwt};
@@ -14,7 +16,7 @@ use crate::Mode;
 use errors::{index, join};
 pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 pub use wire::PolicyDoc;
 use wire::{MatchDoc, PathsDoc, ProviderDoc, RouteDoc, RouteTenantDoc, TenantDoc};
 
@@ -56,18 +58,32 @@ impl Policy {
     /// Parses and compiles a JSON policy, reporting every error with its path:
     /// structural ones from decoding and, for what did decode, semantic ones.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
-        let (doc, mut errors) = decode_doc(bytes);
-        let Some(doc) = doc else {
-            return Err(errors);
+        Policy::from_read(read_json(bytes)?)
+    }
+
+    /// Compiles a document read strictly from any format (the CLI reads
+    /// YAML), with the same checks as `from_json`.
+    pub fn from_read(read: strict::Read) -> Result<Policy, PolicyErrors> {
+        let nulls = read.nulls;
+        let (doc, mut errors) = decode_doc(read.value, read.errors);
+        let result = match doc {
+            None => Err(errors),
+            Some(doc) => match Policy::try_from(doc.doc) {
+                Ok(policy) if errors.is_empty() => Ok(policy),
+                Ok(_) => Err(errors),
+                Err(more) => {
+                    errors.0.extend(more.0.into_iter().map(|e| doc.kept.original(e)));
+                    Err(errors)
+                }
+            },
         };
-        match Policy::try_from(doc.doc) {
-            Ok(policy) if errors.is_empty() => Ok(policy),
-            Ok(_) => Err(errors),
-            Err(more) => {
-                errors.0.extend(more.0.into_iter().map(|e| doc.kept.original(e)));
-                Err(errors)
-            }
-        }
+        result.map_err(|mut errors| {
+            // A required field given as null is reported once, as null.
+            errors
+                .0
+                .retain(|e| !(e.message == decode::MISSING && nulls.contains(&e.path)));
+            errors
+        })
     }
 
     /// The route for a request, or the fallback. `head.path` is matched after
@@ -92,9 +108,30 @@ impl Policy {
     }
 }
 
+/// Reads JSON strictly (no duplicate keys, no null fields), within the size limit.
+fn read_json(bytes: &[u8]) -> Result<strict::Read, PolicyErrors> {
+    let mut errors = PolicyErrors::default();
+    if bytes.len() > MAX_POLICY_BYTES {
+        errors.push(
+            "",
+            format!("policy is {} bytes; the limit is {MAX_POLICY_BYTES}", bytes.len()),
+        );
+        return Err(errors);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match strict::read(&mut de).and_then(|read| de.end().map(|()| read)) {
+        Ok(read) => Ok(read),
+        Err(e) => {
+            errors.push("", format!("not valid JSON: {e}"));
+            Err(errors)
+        }
+    }
+}
+
 /// Parses a JSON policy into its wire form, or every decoding error.
 pub fn parse_doc(bytes: &[u8]) -> Result<PolicyDoc, PolicyErrors> {
-    match decode_doc(bytes) {
+    let read = read_json(bytes)?;
+    match decode_doc(read.value, read.errors) {
         (Some(decoded), errors) if errors.is_empty() => Ok(decoded.doc),
         (_, errors) => Err(errors),
     }
@@ -118,17 +155,21 @@ impl Kept {
     /// position back in the path of an error found later (`routes[2]`).
     fn original(&self, mut e: PolicyError) -> PolicyError {
         let lists = [
-            ("routes", &self.routes),
-            ("tenants", &self.tenants),
-            ("jwt.providers", &self.providers),
+            ("routes[", &self.routes),
+            ("tenants[", &self.tenants),
+            ("jwt.providers[", &self.providers),
         ];
         for (field, kept) in lists {
-            for (now, was) in kept.iter().enumerate().rev() {
-                if let Some(rest) = e.path.strip_prefix(&index(field, now)) {
-                    e.path = format!("{}{rest}", index(field, *was));
-                    return e;
-                }
+            let Some(rest) = e.path.strip_prefix(field) else {
+                continue;
+            };
+            let Some((now, rest)) = rest.split_once(']') else {
+                continue;
+            };
+            if let Some(was) = now.parse::<usize>().ok().and_then(|now| kept.get(now)) {
+                e.path = format!("{field}{was}]{rest}");
             }
+            return e;
         }
         e
     }
@@ -136,22 +177,7 @@ impl Kept {
 
 /// Decodes list items one by one so that an error in one route does not hide
 /// errors in the others; items that cannot be decoded are left out.
-fn decode_doc(bytes: &[u8]) -> (Option<Decoded>, PolicyErrors) {
-    let mut errors = PolicyErrors::default();
-    if bytes.len() > MAX_POLICY_BYTES {
-        errors.push(
-            "",
-            format!("policy is {} bytes; the limit is {MAX_POLICY_BYTES}", bytes.len()),
-        );
-        return (None, errors);
-    }
-    let mut value: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            errors.push("", format!("not valid JSON: {e}"));
-            return (None, errors);
-        }
-    };
+fn decode_doc(mut value: Value, mut errors: PolicyErrors) -> (Option<Decoded>, PolicyErrors) {
     if !value.is_object() {
         errors.push("", "policy must be a JSON object");
         return (None, errors);
@@ -186,7 +212,7 @@ fn take_list(value: &mut Value, field: &str, errors: &mut PolicyErrors) -> Vec<V
     };
     match map.remove(field) {
         Some(Value::Array(items)) => items,
-        Some(Value::Null) | None => Vec::new(),
+        None => Vec::new(),
         Some(_) => {
             errors.push(field, "must be a list");
             Vec::new()
@@ -225,10 +251,11 @@ impl TryFrom<PolicyDoc> for Policy {
         let defaults = compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
         let jwt_defaults = jwt.compile_route(&doc.defaults.jwt, None, "defaults.jwt", &mut errors);
         let routes = compile_routes(&doc.routes, defaults, &jwt, &jwt_defaults, &mut errors);
-        let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        let route_names: HashSet<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
+        headers::check_collisions(&doc, &tenant, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
             .chars()
@@ -285,6 +312,7 @@ fn compile_routes(
     errors: &mut PolicyErrors,
 ) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::with_capacity(docs.len());
+    let mut names = HashSet::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         let path = index("routes", i);
         let name_path = join(&path, "name");
@@ -292,7 +320,7 @@ fn compile_routes(
             errors.push(&name_path, why);
         } else if doc.name == DEFAULT_ROUTE {
             errors.push(&name_path, "'default' is reserved for requests no route matches");
-        } else if routes.iter().any(|r| r.name == doc.name) {
+        } else if !names.insert(doc.name.as_str()) {
             errors.push(&name_path, format!("duplicate route name '{}'", doc.name));
         }
         let matcher = compile_match(&doc.matcher, &join(&path, "match"), errors);
@@ -349,13 +377,7 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
     } else {
         PathMatch::Any
     };
-    let mut methods = Vec::with_capacity(doc.methods.len());
-    for (i, m) in doc.methods.iter().enumerate() {
-        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-            errors.push(index(&join(path, "methods"), i), format!("'{m}' is not an HTTP method"));
-        }
-        methods.push(m.to_ascii_uppercase());
-    }
+    let methods = compile_methods(&doc.methods, &join(path, "methods"), errors);
     let mut hosts = Vec::with_capacity(doc.hosts.len());
     for (i, h) in doc.hosts.iter().enumerate() {
         match compile_host(h) {
@@ -368,6 +390,22 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
         methods,
         hosts,
     }
+}
+
+/// HTTP methods, upper-cased: for route matches and claim rules alike.
+pub(crate) fn compile_methods(given: &[String], path: &str, errors: &mut PolicyErrors) -> Vec<String> {
+    let mut methods: Vec<String> = Vec::with_capacity(given.len());
+    let mut seen = std::collections::HashSet::with_capacity(given.len());
+    for (i, m) in given.iter().enumerate() {
+        let upper = m.to_ascii_uppercase();
+        if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            errors.push(index(path, i), format!("'{m}' is not an HTTP method"));
+        } else if !seen.insert(upper.clone()) {
+            errors.push(index(path, i), format!("'{m}' is listed twice"));
+        }
+        methods.push(upper);
+    }
+    methods
 }
 
 /// A rule written in a form requests never take after normalization would
@@ -432,7 +470,7 @@ fn compile_route_tenant(
 fn compile_tenants(
     docs: &[TenantDoc],
     config: &TenantConfig,
-    routes: &[&str],
+    routes: &HashSet<&str>,
     errors: &mut PolicyErrors,
 ) -> HashMap<String, Tenant> {
     let mut tenants = HashMap::with_capacity(docs.len());
@@ -447,7 +485,7 @@ fn compile_tenants(
         }
         if let Some(allowed) = &doc.routes {
             for (j, name) in allowed.iter().enumerate() {
-                if name != DEFAULT_ROUTE && !routes.contains(&name.as_str()) {
+                if name != DEFAULT_ROUTE && !routes.contains(name.as_str()) {
                     errors.push(index(&join(&path, "routes"), j), format!("no route is named '{name}'"));
                 }
             }

@@ -251,3 +251,595 @@ fn route_patterns_requests_can_never_take_are_refused() {
         );
     }
 }
+
+/// A provider that needs no key server: `{P}` in a row's policy.
+const PROVIDER: &str =
+    r#""name": "p", "issuer": "i", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=""#;
+const REMOTE: &str =
+    r#""name": "p", "issuer": "i", "remote_jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp""#;
+
+/// Every error of a policy written as text (so that keys can repeat), with
+/// `{P}` standing for a provider's fields, `{R}` for a remote provider's
+/// fields up to inside `remote_jwks`, and `{KEY}` for a valid JWK.
+fn errors_in(text: &str) -> Vec<String> {
+    let jwks: Value = serde_json::from_str(include_str!("../../../../tests/fixtures/keys/jwks.json")).unwrap();
+    let text = text
+        .replace("{P}", PROVIDER)
+        .replace("{R}", REMOTE)
+        .replace("{KEY}", &jwks["keys"][0].to_string());
+    match Policy::from_json(text.as_bytes()) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn check_rows(rows: &[(&str, &[&str])]) {
+    for (text, want) in rows {
+        assert_eq!(errors_in(text), *want, "for {text}");
+    }
+}
+
+#[test]
+fn duplicate_keys_are_refused_at_any_depth() {
+    check_rows(&[
+        (r#"{"version": 1, "version": 1}"#, &["version: duplicate key"]),
+        (
+            r#"{"version": 1, "tenants": [{"id": "a"}, {"id": "b"}, {"id": "c", "status": "active", "status": "suspended"}]}"#,
+            &["tenants[2].status: duplicate key"],
+        ),
+        (
+            r#"{"version": 1, "routes": [{"name": "a", "match": {"prefix": "/a", "prefix": "/b"}}]}"#,
+            &["routes[0].match.prefix: duplicate key"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "x-a", "claim_name": "b"}]}]}}"#,
+            &["jwt.providers[0].claim_to_headers[0].claim_name: duplicate key"],
+        ),
+        // A null first and a value second is still a duplicate.
+        (
+            r#"{"version": 1, "realm": null, "realm": "r"}"#,
+            &[
+                "realm: null is not allowed: leave the field out or give a value",
+                "realm: duplicate key",
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn null_is_refused_where_a_value_is_expected() {
+    let null = "null is not allowed: leave the field out or give a value";
+    check_rows(&[
+        (r#"{"version": 1, "routes": null}"#, &[&format!("routes: {null}")]),
+        (
+            r#"{"version": 1, "tenants": [{"id": "a", "routes": null}]}"#,
+            &[&format!("tenants[0].routes: {null}")],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"sources": null}}"#,
+            &[&format!("tenant.sources: {null}")],
+        ),
+        (r#"{"version": 1, "defaults": null}"#, &[&format!("defaults: {null}")]),
+        (r#"{"version": 1, "realm": null}"#, &[&format!("realm: {null}")]),
+        (
+            r#"{"version": 1, "routes": [{"name": "a", "jwt": {"providers": null}}]}"#,
+            &[&format!("routes[0].jwt.providers: {null}")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "local_jwks": null}]}}"#,
+            &[&format!("jwt.providers[0].local_jwks: {null}")],
+        ),
+        // A required field that is null is reported once, as null.
+        (
+            r#"{"version": 1, "routes": [{"name": null}]}"#,
+            &[&format!("routes[0].name: {null}")],
+        ),
+        (
+            r#"{"version": 1, "routes": [null]}"#,
+            &["routes[0]: invalid type: null, expected struct RouteDoc"],
+        ),
+    ]);
+}
+
+#[test]
+fn every_local_jwks_key_must_be_usable() {
+    let at = "jwt.providers[0].local_jwks";
+    check_rows(&[
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": [{KEY}, {"kty": "RSA", "n": "", "e": "AQAB"}]}}]}}"#,
+            &[&format!("{at}.keys[1]: RSA modulus of 0 bits; 2048 to 4096 accepted")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": [{KEY}, {"kty": "RSA", "n": "AAAA", "e": "AQAB"}]}}]}}"#,
+            &[&format!("{at}.keys[1]: RSA modulus of 0 bits; 2048 to 4096 accepted")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}, {KEY}, {"kty": "EC", "crv": "P-256", "use": "enc"}]}}]}}"#,
+            &[
+                &format!("{at}.keys[0]: oct keys are not read from a JWKS; use hmac_secret_base64"),
+                &format!("{at}.keys[2]: use 'enc' is not for signatures"),
+            ],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{"name": "p", "issuer": "i", "local_jwks": {"keys": []}}]}}"#,
+            &[&format!("{at}.keys: must hold at least one key")],
+        ),
+    ]);
+}
+
+#[test]
+fn numbers_out_of_range_are_errors() {
+    let p = "jwt.providers[0]";
+    let r = "jwt.providers[0].remote_jwks";
+    check_rows(&[
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "clock_skew_seconds": 18446744073709551615}]}}"#,
+            &[&format!(
+                "{p}.clock_skew_seconds: must be 0 to 300, not 18446744073709551615"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "clock_skew_seconds": -1}]}}"#,
+            &[&format!(
+                "{p}.clock_skew_seconds: invalid value: integer `-1`, expected u64"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "max_lifetime_seconds": 0}]}}"#,
+            &[&format!("{p}.max_lifetime_seconds: must be 1 to 31536000, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "min_refetch_interval_seconds": 0}}]}}"#,
+            &[&format!("{r}.min_refetch_interval_seconds: must be 1 to 3600, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "timeout_ms": 0}}]}}"#,
+            &[&format!("{r}.timeout_ms: must be 100 to 60000, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "timeout_ms": 18446744073709551615}}]}}"#,
+            &[&format!(
+                "{r}.timeout_ms: must be 100 to 60000, not 18446744073709551615"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "cache_duration_seconds": 0}}]}}"#,
+            &[&format!("{r}.cache_duration_seconds: must be 1 to 86400, not 0")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "stale_ttl_seconds": 604801}}]}}"#,
+            &[&format!("{r}.stale_ttl_seconds: must be 0 to 604800, not 604801")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{R}, "max_body_bytes": 4294967296}}]}}"#,
+            &[&format!("{r}.max_body_bytes: must be 1024 to 1048576, not 4294967296")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"max_token_bytes": 100}}"#,
+            &["jwt.max_token_bytes: must be 256 to 65536, not 100"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"cache_entries": 100001}}"#,
+            &["jwt.cache_entries: must be 0 to 100000, not 100001"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"cache_bytes": 67108865}}"#,
+            &["jwt.cache_bytes: must be 0 to 67108864, not 67108865"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"max_id_length": 0}}"#,
+            &["tenant.max_id_length: must be 1 to 256, not 0"],
+        ),
+        (
+            r#"{"version": 1, "defaults": {"tenant": {"missing_status": 65535}}}"#,
+            &["defaults.tenant.missing_status: 65535 is not 400 or 401"],
+        ),
+    ]);
+}
+
+#[test]
+fn header_names_are_checked_once_for_every_use() {
+    let t = "jwt.providers[0].claim_to_headers";
+    let f = "jwt.providers[0].from_headers";
+    check_rows(&[
+        (
+            r#"{"version": 1, "tenant": {"header": "host"}}"#,
+            &["tenant.header: 'host' is reserved"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"tier_header": "proxy-authorization"}}"#,
+            &["tenant.tier_header: 'proxy-authorization' is reserved"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"header": "x-envoy-original-path"}}"#,
+            &["tenant.header: 'x-envoy-original-path' is reserved"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"header": ":path"}}"#,
+            &["tenant.header: ':path' is a pseudo-header"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"header": "X-Tenant"}}"#,
+            &["tenant.header: 'X-Tenant' must be a lower-case header name"],
+        ),
+        (
+            r#"{"version": 1, "tenant": {"tier_header": "x-tenant-id"}}"#,
+            &["tenant.tier_header: 'x-tenant-id' is also tenant.header"],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "transfer_encoding"}]}]}}"#,
+            &[&format!("{t}[0].header_name: 'transfer_encoding' is reserved")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "x_tenant_id"}]}]}}"#,
+            &[&format!("{t}[0].header_name: 'x_tenant_id' is also tenant.header")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "claim_to_headers": [{"claim_name": "a", "header_name": "x-user-id"}, {"claim_name": "b", "header_name": "x_user_id"}]}]}}"#,
+            &[&format!("{t}[1].header_name: 'x_user_id' is also {t}[0].header_name")],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "from_headers": [{"name": "x-user-id"}], "claim_to_headers": [{"claim_name": "a", "header_name": "x-user-id"}]}]}}"#,
+            &[&format!(
+                "{f}[0].name: 'x-user-id' is also {t}[0].header_name, a header the filters set"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "from_headers": [{"name": "X-Tenant-Id"}]}]}}"#,
+            &[&format!(
+                "{f}[0].name: 'X-Tenant-Id' is also tenant.header, a header the filters set"
+            )],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}, "from_headers": [{"name": ":authority"}, {"name": "bad header"}]}]}}"#,
+            &[
+                &format!("{f}[0].name: ':authority' is a pseudo-header"),
+                &format!("{f}[1].name: 'bad header' is not a header name"),
+            ],
+        ),
+        // Only one provider verifies a request: they may set the same header.
+        (
+            r#"{"version": 1, "jwt": {"providers": [
+                {{P}, "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user-id"}]},
+                {"name": "q", "issuer": "j", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+                 "claim_to_headers": [{"claim_name": "uid", "header_name": "x-user-id"}]}]}}"#,
+            &[],
+        ),
+    ]);
+}
+
+#[test]
+fn claim_rule_methods_are_checked_like_route_methods() {
+    check_rows(&[
+        (
+            r#"{"version": 1, "routes": [{"name": "a", "match": {"methods": ["GET", "get", "GE T", ""]}}]}"#,
+            &[
+                "routes[0].match.methods[1]: 'get' is listed twice",
+                "routes[0].match.methods[2]: 'GE T' is not an HTTP method",
+                "routes[0].match.methods[3]: '' is not an HTTP method",
+            ],
+        ),
+        (
+            r#"{"version": 1, "jwt": {"providers": [{{P}}]}, "routes": [{"name": "a", "jwt": {"rules": [{"claim": "c", "contains": "x", "methods": ["POST", "post", "P0ST"]}]}}]}"#,
+            &[
+                "routes[0].jwt.rules[0].methods[1]: 'post' is listed twice",
+                "routes[0].jwt.rules[0].methods[2]: 'P0ST' is not an HTTP method",
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn a_jwks_uri_must_be_fetchable_as_written() {
+    let bad = [
+        ("idp.example.com/jwks", "must start with https:// or http://"),
+        ("ftp://idp.example.com/jwks", "must start with https:// or http://"),
+        ("HTTPS://idp.example.com/jwks", "must start with https:// or http://"),
+        ("https://idp.example.com?x=1", "needs a path before its query"),
+        ("https://user:pw@idp.example.com/jwks", "must not hold user information"),
+        ("https:///jwks", "has no host"),
+        ("https://:443/jwks", "has no host"),
+        ("https://idp.example.com/jwks#keys", "must not have a fragment"),
+        (
+            "https://idp.example.com:https/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.example.com:/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.example.com:0/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.example.com:65536/jwks",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "https://idp.exa mple.com/jwks",
+            "must be printable ASCII without spaces",
+        ),
+        ("https://idp_example.com/jwks", "has an invalid host"),
+        ("https://[::1/jwks", "has an unclosed '['"),
+        ("https://[::1]x/jwks", "has an invalid host"),
+    ];
+    for (uri, why) in bad {
+        let text = format!(
+            r#"{{"version": 1, "jwt": {{"providers": [{{"name": "p", "issuer": "i", "remote_jwks": {{"uri": "{uri}", "cluster": "c"}}}}]}}}}"#
+        );
+        assert_eq!(
+            errors_in(&text),
+            [format!("jwt.providers[0].remote_jwks.uri: '{uri}' {why}")],
+            "for {uri}"
+        );
+    }
+    let good = [
+        ("https://idp.example.com", "idp.example.com", "/"),
+        (
+            "https://idp.example.com:8443/a/jwks?v=2",
+            "idp.example.com:8443",
+            "/a/jwks?v=2",
+        ),
+        ("http://[::1]:8080/jwks", "[::1]:8080", "/jwks"),
+    ];
+    for (uri, authority, path) in good {
+        assert_eq!(crate::jwt::config::split_uri(uri), Ok((authority, path)), "for {uri}");
+    }
+}
+
+/// Runs `from_json` and returns its errors and the decode passes it made;
+/// natively, also checks that it took well under a second (wasm32 in Node
+/// has no clock).
+fn measured(text: &str) -> (Vec<String>, usize) {
+    decode::PASSES.with(|p| p.set(0));
+    #[cfg(not(target_arch = "wasm32"))]
+    let started = std::time::Instant::now();
+    let errors = errors_in(text);
+    #[cfg(not(target_arch = "wasm32"))]
+    assert!(started.elapsed().as_secs_f64() < 1.0, "{:?}", started.elapsed());
+    (errors, decode::PASSES.with(std::cell::Cell::get))
+}
+
+#[test]
+fn a_wide_policy_is_checked_in_linear_work() {
+    // 60 KB: routes that fail to decode between routes with later errors
+    // (each mapped back to its original index), and tenants with one
+    // removable error each.
+    let n = 650;
+    let mut routes = Vec::new();
+    for i in 0..n {
+        routes.push(format!(r#"{{"name": "r{i}", "match": {{"prefix": "r{i}"}}}}"#));
+        routes.push(format!(r#"{{"match": {{"prefix": "p{i}"}}}}"#));
+    }
+    let tenants: Vec<String> = (0..n).map(|i| format!(r#"{{"id": "t{i}", "x": 1}}"#)).collect();
+    let text = format!(
+        r#"{{"version": 1, "routes": [{}], "tenants": [{}]}}"#,
+        routes.join(","),
+        tenants.join(",")
+    );
+    assert!(text.len() > 60_000, "{}", text.len());
+    let (errors, passes) = measured(&text);
+    // One pass for the document, one per route, two per tenant (the
+    // unknown field is removed and the tenant decoded again).
+    assert_eq!(passes, 1 + 2 * n + 2 * n);
+    assert_eq!(errors.len(), 3 * n);
+    assert_eq!(errors[0], "routes[1].name: missing required field");
+    assert_eq!(errors[2 * n - 1], format!("tenants[{}].x: unknown field", n - 1));
+    // Found after decoding, at the route's index among those kept (n - 1),
+    // reported at its index in the file.
+    let last = n - 1;
+    assert_eq!(
+        errors[3 * n - 1],
+        format!("routes[{}].match.prefix: 'r{last}' must start with '/'", 2 * last)
+    );
+}
+
+#[test]
+fn an_item_is_decoded_a_bounded_number_of_times() {
+    // 2000 bad methods in one route: at most 32 passes over it, not 2000.
+    let methods: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    let text = format!(
+        r#"{{"version": 1, "routes": [{{"name": "a", "match": {{"methods": [{}]}}}}]}}"#,
+        methods.join(",")
+    );
+    let (errors, passes) = measured(&text);
+    assert_eq!(passes, 1 + 32);
+    assert_eq!(errors.len(), 32);
+}
+
+#[test]
+fn a_deep_policy_is_refused_quickly() {
+    let depth = 30_000;
+    for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+        let text = format!(
+            r#"{{"version": 1, "realm": {}1{}}}"#,
+            open.repeat(depth),
+            close.repeat(depth)
+        );
+        let (errors, _) = measured(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("not valid JSON: recursion limit exceeded"),
+            "{errors:?}"
+        );
+    }
+    // Within the limit, long keys make long paths: errors are capped rather
+    // than each rendering a path as long as the document.
+    let key = "k".repeat(400);
+    let dups = format!(r#""{key}": 1, "#).repeat(200);
+    let text = format!(
+        r#"{{"version": 1, "jwt": {{"providers": [{{{PROVIDER}, "local_jwks": {}{{{dups}"x": 1}}{}}}]}}}}"#,
+        format!(r#"{{"{key}": "#).repeat(100),
+        "}".repeat(100)
+    );
+    let (errors, _) = measured(&text);
+    assert_eq!(errors.len(), 64 + 1, "{}", errors.len());
+    assert!(
+        errors[64].starts_with("jwt.providers[0].local_jwks: not a JWKS"),
+        "{}",
+        errors[64]
+    );
+    assert!(errors[0].ends_with(": duplicate key"));
+}
+
+/// No input panics the validator: random documents built from the policy's
+/// own field names, random JWKs, random bytes.
+#[cfg(not(target_arch = "wasm32"))]
+mod random {
+    use super::*;
+    use crate::jwt::jwk::KeySet;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    const KEYS: &[&str] = &[
+        "version",
+        "realm",
+        "defaults",
+        "routes",
+        "tenants",
+        "tenant",
+        "jwt",
+        "name",
+        "match",
+        "exact",
+        "prefix",
+        "template",
+        "methods",
+        "hosts",
+        "required",
+        "missing_status",
+        "mode",
+        "id",
+        "status",
+        "tier",
+        "sources",
+        "header",
+        "tier_header",
+        "host",
+        "path_prefix",
+        "max_id_length",
+        "providers",
+        "issuer",
+        "audiences",
+        "local_jwks",
+        "keys",
+        "kty",
+        "n",
+        "e",
+        "crv",
+        "x",
+        "y",
+        "use",
+        "alg",
+        "remote_jwks",
+        "uri",
+        "cluster",
+        "timeout_ms",
+        "from_headers",
+        "value_prefix",
+        "claim_to_headers",
+        "claim_name",
+        "header_name",
+        "rules",
+        "claim",
+        "equals",
+        "contains",
+        "any_of",
+        "requirement",
+        "clock_skew_seconds",
+        "max_lifetime_seconds",
+    ];
+    const STRINGS: &[&str] = &[
+        "",
+        "/",
+        "/a",
+        "a",
+        "RSA",
+        "EC",
+        "OKP",
+        "oct",
+        "P-256",
+        "P-384",
+        "Ed25519",
+        "AQAB",
+        "AA",
+        "sig",
+        "RS256",
+        "https://a/b",
+        "http://[::1]:1/",
+        "x-a",
+        ":path",
+        "GET",
+        "header",
+        "claim",
+        "host",
+        "path",
+        "required",
+        "{tenant}.a.b",
+        "/t/{tenant}",
+        "shadow",
+        "suspended",
+        "default",
+        "**",
+        "/*/**",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop_oneof![Just(0u64), Just(1), Just(400), Just(u64::MAX), any::<u64>()].prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            prop::sample::select(STRINGS).prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..8)
+                    .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    fn jwk() -> impl Strategy<Value = Value> {
+        // Short (empty, zero) and RSA-sized values.
+        let b64 = prop_oneof![0..4usize, 250..520usize]
+            .prop_flat_map(|len| prop::collection::vec(any::<u8>(), len))
+            .prop_map(|b| Value::from(URL_SAFE_NO_PAD.encode(b)));
+        (
+            prop::sample::select(&["RSA", "EC", "OKP", "oct", "x"][..]),
+            prop::sample::select(&["P-256", "P-384", "Ed25519", "x"][..]),
+            b64.clone(),
+            b64.clone(),
+            b64,
+        )
+            .prop_map(|(kty, crv, a, b, c)| serde_json::json!({"kty": kty, "crv": crv, "n": a, "x": a, "e": b, "y": c}))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_documents_never_panic(doc in value(), version in any::<bool>()) {
+            let mut doc = doc;
+            if let (Value::Object(map), true) = (&mut doc, version) {
+                map.insert("version".into(), Value::from(1));
+            }
+            let _ = Policy::from_json(doc.to_string().as_bytes());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Policy::from_json(&bytes);
+        }
+
+        #[test]
+        fn random_keys_never_panic(keys in prop::collection::vec(jwk(), 0..4)) {
+            let jwks = serde_json::json!({ "keys": keys });
+            let _ = KeySet::parse_each(jwks.to_string().as_bytes());
+        }
+    }
+}

@@ -144,7 +144,7 @@ pub struct TenantFilterDoc {
     pub path_prefix: Option<String>,
     /// Longest tenant id accepted (default 64).
     #[serde(default)]
-    pub max_id_length: Option<usize>,
+    pub max_id_length: Option<u64>,
 }
 
 /// The jwt filter's section: providers and limits.
@@ -155,12 +155,12 @@ pub struct JwtFilterDoc {
     pub providers: Vec<ProviderDoc>,
     /// Tokens longer than this are refused unparsed (default 8192).
     #[serde(default)]
-    pub max_token_bytes: Option<usize>,
+    pub max_token_bytes: Option<u64>,
     /// Verified-token cache per worker: entries and bytes (defaults 1024, 1 MiB).
     #[serde(default)]
-    pub cache_entries: Option<usize>,
+    pub cache_entries: Option<u64>,
     #[serde(default)]
-    pub cache_bytes: Option<usize>,
+    pub cache_bytes: Option<u64>,
     /// Use Envoy's native `verify_signature` where it works (default true).
     #[serde(default)]
     pub use_host_verifier: Option<bool>,
@@ -236,7 +236,7 @@ pub struct RemoteJwksDoc {
     #[serde(default)]
     pub stale_ttl_seconds: Option<u64>,
     #[serde(default)]
-    pub max_body_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
