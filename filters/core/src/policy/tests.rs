@@ -520,7 +520,7 @@ fn claim_rule_methods_are_checked_like_route_methods() {
             ],
         ),
         (
-            r#"{"version": 1, "jwt": {"providers": [{{P}}]}, "routes": [{"name": "a", "jwt": {"rules": [{"claim": "c", "contains": "x", "methods": ["POST", "post", "P0ST"]}]}}]}"#,
+            r#"{"version": 1, "jwt": {"providers": [{{P}}]}, "routes": [{"name": "a", "jwt": {"requirement": "required", "rules": [{"claim": "c", "contains": "x", "methods": ["POST", "post", "P0ST"]}]}}]}"#,
             &[
                 "routes[0].jwt.rules[0].methods[1]: 'post' is listed twice",
                 "routes[0].jwt.rules[0].methods[2]: 'P0ST' is not an HTTP method",
