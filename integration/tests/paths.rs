@@ -324,3 +324,31 @@ fn malformed_authorities_are_refused() {
         );
     }
 }
+
+/// `%2F` is data to Tollgate, a `/` to an application that decodes it
+/// (Go's ServeMux, many routers): refused where that reading picks another
+/// route or path tenant, served where it does not.
+#[test]
+fn escaped_slashes_that_would_reroute_are_refused() {
+    use Want::*;
+    let cases: &[(&str, Option<&str>, Want)] = &[
+        ("/api%2Fdatahub/x", None, Refused(400, "path_invalid")),
+        ("/api%5Cdatahub/x", None, Refused(400, "path_invalid")),
+        ("/api%252Fdatahub/x", None, Refused(400, "path_invalid")),
+        ("/t%2FSTD-001/api/datahub", None, Refused(400, "path_invalid")),
+        ("/api/datahub/urn%2Fx", Some("STD-001"), Served("/api/datahub/urn%2Fx")),
+        ("/open/a%2Fb", None, Served("/open/a%2Fb")),
+    ];
+    let strict = with_paths(json!({"escaped_slashes": "reject"}));
+    let strict_cases: &[(&str, Option<&str>, Want)] = &[
+        ("/api/datahub/urn%2Fx", Some("STD-001"), Refused(400, "path_invalid")),
+        ("/open/a%5cb", None, Refused(400, "path_invalid")),
+        ("/open/a", None, Served("/open/a")),
+    ];
+    for (envoy_normalizes, mode) in modes() {
+        let chain = start(&tenant_policy(), envoy_normalizes, true);
+        run(&chain, mode, cases);
+        let chain = start(&strict, envoy_normalizes, false);
+        run(&chain, mode, strict_cases);
+    }
+}

@@ -37,12 +37,27 @@ pub enum Parameters {
     Strip,
 }
 
+/// What to do with escaped separators (`%2F`, `%5C`) in a path. Tollgate
+/// keeps them as data, but an application that decodes them reads a `/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Refused (400 `path_invalid`) only when reading them as `/` would pick
+    /// another route or path tenant: `/api%2Fdatahub` is, a `%2F` inside an
+    /// id under `/api/datahub/` is not.
+    #[default]
+    RejectRerouting,
+    /// Any `%2F` or `%5C` is refused, as Envoy's `REJECT_REQUEST` does.
+    Reject,
+}
+
 /// The compiled `paths` section of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathSettings {
     pub max_bytes: usize,
     pub normalization: Normalization,
     pub parameters: Parameters,
+    pub escaped_slashes: EscapedSlashes,
 }
 
 impl Default for PathSettings {
@@ -51,6 +66,7 @@ impl Default for PathSettings {
             max_bytes: DEFAULT_MAX_BYTES,
             normalization: Normalization::default(),
             parameters: Parameters::default(),
+            escaped_slashes: EscapedSlashes::default(),
         }
     }
 }
@@ -66,6 +82,8 @@ pub const CONTROL: PathError = PathError("has a control character");
 pub const PARAMETER: PathError = PathError("has a ';' path parameter");
 pub const HIDDEN_DOT: PathError = PathError("has a dot segment hidden by escapes");
 pub const NOT_NORMALIZED: PathError = PathError("is not in normal form");
+pub const ESCAPED_SLASH: PathError = PathError("has an escaped '/' or '\\'");
+pub const REROUTING_SLASH: PathError = PathError("has an escaped '/' or '\\' that would change its route");
 
 /// The normalized form of the path part of `:path` (no query):
 /// - `\` is `/`; percent-encoded unreserved characters are decoded, other
@@ -198,6 +216,65 @@ fn hides_dot_segment(segment: &str) -> bool {
         || bytes
             .split(|b| matches!(b, b'/' | b'\\' | b';'))
             .any(|piece| piece == b"." || piece == b"..")
+}
+
+/// Whether a normalized path holds an escaped `/` or `\` (escapes are
+/// upper-case after normalization).
+pub fn has_escaped_slash(path: &str) -> bool {
+    path.contains("%2F") || path.contains("%5C")
+}
+
+/// Whether an application that decodes escapes could find a separator in
+/// the path: `%2F`, `%5C`, or an escaped `%` (`%252F`).
+pub fn may_hide_slash(path: &str) -> bool {
+    has_escaped_slash(path) || path.contains("%25")
+}
+
+/// The normalized path an application that decodes escaped separators (up
+/// to `DECODE_ROUNDS` times, so `%252F` too) would act on; `None` when that
+/// reading is not a valid path.
+pub fn with_slashes_decoded(path: &str, parameters: Parameters) -> Option<String> {
+    let mut bytes = path.as_bytes().to_vec();
+    for _ in 0..DECODE_ROUNDS {
+        let next = decode_separators(&bytes);
+        if next == bytes {
+            break;
+        }
+        bytes = next;
+    }
+    normalize_path(&escape_lone_percents(&bytes), parameters).ok()
+}
+
+/// One round of decoding `%2F`, `%5C` and `%25` only.
+fn decode_separators(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match (b, escape_at(raw, i)) {
+            (b'%', Some(byte @ (b'/' | b'\\' | b'%'))) => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Escapes every `%` that does not start an escape: it was data.
+fn escape_lone_percents(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'%' && escape_at(raw, i).is_none() {
+            out.extend_from_slice(b"%25");
+        } else {
+            out.push(b);
+        }
+    }
+    out
 }
 
 /// One round of percent-decoding; a `%` that starts no escape stays.

@@ -3,7 +3,8 @@
 //! `:authority` it gives the normalized method, host and path, and the new
 //! `:path` when the served one must change; or the refusal.
 
-use crate::path::{self, Normalization, PathError, PathSettings};
+use crate::path::{self, EscapedSlashes, Normalization, PathError, PathSettings};
+use crate::policy::Policy;
 use crate::reply::Denial;
 use crate::route::{self, RequestHead};
 
@@ -126,6 +127,43 @@ impl RequestView {
             path,
             served_path,
         })
+    }
+
+    /// `new` with the policy's path settings, then the escaped-separator
+    /// check, which needs the policy's routes.
+    pub fn read(
+        method: &[u8],
+        raw_path: Option<&[u8]>,
+        authority: Option<&[u8]>,
+        policy: &Policy,
+    ) -> Result<RequestView, RequestDenial> {
+        let view = RequestView::new(method, raw_path, authority, &policy.paths)?;
+        view.check_escaped_slashes(policy)?;
+        Ok(view)
+    }
+
+    /// An application that decodes `%2F` must act on the route and path
+    /// tenant Tollgate decided on; where it would not, refuse.
+    fn check_escaped_slashes(&self, policy: &Policy) -> Result<(), RequestDenial> {
+        if !path::may_hide_slash(&self.path) {
+            return Ok(());
+        }
+        if policy.paths.escaped_slashes == EscapedSlashes::Reject && path::has_escaped_slash(&self.path) {
+            return Err(from_path(path::ESCAPED_SLASH));
+        }
+        let decoded =
+            path::with_slashes_decoded(&self.path, policy.paths.parameters).ok_or(from_path(path::REROUTING_SLASH))?;
+        let other = RequestHead {
+            path: &decoded,
+            ..self.head()
+        };
+        let same_route = std::ptr::eq(policy.route(&self.head()), policy.route(&other));
+        let tenant = |p: &str| policy.tenant.split_path(p).map(|(id, _)| id.to_ascii_lowercase());
+        if same_route && tenant(&self.path) == tenant(&decoded) {
+            Ok(())
+        } else {
+            Err(from_path(path::REROUTING_SLASH))
+        }
     }
 
     pub fn head(&self) -> RequestHead<'_> {

@@ -51,11 +51,11 @@ pub fn read_request(
             ))
         }
     };
-    let view = RequestView::new(
+    let view = RequestView::read(
         first(&headers, ":method").unwrap_or_default(),
         first(&headers, ":path"),
         first(&headers, ":authority"),
-        &policy.paths,
+        policy,
     );
     let view = match view {
         Ok(view) => view,

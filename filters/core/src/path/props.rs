@@ -1,7 +1,7 @@
 //! Properties over generated hostile paths: normalization is idempotent, and
 //! the route decided for a raw path is the route decided for the path served.
 
-use crate::path::{normalize_path, Normalization, Parameters, PathSettings};
+use crate::path::{normalize_path, with_slashes_decoded, Normalization, Parameters, PathSettings};
 use crate::policy::Policy;
 use crate::request::RequestView;
 use proptest::prelude::*;
@@ -23,6 +23,9 @@ const PIECES: &[&str] = &[
     "\\",
     "%3b",
     "%25",
+    "%252f",
+    "api%2Fdatahub",
+    "%5Copen",
     "%252e",
     "?",
     "?a=/../b",
@@ -76,6 +79,7 @@ fn all_settings() -> Vec<PathSettings> {
                 max_bytes: 16384,
                 normalization,
                 parameters,
+                ..PathSettings::default()
             });
         }
     }
@@ -113,6 +117,18 @@ proptest! {
                 prop_assert_eq!(&again.served_path, &None);
                 prop_assert_eq!(&policy.route(&again.head()).name, &policy.route(&view.head()).name);
             }
+        }
+    }
+
+    #[test]
+    fn an_app_decoding_escaped_slashes_gets_the_decided_route(raw in raw_path()) {
+        let policy = policy();
+        let Ok(view) = RequestView::read(b"GET", Some(raw.as_bytes()), Some(b"api.example.com"), &policy) else {
+            return Ok(());
+        };
+        if let Some(decoded) = with_slashes_decoded(&view.path, policy.paths.parameters) {
+            let other = crate::route::RequestHead { path: &decoded, ..view.head() };
+            prop_assert_eq!(&policy.route(&other).name, &policy.route(&view.head()).name, "{:?}", raw);
         }
     }
 }

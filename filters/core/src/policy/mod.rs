@@ -301,6 +301,7 @@ fn compile_paths(doc: &PathsDoc, at: &str, errors: &mut PolicyErrors) -> PathSet
         max_bytes,
         normalization: doc.normalization.unwrap_or(defaults.normalization),
         parameters: doc.parameters.unwrap_or(defaults.parameters),
+        escaped_slashes: doc.escaped_slashes.unwrap_or(defaults.escaped_slashes),
     }
 }
 

@@ -171,7 +171,7 @@ fn paths_section_has_safe_defaults_and_checked_values() {
     assert_eq!(p.paths.normalization, crate::path::Normalization::Rewrite);
     assert_eq!(p.paths.parameters, crate::path::Parameters::Reject);
     let p = Policy::from_json(
-        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip"}}"#,
+        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip", "escaped_slashes": "reject"}}"#,
     )
     .unwrap();
     assert_eq!(
@@ -180,6 +180,7 @@ fn paths_section_has_safe_defaults_and_checked_values() {
             max_bytes: 65536,
             normalization: crate::path::Normalization::Reject,
             parameters: crate::path::Parameters::Strip,
+            escaped_slashes: crate::path::EscapedSlashes::Reject,
         }
     );
     for (paths, at, needle) in [

@@ -40,6 +40,10 @@ pub struct PathsDoc {
     /// `reject` (default): refuse `;`; `strip`: drop each segment's parameters.
     #[serde(default)]
     pub parameters: Option<crate::path::Parameters>,
+    /// `reject_rerouting` (default): refuse `%2F`/`%5C` where decoding them
+    /// would pick another route; `reject`: refuse them all.
+    #[serde(default)]
+    pub escaped_slashes: Option<crate::path::EscapedSlashes>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -171,3 +171,47 @@ fn denials_have_status_reason_and_counter() {
         r#"{"error":"request path is too long","reason":"path_too_long","request_id":"r-1"}"#
     );
 }
+
+#[test]
+fn escaped_slashes_are_refused_where_decoding_them_reroutes() {
+    let policy = |extra: &str| {
+        let text = format!(
+            r#"{{"version": 1, "routes": [
+                {{"name": "datahub", "match": {{"prefix": "/api/datahub"}}}},
+                {{"name": "entity", "match": {{"template": "/api/entities/*"}}}}
+            ], "tenant": {{"sources": ["path"], "path_prefix": "/t/{{tenant}}"}}{extra}}}"#
+        );
+        Policy::from_json(text.as_bytes()).unwrap()
+    };
+    let read = |p: &Policy, path: &str| RequestView::read(b"GET", Some(path.as_bytes()), HOST, p).map(|v| v.path);
+    let rerouting: Result<String, _> = Err(RequestDenial::PathInvalid(path::REROUTING_SLASH.0));
+    let default = policy("");
+    let cases: &[(&str, Result<String, RequestDenial>)] = &[
+        // Data inside one route's segment: kept.
+        ("/api/datahub/urn%2Fx", Ok("/api/datahub/urn%2Fx".into())),
+        ("/api/datahub/a%5Cb", Ok("/api/datahub/a%5Cb".into())),
+        ("/api/datahub/a%252Fb", Ok("/api/datahub/a%252Fb".into())),
+        // Another route, or the default route, once decoded: refused.
+        ("/api%2Fdatahub", rerouting.clone()),
+        ("/api%5Cdatahub/x", rerouting.clone()),
+        ("/api%252Fdatahub", rerouting.clone()),
+        ("/api/entities/a%2Fb", rerouting.clone()),
+        // Another path tenant once decoded.
+        ("/t/acme%2Fx/api", rerouting.clone()),
+        ("/t%2Facme/api", rerouting.clone()),
+        // A `%` left over after decoding is data.
+        ("/api%2Fdatahub%25", Ok("/api%2Fdatahub%25".into())),
+        ("/api%2Fdatahub%2F%25", rerouting.clone()),
+        ("/api/datahub/a%2F%25", Ok("/api/datahub/a%2F%25".into())),
+        ("/files/100%25", Ok("/files/100%25".into())),
+    ];
+    for (path, want) in cases {
+        assert_eq!(&read(&default, path), want, "{path}");
+    }
+    let strict = policy(r#", "paths": {"escaped_slashes": "reject"}"#);
+    let escaped = Err(RequestDenial::PathInvalid(path::ESCAPED_SLASH.0));
+    assert_eq!(read(&strict, "/api/datahub/urn%2Fx"), escaped);
+    assert_eq!(read(&strict, "/api/datahub/a%5cb"), escaped);
+    assert_eq!(read(&strict, "/api/datahub/a%252Fb"), Ok("/api/datahub/a%252Fb".into()));
+    assert_eq!(read(&strict, "/api/datahub/x"), Ok("/api/datahub/x".into()));
+}
