@@ -29,3 +29,6 @@ impl Mode {
         }
     }
 }
+
+#[cfg(test)]
+mod attack_tests;
