@@ -766,3 +766,38 @@ fn attack_duplicate_token_cookie_is_refused() {
     let forwarded_both = matches!(d.verdict, Ok(Some(_))) && !e.iter().any(|(h, _)| h == "cookie");
     assert!(!forwarded_both, "{:?} {e:?}", d.verdict);
 }
+
+/// Finding 10: a tenant-required (enforce) route takes every provider by
+/// default; a token from a provider without `tenant_claim` (here `hmac`; in
+/// real life a second IdP or a machine-token issuer) is verified, publishes
+/// no `tollgate.tenant`, and the tenant filter then takes the client's
+/// `x-tenant-id` (any tenant) and stamps it with its tier.
+#[test]
+#[ignore = "finding 10: a verified token from a provider without tenant_claim lets the client pick the tenant"]
+fn attack_tenant_route_needs_a_tenant_claim_from_every_provider() {
+    let mut f = Fixture::new();
+    let hs = mint_with(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"01234567890123456789012345678901"),
+        &json!({"iss": "https://hmac.test", "exp": NOW + 60}),
+    );
+    let got = f.reason(
+        "GET",
+        "/tenanted",
+        &[("authorization", &bearer(&hs)), ("x-tenant-id", "NED-001")],
+    );
+    assert_eq!(got, Err("token_tenant_missing"));
+}
+
+/// Finding 11: `claim_to_headers` joins arrays with commas, so
+/// `roles: ["analyst,admin"]` and `roles: ["analyst", "admin"]` give the
+/// application the same `x-user-roles: analyst,admin`; where users can name
+/// a claim item (group names, custom attributes) they get a role.
+#[test]
+#[ignore = "finding 11: comma-joined claim arrays are ambiguous (an item with a comma becomes two)"]
+fn attack_claim_header_items_cannot_forge_other_items() {
+    let one = claims::header_value(&json!(["analyst,admin"]));
+    let two = claims::header_value(&json!(["analyst", "admin"]));
+    assert_ne!(one, two, "both give {one:?}");
+}
