@@ -334,3 +334,21 @@ fn held_h2_authority_duplicates_and_bad_targets() {
     );
     assert!(!got.starts_with("200 "), "{got}");
 }
+
+/// Finding 14: a route scoped to `www.example.com` (any path) outranks the
+/// tenant-required `/api/datahub` prefix; the client picks the Host, and
+/// the application behind the sidecar serves `/api/datahub/x` regardless.
+#[test]
+#[ignore = "finding 14: a client-chosen Host selects a host-scoped route over every path rule"]
+fn attack_host_scoped_route_overrides_a_path_rule() {
+    let mut p = policy();
+    p["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "www", "match": {"hosts": ["www.example.com"]}}));
+    let chain = start(&p, true);
+    let r = chain
+        .envoy
+        .send(&Request::get("/api/datahub/x").header("host", "www.example.com"));
+    assert!(!served_without_tenant(&r), "{}", what(&r));
+}

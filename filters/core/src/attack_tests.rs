@@ -164,3 +164,30 @@ fn attack_shadow_mismatch_does_not_forward_the_client_tenant() {
     let client_tenant_kept = !edits.iter().any(|(h, _)| *h == "x-tenant-id");
     assert!(!client_tenant_kept, "x-tenant-id: NED-001 reaches the app: {edits:?}");
 }
+
+/// Finding 14 (policy meaning, client-chosen): host specificity ranks
+/// before the path, so any route with `match.hosts` outranks every route
+/// without, whatever their paths. On a sidecar the application answers
+/// every Host, and the client picks it: `GET /api/datahub/x` with
+/// `Host: www.example.com` is decided as `www` (no tenant), not `datahub`.
+#[test]
+#[ignore = "finding 14: a host-scoped catch-all route overrides every path rule for a client-chosen Host"]
+fn attack_host_scoped_route_does_not_override_a_path_rule() {
+    let doc = serde_json::json!({
+        "version": 1,
+        "routes": [
+            {"name": "datahub", "match": {"prefix": "/api/datahub"}, "tenant": {"required": true}},
+            {"name": "www", "match": {"hosts": ["www.example.com"]}},
+        ],
+        "tenants": [{"id": "STD-001"}],
+    });
+    let p = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    let view = RequestView::new(
+        b"GET",
+        Some(b"/api/datahub/x"),
+        Some(b"www.example.com"),
+        &PathSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(p.route(&view.head()).name, "datahub");
+}
