@@ -824,3 +824,23 @@ fn attack_query_token_spellings_are_removed() {
         );
     }
 }
+
+/// Finding 15 (policy meaning): two providers may share an issuer; a token
+/// is then always judged by whichever the route lists first, so the second
+/// provider's `audiences`, `tenant_claim`, `claim_to_headers` and `forward`
+/// never apply where the first is also listed (here the tenant claim of
+/// `tenanted` is ignored, and the client's x-tenant-id is used instead).
+#[test]
+#[ignore = "finding 15: providers sharing an issuer are accepted; the first listed silently wins"]
+fn attack_providers_sharing_an_issuer_are_refused() {
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let doc = json!({
+        "version": 1,
+        "routes": [{"name": "a", "match": {"prefix": "/a"}, "tenant": {"required": true}, "jwt": {"requirement": "required"}}],
+        "jwt": {"providers": [
+            {"name": "plain", "issuer": "https://idp.test", "local_jwks": jwks.clone()},
+            {"name": "tenanted", "issuer": "https://idp.test", "local_jwks": jwks, "tenant_claim": "https://example.com/tenant"},
+        ]},
+    });
+    assert!(Policy::from_json(doc.to_string().as_bytes()).is_err());
+}
