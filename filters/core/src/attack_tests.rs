@@ -5,8 +5,6 @@
 use crate::path::PathSettings;
 use crate::policy::Policy;
 use crate::request::RequestView;
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn policy() -> Policy {
     let doc = serde_json::json!({

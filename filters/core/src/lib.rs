@@ -30,5 +30,5 @@ impl Mode {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod attack_tests;
