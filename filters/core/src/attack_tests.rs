@@ -189,3 +189,18 @@ fn attack_host_scoped_route_does_not_override_a_path_rule() {
     .unwrap();
     assert_eq!(p.route(&view.head()).name, "datahub");
 }
+
+/// Finding 3 (other side): `prefix: /api/datahub/` (a plain prefix) does
+/// not cover `/api/datahub` itself, which Spring (`/api/datahub/**`) and
+/// Express (`app.use('/api/datahub/', r)`) route to the same handlers.
+#[test]
+#[ignore = "finding 3: a prefix written with a trailing slash leaves the bare path unprotected"]
+fn attack_slash_ended_prefix_covers_the_bare_path() {
+    let doc = serde_json::json!({
+        "version": 1,
+        "routes": [{"name": "datahub", "match": {"prefix": "/api/datahub/"}, "tenant": {"required": true}}],
+        "tenants": [{"id": "STD-001"}],
+    });
+    let p = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(decided(&p, "GET", "/api/datahub").as_deref(), Ok("datahub"));
+}
