@@ -865,3 +865,14 @@ fn attack_forwarding_provider_unverified_token_is_removed_where_unchecked() {
         "{e:?}"
     );
 }
+
+/// Finding 5 (rules): a lower-case `:method` (h2c: Envoy passes it) skips a
+/// method-limited claim rule.
+#[test]
+#[ignore = "finding 5: a lower-case method skips a method-limited claim rule"]
+fn attack_lower_case_method_is_bound_by_rules() {
+    let mut f = attack_fixture();
+    let auth = bearer(&mint(&claims()));
+    let got = f.reason("get", "/api/reports/q1", &[("authorization", &auth)]);
+    assert_eq!(got, Err("insufficient_scope"));
+}
