@@ -29,3 +29,6 @@ impl Mode {
         }
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod attack_tests;

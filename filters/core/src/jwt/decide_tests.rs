@@ -670,3 +670,209 @@ fn a_shadow_denial_is_published_for_the_tenant_filter() {
         .iter()
         .all(|(k, _)| *k != "tollgate.jwt_shadow_denied"));
 }
+
+// ---- attack review (branch `attack`): safe behaviour, ignored while open ----
+
+fn attack_fixture() -> Fixture {
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let doc = json!({
+        "version": 1,
+        "defaults": {"jwt": {"requirement": "none"}},
+        "routes": [
+            {"name": "reports", "match": {"prefix": "/api/reports"}, "jwt": {"requirement": "required", "rules": [
+                {"claim": "scope", "contains": "reports:read", "methods": ["GET"]},
+            ]}},
+            {"name": "fwd", "match": {"prefix": "/fwd"}, "jwt": {"requirement": "required"}},
+        ],
+        "jwt": {"providers": [
+            {"name": "platform", "issuer": "https://idp.test", "audiences": ["254carbon-api"], "local_jwks": jwks,
+             "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+             "from_params": ["access_token"], "from_cookies": ["session"], "forward": true},
+        ]},
+    });
+    let policy = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    let caches = Caches::new(&policy);
+    Fixture {
+        policy,
+        caches,
+        host: CountingHost(Cell::new(0)),
+        store: Store(Keys::Unavailable),
+    }
+}
+
+/// Finding 4 (rules): a claim rule limited to GET is skipped for HEAD, which
+/// every framework serves with the GET handler (headers, length, ETag, and
+/// any side effect of the GET handler).
+#[test]
+#[ignore = "finding 4: HEAD skips a GET-only claim rule (frameworks run the GET handler)"]
+fn attack_head_is_bound_by_get_rules() {
+    let mut f = attack_fixture();
+    let token = mint(&claims()); // scope: "trino:query datahub:read", no reports:read
+    let auth = bearer(&token);
+    assert_eq!(
+        f.reason("GET", "/api/reports/q1", &[("authorization", &auth)]),
+        Err("insufficient_scope")
+    );
+    assert_eq!(
+        f.reason("HEAD", "/api/reports/q1", &[("authorization", &auth)]),
+        Err("insufficient_scope")
+    );
+}
+
+/// Finding 7: with `forward: true`, only the source the verified token came
+/// in is checked; the provider's other sources are neither checked nor
+/// emptied, so `Authorization: Bearer <valid A>` plus `?access_token=<forged
+/// B>` (or `Cookie: session=<forged B>`) reaches the application, which
+/// reads B (it reads its token from the query or cookie).
+#[test]
+#[ignore = "finding 7: forward:true lets an unverified token in another source reach the application"]
+fn attack_forwarding_provider_sends_only_the_verified_token() {
+    let mut f = attack_fixture();
+    let token = mint(&claims());
+    let auth = bearer(&token);
+    let (d, e) = f.run_with_edits(
+        "GET",
+        "/fwd?access_token=forged.forged.forged",
+        &[
+            ("authorization", &auth),
+            ("cookie", "session=forged.forged.forged; theme=dark"),
+        ],
+    );
+    let verified = matches!(d.verdict, Ok(Some(_)));
+    let refused = d.verdict.is_err();
+    assert!(verified || refused, "{:?}", d.verdict);
+    if verified {
+        assert!(
+            e.contains(&(":path".to_string(), Some("/fwd".to_string()))),
+            "forged query token forwarded: {e:?}"
+        );
+        assert!(
+            e.contains(&("cookie".to_string(), Some("theme=dark".to_string()))),
+            "forged cookie token forwarded: {e:?}"
+        );
+    }
+}
+
+/// Finding 8: two cookies of one name: Tollgate verifies the first, and with
+/// `forward: true` both reach the application; Django (`parse_cookie`: last
+/// wins) and Rack read the second, unverified one.
+#[test]
+#[ignore = "finding 8: a second same-name cookie reaches the app; Django/Rack read the last"]
+fn attack_duplicate_token_cookie_is_refused() {
+    let mut f = attack_fixture();
+    let token = mint(&claims());
+    let cookie = format!("session={token}; session=forged.forged.forged");
+    let (d, e) = f.run_with_edits("GET", "/fwd", &[("cookie", &cookie)]);
+    let forwarded_both = matches!(d.verdict, Ok(Some(_))) && !e.iter().any(|(h, _)| h == "cookie");
+    assert!(!forwarded_both, "{:?} {e:?}", d.verdict);
+}
+
+/// Finding 10: a tenant-required (enforce) route takes every provider by
+/// default; a token from a provider without `tenant_claim` (here `hmac`; in
+/// real life a second IdP or a machine-token issuer) is verified, publishes
+/// no `tollgate.tenant`, and the tenant filter then takes the client's
+/// `x-tenant-id` (any tenant) and stamps it with its tier.
+#[test]
+#[ignore = "finding 10: a verified token from a provider without tenant_claim lets the client pick the tenant"]
+fn attack_tenant_route_needs_a_tenant_claim_from_every_provider() {
+    let mut f = Fixture::new();
+    let hs = mint_with(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"01234567890123456789012345678901"),
+        &json!({"iss": "https://hmac.test", "exp": NOW + 60}),
+    );
+    let got = f.reason(
+        "GET",
+        "/tenanted",
+        &[("authorization", &bearer(&hs)), ("x-tenant-id", "NED-001")],
+    );
+    assert_eq!(got, Err("token_tenant_missing"));
+}
+
+/// Finding 11: `claim_to_headers` joins arrays with commas, so
+/// `roles: ["analyst,admin"]` and `roles: ["analyst", "admin"]` give the
+/// application the same `x-user-roles: analyst,admin`; where users can name
+/// a claim item (group names, custom attributes) they get a role.
+#[test]
+#[ignore = "finding 11: comma-joined claim arrays are ambiguous (an item with a comma becomes two)"]
+fn attack_claim_header_items_cannot_forge_other_items() {
+    let one = claims::header_value(&json!(["analyst,admin"]));
+    let two = claims::header_value(&json!(["analyst", "admin"]));
+    assert_ne!(one, two, "both give {one:?}");
+}
+
+/// Finding 12: with `forward: false`, query tokens are removed by exact
+/// decoded name only; PHP reads `access.token`, `access token` and
+/// `access[token` as `access_token`, and ASP.NET reads query names without
+/// regard to case (`ACCESS_TOKEN`), so an unchecked token still reaches the
+/// application (and on an optional route Tollgate saw no token at all).
+#[test]
+#[ignore = "finding 12: query token names in PHP/ASP.NET spellings are neither checked nor removed"]
+fn attack_query_token_spellings_are_removed() {
+    let mut f = Fixture::new();
+    for path in [
+        "/optional?access.token=forged",
+        "/optional?access+token=forged",
+        "/optional?access%5Btoken=forged",
+        "/optional?ACCESS_TOKEN=forged",
+    ] {
+        let e = f.edits("GET", path, &[]);
+        assert!(
+            e.contains(&(":path".to_string(), Some("/optional".to_string()))),
+            "{path}: {e:?}"
+        );
+    }
+}
+
+/// Finding 15 (policy meaning): two providers may share an issuer; a token
+/// is then always judged by whichever the route lists first, so the second
+/// provider's `audiences`, `tenant_claim`, `claim_to_headers` and `forward`
+/// never apply where the first is also listed (here the tenant claim of
+/// `tenanted` is ignored, and the client's x-tenant-id is used instead).
+#[test]
+#[ignore = "finding 15: providers sharing an issuer are accepted; the first listed silently wins"]
+fn attack_providers_sharing_an_issuer_are_refused() {
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let doc = json!({
+        "version": 1,
+        "routes": [{"name": "a", "match": {"prefix": "/a"}, "tenant": {"required": true}, "jwt": {"requirement": "required"}}],
+        "jwt": {"providers": [
+            {"name": "plain", "issuer": "https://idp.test", "local_jwks": jwks.clone()},
+            {"name": "tenanted", "issuer": "https://idp.test", "local_jwks": jwks, "tenant_claim": "https://example.com/tenant"},
+        ]},
+    });
+    assert!(Policy::from_json(doc.to_string().as_bytes()).is_err());
+}
+
+/// Finding 7 (other side): on a route that checks no token (`requirement:
+/// none`, the default here), a `forward: true` provider's sources are never
+/// emptied, so `Authorization: Bearer <forged>` reaches the application
+/// unverified (README: "only the token a forward: true provider verified
+/// stays").
+#[test]
+#[ignore = "finding 7: forward:true sources carry unverified tokens to the app on routes that check none"]
+fn attack_forwarding_provider_unverified_token_is_removed_where_unchecked() {
+    let mut f = attack_fixture();
+    let e = f.edits(
+        "GET",
+        "/elsewhere?access_token=forged",
+        &[("authorization", "Bearer forged")],
+    );
+    assert!(e.contains(&("authorization".to_string(), None)), "{e:?}");
+    assert!(
+        e.contains(&(":path".to_string(), Some("/elsewhere".to_string()))),
+        "{e:?}"
+    );
+}
+
+/// Finding 5 (rules): a lower-case `:method` (h2c: Envoy passes it) skips a
+/// method-limited claim rule.
+#[test]
+#[ignore = "finding 5: a lower-case method skips a method-limited claim rule"]
+fn attack_lower_case_method_is_bound_by_rules() {
+    let mut f = attack_fixture();
+    let auth = bearer(&mint(&claims()));
+    let got = f.reason("get", "/api/reports/q1", &[("authorization", &auth)]);
+    assert_eq!(got, Err("insufficient_scope"));
+}
