@@ -2,6 +2,7 @@
 //! is ignored while the finding it proves is open.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use crate::path::PathSettings;
 use crate::policy::Policy;
 use crate::request::RequestView;
 
