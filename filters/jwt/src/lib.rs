@@ -400,9 +400,12 @@ fn process(shared: &Shared, context_id: u32, stage: Stage) -> Action {
     for (key, value) in decision.properties(policy) {
         host::set_property(context_id, key, &value);
     }
-    let edits = decision.header_edits(policy, &request);
-    let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-    host::edit_request_headers(context_id, &edits);
+    // A refused request ends here: its edits would be hostcalls for nothing.
+    if !matches!(decision.action(), Verdict::Deny(_)) {
+        let edits = decision.header_edits(policy, &request);
+        let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        host::edit_request_headers(context_id, &edits);
+    }
     let go_on = || {
         if stage == Stage::Resumed {
             let _ = hostcalls::resume_http_request();

@@ -108,7 +108,10 @@ pub fn string_list(value: Option<&Value>) -> Vec<String> {
 }
 
 /// A claim as one header value: arrays joined with commas. `None` for
-/// objects and for values a header cannot carry (control characters).
+/// objects, for values a header cannot carry (control characters), and for
+/// an array with an item holding a comma, which would read as two items
+/// (`["analyst,admin"]` is not `["analyst", "admin"]`): the header is then
+/// not set, rather than the token refused, since the claim is still valid.
 pub fn header_value(value: &Value) -> Option<String> {
     let text = match value {
         Value::String(s) => s.clone(),
@@ -118,7 +121,7 @@ pub fn header_value(value: &Value) -> Option<String> {
             let parts: Option<Vec<String>> = items
                 .iter()
                 .map(|v| match v {
-                    Value::String(s) => Some(s.clone()),
+                    Value::String(s) if !s.contains(',') => Some(s.clone()),
                     Value::Number(n) => Some(n.to_string()),
                     Value::Bool(b) => Some(b.to_string()),
                     _ => None,

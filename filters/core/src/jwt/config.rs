@@ -98,12 +98,23 @@ impl JwtConfig {
     pub fn compile(doc: &JwtFilterDoc, path: &str, errors: &mut PolicyErrors) -> JwtConfig {
         let mut providers: Vec<Provider> = Vec::with_capacity(doc.providers.len());
         let mut by_name = HashMap::with_capacity(doc.providers.len());
+        let mut issuers: HashMap<&str, usize> = HashMap::with_capacity(doc.providers.len());
         for (i, p) in doc.providers.iter().enumerate() {
             let at = index(&join(path, "providers"), i);
             if by_name.contains_key(&p.name) {
                 errors.push(join(&at, "name"), format!("duplicate provider name '{}'", p.name));
             } else {
                 by_name.insert(p.name.clone(), i);
+            }
+            // A token is judged by the provider its issuer names: two would
+            // make every later one's settings silently unused.
+            if let Some(first) = issuers.get(p.issuer.as_str()) {
+                errors.push(
+                    join(&at, "issuer"),
+                    format!("'{}' is also the issuer of jwt.providers[{first}]", p.issuer),
+                );
+            } else {
+                issuers.insert(p.issuer.as_str(), i);
             }
             providers.push(compile_provider(p, &at, errors));
         }
@@ -232,9 +243,6 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         .iter()
         .filter(|b| **b)
         .count();
-    if doc.require_tenant_claim == Some(true) && doc.tenant_claim.is_none() {
-        errors.push(join(path, "require_tenant_claim"), "needs tenant_claim");
-    }
     if key_sources > 1 {
         errors.push(path, "give local_jwks or remote_jwks, not both");
     }
@@ -268,7 +276,8 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         }),
         forward: doc.forward.unwrap_or(false),
         tenant_claim: doc.tenant_claim.clone(),
-        require_tenant_claim: doc.require_tenant_claim.unwrap_or(doc.tenant_claim.is_some()),
+        // Without tenant_claim too: its tokens are refused where a tenant is required.
+        require_tenant_claim: doc.require_tenant_claim.unwrap_or(true),
         roles_claim: doc.roles_claim.clone().unwrap_or_else(|| "roles".to_string()),
         claims_to_state: doc.claims_to_state.clone(),
         claim_to_headers: doc

@@ -261,15 +261,18 @@ pub fn decide<'p>(
 
 /// The tenant claim must be a string when present (else the tenant filter
 /// would fall back to a client-chosen source), and present on routes that
-/// enforce a required tenant when the provider says so.
+/// enforce a required tenant unless the provider sets `require_tenant_claim:
+/// false`: also for a provider without `tenant_claim`, whose tokens would
+/// otherwise let the client's `x-tenant-id` pick the tenant.
 fn check_tenant(policy: &Policy, route: &Route, identity: &Identity) -> Result<(), JwtDenial> {
     let Some(provider) = policy.jwt.providers.get(identity.provider) else {
         return Ok(());
     };
-    let Some(claim) = provider.tenant_claim.as_deref() else {
-        return Ok(());
-    };
-    match claims::lookup(&identity.claims, claim) {
+    let claim = provider
+        .tenant_claim
+        .as_deref()
+        .and_then(|c| claims::lookup(&identity.claims, c));
+    match claim {
         Some(Value::String(_)) => Ok(()),
         Some(_) => Err(JwtDenial::TenantInvalid),
         // Not while the route's tenant rule is only observed (shadow).
@@ -419,10 +422,11 @@ fn find_token(
     Ok(None)
 }
 
-/// The token in one source. Two tokens in one header name or parameter are
-/// refused (`token_malformed`): which one an application reads (first,
-/// last, joined) is its own choice, so checking one would not bind it.
-/// Cookies take the first: browsers send one name twice for two paths.
+/// The token in one source. Two tokens in one header name, parameter or
+/// cookie name are refused (`token_malformed`): which one an application
+/// reads (first, last, joined) is its own choice, so checking one would not
+/// bind it. A parameter is any whose name reads as the source's name to
+/// some stack (`same_param`).
 fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>, JwtDenial> {
     let mut values: Vec<String> = match source {
         TokenSource::Header { name, prefix } => req
@@ -433,21 +437,32 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>,
             .collect(),
         TokenSource::Param(name) => match query(req.raw_path) {
             Some(q) => form_urlencoded::parse(q)
-                .filter(|(k, _)| k == name)
+                .filter(|(k, _)| same_param(k, name))
                 .map(|(_, v)| v.into_owned())
                 .collect(),
             None => Vec::new(),
         },
         TokenSource::Cookie(name) => cookies(req.headers)
-            .find(|(k, _)| k == name)
+            .filter(|(k, _)| k == name)
             .map(|(_, v)| v.to_string())
-            .into_iter()
             .collect(),
     };
     if values.len() > 1 {
         return Err(JwtDenial::Malformed);
     }
     Ok(values.pop().filter(|v| !v.is_empty()))
+}
+
+/// Whether a decoded query parameter name reads as `source` to some stack:
+/// PHP drops leading spaces and turns `.`, ` ` (`+`) and `[` into `_`;
+/// ASP.NET compares names without regard to case.
+fn same_param(sent: &str, source: &str) -> bool {
+    let fold = |b: u8| match b {
+        b'.' | b' ' | b'[' => b'_',
+        _ => b.to_ascii_lowercase(),
+    };
+    let sent = sent.trim_start_matches(' ');
+    sent.len() == source.len() && sent.bytes().zip(source.bytes()).all(|(a, b)| fold(a) == fold(b))
 }
 
 /// The token in a header value that starts with `prefix`. The scheme is
@@ -483,16 +498,16 @@ fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> 
         .filter_map(|c| c.split_once('=').map(|(k, v)| (k.trim(), v.trim())))
 }
 
-/// The raw path without the query parameters whose decoded name is in
-/// `names` (`access%5Ftoken` is `access_token`); every other parameter is
-/// kept byte for byte. `None` when nothing is removed.
+/// The raw path without the query parameters whose decoded name reads as
+/// one of `names` (`access%5Ftoken`, `ACCESS.TOKEN`: `same_param`); every
+/// other parameter is kept byte for byte. `None` when nothing is removed.
 fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
     let q = raw_path.iter().position(|b| *b == b'?')?;
     let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
     let named = |piece: &[u8]| {
         form_urlencoded::parse(piece)
             .next()
-            .is_some_and(|(k, _)| names.contains(&k.as_ref()))
+            .is_some_and(|(k, _)| names.iter().any(|n| same_param(&k, n)))
     };
     let pieces: Vec<&[u8]> = query.split(|b| *b == b'&').collect();
     let kept: Vec<&[u8]> = pieces.iter().copied().filter(|p| !named(p)).collect();
@@ -562,14 +577,12 @@ impl<'p> JwtDecision<'p> {
 
     /// Request-header edits: every claim header any provider sets is removed,
     /// in every spelling (`x_user_id`), from what the client sent, then set
-    /// from a verified token. Every token source of every provider that does
-    /// not forward is emptied on every request, so no token, checked or not,
-    /// reaches the application; only the verified token of a provider that
-    /// forwards stays where it came.
+    /// from a verified token. Every token source of every provider is
+    /// emptied on every request, so no unverified token reaches the
+    /// application; only the verified token of a provider that forwards
+    /// stays where it came. Computed for denials too (the glue does not
+    /// apply them: the request ends).
     pub fn header_edits(&self, policy: &'p Policy, req: &JwtRequest<'_>) -> Vec<(String, Option<String>)> {
-        if matches!(self.action(), Action::Deny(_)) {
-            return Vec::new();
-        }
         let mut edits: Vec<(String, Option<String>)> = Vec::new();
         for provider in &policy.jwt.providers {
             for (_, header) in &provider.claim_to_headers {
@@ -592,51 +605,39 @@ impl<'p> JwtDecision<'p> {
         edits
     }
 
-    /// The token sources to empty: those of every provider that does not
-    /// forward, and the one the token came in if its issuer does not; less
-    /// the one a forwarding issuer's verified token came in.
-    fn strip_sources(&self, policy: &'p Policy) -> Vec<&'p TokenSource> {
-        let verified = match &self.verdict {
-            Ok(Some(identity)) => policy.jwt.providers.get(identity.provider),
-            _ => None,
+    /// The source the verified token of a forwarding provider came in: the
+    /// one place a token may stay.
+    fn kept_source(&self, policy: &'p Policy) -> Option<&'p TokenSource> {
+        let Ok(Some(identity)) = &self.verdict else {
+            return None;
         };
-        let found = self
-            .token_source
-            .and_then(|(p, s)| policy.jwt.providers.get(p)?.sources.get(s));
-        let keep = found.filter(|_| verified.is_some_and(|p| p.forward));
-        let mut strip: Vec<&TokenSource> = policy
-            .jwt
-            .providers
-            .iter()
-            .filter(|p| !p.forward)
-            .flat_map(|p| &p.sources)
-            .filter(|s| !keep.is_some_and(|k| same_place(k, s)))
-            .collect();
-        if let (Some(found), Some(provider)) = (found, verified) {
-            if !provider.forward {
-                strip.push(found);
-            }
-        }
-        strip
+        let forwards = policy.jwt.providers.get(identity.provider).is_some_and(|p| p.forward);
+        let (p, s) = self.token_source.filter(|_| forwards)?;
+        policy.jwt.providers.get(p)?.sources.get(s)
     }
 
     fn strip_tokens(&self, policy: &'p Policy, req: &JwtRequest<'_>, edits: &mut Vec<(String, Option<String>)>) {
-        let strip = self.strip_sources(policy);
+        let keep = self.kept_source(policy);
         let (mut params, mut cookie_names) = (Vec::new(), Vec::new());
-        for source in &strip {
+        let sources = policy.jwt.providers.iter().flat_map(|p| &p.sources);
+        for source in sources {
+            let kept = keep.is_some_and(|k| same_place(k, source));
             match source {
-                // Every spelling; only values that carry a token of this
-                // source, so `Authorization: Basic` is left alone.
+                // Every spelling (the kept one excepted); only values that
+                // carry a token of this source, so `Authorization: Basic`
+                // is left alone.
                 TokenSource::Header { name, prefix } => {
                     for (k, v) in req.headers {
                         let carries = header_token(v, prefix).is_some();
-                        if carries && headers::same_variable(k, name) && !edits.iter().any(|(h, _)| h == k) {
+                        let strip = carries && headers::same_variable(k, name) && !(kept && k == name);
+                        if strip && !edits.iter().any(|(h, _)| h == k) {
                             edits.push((k.clone(), None));
                         }
                     }
                 }
-                TokenSource::Param(name) => params.push(name.as_str()),
-                TokenSource::Cookie(name) => cookie_names.push(name.as_str()),
+                TokenSource::Param(name) if !kept => params.push(name.as_str()),
+                TokenSource::Cookie(name) if !kept => cookie_names.push(name.as_str()),
+                TokenSource::Param(_) | TokenSource::Cookie(_) => {}
             }
         }
         if let Some(path) = strip_params(req.raw_path, &params) {

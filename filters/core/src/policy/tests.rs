@@ -142,13 +142,15 @@ fn claim_rules_need_a_route_that_looks_at_tokens() {
             {"name": "d", "match": {"prefix": "/d"}, "jwt": {"requirement": "optional", "rules": rule, "rules_without_token": "skip"}},
             {"name": "e", "match": {"prefix": "/e"}, "jwt": {"rules_without_token": "maybe"}},
         ],
-        "jwt": {"providers": [provider.clone(), {"name": "q", "issuer": "j", "require_tenant_claim": true, "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]},
+        "jwt": {"providers": [provider.clone(), {"name": "q", "issuer": "i", "require_tenant_claim": true, "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]},
     }));
     let want = [
         ("routes[1].jwt.rules", "need requirement required or optional"),
         ("routes[2].jwt.rules", "need requirement required or optional"),
         ("routes[4].jwt.rules_without_token", "unknown variant `maybe`"),
-        ("jwt.providers[1].require_tenant_claim", "needs tenant_claim"),
+        // require_tenant_claim without tenant_claim is fine (its tokens
+        // are refused where a tenant is required); a shared issuer is not.
+        ("jwt.providers[1].issuer", "'i' is also the issuer of jwt.providers[0]"),
     ];
     for (path, needle) in want {
         assert!(errors.has(path, needle), "missing {path}: {needle} in\n{errors}");

@@ -208,8 +208,8 @@ pub struct ProviderDoc {
     /// Claim holding the tenant id, written to `tollgate.tenant`.
     #[serde(default)]
     pub tenant_claim: Option<String>,
-    /// Refuse a token without the tenant claim on routes that require a
-    /// tenant (default: true when `tenant_claim` is set).
+    /// Refuse a token without the tenant claim (or from a provider without
+    /// `tenant_claim`) on routes that require a tenant (default true).
     #[serde(default)]
     pub require_tenant_claim: Option<bool>,
     /// Claim holding roles (default `roles`), written to `tollgate.roles`.
