@@ -133,7 +133,6 @@ fn attack_catch_all_template_does_not_override_a_longer_prefix() {
 /// `x-tenant-id: STD-001` reaches the application, though no tenant was
 /// "stamped".
 #[test]
-#[ignore = "finding 13: shadow tenant mode forwards a client tenant that contradicts the verified claim"]
 fn attack_shadow_mismatch_does_not_forward_the_client_tenant() {
     use crate::route::RequestHead;
     use crate::tenant::{decide, TenantRequest};

@@ -229,6 +229,22 @@ pub struct TenantDecision<'p> {
     pub verdict: Result<Option<Resolved<'p>>, TenantDenial>,
     /// Shadow whatever the route's mode: the jwt stage let it through in shadow.
     pub forced_shadow: bool,
+    /// The tenant header a shadow-denied request goes on with.
+    pub shadow_header: ShadowHeader<'p>,
+}
+
+/// The tenant header of a request that goes on though denied (shadow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowHeader<'p> {
+    /// As the client sent it (no verified tenant to contradict it): the
+    /// application relies on it during rollout.
+    AsSent,
+    /// The verified claim's tenant, in its policy form: a client-sent one
+    /// may contradict what the token proves.
+    Claim(&'p Tenant),
+    /// Removed: the claim names no known tenant, or the jwt filter
+    /// shadow-denied the request (nothing verified it).
+    Removed,
 }
 
 /// Decides the request's tenant. Order of checks: malformed ids (400), sources
@@ -247,6 +263,24 @@ pub fn decide<'p>(policy: &'p Policy, req: &TenantRequest<'_>) -> TenantDecision
         route,
         verdict,
         forced_shadow,
+        shadow_header: shadow_header(policy, req),
+    }
+}
+
+fn shadow_header<'p>(policy: &'p Policy, req: &TenantRequest<'_>) -> ShadowHeader<'p> {
+    let claim = req
+        .claim
+        .filter(|_| policy.tenant.sources.contains(&TenantSource::Claim));
+    match claim {
+        Some(id) => {
+            let key = String::from_utf8_lossy(id.trim_ascii()).to_ascii_lowercase();
+            policy
+                .tenants
+                .get(&key)
+                .map_or(ShadowHeader::Removed, ShadowHeader::Claim)
+        }
+        None if req.jwt_shadow_denied => ShadowHeader::Removed,
+        None => ShadowHeader::AsSent,
     }
 }
 
@@ -328,9 +362,11 @@ impl<'p> TenantDecision<'p> {
     /// Request-header edits, applied in order: `Some` replaces every copy
     /// (Envoy's replace drops all client-sent values), `None` removes them.
     /// Client-sent routing headers never reach the application, in any
-    /// spelling (`x_tenant_id`). In shadow mode a denied request keeps its
-    /// tenant header as sent (the application still relies on it during
-    /// rollout) but never a client-sent tier.
+    /// spelling (`x_tenant_id`). In shadow mode a denied request never gets
+    /// a client-sent tier, and its tenant header is `shadow_header`: the
+    /// verified claim's tenant, else removed when the jwt filter
+    /// shadow-denied it, else as sent (the application still relies on it
+    /// during rollout).
     pub fn header_edits<'a>(
         &self,
         config: &'a TenantConfig,
@@ -357,7 +393,14 @@ impl<'p> TenantDecision<'p> {
                 edits.push((tier, Some(r.tenant.tier.as_str())));
             }
             (Action::Allow, _) => edits.extend([(header, None), (tier, None)]),
-            _ => edits.push((tier, None)),
+            _ => {
+                match self.shadow_header {
+                    ShadowHeader::AsSent => {}
+                    ShadowHeader::Claim(t) => edits.push((header, Some(t.id.as_str()))),
+                    ShadowHeader::Removed => edits.push((header, None)),
+                }
+                edits.push((tier, None));
+            }
         }
         edits
     }

@@ -360,7 +360,9 @@ fn a_jwt_shadow_denial_never_gets_a_client_chosen_tenant_stamped() {
         let (action, metric, edits, keys) = run(path, host, value, true);
         assert_eq!(action, unverified, "{path} {host}");
         assert_eq!(metric, "tollgate.tenant.shadow_denied.tenant_unverified");
-        assert_eq!(edits, vec![("x-tenant-tier".to_string(), None)]);
+        // The client's tenant header does not reach the app either.
+        let removed = vec![("x-tenant-id".to_string(), None), ("x-tenant-tier".to_string(), None)];
+        assert_eq!(edits, removed);
         assert_eq!(keys, vec!["tollgate.decision.tenant"]);
         // Without the jwt shadow denial, the same request gets its tenant.
         assert_eq!(run(path, host, value, false).0, Action::Allow, "{path} {host}");
