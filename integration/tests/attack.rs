@@ -105,7 +105,6 @@ fn attack_lower_case_method_dodges_a_method_route() {
 /// (`X-Forwarded-Prefix`, `X-Original-URL`) and method
 /// (`X-HTTP-Method-Override`) overrides, which bypass method-limited rules.
 #[test]
-#[ignore = "finding 9: host/path/method override headers reach the application unchecked"]
 fn attack_override_headers_reach_the_application() {
     let chain = start(&policy(), true);
     let r = chain.envoy.send(

@@ -38,6 +38,19 @@ pub fn remove_other_spellings(edits: &mut Vec<(String, Option<String>)>, headers
     }
 }
 
+/// Removals for every header the client sent whose name is one of `strip`
+/// in some spelling, each once: only names actually sent cost a hostcall.
+pub fn strip_removals<'h>(strip: &[String], headers: &'h [(String, Vec<u8>)]) -> Vec<(&'h str, Option<&'h str>)> {
+    let mut out: Vec<(&str, Option<&str>)> = Vec::new();
+    for (name, _) in headers {
+        let listed = strip.iter().any(|s| same_variable(name, s));
+        if listed && !out.iter().any(|(n, _)| *n == name.as_str()) {
+            out.push((name, None));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 use tollgate_core::decision::Action as Verdict;
+use tollgate_core::headers;
 use tollgate_core::jwt::jwk::KeySet;
 use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
@@ -405,6 +406,7 @@ fn process(shared: &Shared, context_id: u32, stage: Stage) -> Action {
         let edits = decision.header_edits(policy, &request);
         let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
         host::edit_request_headers(context_id, &edits);
+        host::edit_request_headers(context_id, &headers::strip_removals(&policy.strip_headers, &headers));
     }
     let go_on = || {
         if stage == Stage::Resumed {

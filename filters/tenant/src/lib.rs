@@ -124,6 +124,10 @@ impl HttpContext for TenantHttp {
             host::set_property(self.context_id, key, &value);
         }
         host::edit_request_headers(self.context_id, &decision.header_edits(&policy.tenant, &headers));
+        if !matches!(decision.action(), Verdict::Deny(_)) {
+            let strip = tollgate_core::headers::strip_removals(&policy.strip_headers, &headers);
+            host::edit_request_headers(self.context_id, &strip);
+        }
         match decision.action() {
             Verdict::Allow => Action::Continue,
             Verdict::ShadowDeny(denial) => {

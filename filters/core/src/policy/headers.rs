@@ -5,7 +5,25 @@
 use super::errors::{index, join, PolicyErrors};
 use super::wire::PolicyDoc;
 use crate::tenant::TenantConfig;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Headers that make frameworks use another path (Symfony, IIS URL Rewrite:
+/// `x-original-url`, `x-rewrite-url`), method (Express method-override,
+/// Laravel, ASP.NET: `x-http-method-override`, `x-http-method`,
+/// `x-method-override`) or host and prefix (Django, Express `trust proxy`,
+/// Spring: `x-forwarded-host`, `x-forwarded-prefix`, `forwarded`) than the
+/// ones the filters decided on. The sidecar is the application's last hop,
+/// so no one it trusts sent them.
+pub const DEFAULT_STRIP: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-host",
+    "x-forwarded-prefix",
+    "forwarded",
+];
 
 /// Headers a filter must never set: hop-by-hop, framing, credentials and
 /// routing, which the proxy or the client owns.
@@ -108,4 +126,31 @@ pub fn check_collisions(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut Pol
             }
         }
     }
+}
+
+/// `strip_headers`: names a filter may touch, each once, and none the
+/// filters read or set (removing `x-tenant-id` before the tenant filter
+/// reads it would silently change where the tenant comes from).
+pub fn compile_strip(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut PolicyErrors) -> Vec<String> {
+    let Some(names) = &doc.strip_headers else {
+        return DEFAULT_STRIP.iter().map(|n| n.to_string()).collect();
+    };
+    // The default token source, `authorization`, is reserved anyway.
+    let mut used: HashSet<String> = HashSet::from([canonical(&tenant.header), canonical(&tenant.tier_header)]);
+    for p in &doc.jwt.providers {
+        used.extend(p.claim_to_headers.iter().map(|c| canonical(&c.header_name)));
+        used.extend(p.from_headers.iter().flatten().map(|h| canonical(&h.name)));
+    }
+    let mut seen: HashSet<String> = HashSet::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let at = index("strip_headers", i);
+        if let Err(why) = check_managed(name) {
+            errors.push(at, why);
+        } else if used.contains(&canonical(name)) {
+            errors.push(at, format!("'{name}' is a header the filters read or set"));
+        } else if !seen.insert(canonical(name)) {
+            errors.push(at, format!("'{name}' is listed twice (counting '_' as '-')"));
+        }
+    }
+    names.clone()
 }

@@ -36,6 +36,8 @@ pub struct Policy {
     pub tenant: TenantConfig,
     pub jwt: JwtConfig,
     pub paths: PathSettings,
+    /// Lower-case names removed from every request, in every spelling.
+    pub strip_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +258,7 @@ impl TryFrom<PolicyDoc> for Policy {
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
         headers::check_collisions(&doc, &tenant, &mut errors);
+        let strip_headers = headers::compile_strip(&doc, &tenant, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
             .chars()
@@ -284,6 +287,7 @@ impl TryFrom<PolicyDoc> for Policy {
             tenant,
             jwt,
             paths,
+            strip_headers,
         })
     }
 }

@@ -26,6 +26,11 @@ pub struct PolicyDoc {
     /// How request paths are checked and normalized, for every filter.
     #[serde(default)]
     pub paths: PathsDoc,
+    /// Request headers every filter removes, in every `_`/`-` spelling:
+    /// frameworks act on them instead of the decided host, path and method
+    /// (default `policy::headers::DEFAULT_STRIP`; `[]` removes none).
+    #[serde(default)]
+    pub strip_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
