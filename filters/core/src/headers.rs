@@ -98,4 +98,22 @@ mod tests {
             vec!["x_user_id", "x-user-id", "x-user_id"]
         );
     }
+
+    #[test]
+    fn stripped_headers_are_removed_in_every_spelling_sent_once() {
+        let h = |n: &str| (n.to_string(), b"v".to_vec());
+        let headers = vec![
+            h("x-original-url"),
+            h("X_Original_URL"),
+            h("x-original-url"),
+            h("x-original-urls"),
+            h("forwarded"),
+        ];
+        let strip = vec!["x-original-url".to_string(), "x-http-method".to_string()];
+        assert_eq!(
+            strip_removals(&strip, &headers),
+            vec![("x-original-url", None), ("X_Original_URL", None)]
+        );
+        assert!(strip_removals(&[], &headers).is_empty());
+    }
 }

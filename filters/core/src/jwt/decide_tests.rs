@@ -869,3 +869,53 @@ fn attack_lower_case_method_is_bound_by_rules() {
     let got = f.reason("get", "/api/reports/q1", &[("authorization", &auth)]);
     assert_eq!(got, Err("insufficient_scope"));
 }
+
+#[test]
+fn query_names_other_stacks_read_as_a_token_source_are_that_source() {
+    let cases = [
+        ("access_token", true),
+        ("ACCESS_TOKEN", true),
+        ("access.token", true),
+        ("access token", true),
+        ("  access token", true),
+        ("access[token", true),
+        ("Access.Token", true),
+        ("access-token", false),
+        ("access_tokens", false),
+        ("access_token ", false),
+        ("xaccess_token", false),
+    ];
+    for (sent, want) in cases {
+        assert_eq!(same_param(sent, "access_token"), want, "{sent:?}");
+    }
+    let mut f = Fixture::new();
+    let token = mint(&claims());
+    // Found under any spelling; two spellings are two tokens.
+    let path = format!("/api/trino?Access.Token={token}");
+    assert_eq!(f.reason("GET", &path, &[]), Ok(true));
+    let path = format!("/api/trino?access_token={token}&ACCESS_TOKEN=x");
+    assert_eq!(f.reason("GET", &path, &[]), Err("token_malformed"));
+    let cookie = format!("session={token}; session={token}");
+    assert_eq!(
+        f.reason("GET", "/api/trino", &[("cookie", &cookie)]),
+        Err("token_malformed")
+    );
+}
+
+#[test]
+fn a_forwarded_token_stays_where_it_came_and_nothing_else_does() {
+    let mut f = attack_fixture();
+    let auth = bearer(&mint(&claims()));
+    let (d, e) = f.run_with_edits("GET", "/fwd?keep=1&ACCESS.TOKEN=x", &[("authorization", &auth)]);
+    assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
+    assert!(!e.iter().any(|(h, _)| h == "authorization"), "{e:?}");
+    assert!(
+        e.contains(&(":path".to_string(), Some("/fwd?keep=1".to_string()))),
+        "{e:?}"
+    );
+    // A refused token is not kept either (edits are for a request that
+    // goes on only in shadow mode, but are computed all the same).
+    let (d, e) = f.run_with_edits("GET", "/fwd", &[("authorization", "Bearer forged")]);
+    assert!(d.verdict.is_err());
+    assert!(e.contains(&("authorization".to_string(), None)), "{e:?}");
+}

@@ -14,6 +14,7 @@ fn a_minimal_policy_compiles() {
     assert_eq!(p.realm, "tollgate");
     assert_eq!(p.tenant.header, "x-tenant-id");
     assert_eq!(p.tenant.tier_header, "x-tenant-tier");
+    assert_eq!(p.strip_headers, headers::DEFAULT_STRIP);
 }
 
 #[test]
@@ -508,6 +509,27 @@ fn header_names_are_checked_once_for_every_use() {
                  "claim_to_headers": [{"claim_name": "uid", "header_name": "x-user-id"}]}]}}"#,
             &[],
         ),
+        // strip_headers: removable, each once, none the filters read or set.
+        (
+            r#"{"version": 1, "strip_headers": ["host", "X-Original-Url", "x-original-url", "x_original_url", "x_tenant_id", ":path"],
+                "jwt": {"providers": [{{P}, "from_headers": [{"name": "x-jwt"}], "claim_to_headers": [{"claim_name": "a", "header_name": "x-user"}]}]}}"#,
+            &[
+                "strip_headers[0]: 'host' is reserved",
+                "strip_headers[1]: 'X-Original-Url' must be a lower-case header name",
+                "strip_headers[3]: 'x_original_url' is listed twice (counting '_' as '-')",
+                "strip_headers[4]: 'x_tenant_id' is a header the filters read or set",
+                "strip_headers[5]: ':path' is a pseudo-header",
+            ],
+        ),
+        (
+            r#"{"version": 1, "strip_headers": ["x_jwt", "x-user"],
+                "jwt": {"providers": [{{P}, "from_headers": [{"name": "X-JWT"}], "claim_to_headers": [{"claim_name": "a", "header_name": "x-user"}]}]}}"#,
+            &[
+                "strip_headers[0]: 'x_jwt' is a header the filters read or set",
+                "strip_headers[1]: 'x-user' is a header the filters read or set",
+            ],
+        ),
+        (r#"{"version": 1, "strip_headers": []}"#, &[]),
     ]);
 }
 

@@ -375,3 +375,36 @@ fn a_jwt_shadow_denial_never_gets_a_client_chosen_tenant_stamped() {
     let (action, ..) = run("/other", "h", None, true);
     assert_eq!(action, Action::Allow);
 }
+
+#[test]
+fn a_shadow_denial_gets_the_verified_tenant_header_or_none() {
+    let p = policy();
+    let run = |claim: Option<&'static str>, sent: &'static str, jwt_shadow_denied| {
+        let values: Vec<&[u8]> = vec![sent.as_bytes()];
+        let request = TenantRequest {
+            head: RequestHead {
+                method: "GET",
+                host: "h",
+                path: "/api/superset/x",
+            },
+            claim: claim.map(str::as_bytes),
+            header_values: &values,
+            jwt_shadow_denied,
+        };
+        let d = decide(&p, &request);
+        assert!(matches!(d.action(), Action::ShadowDeny(_)), "{claim:?} {sent}");
+        d.header_edits(&p.tenant, &[])
+    };
+    // The token proves STD-001 (written std-001): the app gets STD-001.
+    assert_eq!(
+        run(Some("std-001"), "NED-001", false),
+        vec![("x-tenant-id", Some("STD-001")), ("x-tenant-tier", None)]
+    );
+    // A verified tenant the policy does not know: no tenant header at all.
+    assert_eq!(
+        run(Some("NEW-001"), "NED-001", false),
+        vec![("x-tenant-id", None), ("x-tenant-tier", None)]
+    );
+    // Nothing verified contradicts the client: its header stays (rollout).
+    assert_eq!(run(None, "OLD-001", false), vec![("x-tenant-tier", None)]);
+}
