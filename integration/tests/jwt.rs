@@ -536,6 +536,40 @@ fn tokens_in_query_or_cookie_do_not_reach_the_app() {
     assert_eq!(upstream_values(&by_cookie, "cookie"), ["theme=dark"]);
 }
 
+/// `forward: true`: the verified token stays where it came; every other
+/// token (another source, a PHP/ASP.NET spelling of a parameter, a route
+/// that checks none) never reaches the app.
+#[test]
+fn a_forwarding_provider_forwards_only_its_verified_token() {
+    let mut provider = local_provider();
+    provider["forward"] = json!(true);
+    let chain = start(&policy(provider), None, false);
+    let auth = bearer(&token(&claims()));
+    let response = chain.envoy.send(
+        &Request::get("/api/datahub/x?a=1&access_token=forged&b=2")
+            .header("authorization", &auth)
+            .header("cookie", "session=forged; theme=dark"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream_values(&response, "authorization"), [auth.as_str()]);
+    assert_eq!(response.json()["path"], "/api/datahub/x?a=1&b=2");
+    assert_eq!(upstream_values(&response, "cookie"), ["theme=dark"]);
+    let open = chain.envoy.send(
+        &Request::get("/open?ACCESS.TOKEN=forged")
+            .header("authorization", "Bearer forged")
+            .header("cookie", "session=forged"),
+    );
+    assert_eq!(open.status, 200, "{}", open.text());
+    assert!(upstream_values(&open, "authorization").is_empty(), "{}", open.text());
+    assert!(upstream_values(&open, "cookie").is_empty(), "{}", open.text());
+    assert_eq!(open.json()["path"], "/open");
+    // Two session cookies: which one the app reads is its choice; refused.
+    let two = chain
+        .envoy
+        .send(&Request::get("/api/datahub").header("cookie", &format!("session={}; session=forged", token(&claims()))));
+    assert_denied(&two, 401, "token_malformed");
+}
+
 #[test]
 fn a_missing_jwks_cluster_answers_503_at_once() {
     let mut provider = remote_provider(300);
@@ -790,8 +824,8 @@ fn a_shadow_jwt_route_never_stamps_a_client_chosen_tenant() {
         }
         let response = chain.envoy.send(&request);
         assert_eq!(response.status, 200, "{}", response.text());
-        // As sent, for the application still relying on it; never a tier.
-        assert_eq!(upstream_values(&response, "x-tenant-id"), ["ACME"]);
+        // Nothing verified it: neither the client's tenant nor a tier.
+        assert!(upstream_values(&response, "x-tenant-id").is_empty(), "{auth:?}");
         assert!(upstream_values(&response, "x-tenant-tier").is_empty(), "{auth:?}");
     }
     assert_eq!(tenant_counter("shadow_denied.tenant_unverified"), 2);
