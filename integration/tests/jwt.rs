@@ -382,6 +382,42 @@ fn token_tenant_is_bound_to_the_tenant_header() {
     assert_eq!(upstream_values(&alone, "x-tenant-id"), ["GLOBEX"]);
 }
 
+/// A `shadow` tenant route lets a mismatch through, with the tenant the
+/// token proves, never the client's; the jwt filter alone removes the
+/// override headers frameworks act on (`strip_headers`).
+#[test]
+fn a_shadow_tenant_mismatch_gives_the_app_the_verified_tenant() {
+    let mut p = tenant_bound_policy();
+    p["routes"][0]["tenant"]["mode"] = json!("shadow");
+    let chain = start(&p, None, true);
+    let globex = bearer(&token(
+        &json!({"iss": ISSUER, "aud": "254carbon-api", "exp": now() + 60, "tenant": "globex"}),
+    ));
+    let response = chain.envoy.send(
+        &Request::get("/api/datahub")
+            .header("authorization", &globex)
+            .header("x-tenant-id", "ACME"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream_values(&response, "x-tenant-id"), ["GLOBEX"]);
+    assert!(upstream_values(&response, "x-tenant-tier").is_empty());
+    let alone = start(&policy(local_provider()), None, false);
+    let response = alone.envoy.send(
+        &Request::get("/open")
+            .header("x-original-url", "/api/datahub")
+            .header("x_http_method_override", "DELETE")
+            .header("forwarded", "host=evil.example.com"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    for name in ["x-original-url", "x_http_method_override", "forwarded"] {
+        assert!(
+            upstream_values(&response, name).is_empty(),
+            "{name}: {}",
+            response.text()
+        );
+    }
+}
+
 #[test]
 fn remote_keys_rotate_with_one_refetch() {
     let idp = JwksServer::start(&jwks_with(&["rsa-1"]).to_string());
