@@ -919,3 +919,35 @@ fn a_forwarded_token_stays_where_it_came_and_nothing_else_does() {
     assert!(d.verdict.is_err());
     assert!(e.contains(&("authorization".to_string(), None)), "{e:?}");
 }
+
+#[test]
+fn a_forwarded_header_token_loses_its_other_spellings() {
+    let doc = json!({
+        "version": 1,
+        "routes": [{"name": "fwd", "match": {"prefix": "/fwd"}, "jwt": {"requirement": "required"}}],
+        "jwt": {"providers": [
+            {"name": "hmac", "issuer": "https://hmac.test", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+             "from_headers": [{"name": "x-jwt-assertion"}], "forward": true},
+        ]},
+    });
+    let policy = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    let mut f = Fixture {
+        caches: Caches::new(&policy),
+        policy,
+        host: CountingHost(Cell::new(0)),
+        store: Store(Keys::Unavailable),
+    };
+    let hs = mint_with(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"01234567890123456789012345678901"),
+        &json!({"iss": "https://hmac.test", "exp": NOW + 60}),
+    );
+    let (d, e) = f.run_with_edits(
+        "GET",
+        "/fwd",
+        &[("x-jwt-assertion", &hs), ("x_jwt_assertion", "forged")],
+    );
+    assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
+    assert_eq!(e, vec![("x_jwt_assertion".to_string(), None)]);
+}
