@@ -171,7 +171,7 @@ fn paths_section_has_safe_defaults_and_checked_values() {
     assert_eq!(p.paths.normalization, crate::path::Normalization::Rewrite);
     assert_eq!(p.paths.parameters, crate::path::Parameters::Reject);
     let p = Policy::from_json(
-        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip", "escaped_slashes": "reject"}}"#,
+        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip", "escaped_slashes": "reject", "case": "sensitive"}}"#,
     )
     .unwrap();
     assert_eq!(
@@ -181,6 +181,7 @@ fn paths_section_has_safe_defaults_and_checked_values() {
             normalization: crate::path::Normalization::Reject,
             parameters: crate::path::Parameters::Strip,
             escaped_slashes: crate::path::EscapedSlashes::Reject,
+            case: crate::path::CaseReading::Sensitive,
         }
     );
     for (paths, at, needle) in [
