@@ -269,18 +269,6 @@ pub fn lower_cased(path: &str) -> Option<String> {
     changed.then(|| String::from_utf8(out).ok()).flatten()
 }
 
-/// The path with its trailing `/` removed, or one added; `None` for `/`
-/// and for what is not a path (`*`).
-pub fn trailing_slash_toggled(path: &str) -> Option<String> {
-    if path == "/" || !path.starts_with('/') {
-        return None;
-    }
-    Some(match path.strip_suffix('/') {
-        Some(bare) => bare.to_string(),
-        None => format!("{path}/"),
-    })
-}
-
 /// The normalized path an application that decodes escaped separators (up
 /// to `DECODE_ROUNDS` times, so `%252F` too) would act on; `None` when that
 /// reading is not a valid path.

@@ -7,7 +7,6 @@ use crate::path::{self, CaseReading, EscapedSlashes, Normalization, PathError, P
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
 use crate::route::{self, Case, RequestHead};
-use std::borrow::Cow;
 
 /// The request as routes and rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +144,11 @@ impl RequestView {
     }
 
     /// Applications read a path in ways Tollgate does not: decoding `%2F`
-    /// (Go's ServeMux, WSGI), ignoring case (Express, ASP.NET, IIS), adding
-    /// or dropping a trailing `/` (Spring 5, Express). Each reading, and
-    /// each combination, must pick the route and path tenant decided on;
-    /// where one would not, refuse. Readings that cannot differ are skipped.
+    /// (Go's ServeMux, WSGI) or ignoring case (Express, ASP.NET, IIS). Each
+    /// reading, and both together, must pick the route and path tenant
+    /// decided on; where one would not, refuse. Readings that cannot differ
+    /// are skipped. (A trailing `/` needs no reading: routes match with or
+    /// without it, `route::trim`.)
     fn check_readings(&self, policy: &Policy) -> Result<(), RequestDenial> {
         let decided = self.decision(policy, &self.path, Case::Sensitive);
         let check = |path: &str, case: Case, error: PathError| {
@@ -159,24 +159,17 @@ impl RequestView {
                 Err(from_path(error))
             }
         };
-        let mut readings: Vec<(Cow<'_, str>, Case)> = vec![(Cow::Borrowed(self.path.as_str()), Case::Sensitive)];
-        if let Some(decoded) = self.slashes_decoded(policy)? {
-            check(&decoded, Case::Sensitive, path::REROUTING_SLASH)?;
-            readings.push((Cow::Owned(decoded), Case::Sensitive));
+        let decoded = self.slashes_decoded(policy)?;
+        if let Some(decoded) = &decoded {
+            check(decoded, Case::Sensitive, path::REROUTING_SLASH)?;
         }
-        if policy.paths.case == CaseReading::RejectRerouting {
-            let folded: Vec<String> = readings
-                .iter()
-                .filter_map(|(p, _)| path::lower_cased(p).or_else(|| policy.upper_case_patterns.then(|| p.to_string())))
-                .collect();
-            for p in folded {
-                check(&p, Case::Insensitive, path::REROUTING_CASE)?;
-                readings.push((Cow::Owned(p), Case::Insensitive));
-            }
+        if policy.paths.case == CaseReading::Sensitive {
+            return Ok(());
         }
-        for (p, case) in &readings {
-            if let Some(toggled) = path::trailing_slash_toggled(p) {
-                check(&toggled, *case, path::REROUTING_TRAILING_SLASH)?;
+        for p in std::iter::once(self.path.as_str()).chain(decoded.as_deref()) {
+            let lowered = path::lower_cased(p);
+            if lowered.is_some() || policy.upper_case_patterns {
+                check(lowered.as_deref().unwrap_or(p), Case::Insensitive, path::REROUTING_CASE)?;
             }
         }
         Ok(())

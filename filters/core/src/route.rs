@@ -148,10 +148,20 @@ impl PathMatch {
     fn rank(&self, path: &str, case: Case) -> Option<(u8, usize)> {
         match self {
             PathMatch::Any => Some((0, 0)),
-            PathMatch::Exact(p) => case.eq(p, path).then_some((EXACT_KIND, p.len())),
+            PathMatch::Exact(p) => case.eq(trim(p), trim(path)).then_some((EXACT_KIND, p.len())),
             PathMatch::Prefix(p) => prefix_matches(p, path, case).then_some((1, p.len())),
             PathMatch::Template(segments) => template_matches(segments, path, case).then(|| (2, literal_len(segments))),
         }
+    }
+}
+
+/// `path` without one trailing `/` (`/` itself kept): exact paths and
+/// templates match with or without it, as Spring 5 and Express (non-strict)
+/// serve `/api/x/` with the `/api/x` handler.
+fn trim(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(bare) if !bare.is_empty() => bare,
+        _ => path,
     }
 }
 
@@ -182,6 +192,7 @@ fn literal_len(segments: &[TemplateSegment]) -> usize {
 }
 
 fn template_matches(segments: &[TemplateSegment], path: &str, case: Case) -> bool {
+    let path = trim(path);
     let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
     for segment in segments {
         match segment {

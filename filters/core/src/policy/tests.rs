@@ -254,6 +254,45 @@ fn route_patterns_requests_can_never_take_are_refused() {
     }
 }
 
+#[test]
+fn patterns_one_path_to_an_application_are_refused() {
+    let routes = serde_json::json!([
+        {"name": "a", "match": {"exact": "/api/admin"}},
+        {"name": "b", "match": {"exact": "/api/admin/"}},
+        {"name": "c", "match": {"prefix": "/api/Admin"}},
+        {"name": "d", "match": {"prefix": "/api/datahub"}},
+        {"name": "e", "match": {"prefix": "/api/datahub/"}},
+        {"name": "f", "match": {"template": "/api/*/x"}},
+        {"name": "g", "match": {"template": "/API/*/x"}},
+        {"name": "h", "match": {"prefix": "/"}},
+        {"name": "i", "match": {"exact": "/"}},
+        {"name": "j", "match": {"prefix": "/api/trino", "methods": ["GET"]}},
+        {"name": "k", "match": {"prefix": "/api/trino", "methods": ["POST"]}},
+    ]);
+    let errors = errors_of(serde_json::json!({"version": 1, "routes": routes}));
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        at,
+        [
+            "routes[1].match.exact",
+            "routes[2].match.prefix",
+            "routes[4].match.prefix",
+            "routes[6].match.template"
+        ],
+        "{errors}"
+    );
+    let first = errors.iter().next().unwrap();
+    assert_eq!(
+        first.message,
+        "'/api/admin/' and routes[0].match.exact '/api/admin' are one path to an application that ignores \
+         case or a trailing '/': requests to them would be refused as ambiguous; merge them"
+    );
+    // With `paths.case: sensitive`, case is not read away.
+    let errors = errors_of(serde_json::json!({"version": 1, "routes": routes, "paths": {"case": "sensitive"}}));
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(at, ["routes[1].match.exact", "routes[4].match.prefix"], "{errors}");
+}
+
 /// A provider that needs no key server: `{P}` in a row's policy.
 const PROVIDER: &str =
     r#""name": "p", "issuer": "i", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=""#;
