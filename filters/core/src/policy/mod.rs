@@ -264,6 +264,7 @@ impl TryFrom<PolicyDoc> for Policy {
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
         check_ambiguous_patterns(&doc.routes, paths.case, &mut errors);
+        check_path_prefix_case(doc.tenant.path_prefix.as_deref(), paths.case, &mut errors);
         headers::check_collisions(&doc, &tenant, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
@@ -361,6 +362,18 @@ fn check_ambiguous_patterns(docs: &[RouteDoc], case: path::CaseReading, errors: 
                 seen.insert(fold(p), (i, kind, p));
             }
         }
+    }
+}
+
+/// A case-insensitive application reads `/T/acme` as `/t/acme`: with an
+/// upper-case path prefix every path-tenant request would be refused.
+fn check_path_prefix_case(prefix: Option<&str>, case: path::CaseReading, errors: &mut PolicyErrors) {
+    let upper = prefix.is_some_and(|p| p.bytes().any(|b| b.is_ascii_uppercase()));
+    if upper && case == path::CaseReading::RejectRerouting {
+        errors.push(
+            "tenant.path_prefix",
+            "must be lower-case while paths.case is reject_rerouting (or set paths.case: sensitive)",
+        );
     }
 }
 

@@ -293,6 +293,16 @@ fn patterns_one_path_to_an_application_are_refused() {
     assert_eq!(at, ["routes[1].match.exact", "routes[4].match.prefix"], "{errors}");
 }
 
+#[test]
+fn an_upper_case_tenant_path_prefix_needs_case_sensitive_paths() {
+    let tenant = serde_json::json!({"sources": ["path"], "path_prefix": "/T/{tenant}"});
+    let errors = errors_of(serde_json::json!({"version": 1, "tenant": tenant}));
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(at, ["tenant.path_prefix"], "{errors}");
+    let doc = serde_json::json!({"version": 1, "tenant": tenant, "paths": {"case": "sensitive"}});
+    assert!(Policy::from_json(doc.to_string().as_bytes()).is_ok());
+}
+
 /// A provider that needs no key server: `{P}` in a row's policy.
 const PROVIDER: &str =
     r#""name": "p", "issuer": "i", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=""#;
