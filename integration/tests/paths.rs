@@ -352,3 +352,53 @@ fn escaped_slashes_that_would_reroute_are_refused() {
         run(&chain, mode, strict_cases);
     }
 }
+
+/// Express, ASP.NET and IIS route without regard to case: a path that would
+/// route elsewhere read that way is refused; one that routes the same is
+/// served as sent. `paths.case: sensitive` turns the reading off.
+#[test]
+fn case_variants_that_would_reroute_are_refused() {
+    use Want::*;
+    let cases: &[(&str, Option<&str>, Want)] = &[
+        ("/API/DataHub/x", None, Refused(400, "path_invalid")),
+        ("/Api/datahub", Some("STD-001"), Refused(400, "path_invalid")),
+        ("/T/STD-001/api/datahub", None, Refused(400, "path_invalid")),
+        ("/Open/x", None, Refused(400, "path_invalid")),
+        ("/api/datahub/Urn-X", Some("STD-001"), Served("/api/datahub/Urn-X")),
+        ("/Other/Page", None, Served("/Other/Page")),
+    ];
+    let sensitive = with_paths(json!({"case": "sensitive"}));
+    let sensitive_cases: &[(&str, Option<&str>, Want)] = &[
+        ("/API/DataHub/x", None, Served("/API/DataHub/x")),
+        ("/api/datahub/x", None, Refused(400, "tenant_required")),
+    ];
+    for (envoy_normalizes, mode) in modes() {
+        let chain = start(&tenant_policy(), envoy_normalizes, true);
+        run(&chain, mode, cases);
+    }
+    let chain = start(&sensitive, false, false);
+    run(&chain, "case sensitive", sensitive_cases);
+}
+
+/// Spring 5 and Express serve `/api/admin/` with the `/api/admin` handler,
+/// and `/api/reports` under `app.use('/api/reports/')`: an exact path and
+/// a slash-ended prefix are decided with or without the trailing `/`.
+#[test]
+fn trailing_slash_variants_are_decided_as_the_route() {
+    use Want::*;
+    let mut policy = tenant_policy();
+    let routes = policy["routes"].as_array_mut().unwrap();
+    routes.push(json!({"name": "admin", "match": {"exact": "/api/admin"}, "tenant": {"required": true}}));
+    routes.push(json!({"name": "reports", "match": {"prefix": "/api/reports/"}, "tenant": {"required": true}}));
+    let cases: &[(&str, Option<&str>, Want)] = &[
+        ("/api/admin/", None, Refused(400, "tenant_required")),
+        ("/api/admin/", Some("STD-001"), Served("/api/admin/")),
+        ("/api/reports", None, Refused(400, "tenant_required")),
+        ("/api/reports", Some("STD-001"), Served("/api/reports")),
+        ("/api/adminx", None, Served("/api/adminx")),
+    ];
+    for (envoy_normalizes, mode) in modes() {
+        let chain = start(&policy, envoy_normalizes, false);
+        run(&chain, mode, cases);
+    }
+}

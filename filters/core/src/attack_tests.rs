@@ -58,7 +58,6 @@ fn attack_encoded_slash_is_refused_or_decided_as_decoded() {
 /// `caseSensitive: false`), ASP.NET and IIS route `/API/DataHub` to the
 /// `/api/datahub` handler.
 #[test]
-#[ignore = "finding 2: a case variant of the path dodges the route (Express/ASP.NET route case-insensitively)"]
 fn attack_case_variant_is_decided_as_the_route() {
     let p = policy();
     for raw in ["/API/datahub/x", "/api/DataHub", "/Api/Admin"] {
@@ -74,7 +73,6 @@ fn attack_case_variant_is_decided_as_the_route() {
 /// Spring MVC 5 (trailing-slash match on by default) and Express (non-strict
 /// routing by default) serve with the `/api/admin` handler.
 #[test]
-#[ignore = "finding 3: a trailing slash dodges an exact route (Spring 5/Express serve it)"]
 fn attack_trailing_slash_is_decided_as_the_exact_route() {
     let p = policy();
     let got = decided(&p, "GET", "/api/admin/");
@@ -85,7 +83,6 @@ fn attack_trailing_slash_is_decided_as_the_exact_route() {
 /// framework serves with the GET handler (Spring, Express, Django, Go 1.22
 /// `GET /x` patterns, Tomcat's HttpServlet.doHead).
 #[test]
-#[ignore = "finding 4: HEAD dodges a GET-only route (frameworks run the GET handler)"]
 fn attack_head_is_decided_as_get() {
     let p = policy();
     let got = decided(&p, "HEAD", "/api/reports/q1");
@@ -96,7 +93,6 @@ fn attack_head_is_decided_as_get() {
 /// `delete` through, and Django/Flask (`REQUEST_METHOD.upper()`) act on it
 /// as DELETE.
 #[test]
-#[ignore = "finding 5: a lower-case method dodges route and rule methods (Django/Werkzeug upper-case it)"]
 fn attack_lower_case_method_is_refused_or_upper_cased() {
     let p = policy();
     let got = decided(&p, "delete", "/api/purge/all");
@@ -107,7 +103,6 @@ fn attack_lower_case_method_is_refused_or_upper_cased() {
 /// length, so a catch-all `/**` (or `/*/public/**`) left for "everything
 /// else" silently takes over `/api/admin/**` from the protecting prefix.
 #[test]
-#[ignore = "finding 6: a short template overrides a longer, more specific prefix"]
 fn attack_catch_all_template_does_not_override_a_longer_prefix() {
     let doc = serde_json::json!({
         "version": 1,
@@ -167,7 +162,6 @@ fn attack_shadow_mismatch_does_not_forward_the_client_tenant() {
 /// every Host, and the client picks it: `GET /api/datahub/x` with
 /// `Host: www.example.com` is decided as `www` (no tenant), not `datahub`.
 #[test]
-#[ignore = "finding 14: a host-scoped catch-all route overrides every path rule for a client-chosen Host"]
 fn attack_host_scoped_route_does_not_override_a_path_rule() {
     let doc = serde_json::json!({
         "version": 1,
@@ -192,7 +186,6 @@ fn attack_host_scoped_route_does_not_override_a_path_rule() {
 /// not cover `/api/datahub` itself, which Spring (`/api/datahub/**`) and
 /// Express (`app.use('/api/datahub/', r)`) route to the same handlers.
 #[test]
-#[ignore = "finding 3: a prefix written with a trailing slash leaves the bare path unprotected"]
 fn attack_slash_ended_prefix_covers_the_bare_path() {
     let doc = serde_json::json!({
         "version": 1,

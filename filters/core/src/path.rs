@@ -51,6 +51,18 @@ pub enum EscapedSlashes {
     Reject,
 }
 
+/// Whether to check the path as a case-insensitive application reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseReading {
+    /// Refused (400 `path_invalid`) when routing it without regard to case
+    /// (Express, ASP.NET, IIS) would pick another route or path tenant.
+    #[default]
+    RejectRerouting,
+    /// Routes are case-sensitive and so is the application behind them.
+    Sensitive,
+}
+
 /// The compiled `paths` section of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathSettings {
@@ -58,6 +70,7 @@ pub struct PathSettings {
     pub normalization: Normalization,
     pub parameters: Parameters,
     pub escaped_slashes: EscapedSlashes,
+    pub case: CaseReading,
 }
 
 impl Default for PathSettings {
@@ -67,6 +80,7 @@ impl Default for PathSettings {
             normalization: Normalization::default(),
             parameters: Parameters::default(),
             escaped_slashes: EscapedSlashes::default(),
+            case: CaseReading::default(),
         }
     }
 }
@@ -84,6 +98,9 @@ pub const HIDDEN_DOT: PathError = PathError("has a dot segment hidden by escapes
 pub const NOT_NORMALIZED: PathError = PathError("is not in normal form");
 pub const ESCAPED_SLASH: PathError = PathError("has an escaped '/' or '\\'");
 pub const REROUTING_SLASH: PathError = PathError("has an escaped '/' or '\\' that would change its route");
+pub const REROUTING_CASE: PathError = PathError("would route differently when read without regard to case");
+pub const REROUTING_TRAILING_SLASH: PathError =
+    PathError("would route differently with a trailing '/' added or removed");
 
 /// The normalized form of the path part of `:path` (no query):
 /// - `\` is `/`; percent-encoded unreserved characters are decoded, other
@@ -228,6 +245,28 @@ pub fn has_escaped_slash(path: &str) -> bool {
 /// the path: `%2F`, `%5C`, or an escaped `%` (`%252F`).
 pub fn may_hide_slash(path: &str) -> bool {
     has_escaped_slash(path) || path.contains("%25")
+}
+
+/// The path lower-cased, escapes kept (`%2F` stays upper-case hex, as
+/// normal form has it); `None` when it has no upper-case letter.
+pub fn lower_cased(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut hex_left = 0;
+    for &b in bytes {
+        if hex_left > 0 {
+            hex_left -= 1;
+            out.push(b);
+            continue;
+        }
+        if b == b'%' {
+            hex_left = 2;
+        }
+        changed |= b.is_ascii_uppercase();
+        out.push(b.to_ascii_lowercase());
+    }
+    changed.then(|| String::from_utf8(out).ok()).flatten()
 }
 
 /// The normalized path an application that decodes escaped separators (up

@@ -3,10 +3,10 @@
 //! `:authority` it gives the normalized method, host and path, and the new
 //! `:path` when the served one must change; or the refusal.
 
-use crate::path::{self, EscapedSlashes, Normalization, PathError, PathSettings};
-use crate::policy::Policy;
+use crate::path::{self, CaseReading, EscapedSlashes, Normalization, PathError, PathSettings};
+use crate::policy::{Policy, Route};
 use crate::reply::Denial;
-use crate::route::{self, RequestHead};
+use crate::route::{self, Case, RequestHead};
 
 /// The request as routes and rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,15 +122,16 @@ impl RequestView {
             Some(served)
         };
         Ok(RequestView {
-            method: String::from_utf8_lossy(method).into_owned(),
+            // Matched upper-cased, as Django and Werkzeug act on it.
+            method: String::from_utf8_lossy(method).to_ascii_uppercase(),
             host,
             path,
             served_path,
         })
     }
 
-    /// `new` with the policy's path settings, then the escaped-separator
-    /// check, which needs the policy's routes.
+    /// `new` with the policy's path settings, then the check of other
+    /// readings of the path, which needs the policy's routes.
     pub fn read(
         method: &[u8],
         raw_path: Option<&[u8]>,
@@ -138,32 +139,62 @@ impl RequestView {
         policy: &Policy,
     ) -> Result<RequestView, RequestDenial> {
         let view = RequestView::new(method, raw_path, authority, &policy.paths)?;
-        view.check_escaped_slashes(policy)?;
+        view.check_readings(policy)?;
         Ok(view)
     }
 
-    /// An application that decodes `%2F` must act on the route and path
-    /// tenant Tollgate decided on; where it would not, refuse.
-    fn check_escaped_slashes(&self, policy: &Policy) -> Result<(), RequestDenial> {
-        if !path::may_hide_slash(&self.path) {
+    /// Applications read a path in ways Tollgate does not: decoding `%2F`
+    /// (Go's ServeMux, WSGI) or ignoring case (Express, ASP.NET, IIS). Each
+    /// reading, and both together, must pick the route and path tenant
+    /// decided on; where one would not, refuse. Readings that cannot differ
+    /// are skipped. (A trailing `/` needs no reading: routes match with or
+    /// without it, `route::trim`.)
+    fn check_readings(&self, policy: &Policy) -> Result<(), RequestDenial> {
+        let decided = self.decision(policy, &self.path, Case::Sensitive);
+        let check = |path: &str, case: Case, error: PathError| {
+            let (route, tenant) = self.decision(policy, path, case);
+            if std::ptr::eq(route, decided.0) && tenant == decided.1 {
+                Ok(())
+            } else {
+                Err(from_path(error))
+            }
+        };
+        let decoded = self.slashes_decoded(policy)?;
+        if let Some(decoded) = &decoded {
+            check(decoded, Case::Sensitive, path::REROUTING_SLASH)?;
+        }
+        if policy.paths.case == CaseReading::Sensitive {
             return Ok(());
+        }
+        for p in std::iter::once(self.path.as_str()).chain(decoded.as_deref()) {
+            let lowered = path::lower_cased(p);
+            if lowered.is_some() || policy.upper_case_patterns {
+                check(lowered.as_deref().unwrap_or(p), Case::Insensitive, path::REROUTING_CASE)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The path as an application that decodes escaped separators reads
+    /// it, when that can differ; `Err` when escaped separators are refused
+    /// or that reading is not a valid path.
+    fn slashes_decoded(&self, policy: &Policy) -> Result<Option<String>, RequestDenial> {
+        if !path::may_hide_slash(&self.path) {
+            return Ok(None);
         }
         if policy.paths.escaped_slashes == EscapedSlashes::Reject && path::has_escaped_slash(&self.path) {
             return Err(from_path(path::ESCAPED_SLASH));
         }
-        let decoded =
-            path::with_slashes_decoded(&self.path, policy.paths.parameters).ok_or(from_path(path::REROUTING_SLASH))?;
-        let other = RequestHead {
-            path: &decoded,
-            ..self.head()
-        };
-        let same_route = std::ptr::eq(policy.route(&self.head()), policy.route(&other));
-        let tenant = |p: &str| policy.tenant.split_path(p).map(|(id, _)| id.to_ascii_lowercase());
-        if same_route && tenant(&self.path) == tenant(&decoded) {
-            Ok(())
-        } else {
-            Err(from_path(path::REROUTING_SLASH))
-        }
+        path::with_slashes_decoded(&self.path, policy.paths.parameters)
+            .map(Some)
+            .ok_or(from_path(path::REROUTING_SLASH))
+    }
+
+    /// The route and (lower-cased) path tenant for `path` read as `case`.
+    fn decision<'p>(&self, policy: &'p Policy, path: &str, case: Case) -> (&'p Route, Option<String>) {
+        let head = RequestHead { path, ..self.head() };
+        let tenant = policy.tenant.split_path(path).map(|(id, _)| id.to_ascii_lowercase());
+        (policy.route_as(&head, case), tenant)
     }
 
     pub fn head(&self) -> RequestHead<'_> {

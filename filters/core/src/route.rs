@@ -1,7 +1,16 @@
 //! Route matching over normalized requests. The best match is a `max()` over
-//! `Rank`, which encodes precedence in the spirit of Gateway API HTTPRoute:
-//! "the most specific hostname", then "exact path match", then "the longest
-//! path match", then "method match", then the earliest declared route.
+//! `Rank`. Gateway API HTTPRoute ranks "the most specific hostname" first,
+//! then "exact path match", then "the longest path match", then "method
+//! match", then the earliest route. We keep its path and method order but
+//! rank the path before the host, and the literal length before the kind:
+//! - on a sidecar the client picks the Host and the application answers
+//!   every Host, so a host-scoped route must not take over a path rule;
+//! - a catch-all template (`/**`, `/*/*/static/**`) must not take over a
+//!   longer `prefix: /api/admin` written to protect it.
+//!
+//! So: an exact path, then the longest literal path, then template over
+//! prefix (equal length), then host specificity, then a method match, then
+//! the earliest route.
 
 use std::cmp::Reverse;
 
@@ -48,32 +57,71 @@ pub struct RouteMatch {
     pub hosts: Vec<HostMatch>,
 }
 
-/// How specific a match is; greater wins.
+/// How specific a match is; greater wins. Field order is precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
-    host: (u8, usize),
-    path_kind: u8,
+    exact: bool,
     literal_len: usize,
+    path_kind: u8,
+    host: (u8, usize),
     method: bool,
     order: Reverse<usize>,
+}
+
+const EXACT_KIND: u8 = 3;
+
+/// How path literals compare: as written, or as a case-insensitive
+/// framework (Express, ASP.NET, IIS) compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    Sensitive,
+    Insensitive,
+}
+
+impl Case {
+    fn eq(self, a: &str, b: &str) -> bool {
+        match self {
+            Case::Sensitive => a == b,
+            Case::Insensitive => a.eq_ignore_ascii_case(b),
+        }
+    }
+
+    /// `path` without `prefix` at its start, compared this way.
+    fn strip_prefix<'p>(self, path: &'p str, prefix: &str) -> Option<&'p str> {
+        let head = path.get(..prefix.len())?;
+        self.eq(head, prefix).then(|| path.get(prefix.len()..)).flatten()
+    }
+}
+
+/// Whether a listed (upper-case) method covers the request's method: case
+/// is ignored (Django and Werkzeug upper-case it), and `GET` covers `HEAD`
+/// (every framework answers HEAD with the GET handler).
+pub fn method_covers(listed: &str, method: &str) -> bool {
+    listed.eq_ignore_ascii_case(method) || (listed == "GET" && method.eq_ignore_ascii_case("HEAD"))
 }
 
 impl RouteMatch {
     /// `Some(rank)` when the request matches; `order` is the route's position.
     pub fn rank(&self, req: &RequestHead<'_>, order: usize) -> Option<Rank> {
+        self.rank_as(req, order, Case::Sensitive)
+    }
+
+    /// `rank`, with path literals compared as `case` says.
+    pub fn rank_as(&self, req: &RequestHead<'_>, order: usize, case: Case) -> Option<Rank> {
         let host = self.host_rank(req.host)?;
-        let (path_kind, literal_len) = self.path.rank(req.path)?;
+        let (path_kind, literal_len) = self.path.rank(req.path, case)?;
         let method = if self.methods.is_empty() {
             false
-        } else if self.methods.iter().any(|m| m == req.method) {
+        } else if self.methods.iter().any(|m| method_covers(m, req.method)) {
             true
         } else {
             return None;
         };
         Some(Rank {
-            host,
-            path_kind,
+            exact: path_kind == EXACT_KIND,
             literal_len,
+            path_kind,
+            host,
             method,
             order: Reverse(order),
         })
@@ -97,21 +145,37 @@ impl RouteMatch {
 
 impl PathMatch {
     /// `(kind, literal length)` when `path` matches.
-    fn rank(&self, path: &str) -> Option<(u8, usize)> {
+    fn rank(&self, path: &str, case: Case) -> Option<(u8, usize)> {
         match self {
             PathMatch::Any => Some((0, 0)),
-            PathMatch::Exact(p) => (p == path).then_some((3, p.len())),
-            PathMatch::Prefix(p) => prefix_matches(p, path).then_some((1, p.len())),
-            PathMatch::Template(segments) => template_matches(segments, path).then(|| (2, literal_len(segments))),
+            PathMatch::Exact(p) => case.eq(trim(p), trim(path)).then_some((EXACT_KIND, p.len())),
+            PathMatch::Prefix(p) => prefix_matches(p, path, case).then_some((1, p.len())),
+            PathMatch::Template(segments) => template_matches(segments, path, case).then(|| (2, literal_len(segments))),
         }
     }
 }
 
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix.ends_with('/') {
-        return path.starts_with(prefix);
+/// `path` without one trailing `/` (`/` itself kept): exact paths and
+/// templates match with or without it, as Spring 5 and Express (non-strict)
+/// serve `/api/x/` with the `/api/x` handler.
+fn trim(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(bare) if !bare.is_empty() => bare,
+        _ => path,
     }
-    match path.strip_prefix(prefix) {
+}
+
+/// Segment-aware: `/api/x` matches `/api/x` and `/api/x/...`. A prefix
+/// ending in `/` is a plain prefix that also matches the path without that
+/// `/` (`/api/x/` matches `/api/x`), as Spring and Express route it.
+fn prefix_matches(prefix: &str, path: &str, case: Case) -> bool {
+    if let Some(bare) = prefix.strip_suffix('/').filter(|b| !b.is_empty()) {
+        return case.strip_prefix(path, prefix).is_some() || case.eq(path, bare);
+    }
+    if prefix == "/" {
+        return path.starts_with('/');
+    }
+    match case.strip_prefix(path, prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
@@ -127,7 +191,8 @@ fn literal_len(segments: &[TemplateSegment]) -> usize {
         .sum()
 }
 
-fn template_matches(segments: &[TemplateSegment], path: &str) -> bool {
+fn template_matches(segments: &[TemplateSegment], path: &str, case: Case) -> bool {
+    let path = trim(path);
     let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
     for segment in segments {
         match segment {
@@ -137,7 +202,7 @@ fn template_matches(segments: &[TemplateSegment], path: &str) -> bool {
                 _ => return false,
             },
             TemplateSegment::Literal(l) => {
-                if parts.next() != Some(l.as_str()) {
+                if !parts.next().is_some_and(|p| case.eq(p, l)) {
                     return false;
                 }
             }

@@ -84,9 +84,10 @@ pub fn check_rules(rules: &[ClaimRule], method: &str, claims: &Map<String, Value
     Ok(())
 }
 
-/// Whether a rule binds requests of this method.
+/// Whether a rule binds requests of this method (`route::method_covers`:
+/// case ignored, `GET` binds `HEAD`).
 pub fn applies(rule: &ClaimRule, method: &str) -> bool {
-    rule.methods.is_empty() || rule.methods.iter().any(|m| m == method)
+    rule.methods.is_empty() || rule.methods.iter().any(|m| crate::route::method_covers(m, method))
 }
 
 /// An array holding `item`, or a space-delimited string with it as a word.

@@ -704,7 +704,6 @@ fn attack_fixture() -> Fixture {
 /// every framework serves with the GET handler (headers, length, ETag, and
 /// any side effect of the GET handler).
 #[test]
-#[ignore = "finding 4: HEAD skips a GET-only claim rule (frameworks run the GET handler)"]
 fn attack_head_is_bound_by_get_rules() {
     let mut f = attack_fixture();
     let token = mint(&claims()); // scope: "trino:query datahub:read", no reports:read
@@ -862,7 +861,6 @@ fn attack_forwarding_provider_unverified_token_is_removed_where_unchecked() {
 /// Finding 5 (rules): a lower-case `:method` (h2c: Envoy passes it) skips a
 /// method-limited claim rule.
 #[test]
-#[ignore = "finding 5: a lower-case method skips a method-limited claim rule"]
 fn attack_lower_case_method_is_bound_by_rules() {
     let mut f = attack_fixture();
     let auth = bearer(&mint(&claims()));

@@ -1,9 +1,12 @@
-//! Properties over generated hostile paths: normalization is idempotent, and
-//! the route decided for a raw path is the route decided for the path served.
+//! Properties over generated hostile paths: normalization is idempotent, the
+//! route decided for a raw path is the route decided for the path served,
+//! and other readings of an accepted path (escapes decoded, case ignored, a
+//! trailing `/` added or removed) route the same.
 
 use crate::path::{normalize_path, with_slashes_decoded, Normalization, Parameters, PathSettings};
 use crate::policy::Policy;
 use crate::request::RequestView;
+use crate::route::{Case, RequestHead};
 use proptest::prelude::*;
 
 const PIECES: &[&str] = &[
@@ -43,6 +46,14 @@ const PIECES: &[&str] = &[
     "entities",
     "x y",
     "caf\u{e9}",
+    "API",
+    "DataHub",
+    "Trino",
+    "T",
+    "ned-001",
+    "Open",
+    "getUser",
+    "getuser",
 ];
 
 fn segment() -> impl Strategy<Value = String> {
@@ -65,6 +76,7 @@ fn policy() -> Policy {
             {"name": "trino", "match": {"exact": "/api/trino"}, "tenant": {"required": true}},
             {"name": "entities", "match": {"template": "/api/*/entities/**"}, "tenant": {"required": true}},
             {"name": "open", "match": {"prefix": "/open/"}},
+            {"name": "camel", "match": {"template": "/api/getUser/*"}, "tenant": {"required": true}},
         ],
         "tenant": {"sources": ["header", "path"], "path_prefix": "/t/{tenant}"},
     });
@@ -130,5 +142,41 @@ proptest! {
             let other = crate::route::RequestHead { path: &decoded, ..view.head() };
             prop_assert_eq!(&policy.route(&other).name, &policy.route(&view.head()).name, "{:?}", raw);
         }
+    }
+
+    #[test]
+    fn case_and_trailing_slash_readings_route_the_same(raw in raw_path()) {
+        let policy = policy();
+        let Ok(view) = RequestView::read(b"GET", Some(raw.as_bytes()), Some(b"api.example.com"), &policy) else {
+            return Ok(());
+        };
+        let decided = decision(&policy, &view.path, Case::Sensitive);
+        let lowered = view.path.to_ascii_lowercase();
+        for (path, case) in [(view.path.clone(), Case::Sensitive), (lowered, Case::Insensitive)] {
+            prop_assert_eq!(&decision(&policy, &path, case), &decided, "{:?} read as {:?}", raw, path);
+            if let Some(toggled) = trailing_slash_toggled(&path) {
+                prop_assert_eq!(&decision(&policy, &toggled, case), &decided, "{:?} read as {:?}", raw, toggled);
+            }
+        }
+    }
+}
+
+/// The route name and lower-cased path tenant for `path` read as `case`.
+fn decision(policy: &Policy, path: &str, case: Case) -> (String, Option<String>) {
+    let head = RequestHead {
+        method: "GET",
+        host: "api.example.com",
+        path,
+    };
+    let tenant = policy.tenant.split_path(path).map(|(id, _)| id.to_ascii_lowercase());
+    (policy.route_as(&head, case).name.clone(), tenant)
+}
+
+/// The path with its trailing `/` removed, or one added (`/` itself: none).
+fn trailing_slash_toggled(path: &str) -> Option<String> {
+    match path.strip_suffix('/') {
+        Some("") => None,
+        Some(bare) => Some(bare.to_string()),
+        None => Some(format!("{path}/")),
     }
 }

@@ -38,6 +38,9 @@ pub struct Policy {
     pub paths: PathSettings,
     /// Lower-case names removed from every request, in every spelling.
     pub strip_headers: Vec<String>,
+    /// Some route pattern holds an upper-case letter, so a case-insensitive
+    /// reading can differ even for a lower-case path.
+    pub upper_case_patterns: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -91,12 +94,17 @@ impl Policy {
     /// The route for a request, or the fallback. `head.path` is matched after
     /// the tenant path prefix (`/t/{tenant}`), when one is configured.
     pub fn route(&self, head: &RequestHead<'_>) -> &Route {
+        self.route_as(head, route::Case::Sensitive)
+    }
+
+    /// `route`, with path literals compared as `case` says.
+    pub fn route_as(&self, head: &RequestHead<'_>, case: route::Case) -> &Route {
         let path = self.route_path(head.path);
         let head = RequestHead { path, ..*head };
         self.routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.matcher.rank(&head, i).map(|rank| (rank, r)))
+            .filter_map(|(i, r)| r.matcher.rank_as(&head, i, case).map(|rank| (rank, r)))
             .max_by_key(|(rank, _)| *rank)
             .map_or(&self.fallback, |(_, r)| r)
     }
@@ -257,6 +265,8 @@ impl TryFrom<PolicyDoc> for Policy {
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
+        check_ambiguous_patterns(&doc.routes, paths.case, &mut errors);
+        check_path_prefix_case(doc.tenant.path_prefix.as_deref(), paths.case, &mut errors);
         headers::check_collisions(&doc, &tenant, &mut errors);
         let strip_headers = headers::compile_strip(&doc, &tenant, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
@@ -279,6 +289,11 @@ impl TryFrom<PolicyDoc> for Policy {
             tenant: defaults,
             jwt: jwt_defaults,
         };
+        let upper_case_patterns = doc
+            .routes
+            .iter()
+            .filter_map(|r| pattern(&r.matcher))
+            .any(|(_, p)| p.bytes().any(|b| b.is_ascii_uppercase()));
         Ok(Policy {
             realm,
             routes,
@@ -288,6 +303,7 @@ impl TryFrom<PolicyDoc> for Policy {
             jwt,
             paths,
             strip_headers,
+            upper_case_patterns,
         })
     }
 }
@@ -306,6 +322,62 @@ fn compile_paths(doc: &PathsDoc, at: &str, errors: &mut PolicyErrors) -> PathSet
         normalization: doc.normalization.unwrap_or(defaults.normalization),
         parameters: doc.parameters.unwrap_or(defaults.parameters),
         escaped_slashes: doc.escaped_slashes.unwrap_or(defaults.escaped_slashes),
+        case: doc.case.unwrap_or(defaults.case),
+    }
+}
+
+/// A route's path pattern: which field gives it, and the pattern.
+fn pattern(doc: &MatchDoc) -> Option<(&'static str, &str)> {
+    [
+        ("exact", &doc.exact),
+        ("prefix", &doc.prefix),
+        ("template", &doc.template),
+    ]
+    .into_iter()
+    .find_map(|(kind, p)| p.as_deref().map(|p| (kind, p)))
+}
+
+/// Two patterns an application reads as one (differing only by a trailing
+/// `/`, by case when `paths.case` reads it, or by kind for one path) would
+/// get every request to one of them refused as ambiguous; refuse the policy.
+fn check_ambiguous_patterns(docs: &[RouteDoc], case: path::CaseReading, errors: &mut PolicyErrors) {
+    let fold = |p: &str| {
+        let bare = p.strip_suffix('/').filter(|b| !b.is_empty()).unwrap_or(p);
+        match case {
+            path::CaseReading::RejectRerouting => bare.to_ascii_lowercase(),
+            path::CaseReading::Sensitive => bare.to_string(),
+        }
+    };
+    let mut seen: HashMap<String, (usize, &str, &str)> = HashMap::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let Some((kind, p)) = pattern(&doc.matcher).filter(|(_, p)| *p != "/") else {
+            continue;
+        };
+        match seen.get(&fold(p)) {
+            Some(&(j, other_kind, other)) if (other_kind, other) != (kind, p) => errors.push(
+                join(&join(&index("routes", i), "match"), kind),
+                format!(
+                    "'{p}' and routes[{j}].match.{other_kind} '{other}' are one path to an application that \
+                     ignores case or a trailing '/': requests to them would be refused as ambiguous; merge them"
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                seen.insert(fold(p), (i, kind, p));
+            }
+        }
+    }
+}
+
+/// A case-insensitive application reads `/T/acme` as `/t/acme`: with an
+/// upper-case path prefix every path-tenant request would be refused.
+fn check_path_prefix_case(prefix: Option<&str>, case: path::CaseReading, errors: &mut PolicyErrors) {
+    let upper = prefix.is_some_and(|p| p.bytes().any(|b| b.is_ascii_uppercase()));
+    if upper && case == path::CaseReading::RejectRerouting {
+        errors.push(
+            "tenant.path_prefix",
+            "must be lower-case while paths.case is reject_rerouting (or set paths.case: sensitive)",
+        );
     }
 }
 

@@ -174,7 +174,7 @@ fn paths_section_has_safe_defaults_and_checked_values() {
     assert_eq!(p.paths.normalization, crate::path::Normalization::Rewrite);
     assert_eq!(p.paths.parameters, crate::path::Parameters::Reject);
     let p = Policy::from_json(
-        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip", "escaped_slashes": "reject"}}"#,
+        br#"{"version": 1, "paths": {"max_bytes": 65536, "normalization": "reject", "parameters": "strip", "escaped_slashes": "reject", "case": "sensitive"}}"#,
     )
     .unwrap();
     assert_eq!(
@@ -184,6 +184,7 @@ fn paths_section_has_safe_defaults_and_checked_values() {
             normalization: crate::path::Normalization::Reject,
             parameters: crate::path::Parameters::Strip,
             escaped_slashes: crate::path::EscapedSlashes::Reject,
+            case: crate::path::CaseReading::Sensitive,
         }
     );
     for (paths, at, needle) in [
@@ -254,6 +255,55 @@ fn route_patterns_requests_can_never_take_are_refused() {
             "{at}: {errors}"
         );
     }
+}
+
+#[test]
+fn patterns_one_path_to_an_application_are_refused() {
+    let routes = serde_json::json!([
+        {"name": "a", "match": {"exact": "/api/admin"}},
+        {"name": "b", "match": {"exact": "/api/admin/"}},
+        {"name": "c", "match": {"prefix": "/api/Admin"}},
+        {"name": "d", "match": {"prefix": "/api/datahub"}},
+        {"name": "e", "match": {"prefix": "/api/datahub/"}},
+        {"name": "f", "match": {"template": "/api/*/x"}},
+        {"name": "g", "match": {"template": "/API/*/x"}},
+        {"name": "h", "match": {"prefix": "/"}},
+        {"name": "i", "match": {"exact": "/"}},
+        {"name": "j", "match": {"prefix": "/api/trino", "methods": ["GET"]}},
+        {"name": "k", "match": {"prefix": "/api/trino", "methods": ["POST"]}},
+    ]);
+    let errors = errors_of(serde_json::json!({"version": 1, "routes": routes}));
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        at,
+        [
+            "routes[1].match.exact",
+            "routes[2].match.prefix",
+            "routes[4].match.prefix",
+            "routes[6].match.template"
+        ],
+        "{errors}"
+    );
+    let first = errors.iter().next().unwrap();
+    assert_eq!(
+        first.message,
+        "'/api/admin/' and routes[0].match.exact '/api/admin' are one path to an application that ignores \
+         case or a trailing '/': requests to them would be refused as ambiguous; merge them"
+    );
+    // With `paths.case: sensitive`, case is not read away.
+    let errors = errors_of(serde_json::json!({"version": 1, "routes": routes, "paths": {"case": "sensitive"}}));
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(at, ["routes[1].match.exact", "routes[4].match.prefix"], "{errors}");
+}
+
+#[test]
+fn an_upper_case_tenant_path_prefix_needs_case_sensitive_paths() {
+    let tenant = serde_json::json!({"sources": ["path"], "path_prefix": "/T/{tenant}"});
+    let errors = errors_of(serde_json::json!({"version": 1, "tenant": tenant}));
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(at, ["tenant.path_prefix"], "{errors}");
+    let doc = serde_json::json!({"version": 1, "tenant": tenant, "paths": {"case": "sensitive"}});
+    assert!(Policy::from_json(doc.to_string().as_bytes()).is_ok());
 }
 
 /// A provider that needs no key server: `{P}` in a row's policy.

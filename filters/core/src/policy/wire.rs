@@ -49,6 +49,10 @@ pub struct PathsDoc {
     /// would pick another route; `reject`: refuse them all.
     #[serde(default)]
     pub escaped_slashes: Option<crate::path::EscapedSlashes>,
+    /// `reject_rerouting` (default): refuse a path a case-insensitive
+    /// application would route elsewhere; `sensitive`: no such reading.
+    #[serde(default)]
+    pub case: Option<crate::path::CaseReading>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -123,6 +123,8 @@ fn authority_and_method() {
             served_path: None,
         })
     );
+    let lower = RequestView::new(b"delete", Some(b"/x"), Some(b"h"), &s);
+    assert_eq!(lower.map(|v| v.method), Ok("DELETE".to_string()));
     for (authority, why) in [
         (None, "has an empty or over-long host"),
         (Some(&b""[..]), "has an empty or over-long host"),
@@ -214,4 +216,50 @@ fn escaped_slashes_are_refused_where_decoding_them_reroutes() {
     assert_eq!(read(&strict, "/api/datahub/a%5cb"), escaped);
     assert_eq!(read(&strict, "/api/datahub/a%252Fb"), Ok("/api/datahub/a%252Fb".into()));
     assert_eq!(read(&strict, "/api/datahub/x"), Ok("/api/datahub/x".into()));
+}
+
+#[test]
+fn case_readings_are_refused_where_they_reroute() {
+    let policy = |extra: &str| {
+        let text = format!(
+            r#"{{"version": 1, "routes": [
+                {{"name": "datahub", "match": {{"prefix": "/api/datahub"}}}},
+                {{"name": "admin", "match": {{"exact": "/api/admin"}}}},
+                {{"name": "entity", "match": {{"template": "/api/entities/*"}}}},
+                {{"name": "camel", "match": {{"exact": "/api/getUser"}}}}
+            ], "tenant": {{"sources": ["path"], "path_prefix": "/t/{{tenant}}"}}{extra}}}"#
+        );
+        Policy::from_json(text.as_bytes()).unwrap()
+    };
+    let read = |p: &Policy, path: &str| RequestView::read(b"GET", Some(path.as_bytes()), HOST, p).map(|v| v.path);
+    let case: Result<String, _> = Err(RequestDenial::PathInvalid(path::REROUTING_CASE.0));
+    let ok = |p: &str| Ok(p.to_string());
+    let default = policy("");
+    let cases: &[(&str, Result<String, RequestDenial>)] = &[
+        // Readings that route the same: kept.
+        ("/api/datahub/Urn-X", ok("/api/datahub/Urn-X")),
+        ("/api/datahub/", ok("/api/datahub/")),
+        ("/api/entities/Ab", ok("/api/entities/Ab")),
+        ("/api/entities/Ab/", ok("/api/entities/Ab/")),
+        ("/api/admin/", ok("/api/admin/")),
+        ("/t/ACME/api/datahub", ok("/t/ACME/api/datahub")),
+        ("/api/getUser", ok("/api/getUser")),
+        ("/Other/Path/", ok("/Other/Path/")),
+        ("/api/datahub/a%2Fb", ok("/api/datahub/a%2Fb")),
+        // Another route without regard to case: refused.
+        ("/API/datahub/x", case.clone()),
+        ("/Api/Admin", case.clone()),
+        ("/api/Entities/x", case.clone()),
+        ("/T/acme/api/datahub", case.clone()),
+        ("/api/getuser", case.clone()),
+        // Combined with a decoded escaped slash, then case.
+        ("/API%2Fdatahub", case.clone()),
+    ];
+    for (path, want) in cases {
+        assert_eq!(&read(&default, path), want, "{path}");
+    }
+    let sensitive = policy(r#", "paths": {"case": "sensitive"}"#);
+    assert_eq!(read(&sensitive, "/API/datahub/x"), ok("/API/datahub/x"));
+    assert_eq!(read(&sensitive, "/api/getuser"), ok("/api/getuser"));
+    assert_eq!(read(&sensitive, "/T/acme/api/datahub"), ok("/T/acme/api/datahub"));
 }

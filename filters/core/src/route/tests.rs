@@ -32,6 +32,91 @@ fn prefix_is_segment_aware() {
 }
 
 #[test]
+fn a_slash_ended_prefix_also_matches_the_bare_path() {
+    let m = path_only(PathMatch::Prefix("/api/datahub/".into()));
+    for (path, want) in [
+        ("/api/datahub", true),
+        ("/api/datahub/", true),
+        ("/api/datahub/x", true),
+        ("/api/datahubx", false),
+        ("/api", false),
+    ] {
+        assert_eq!(m.rank(&head("GET", "h", path), 0).is_some(), want, "{path}");
+    }
+    let root = path_only(PathMatch::Prefix("/".into()));
+    assert!(root.rank(&head("GET", "h", "/"), 0).is_some());
+    assert!(root.rank(&head("GET", "h", "/x"), 0).is_some());
+}
+
+#[test]
+fn exact_paths_and_templates_match_with_or_without_a_trailing_slash() {
+    let exact = path_only(PathMatch::Exact("/api/admin".into()));
+    let exact_slash = path_only(PathMatch::Exact("/api/admin/".into()));
+    let root = path_only(PathMatch::Exact("/".into()));
+    let template = path_only(PathMatch::Template(parse_template("/api/*").unwrap()));
+    for (path, want_exact, want_template) in [
+        ("/api/admin", true, true),
+        ("/api/admin/", true, true),
+        ("/api/admin//", false, false),
+        ("/api/adminx", false, true),
+        ("/api/admin/x", false, false),
+        ("/api", false, false),
+        ("/api/", false, false),
+    ] {
+        let req = head("GET", "h", path);
+        assert_eq!(exact.rank(&req, 0).is_some(), want_exact, "exact {path}");
+        assert_eq!(exact_slash.rank(&req, 0).is_some(), want_exact, "exact/ {path}");
+        assert_eq!(template.rank(&req, 0).is_some(), want_template, "template {path}");
+    }
+    assert!(root.rank(&head("GET", "h", "/"), 0).is_some());
+    assert!(root.rank(&head("GET", "h", "/x"), 0).is_none());
+}
+
+#[test]
+fn insensitive_matching_ignores_ascii_case_of_literals() {
+    let req = head("GET", "h", "/API/DataHub/x");
+    for (m, want_sensitive) in [
+        (PathMatch::Prefix("/api/datahub".into()), false),
+        (PathMatch::Prefix("/api/".into()), false),
+        (PathMatch::Template(parse_template("/api/*/x").unwrap()), false),
+        (PathMatch::Exact("/api/datahub/x".into()), false),
+        (PathMatch::Exact("/API/DataHub/x".into()), true),
+    ] {
+        let m = path_only(m);
+        assert_eq!(m.rank(&req, 0).is_some(), want_sensitive, "{m:?}");
+        assert!(m.rank_as(&req, 0, Case::Insensitive).is_some(), "{m:?}");
+    }
+    let prefix = path_only(PathMatch::Prefix("/api/datahub".into()));
+    assert!(prefix
+        .rank_as(&head("GET", "h", "/API/DATAHUBX"), 0, Case::Insensitive)
+        .is_none());
+}
+
+#[test]
+fn methods_ignore_case_and_get_covers_head() {
+    for (listed, method, want) in [
+        ("GET", "GET", true),
+        ("GET", "get", true),
+        ("GET", "HEAD", true),
+        ("GET", "head", true),
+        ("DELETE", "delete", true),
+        ("DELETE", "DeLeTe", true),
+        ("HEAD", "GET", false),
+        ("POST", "GET", false),
+        ("GET", "GETX", false),
+    ] {
+        assert_eq!(method_covers(listed, method), want, "{listed} {method}");
+    }
+    let m = RouteMatch {
+        path: PathMatch::Any,
+        methods: vec!["GET".into()],
+        hosts: vec![],
+    };
+    assert!(m.rank(&head("HEAD", "h", "/"), 0).is_some());
+    assert!(m.rank(&head("post", "h", "/"), 0).is_none());
+}
+
+#[test]
 fn templates_match_whole_segments() {
     let one = path_only(PathMatch::Template(parse_template("/api/*/entities").unwrap()));
     let rest = path_only(PathMatch::Template(parse_template("/api/*/**").unwrap()));
@@ -95,6 +180,31 @@ fn precedence_prefers_the_most_specific() {
     assert!(exact > prefix_long);
     assert!(with_method > prefix_long);
     assert!(exact > with_method);
+    // The path ranks before the host: a client picks the Host.
+    let host_only = RouteMatch {
+        path: PathMatch::Any,
+        methods: vec![],
+        hosts: vec![HostMatch::Exact("api.example.com".into())],
+    }
+    .rank(&req, 4);
+    let host_and_short_prefix = RouteMatch {
+        path: PathMatch::Prefix("/api".into()),
+        methods: vec![],
+        hosts: vec![HostMatch::Exact("api.example.com".into())],
+    }
+    .rank(&req, 5);
+    assert!(prefix_short > host_only);
+    assert!(prefix_long > host_and_short_prefix);
+    assert!(host_and_short_prefix > prefix_short);
+    // The longest literal ranks before the kind: a catch-all template does
+    // not take over a longer prefix; at equal length the template wins.
+    let catch_all = path_only(PathMatch::Template(parse_template("/**").unwrap())).rank(&req, 6);
+    let two_stars = path_only(PathMatch::Template(parse_template("/*/*/**").unwrap())).rank(&req, 7);
+    let template_long = path_only(PathMatch::Template(parse_template("/api/trino/**").unwrap())).rank(&req, 8);
+    assert!(prefix_short > catch_all);
+    assert!(prefix_short > two_stars);
+    assert!(template_long > prefix_long);
+    assert!(exact > template_long);
     // Same specificity: the earlier route wins.
     assert!(
         path_only(PathMatch::Prefix("/api".into())).rank(&req, 0)
