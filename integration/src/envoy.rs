@@ -42,7 +42,11 @@ impl Default for Launch {
 
 impl Launch {
     fn args(&self) -> Vec<String> {
-        let mut args = vec!["--concurrency".into(), self.concurrency.clone(), "--disable-hot-restart".into()];
+        let mut args = vec![
+            "--concurrency".into(),
+            self.concurrency.clone(),
+            "--disable-hot-restart".into(),
+        ];
         args.extend(["-l".into(), self.log_level.clone()]);
         if self.wasm_debug {
             args.extend(["--component-log-level".into(), "wasm:debug".into()]);

@@ -7,6 +7,21 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::path::Path;
 
+const NATIVE: RGBColor = RGBColor(90, 140, 200);
+const TOLLGATE: RGBColor = RGBColor(230, 130, 40);
+const OTHER: RGBColor = RGBColor(150, 150, 150);
+
+/// Envoy's native filters blue, Tollgate orange, floors grey.
+fn colour(name: &str) -> RGBColor {
+    if name.starts_with("native") {
+        NATIVE
+    } else if name.starts_with("tollgate") {
+        TOLLGATE
+    } else {
+        OTHER
+    }
+}
+
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 fn load_font() -> Result<(), String> {
@@ -44,7 +59,8 @@ fn bars<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(if names { 215 } else { 10 })
-        .build_cartesian_2d(0.0..top, (0..n).into_segmented())
+        // A segmented range of 0..m holds m + 1 segments.
+        .build_cartesian_2d(0.0..top, (0..n.saturating_sub(1)).into_segmented())
         .map_err(|e| e.to_string())?;
     // Row 0 (baseline) at the top: segment n - 1 - i.
     let name = |y: &SegmentValue<usize>| match y {
@@ -57,27 +73,34 @@ fn bars<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .disable_x_mesh()
+        .x_labels(6)
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_labels(n)
         .y_label_formatter(&name)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| e.to_string())?;
-    let shown: Vec<(usize, f64)> = values
+    let shown: Vec<(usize, f64, RGBColor)> = values
         .iter()
+        .zip(rows)
         .enumerate()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(i, v)| (n - 1 - i, v.max(0.0)))
+        .filter(|(_, (v, _))| v.is_finite())
+        .map(|(i, (v, row))| (n - 1 - i, v.max(0.0), colour(row.name)))
         .collect();
-    chart
-        .draw_series(
-            Histogram::horizontal(&chart)
-                .style(BLUE.mix(0.6).filled())
-                .margin(6)
-                .data(shown.iter().copied()),
-        )
-        .map_err(|e| e.to_string())?;
-    let text = |(y, v): (usize, f64)| {
-        Text::new(format!("{v:.1}"), (v + top * 0.01, SegmentValue::CenterOf(y)), ("sans-serif", 13))
+    for group in [NATIVE, TOLLGATE, OTHER] {
+        let data = shown.iter().filter(|s| s.2 == group).map(|s| (s.0, s.1));
+        chart
+            .draw_series(Histogram::horizontal(&chart).style(group.filled()).margin(6).data(data))
+            .map_err(|e| e.to_string())?;
+    }
+    let text = |(y, v, _): (usize, f64, RGBColor)| {
+        let shown = if v >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        };
+        Text::new(shown, (v + top * 0.01, SegmentValue::CenterOf(y)), ("sans-serif", 13))
     };
     chart
         .draw_series(shown.iter().copied().map(text))

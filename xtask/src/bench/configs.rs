@@ -88,46 +88,91 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         bootstrap,
     };
     let jwt = |cache: bool, host: bool| wasm(&["tollgate.jwt"], &tollgate_policy(tokens, cache, host));
-    let both = wasm(&["tollgate.jwt", "tollgate.tenant"], &tollgate_policy(tokens, true, true));
+    let both = wasm(
+        &["tollgate.jwt", "tollgate.tenant"],
+        &tollgate_policy(tokens, true, true),
+    );
     let tenant_only = wasm(&["tollgate.tenant"], &tenant_policy());
     vec![
         row("baseline", "router only, direct response", Load::Plain, base()),
-        row("native_jwt", "jwt_authn RS256, local JWKS, no cache", Load::Cached, native(tokens, false, false)),
-        row("native_jwt_cache", "jwt_authn with jwt_cache_config", Load::Cached, native(tokens, true, false)),
+        row(
+            "native_jwt",
+            "jwt_authn RS256, local JWKS, no cache",
+            Load::Cached,
+            native(tokens, false, false),
+        ),
+        row(
+            "native_jwt_cache",
+            "jwt_authn with jwt_cache_config",
+            Load::Cached,
+            native(tokens, true, false),
+        ),
         row(
             "native_chain",
             "jwt_authn cached + header_mutation + local_ratelimit + JSON access log",
             Load::Cached,
             native(tokens, true, true),
         ),
-        row("trivial_wasm", "state-setter test filter (one header read)", Load::Plain, trivial()),
+        row(
+            "trivial_wasm",
+            "state-setter test filter (one header read)",
+            Load::Plain,
+            trivial(),
+        ),
         Config {
             shares: vec![share(HIT, 0.99, 1.0)],
-            ..row("tollgate_jwt", "tollgate.jwt, cached token", Load::Cached, jwt(true, true))
+            ..row(
+                "tollgate_jwt",
+                "tollgate.jwt, cached token",
+                Load::Cached,
+                jwt(true, true),
+            )
         },
         Config {
             headers: tenant_header(),
             refused: Some((vec![("x-tenant-id".into(), "NOBODY".into())], 403)),
             shares: vec![share(TENANT_OK, 0.99, 1.0)],
-            ..row("tollgate_tenant", "tollgate.tenant, header source", Load::Plain, tenant_only)
+            ..row(
+                "tollgate_tenant",
+                "tollgate.tenant, header source",
+                Load::Plain,
+                tenant_only,
+            )
         },
         Config {
             shares: vec![share(HIT, 0.99, 1.0), share(TENANT_OK, 0.99, 1.0)],
-            ..row("tollgate_jwt_tenant", "tollgate.jwt + tollgate.tenant, cached token", Load::Cached, both)
+            ..row(
+                "tollgate_jwt_tenant",
+                "tollgate.jwt + tollgate.tenant, cached token",
+                Load::Cached,
+                both,
+            )
         },
         Config {
             shares: vec![share(MISS, 0.99, 1.0), share(HOST, 0.99, 1.0)],
-            ..row("tollgate_jwt_uncached_host", "tollgate.jwt, new token each request, host verifier", Load::Uncached, jwt(false, true))
+            ..row(
+                "tollgate_jwt_uncached_host",
+                "tollgate.jwt, new token each request, host verifier",
+                Load::Uncached,
+                jwt(false, true),
+            )
         },
         Config {
             shares: vec![share(MISS, 0.99, 1.0), share(HOST, 0.0, 0.0)],
-            ..row("tollgate_jwt_uncached_rust", "tollgate.jwt, new token each request, Rust verifier", Load::Uncached, jwt(false, false))
+            ..row(
+                "tollgate_jwt_uncached_rust",
+                "tollgate.jwt, new token each request, Rust verifier",
+                Load::Uncached,
+                jwt(false, false),
+            )
         },
     ]
 }
 
 fn wasm(root_ids: &[&str], policy: &Value) -> Bootstrap {
-    root_ids.iter().fold(base(), |b, id| b.filter(Filter::tollgate(id, &paths::module_wasm(), policy)))
+    root_ids.iter().fold(base(), |b, id| {
+        b.filter(Filter::tollgate(id, &paths::module_wasm(), policy))
+    })
 }
 
 /// The test-only filter: without its header it reads one header and goes on.

@@ -152,16 +152,17 @@ fn run_wrk(envoy: &Envoy, spec: &Spec) -> Result<Value, String> {
 
 /// Requests Envoy completed and answered 2xx on the ingress listener.
 fn answered(envoy: &Envoy) -> Result<(u64, u64), String> {
-    let stats = envoy
-        .admin_get("/stats?filter=ingress.downstream_rq_")?
-        .text();
+    let stats = envoy.admin_get("/stats?filter=ingress.downstream_rq_")?.text();
     let get = |name: &str| {
         stats
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse::<u64>().ok())
             .ok_or_else(|| format!("no {name} in Envoy stats: {stats}"))
     };
-    Ok((get("http.ingress.downstream_rq_completed")?, get("http.ingress.downstream_rq_2xx")?))
+    Ok((
+        get("http.ingress.downstream_rq_completed")?,
+        get("http.ingress.downstream_rq_2xx")?,
+    ))
 }
 
 /// utime + stime of a process, in clock ticks (fields 14 and 15 of stat).

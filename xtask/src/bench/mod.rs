@@ -44,11 +44,11 @@ impl Options {
         };
         Ok(Options {
             quick,
-            rounds: if quick { 1 } else { 3 },
-            seconds: if quick { 2 } else { 5 },
+            rounds: if quick { 1 } else { 5 },
+            seconds: if quick { 2 } else { 3 },
             warmup_seconds: 1,
             rss_seconds: if quick { 1 } else { 3 },
-            tokens: if quick { 1000 } else { 5000 },
+            tokens: if quick { 500 } else { 2000 },
             connections: [4, 32],
         })
     }
@@ -67,7 +67,12 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     step("build tollgate.wasm", setup::build_wasm)?;
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let tokens = tokens::mint_all(options.tokens)?;
+    let mut minted = None;
+    step("bench: mint tokens", || {
+        minted = Some(tokens::mint_all(options.tokens)?);
+        Ok(())
+    })?;
+    let tokens = minted.ok_or("no tokens")?;
     let configs = configs::all(&tokens);
     let script = load::write_script(&out)?;
     let targets = configs
@@ -127,8 +132,12 @@ fn start(target: &Target, launch: &Launch, out: &Path) -> Result<Envoy, String> 
 /// The load's first request must be allowed and the config's bad request
 /// refused, so a misconfigured run cannot pass as fast.
 fn smoke(config: &Config, envoy: &Envoy) -> Result<(), String> {
-    let first = std::fs::read_to_string(root().join("target/bench").join(format!("requests-{}.txt", config.name)))
-        .map_err(|e| e.to_string())?;
+    let first = std::fs::read_to_string(
+        root()
+            .join("target/bench")
+            .join(format!("requests-{}.txt", config.name)),
+    )
+    .map_err(|e| e.to_string())?;
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut fields = first.lines().next().unwrap_or_default().split('\t');
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
@@ -263,9 +272,10 @@ fn rss_after_load(target: &Target, options: &Options, script: &Path, out: &Path)
 
 fn meta(options: &Options, seconds: f64) -> Value {
     let text = |program: &str, args: &[&str]| ask(program, args).map(|s| s.trim().to_string());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find_map(|l| Some(l.strip_prefix("model name")?.split_once(':')?.1.trim().to_string())));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find_map(|l| Some(l.strip_prefix("model name")?.split_once(':')?.1.trim().to_string()))
+    });
     json!({
         "command": if options.quick { "cargo xtask bench --quick" } else { "cargo xtask bench" },
         "date": text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -294,7 +304,10 @@ fn finish(out: &Path, options: &Options, measured: &[Measured], seconds: f64) ->
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
     let json = report::to_json(meta.clone(), measured, &rows);
-    write("bench.json", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
+    write(
+        "bench.json",
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+    )?;
     write("bench.md", table.clone())?;
     let title = format!(
         "Tollgate vs Envoy native filters: {}, {}",
@@ -307,9 +320,7 @@ fn finish(out: &Path, options: &Options, measured: &[Measured], seconds: f64) ->
     }
     println!(
         "\n{table}\ntollgate.wasm: {} bytes; {} round(s) of {} s per load; run took {seconds:.0} s",
-        meta["wasm_bytes"],
-        options.rounds,
-        options.seconds,
+        meta["wasm_bytes"], options.rounds, options.seconds,
     );
     println!("wrote {}/bench.json, bench.md, bench.png", out.display());
     let failures: u64 = measured.iter().map(Measured::failures).sum();

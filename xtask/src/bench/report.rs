@@ -48,7 +48,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     match (values.get(n / 2), n.checked_sub(1).and_then(|m| values.get(m / 2))) {
-        (Some(a), Some(b)) if n % 2 == 0 => (a + b) / 2.0,
+        (Some(a), Some(b)) if n.is_multiple_of(2) => (a + b) / 2.0,
         (Some(a), _) => *a,
         _ => f64::NAN,
     }
@@ -70,7 +70,13 @@ pub fn rows(all: &[Measured]) -> Vec<Row> {
             let sample = |high: bool, f: fn(&Sample) -> f64| {
                 median(m.rounds.iter().map(|(l, h)| f(if high { h } else { l })).collect())
             };
-            let latency = |high| [sample(high, |s| s.p50_us), sample(high, |s| s.p99_us), sample(high, |s| s.p999_us)];
+            let latency = |high| {
+                [
+                    sample(high, |s| s.p50_us),
+                    sample(high, |s| s.p99_us),
+                    sample(high, |s| s.p999_us),
+                ]
+            };
             Row {
                 name: m.name,
                 what: m.what,

@@ -30,7 +30,7 @@ fn mint(key: &EncodingKey, n: usize, now: u64) -> Result<String, String> {
     header.kid = Some("rsa-1".into());
     let claims = json!({
         "iss": ISSUER, "sub": format!("user-{n}"), "aud": "bench-api",
-        "iat": now, "exp": now + 3600, "jti": n, "tenant": super::configs::TENANT,
+        "iat": now, "exp": now + 3600, "jti": n.to_string(), "tenant": super::configs::TENANT,
     });
     encode(&header, &claims, key).map_err(|e| format!("mint: {e}"))
 }
