@@ -165,28 +165,33 @@ fn answered(envoy: &Envoy) -> Result<(u64, u64), String> {
     ))
 }
 
-/// utime + stime of a process, in clock ticks (fields 14 and 15 of stat).
+/// utime + stime of a process, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // The command name (field 2) may hold spaces; fields after it are plain.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
-    match (fields.get(11), fields.get(12)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => Err(format!("/proc/{pid}/stat: {stat}")),
-    }
+    ticks_of(&stat).ok_or_else(|| format!("/proc/{pid}/stat: {stat}"))
+}
+
+/// Fields 14 and 15 of a `/proc/<pid>/stat` line. The command name (field
+/// 2) may hold spaces and parentheses; the fields after its last `)` do not.
+pub fn ticks_of(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 /// Resident memory of a process, in MiB.
 pub fn rss_mib(pid: u32) -> Result<f64, String> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+    rss_of(&status).ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+pub fn rss_of(status: &str) -> Option<f64> {
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: f64 = kib.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Microseconds per clock tick (`getconf CLK_TCK`, 100 on Linux).

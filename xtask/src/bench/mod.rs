@@ -10,6 +10,9 @@ mod load;
 mod report;
 mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 use crate::setup;
 use crate::util::{ask, root, step};
 use configs::{Config, Load};
@@ -58,6 +61,8 @@ impl Options {
 struct Target<'a> {
     config: &'a Config,
     requests: PathBuf,
+    /// The first request's headers, for the smoke test.
+    first: Vec<(String, String)>,
 }
 
 pub fn run(args: &[&str]) -> Result<(), String> {
@@ -108,7 +113,11 @@ fn write_target<'a>(out: &Path, config: &'a Config, tokens: &tokens::Tokens) -> 
     };
     let path = out.join(format!("requests-{}.txt", config.name));
     load::write_requests(&path, &requests)?;
-    Ok(Target { config, requests: path })
+    Ok(Target {
+        config,
+        requests: path,
+        first: requests.into_iter().next().unwrap_or_default(),
+    })
 }
 
 fn launch(concurrency: &str, cpus: Option<&str>) -> Launch {
@@ -125,25 +134,15 @@ fn start(target: &Target, launch: &Launch, out: &Path) -> Result<Envoy, String> 
     let bootstrap = target.config.bootstrap(&log.display().to_string());
     let envoy = Envoy::try_start_with(&bootstrap, launch)
         .map_err(|f| format!("{}: Envoy did not start: {}\n{}", target.config.name, f.reason, f.log))?;
-    smoke(target.config, &envoy)?;
+    smoke(target, &envoy)?;
     Ok(envoy)
 }
 
 /// The load's first request must be allowed and the config's bad request
 /// refused, so a misconfigured run cannot pass as fast.
-fn smoke(config: &Config, envoy: &Envoy) -> Result<(), String> {
-    let first = std::fs::read_to_string(
-        root()
-            .join("target/bench")
-            .join(format!("requests-{}.txt", config.name)),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let mut fields = first.lines().next().unwrap_or_default().split('\t');
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        headers.push((name.to_string(), value.to_string()));
-    }
-    expect(config.name, envoy, &headers, 200)?;
+fn smoke(target: &Target, envoy: &Envoy) -> Result<(), String> {
+    let config = target.config;
+    expect(config.name, envoy, &target.first, 200)?;
     match &config.refused {
         Some((headers, status)) => expect(config.name, envoy, headers, *status),
         None => Ok(()),
@@ -215,7 +214,7 @@ fn pinned_rounds(targets: &[Target], options: &Options, script: &Path, out: &Pat
         }
     }
     for ((target, envoy), before) in targets.iter().zip(&envoys).zip(&before) {
-        check_shares(target.config, before, &stats(envoy)?)?;
+        check_shares(target.config.name, &target.config.shares, before, &stats(envoy)?)?;
     }
     Ok(targets
         .iter()
@@ -246,14 +245,19 @@ fn delta(before: &[(String, u64)], after: &[(String, u64)], name: &str) -> u64 {
 
 /// Proves the intended path ran: e.g. every uncached request verified a
 /// signature (a cache hit would make the config measure the wrong thing).
-fn check_shares(config: &Config, before: &[(String, u64)], after: &[(String, u64)]) -> Result<(), String> {
+fn check_shares(
+    name: &str,
+    shares: &[configs::StatShare],
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+) -> Result<(), String> {
     let requests = delta(before, after, "http.ingress.downstream_rq_completed").max(1) as f64;
-    for share in &config.shares {
+    for share in shares {
         let got = delta(before, after, share.stat) as f64 / requests;
         if got < share.min - 1e-9 || got > share.max + 1e-9 {
             return Err(format!(
-                "{}: {} grew by {got:.3} per request, expected {} to {}",
-                config.name, share.stat, share.min, share.max
+                "{name}: {} grew by {got:.3} per request, expected {} to {}",
+                share.stat, share.min, share.max
             ));
         }
     }
