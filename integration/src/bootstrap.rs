@@ -67,6 +67,12 @@ pub struct Bootstrap {
     pub underscores_action: Option<String>,
     /// More clusters on 127.0.0.1, by name and port (JWKS servers, sinks).
     pub clusters: Vec<(String, u16)>,
+    /// Envoy's own HTTP filters (JSON), placed before the wasm filters.
+    pub native_filters: Vec<Value>,
+    /// The route answers 200 itself instead of going upstream (the bench).
+    pub direct_response: bool,
+    /// A JSON file access log on the connection manager, to this path.
+    pub access_log: Option<String>,
 }
 
 impl Bootstrap {
@@ -81,6 +87,9 @@ impl Bootstrap {
             escaped_slashes_action: None,
             underscores_action: None,
             clusters: Vec::new(),
+            native_filters: Vec::new(),
+            direct_response: false,
+            access_log: None,
         }
     }
 
@@ -97,7 +106,8 @@ impl Bootstrap {
     pub fn to_json(&self) -> Value {
         let mut clusters = vec![cluster("upstream", self.upstream_port)];
         clusters.extend(self.clusters.iter().map(|(name, port)| cluster(name, *port)));
-        let mut http_filters: Vec<Value> = self.filters.iter().map(Filter::to_json).collect();
+        let mut http_filters = self.native_filters.clone();
+        http_filters.extend(self.filters.iter().map(Filter::to_json));
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -110,7 +120,7 @@ impl Bootstrap {
             "route_config": {"virtual_hosts": [{
                 "name": "all",
                 "domains": ["*"],
-                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+                "routes": [self.route()],
             }]},
             "http_filters": http_filters,
         });
@@ -119,6 +129,9 @@ impl Bootstrap {
         }
         if let Some(action) = &self.underscores_action {
             manager["common_http_protocol_options"] = json!({"headers_with_underscores_action": action});
+        }
+        if let Some(path) = &self.access_log {
+            manager["access_log"] = json_access_log(path);
         }
         json!({
             "admin": {"address": socket(self.admin_port)},
@@ -136,6 +149,35 @@ impl Bootstrap {
             },
         })
     }
+}
+
+impl Bootstrap {
+    fn route(&self) -> Value {
+        if self.direct_response {
+            json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
+        } else {
+            json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream"}})
+        }
+    }
+}
+
+fn json_access_log(path: &str) -> Value {
+    json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"json_format": {
+                "start_time": "%START_TIME%",
+                "method": "%REQ(:METHOD)%",
+                "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                "status": "%RESPONSE_CODE%",
+                "duration_ms": "%DURATION%",
+                "tenant": "%REQ(X-TENANT-ID)%",
+                "request_id": "%REQ(X-REQUEST-ID)%",
+            }},
+        },
+    }])
 }
 
 fn cluster(name: &str, port: u16) -> Value {

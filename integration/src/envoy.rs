@@ -18,6 +18,43 @@ const POLL: Duration = Duration::from_millis(50);
 /// Workers: at least two, so per-worker (per-VM) bugs show.
 pub const CONCURRENCY: &str = "2";
 
+/// How Envoy is run: workers, log level, and the CPUs it may use.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub concurrency: String,
+    /// `-l` level; the tests add `wasm:debug`.
+    pub log_level: String,
+    pub wasm_debug: bool,
+    /// `taskset -c` CPU list (the bench pins Envoy); `None` runs anywhere.
+    pub cpus: Option<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Launch {
+        Launch {
+            concurrency: CONCURRENCY.to_string(),
+            log_level: "info".to_string(),
+            wasm_debug: true,
+            cpus: None,
+        }
+    }
+}
+
+impl Launch {
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--concurrency".into(),
+            self.concurrency.clone(),
+            "--disable-hot-restart".into(),
+        ];
+        args.extend(["-l".into(), self.log_level.clone()]);
+        if self.wasm_debug {
+            args.extend(["--component-log-level".into(), "wasm:debug".into()]);
+        }
+        args
+    }
+}
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Envoy {
@@ -45,6 +82,10 @@ impl Envoy {
     }
 
     pub fn try_start(bootstrap: &Value) -> Result<Envoy, StartFailure> {
+        Envoy::try_start_with(bootstrap, &Launch::default())
+    }
+
+    pub fn try_start_with(bootstrap: &Value, launch: &Launch) -> Result<Envoy, StartFailure> {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("tollgate-envoy-{}-{n}", std::process::id()));
         let fail = |reason: String| StartFailure {
@@ -56,14 +97,13 @@ impl Envoy {
         fs::write(&config, bootstrap.to_string()).map_err(|e| fail(format!("write bootstrap: {e}")))?;
         let log = File::create(dir.join("envoy.log")).map_err(|e| fail(format!("log file: {e}")))?;
         let log_err = log.try_clone().map_err(|e| fail(e.to_string()))?;
-        let (mut command, container) = launcher(&dir, n);
+        let (mut command, container) = launcher(&dir, n, launch.cpus.as_deref());
         // Relative paths in a bootstrap (the demo's wasm) are from the repo root.
         command
             .current_dir(paths::repo_root())
             .arg("-c")
             .arg(&config)
-            .args(["--concurrency", CONCURRENCY, "--disable-hot-restart"])
-            .args(["-l", "info", "--component-log-level", "wasm:debug"])
+            .args(launch.args())
             .arg("--admin-address-path")
             .arg(dir.join("admin.txt"))
             .stdin(Stdio::null())
@@ -189,7 +229,7 @@ impl Drop for Envoy {
 /// The command that runs Envoy: the pinned binary, or `docker run` when
 /// `TOLLGATE_ENVOY_IMAGE` is set (host network; the temp dir and the wasm
 /// folder mounted at the same paths so the bootstrap's paths hold).
-fn launcher(dir: &Path, n: usize) -> (Command, Option<String>) {
+fn launcher(dir: &Path, n: usize, cpus: Option<&str>) -> (Command, Option<String>) {
     match std::env::var("TOLLGATE_ENVOY_IMAGE") {
         Ok(image) if !image.is_empty() => {
             let name = format!("tollgate-envoy-{}-{n}", std::process::id());
@@ -205,7 +245,15 @@ fn launcher(dir: &Path, n: usize) -> (Command, Option<String>) {
                 .arg("envoy");
             (command, Some(name))
         }
-        _ => (Command::new(paths::envoy_binary()), None),
+        // taskset execs Envoy, so the child's PID is Envoy's.
+        _ => match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", cpus]).arg(paths::envoy_binary());
+                (command, None)
+            }
+            None => (Command::new(paths::envoy_binary()), None),
+        },
     }
 }
 

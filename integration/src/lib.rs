@@ -16,6 +16,6 @@ pub mod server;
 
 pub use bootstrap::{Bootstrap, Filter};
 pub use echo::Echo;
-pub use envoy::Envoy;
+pub use envoy::{Envoy, Launch};
 pub use http::{Request, Response};
 pub use jwks::JwksServer;

@@ -11,7 +11,29 @@ pub fn all() -> Result<(), String> {
     step("setup: wasm targets", targets)?;
     step("setup: node (runs core's wasm tests)", node)?;
     step("setup: wasm-bindgen test runner", wasm_bindgen_runner)?;
-    step("setup: envoy", envoy)
+    step("setup: envoy", envoy)?;
+    step("setup: wrk, taskset, DejaVu font (the bench)", bench_tools)
+}
+
+/// Debian packages the bench uses, installed only when missing.
+const BENCH_PACKAGES: [(&str, &str); 3] = [
+    ("wrk", "/usr/bin/wrk"),
+    ("util-linux", "/usr/bin/taskset"),
+    ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+];
+
+fn bench_tools() -> Result<(), String> {
+    let missing: Vec<&str> = BENCH_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        println!("present: wrk, taskset, DejaVu Sans");
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").args(["install", "-y"]).args(&missing))
 }
 
 fn targets() -> Result<(), String> {

@@ -1,0 +1,335 @@
+//! `cargo xtask bench [--quick]`: Tollgate against Envoy's native filters on
+//! loopback. One Envoy per configuration (one worker, pinned to CPU 0), wrk
+//! pinned to CPU 1, the same load against each, interleaved over rounds
+//! because the machine is shared: ratios are taken within a round, then the
+//! median over rounds. Memory is measured afterwards with two workers.
+
+mod chart;
+mod configs;
+mod load;
+mod report;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use crate::setup;
+use crate::util::{ask, root, step};
+use configs::{Config, Load};
+use load::{Sample, Spec};
+use report::Measured;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tollgate_integration::{paths, Envoy, Launch, Request};
+
+const ENVOY_CPU: &str = "0";
+const WRK_CPU: &str = "1";
+
+#[derive(Debug, Clone)]
+struct Options {
+    quick: bool,
+    rounds: usize,
+    seconds: u64,
+    warmup_seconds: u64,
+    rss_seconds: u64,
+    /// Distinct tokens cycled by the uncached loads.
+    tokens: usize,
+    connections: [u32; 2],
+}
+
+impl Options {
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        let quick = match args {
+            [] => false,
+            ["--quick"] => true,
+            _ => return Err(format!("bench takes only --quick, not {args:?}")),
+        };
+        Ok(Options {
+            quick,
+            rounds: if quick { 1 } else { 5 },
+            seconds: if quick { 2 } else { 3 },
+            warmup_seconds: 1,
+            rss_seconds: if quick { 1 } else { 3 },
+            tokens: if quick { 500 } else { 2000 },
+            connections: [4, 32],
+        })
+    }
+}
+
+/// A configuration and the file of requests its load cycles through.
+struct Target<'a> {
+    config: &'a Config,
+    requests: PathBuf,
+    /// The first request's headers, for the smoke test.
+    first: Vec<(String, String)>,
+}
+
+pub fn run(args: &[&str]) -> Result<(), String> {
+    let options = Options::parse(args)?;
+    let started = Instant::now();
+    step("setup", setup::all)?;
+    step("build tollgate.wasm", setup::build_wasm)?;
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut minted = None;
+    step("bench: mint tokens", || {
+        minted = Some(tokens::mint_all(options.tokens)?);
+        Ok(())
+    })?;
+    let tokens = minted.ok_or("no tokens")?;
+    let configs = configs::all(&tokens);
+    let script = load::write_script(&out)?;
+    let targets = configs
+        .iter()
+        .map(|config| write_target(&out, config, &tokens))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut measured = Vec::new();
+    step("bench: one pinned worker per configuration, interleaved rounds", || {
+        measured = pinned_rounds(&targets, &options, &script, &out)?;
+        Ok(())
+    })?;
+    step("bench: memory with two workers", || {
+        for (m, target) in measured.iter_mut().zip(&targets) {
+            m.rss_mib = rss_after_load(target, &options, &script, &out)?;
+        }
+        Ok(())
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    finish(&out, &options, &measured, seconds)
+}
+
+/// The request file of a configuration: one line per distinct request.
+fn write_target<'a>(out: &Path, config: &'a Config, tokens: &tokens::Tokens) -> Result<Target<'a>, String> {
+    let with_token = |token: &String| {
+        let mut headers = config.headers.clone();
+        headers.push(("Authorization".into(), format!("Bearer {token}")));
+        headers
+    };
+    let requests: Vec<Vec<(String, String)>> = match config.load {
+        Load::Plain => vec![config.headers.clone()],
+        Load::Cached => tokens.valid.iter().take(1).map(with_token).collect(),
+        Load::Uncached => tokens.valid.iter().map(with_token).collect(),
+    };
+    let path = out.join(format!("requests-{}.txt", config.name));
+    load::write_requests(&path, &requests)?;
+    Ok(Target {
+        config,
+        requests: path,
+        first: requests.into_iter().next().unwrap_or_default(),
+    })
+}
+
+fn launch(concurrency: &str, cpus: Option<&str>) -> Launch {
+    Launch {
+        concurrency: concurrency.into(),
+        log_level: "warn".into(),
+        wasm_debug: false,
+        cpus: cpus.map(String::from),
+    }
+}
+
+fn start(target: &Target, launch: &Launch, out: &Path) -> Result<Envoy, String> {
+    let log = out.join(format!("access-{}.log", target.config.name));
+    let bootstrap = target.config.bootstrap(&log.display().to_string());
+    let envoy = Envoy::try_start_with(&bootstrap, launch)
+        .map_err(|f| format!("{}: Envoy did not start: {}\n{}", target.config.name, f.reason, f.log))?;
+    smoke(target, &envoy)?;
+    Ok(envoy)
+}
+
+/// The load's first request must be allowed and the config's bad request
+/// refused, so a misconfigured run cannot pass as fast.
+fn smoke(target: &Target, envoy: &Envoy) -> Result<(), String> {
+    let config = target.config;
+    expect(config.name, envoy, &target.first, 200)?;
+    match &config.refused {
+        Some((headers, status)) => expect(config.name, envoy, headers, *status),
+        None => Ok(()),
+    }
+}
+
+fn expect(name: &str, envoy: &Envoy, headers: &[(String, String)], status: u16) -> Result<(), String> {
+    let request = headers
+        .iter()
+        .fold(Request::get(configs::PATH), |r, (n, v)| r.header(n, v));
+    let response = request.send(envoy.addr())?;
+    if response.status == status {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name}: smoke request {:?} answered {} {}, not {status}",
+            headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            response.status,
+            response.text()
+        ))
+    }
+}
+
+fn spec<'a>(target: &'a Target, script: &'a Path, connections: u32, seconds: u64) -> Spec<'a> {
+    Spec {
+        script,
+        requests: &target.requests,
+        path: configs::PATH,
+        connections,
+        threads: 1,
+        seconds,
+        cpus: WRK_CPU,
+    }
+}
+
+fn pinned_rounds(targets: &[Target], options: &Options, script: &Path, out: &Path) -> Result<Vec<Measured>, String> {
+    let pinned = launch("1", Some(ENVOY_CPU));
+    let envoys = targets
+        .iter()
+        .map(|t| start(t, &pinned, out))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tick_us = load::tick_us();
+    let before = envoys.iter().map(stats).collect::<Result<Vec<_>, _>>()?;
+    for (target, envoy) in targets.iter().zip(&envoys) {
+        let warm = spec(target, script, options.connections[0], options.warmup_seconds);
+        load::measure(envoy, &warm, tick_us)?;
+    }
+    let mut samples: Vec<Vec<[Sample; 2]>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..options.rounds {
+        println!("round {} of {}", round + 1, options.rounds);
+        let mut this: Vec<[Sample; 2]> = targets.iter().map(|_| Default::default()).collect();
+        for (slot, connections) in options.connections.iter().enumerate() {
+            for ((target, envoy), pair) in targets.iter().zip(&envoys).zip(this.iter_mut()) {
+                let sample = load::measure(envoy, &spec(target, script, *connections, options.seconds), tick_us)?;
+                println!(
+                    "  {:<28} c{connections:<3} {:>8.0} req/s {:>7.1} µs CPU/req p99 {:>6.0} µs",
+                    target.config.name,
+                    sample.rps,
+                    sample.cpu_us / sample.requests.max(1) as f64,
+                    sample.p99_us
+                );
+                if let Some(s) = pair.get_mut(slot) {
+                    *s = sample;
+                }
+            }
+        }
+        for (all, [low, high]) in samples.iter_mut().zip(this) {
+            all.push([low, high]);
+        }
+    }
+    for ((target, envoy), before) in targets.iter().zip(&envoys).zip(&before) {
+        check_shares(target.config.name, &target.config.shares, before, &stats(envoy)?)?;
+    }
+    Ok(targets
+        .iter()
+        .zip(samples)
+        .map(|(t, rounds)| Measured {
+            name: t.config.name,
+            what: t.config.what,
+            rounds: rounds.into_iter().map(|[l, h]| (l, h)).collect(),
+            rss_mib: f64::NAN,
+        })
+        .collect())
+}
+
+/// All counters of an Envoy, by name.
+fn stats(envoy: &Envoy) -> Result<Vec<(String, u64)>, String> {
+    let text = envoy.admin_get("/stats?usedonly")?.text();
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+        .collect())
+}
+
+fn delta(before: &[(String, u64)], after: &[(String, u64)], name: &str) -> u64 {
+    let get = |all: &[(String, u64)]| all.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    get(after).saturating_sub(get(before))
+}
+
+/// Proves the intended path ran: e.g. every uncached request verified a
+/// signature (a cache hit would make the config measure the wrong thing).
+fn check_shares(
+    name: &str,
+    shares: &[configs::StatShare],
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+) -> Result<(), String> {
+    let requests = delta(before, after, "http.ingress.downstream_rq_completed").max(1) as f64;
+    for share in shares {
+        let got = delta(before, after, share.stat) as f64 / requests;
+        if got < share.min - 1e-9 || got > share.max + 1e-9 {
+            return Err(format!(
+                "{name}: {} grew by {got:.3} per request, expected {} to {}",
+                share.stat, share.min, share.max
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rss_after_load(target: &Target, options: &Options, script: &Path, out: &Path) -> Result<f64, String> {
+    let envoy = start(target, &launch("2", None), out)?;
+    let mut load = spec(target, script, options.connections[1], options.rss_seconds);
+    load.threads = 2;
+    load::measure(&envoy, &load, load::tick_us())?;
+    let rss = load::rss_mib(envoy.pid())?;
+    println!("  {:<28} {rss:.1} MiB", target.config.name);
+    Ok(rss)
+}
+
+fn meta(options: &Options, seconds: f64) -> Value {
+    let text = |program: &str, args: &[&str]| ask(program, args).map(|s| s.trim().to_string());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find_map(|l| Some(l.strip_prefix("model name")?.split_once(':')?.1.trim().to_string()))
+    });
+    json!({
+        "command": if options.quick { "cargo xtask bench --quick" } else { "cargo xtask bench" },
+        "date": text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        "commit": text("git", &["rev-parse", "--short", "HEAD"]),
+        "cpu": cpu,
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "kernel": text("uname", &["-r"]),
+        "envoy": ask(&paths::envoy_binary().display().to_string(), &["--version"]).map(|v| v.trim().to_string()),
+        "wasm_bytes": std::fs::metadata(paths::module_wasm()).map_or(0, |m| m.len()),
+        "rounds": options.rounds,
+        "seconds_per_load": options.seconds,
+        "connections": options.connections,
+        "uncached_tokens": options.tokens,
+        "envoy_cpu": ENVOY_CPU,
+        "wrk_cpu": WRK_CPU,
+        "run_seconds": seconds,
+    })
+}
+
+fn finish(out: &Path, options: &Options, measured: &[Measured], seconds: f64) -> Result<(), String> {
+    let rows = report::rows(measured);
+    let meta = meta(options, seconds);
+    let table = report::markdown(&rows, options.connections);
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let json = report::to_json(meta.clone(), measured, &rows);
+    write(
+        "bench.json",
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+    )?;
+    write("bench.md", table.clone())?;
+    let title = format!(
+        "Tollgate vs Envoy native filters: {}, {}",
+        meta["command"].as_str().unwrap_or_default(),
+        meta["date"].as_str().unwrap_or_default()
+    );
+    chart::draw(&out.join("bench.png"), &rows, &title, options.connections[0])?;
+    for m in measured {
+        let _ = std::fs::remove_file(out.join(format!("access-{}.log", m.name)));
+    }
+    println!(
+        "\n{table}\ntollgate.wasm: {} bytes; {} round(s) of {} s per load; run took {seconds:.0} s",
+        meta["wasm_bytes"], options.rounds, options.seconds,
+    );
+    println!("wrote {}/bench.json, bench.md, bench.png", out.display());
+    let failures: u64 = measured.iter().map(Measured::failures).sum();
+    if failures > 0 {
+        return Err(format!("{failures} answers were not 2xx: the run is invalid"));
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Medians over rounds, ratios taken within each round, the Markdown table
+//! and the JSON written under target/bench/.
+
+use super::load::Sample;
+use serde_json::{json, Value};
+
+/// Everything measured for one configuration.
+pub struct Measured {
+    pub name: &'static str,
+    pub what: &'static str,
+    /// Per round: the load at the low and at the high concurrency.
+    pub rounds: Vec<(Sample, Sample)>,
+    pub rss_mib: f64,
+}
+
+impl Measured {
+    /// CPU per request in one round, over both of its loads.
+    fn cpu_per_request(&self, round: usize) -> Option<f64> {
+        let (low, high) = self.rounds.get(round)?;
+        let requests = (low.requests + high.requests).max(1) as f64;
+        Some((low.cpu_us + high.cpu_us) / requests)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.rounds.iter().map(|(l, h)| l.failures + h.failures).sum()
+    }
+}
+
+/// One configuration's row: medians over rounds.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub rps: [f64; 2],
+    pub cpu_us: f64,
+    pub added_us: f64,
+    pub x_baseline: f64,
+    /// Added CPU over `native_chain`'s added CPU.
+    pub x_native_chain: f64,
+    /// p50, p99, p99.9 in µs at the low and the high concurrency.
+    pub latency: [[f64; 3]; 2],
+    pub failures: u64,
+    pub rss_mib: f64,
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match (values.get(n / 2), n.checked_sub(1).and_then(|m| values.get(m / 2))) {
+        (Some(a), Some(b)) if n.is_multiple_of(2) => (a + b) / 2.0,
+        (Some(a), _) => *a,
+        _ => f64::NAN,
+    }
+}
+
+/// Median over rounds of `f(round)`.
+fn per_round(rounds: usize, f: impl Fn(usize) -> Option<f64>) -> f64 {
+    median((0..rounds).filter_map(f).collect())
+}
+
+/// `all[0]` is the baseline; `native_chain` is found by name.
+pub fn rows(all: &[Measured]) -> Vec<Row> {
+    let baseline = all.first();
+    let chain = all.iter().find(|m| m.name == "native_chain");
+    let added = |m: &Measured, r: usize| Some(m.cpu_per_request(r)? - baseline?.cpu_per_request(r)?);
+    all.iter()
+        .map(|m| {
+            let rounds = m.rounds.len();
+            let sample = |high: bool, f: fn(&Sample) -> f64| {
+                median(m.rounds.iter().map(|(l, h)| f(if high { h } else { l })).collect())
+            };
+            let latency = |high| {
+                [
+                    sample(high, |s| s.p50_us),
+                    sample(high, |s| s.p99_us),
+                    sample(high, |s| s.p999_us),
+                ]
+            };
+            Row {
+                name: m.name,
+                what: m.what,
+                rps: [sample(false, |s| s.rps), sample(true, |s| s.rps)],
+                cpu_us: per_round(rounds, |r| m.cpu_per_request(r)),
+                added_us: per_round(rounds, |r| added(m, r)),
+                x_baseline: per_round(rounds, |r| Some(m.cpu_per_request(r)? / baseline?.cpu_per_request(r)?)),
+                x_native_chain: per_round(rounds, |r| Some(added(m, r)? / added(chain?, r)?)),
+                latency: [latency(false), latency(true)],
+                failures: m.failures(),
+                rss_mib: m.rss_mib,
+            }
+        })
+        .collect()
+}
+
+fn latency_cell(l: &[f64; 3]) -> String {
+    format!("{:.0} / {:.0} / {:.0}", l[0], l[1], l[2])
+}
+
+pub fn markdown(rows: &[Row], connections: [u32; 2]) -> String {
+    let [low, high] = connections;
+    let mut out = format!(
+        "| configuration | req/s c{low} | CPU µs/req | added µs/req | × baseline | added × native_chain \
+         | latency µs c{low} p50 / p99 / p99.9 | latency µs c{high} p50 / p99 / p99.9 | non-2xx | RSS MiB, 2 workers |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| `{}` | {:.0} | {:.1} | {:+.1} | {:.2} | {:.2} | {} | {} | {} | {:.1} |\n",
+            r.name,
+            r.rps[0],
+            r.cpu_us,
+            r.added_us,
+            r.x_baseline,
+            r.x_native_chain,
+            latency_cell(&r.latency[0]),
+            latency_cell(&r.latency[1]),
+            r.failures,
+            r.rss_mib,
+        ));
+    }
+    out
+}
+
+fn sample_json(s: &Sample) -> Value {
+    json!({
+        "requests": s.requests, "rps": s.rps, "cpu_us": s.cpu_us,
+        "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "failures": s.failures,
+    })
+}
+
+fn finite(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        Value::Null
+    }
+}
+
+pub fn to_json(meta: Value, all: &[Measured], rows: &[Row]) -> Value {
+    let configurations: Vec<Value> = all
+        .iter()
+        .zip(rows)
+        .map(|(m, r)| {
+            json!({
+                "name": r.name, "what": r.what,
+                "rps": [finite(r.rps[0]), finite(r.rps[1])],
+                "cpu_us_per_request": finite(r.cpu_us),
+                "added_cpu_us_per_request": finite(r.added_us),
+                "x_baseline": finite(r.x_baseline),
+                "added_x_native_chain": finite(r.x_native_chain),
+                "latency_us": r.latency.iter().map(|l| json!({"p50": finite(l[0]), "p99": finite(l[1]), "p999": finite(l[2])})).collect::<Vec<_>>(),
+                "non_2xx": r.failures,
+                "rss_mib_2_workers": finite(r.rss_mib),
+                "rounds": m.rounds.iter().map(|(l, h)| json!([sample_json(l), sample_json(h)])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"meta": meta, "configurations": configurations})
+}

@@ -1,0 +1,166 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::configs::{self, Load, StatShare};
+use super::load::{self, Sample};
+use super::report::{self, Measured};
+use super::tokens;
+
+#[test]
+fn median_of_odd_even_and_empty() {
+    let rows: &[(&[f64], f64)] = &[
+        (&[3.0, 1.0, 2.0], 2.0),
+        (&[4.0, 1.0, 3.0, 2.0], 2.5),
+        (&[5.0], 5.0),
+        (&[1.0, f64::NAN, 3.0], 2.0),
+    ];
+    for (values, want) in rows {
+        assert_eq!(report::median(values.to_vec()), *want, "{values:?}");
+    }
+    assert!(report::median(Vec::new()).is_nan());
+}
+
+/// One load whose CPU per request is `us` (the high-concurrency load equal).
+fn load_at(us: f64) -> (Sample, Sample) {
+    let sample = Sample {
+        requests: 1000,
+        rps: 1000.0,
+        cpu_us: us * 1000.0,
+        p99_us: us * 10.0,
+        ..Sample::default()
+    };
+    (sample.clone(), sample)
+}
+
+fn measured(name: &'static str, per_round: &[f64]) -> Measured {
+    Measured {
+        name,
+        what: "",
+        rounds: per_round.iter().copied().map(load_at).collect(),
+        rss_mib: 64.0,
+    }
+}
+
+/// Ratios are medians of within-round ratios: a round where the whole
+/// machine was slow must not skew them (the ratio of the medians here
+/// would be 2.5 and the difference of the medians 30).
+#[test]
+fn ratios_are_taken_within_each_round() {
+    let all = [
+        measured("baseline", &[10.0, 40.0, 20.0]),
+        measured("native_chain", &[15.0, 45.0, 25.0]),
+        measured("x", &[20.0, 50.0, 60.0]),
+    ];
+    let rows = report::rows(&all);
+    let x = rows.get(2).unwrap();
+    assert_eq!(x.cpu_us, 50.0);
+    assert_eq!(x.x_baseline, 2.0);
+    assert_eq!(x.added_us, 10.0);
+    assert_eq!(x.x_native_chain, 2.0);
+    let baseline = rows.first().unwrap();
+    assert_eq!((baseline.added_us, baseline.x_baseline), (0.0, 1.0));
+}
+
+#[test]
+fn the_table_has_a_row_per_configuration() {
+    let all = [measured("baseline", &[20.0]), measured("native_chain", &[30.0])];
+    let table = report::markdown(&report::rows(&all), [4, 32]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines.first().unwrap().starts_with("| configuration | req/s c4 |"));
+    assert_eq!(
+        *lines.get(3).unwrap(),
+        "| `native_chain` | 1000 | 30.0 | +10.0 | 1.50 | 1.00 | 0 / 300 / 0 | 0 / 300 / 0 | 0 | 64.0 |"
+    );
+}
+
+#[test]
+fn failures_count_every_load() {
+    let mut m = measured("x", &[10.0, 10.0]);
+    for (low, high) in &mut m.rounds {
+        low.failures = 1;
+        high.failures = 2;
+    }
+    assert_eq!(m.failures(), 6);
+}
+
+#[test]
+fn proc_fields_are_read_past_the_command_name() {
+    let stat = "4242 (envoy (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 567 0 0 20 0 9 0 100 1 2";
+    assert_eq!(load::ticks_of(stat), Some(1801));
+    assert_eq!(load::ticks_of("4242 (envoy) S 1 2"), None);
+    let status = "Name:\tenvoy\nVmPeak:\t  300000 kB\nVmRSS:\t   66560 kB\nThreads:\t9\n";
+    assert_eq!(load::rss_of(status), Some(65.0));
+    assert_eq!(load::rss_of("Name:\tenvoy\n"), None);
+}
+
+#[test]
+fn request_lines_are_tab_separated_pairs() {
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("requests.txt");
+    let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+    load::write_requests(
+        &path,
+        &[
+            vec![pair("x-tenant-id", "ACME"), pair("Authorization", "Bearer a.b.c")],
+            vec![],
+        ],
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(text, "x-tenant-id\tACME\tAuthorization\tBearer a.b.c\t\n\n");
+}
+
+fn share(stat: &'static str, min: f64, max: f64) -> StatShare {
+    StatShare { stat, min, max }
+}
+
+#[test]
+fn a_config_that_skipped_its_code_path_fails() {
+    let stats = |requests: u64, hits: u64| {
+        vec![
+            ("http.ingress.downstream_rq_completed".to_string(), requests),
+            ("wasmcustom.tollgate.jwt.signature_host".to_string(), hits),
+        ]
+    };
+    let host = [share("wasmcustom.tollgate.jwt.signature_host", 0.99, 1.0)];
+    let rust = [share("wasmcustom.tollgate.jwt.signature_host", 0.0, 0.0)];
+    let before = stats(10, 5);
+    assert!(super::check_shares("x", &host, &before, &stats(1010, 1005)).is_ok());
+    let err = super::check_shares("x", &host, &before, &stats(1010, 505)).unwrap_err();
+    assert_eq!(
+        err,
+        "x: wasmcustom.tollgate.jwt.signature_host grew by 0.500 per request, expected 0.99 to 1"
+    );
+    assert!(super::check_shares("x", &rust, &before, &stats(1010, 5)).is_ok());
+    assert!(super::check_shares("x", &rust, &before, &stats(1010, 6)).is_err());
+}
+
+/// Every configuration that checks something has a request it must refuse
+/// before its load, and all answer directly (no upstream is measured).
+#[test]
+fn configurations_are_checked_before_their_load() {
+    let tokens = tokens::mint_all(3).unwrap();
+    assert_eq!(tokens.valid.len(), 3);
+    let all = configs::all(&tokens);
+    assert_eq!(all.first().map(|c| c.name), Some("baseline"));
+    assert!(all.iter().any(|c| c.name == "native_chain"));
+    for config in &all {
+        let refused = config.refused.as_ref().map(|(_, status)| *status);
+        let want = match (config.load, config.name) {
+            (Load::Plain, "tollgate_tenant") => Some(403),
+            (Load::Plain, _) => None,
+            _ => Some(401),
+        };
+        assert_eq!(refused, want, "{}", config.name);
+        let bootstrap = config.bootstrap("/tmp/log");
+        let manager = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let route = &manager["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(route["direct_response"]["status"], 200, "{}", config.name);
+        let logged = manager["access_log"][0]["typed_config"]["path"] == "/tmp/log";
+        assert_eq!(logged, config.name == "native_chain", "{}", config.name);
+    }
+    let names: std::collections::BTreeSet<_> = all.iter().map(|c| c.name).collect();
+    assert_eq!(names.len(), all.len());
+}
