@@ -237,7 +237,9 @@ fn upstream_saw(echo: &Value, name: &str, value: &str) -> bool {
 pub fn run(check: bool) -> Result<(), String> {
     setup::all()?;
     step("build tollgate.wasm", setup::build_wasm)?;
-    step("render", || render::run(&[]))?;
+    step("render", || {
+        render::run(false, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE)
+    })?;
     // The check (run by CI) takes free ports; the interactive demo its fixed ones.
     let upstream = if check {
         "127.0.0.1:0".to_string()

@@ -15,7 +15,9 @@ pub const DEMO_BOOTSTRAP: &str = "envoy-config/envoy-demo.yaml";
 pub const DEMO_PORT: u16 = 10000;
 pub const DEMO_ADMIN_PORT: u16 = 9901;
 pub const DEMO_UPSTREAM_PORT: u16 = 18080;
-const DEFAULT_IMAGE: &str = "oci://ghcr.io/tollgate/tollgate:0.1.0";
+/// Where the rendered WasmPlugins are applied: the mesh-wide root namespace.
+pub const DEFAULT_NAMESPACE: &str = "istio-system";
+pub const DEFAULT_IMAGE: &str = "oci://ghcr.io/tollgate/tollgate:0.1.0";
 
 /// Filters in chain order with their Istio phase, priority and fail strategy.
 /// FAIL_RELOAD (Istio 1.27+): a crashed VM is replaced and the failing
@@ -82,16 +84,7 @@ pub fn validate(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run(args: &[&str]) -> Result<(), String> {
-    let check = args.contains(&"--check");
-    let option = |name: &str| {
-        args.iter()
-            .position(|a| *a == name)
-            .and_then(|i| args.get(i + 1))
-            .copied()
-    };
-    let namespace = option("--namespace").unwrap_or("istio-system");
-    let image = option("--image").unwrap_or(DEFAULT_IMAGE);
+pub fn run(check: bool, namespace: &str, image: &str) -> Result<(), String> {
     let policy = load_policy(&root().join(POLICY))?;
     let outputs = [
         (PLUGINS, wasm_plugins(&policy, namespace, image)?),

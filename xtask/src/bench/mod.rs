@@ -39,13 +39,8 @@ struct Options {
 }
 
 impl Options {
-    fn parse(args: &[&str]) -> Result<Options, String> {
-        let quick = match args {
-            [] => false,
-            ["--quick"] => true,
-            _ => return Err(format!("bench takes only --quick, not {args:?}")),
-        };
-        Ok(Options {
+    fn new(quick: bool) -> Options {
+        Options {
             quick,
             rounds: if quick { 1 } else { 5 },
             seconds: if quick { 2 } else { 3 },
@@ -53,7 +48,7 @@ impl Options {
             rss_seconds: if quick { 1 } else { 3 },
             tokens: if quick { 500 } else { 2000 },
             connections: [4, 32],
-        })
+        }
     }
 }
 
@@ -65,8 +60,8 @@ struct Target<'a> {
     first: Vec<(String, String)>,
 }
 
-pub fn run(args: &[&str]) -> Result<(), String> {
-    let options = Options::parse(args)?;
+pub fn run(quick: bool) -> Result<(), String> {
+    let options = Options::new(quick);
     let started = Instant::now();
     step("setup", setup::all)?;
     step("build tollgate.wasm", setup::build_wasm)?;
