@@ -286,21 +286,7 @@ pub fn with_slashes_decoded(path: &str, parameters: Parameters) -> Option<String
 
 /// One round of decoding `%2F`, `%5C` and `%25` only.
 fn decode_separators(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match (b, escape_at(raw, i)) {
-            (b'%', Some(byte @ (b'/' | b'\\' | b'%'))) => {
-                out.push(byte);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
+    decode_where(raw, |b| matches!(b, b'/' | b'\\' | b'%'))
 }
 
 /// Escapes every `%` that does not start an escape: it was data.
@@ -318,11 +304,16 @@ fn escape_lone_percents(raw: &[u8]) -> Vec<u8> {
 
 /// One round of percent-decoding; a `%` that starts no escape stays.
 fn decode_all(raw: &[u8]) -> Vec<u8> {
+    decode_where(raw, |_| true)
+}
+
+/// One round of decoding the escapes of the bytes `wanted` picks.
+fn decode_where(raw: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         match (b, escape_at(raw, i)) {
-            (b'%', Some(byte)) => {
+            (b'%', Some(byte)) if wanted(byte) => {
                 out.push(byte);
                 i += 3;
             }

@@ -37,52 +37,21 @@ pub fn read_request(
     policy: &Policy,
     counters: &Counters,
 ) -> Result<(Headers, RequestView), Action> {
-    let headers = match request_headers() {
-        Ok(headers) => headers,
-        Err(e) => {
-            return Err(refuse(
-                context_id,
-                filter,
-                policy,
-                counters,
-                &[],
-                RequestDenial::Unreadable,
-                &e.0,
-            ))
-        }
+    let refused = |headers: &[(String, Vec<u8>)], denial: RequestDenial, why: &str| {
+        refuse(context_id, filter, policy, counters, headers, denial, why)
     };
+    let headers = request_headers().map_err(|e| refused(&[], RequestDenial::Unreadable, &e.0))?;
     let view = RequestView::read(
         first(&headers, ":method").unwrap_or_default(),
         first(&headers, ":path"),
         first(&headers, ":authority"),
         policy,
-    );
-    let view = match view {
-        Ok(view) => view,
-        Err(denial) => {
-            return Err(refuse(
-                context_id,
-                filter,
-                policy,
-                counters,
-                &headers,
-                denial,
-                denial.detail(),
-            ))
-        }
-    };
+    )
+    .map_err(|denial| refused(&headers, denial, denial.detail()))?;
     if let Some(served) = &view.served_path {
         if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, ":path", Some(served)) {
             let why = format!("could not rewrite :path: {status:?}");
-            return Err(refuse(
-                context_id,
-                filter,
-                policy,
-                counters,
-                &headers,
-                RequestDenial::Unreadable,
-                &why,
-            ));
+            return Err(refused(&headers, RequestDenial::Unreadable, &why));
         }
         debug!("#{context_id} {filter}: :path rewritten to its normal form");
     }
