@@ -247,24 +247,41 @@ pub fn may_hide_slash(path: &str) -> bool {
     has_escaped_slash(path) || path.contains("%25")
 }
 
-/// The path lower-cased, escapes kept (`%2F` stays upper-case hex, as
-/// normal form has it); `None` when it has no upper-case letter.
+/// Non-ASCII letters that Java's case-insensitive comparisons (Spring's
+/// `caseSensitive=false` matchers) and `toLowerCase` fold to ASCII: `İ`, `ı`,
+/// `ſ` and the Kelvin sign, as escaped in normal form.
+const FOLDS_TO_ASCII: [(&str, u8); 4] = [
+    ("%C4%B0", b'i'),
+    ("%C4%B1", b'i'),
+    ("%C5%BF", b's'),
+    ("%E2%84%AA", b'k'),
+];
+
+/// The path lower-cased as a case-insensitive application reads it
+/// (ASCII letters, and the letters above that fold to ASCII), other escapes
+/// kept (`%2F` stays upper-case hex, as normal form has it); `None` when
+/// nothing changes.
 pub fn lower_cased(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut changed = false;
-    let mut hex_left = 0;
-    for &b in bytes {
-        if hex_left > 0 {
-            hex_left -= 1;
-            out.push(b);
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            hex_left = 2;
+            let rest = bytes.get(i..).unwrap_or_default();
+            if let Some((escaped, letter)) = FOLDS_TO_ASCII.iter().find(|(e, _)| rest.starts_with(e.as_bytes())) {
+                out.push(*letter);
+                changed = true;
+                i += escaped.len();
+            } else {
+                out.extend_from_slice(bytes.get(i..i + 3).unwrap_or(rest));
+                i += 3;
+            }
+            continue;
         }
         changed |= b.is_ascii_uppercase();
         out.push(b.to_ascii_lowercase());
+        i += 1;
     }
     changed.then(|| String::from_utf8(out).ok()).flatten()
 }

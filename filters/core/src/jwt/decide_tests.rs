@@ -1011,7 +1011,9 @@ fn attack2_php_cookie_spelling_beside_a_forwarded_token_is_refused_or_removed() 
     let cookie = format!("auth.token=forged.forged.forged; auth_token={token}");
     let (d, e) = f.run_with_edits("GET", "/fwd", &[("cookie", &cookie)]);
     let verified = matches!(d.verdict, Ok(Some(_)));
-    let forged_kept = !e.iter().any(|(h, v)| h == "cookie" && !v.as_deref().unwrap_or("").contains("forged"));
+    let forged_kept = !e
+        .iter()
+        .any(|(h, v)| h == "cookie" && !v.as_deref().unwrap_or("").contains("forged"));
     assert!(!(verified && forged_kept), "{:?} {e:?}", d.verdict);
 }
 
