@@ -360,7 +360,9 @@ fn attack_host_scoped_route_overrides_a_path_rule() {
 #[ignore = "finding 2.1: `_method` query override reaches a method-scoped route's handler without a tenant"]
 fn attack2_query_method_override_dodges_a_method_route() {
     let chain = start(&policy(), true);
-    let r = chain.envoy.send(&Request::get("/api/purge/all?_method=DELETE").method("POST"));
+    let r = chain
+        .envoy
+        .send(&Request::get("/api/purge/all?_method=DELETE").method("POST"));
     assert!(!served_without_tenant(&r), "{}", what(&r));
 }
 

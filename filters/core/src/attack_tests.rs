@@ -213,8 +213,7 @@ fn attack2_unicode_case_variant_is_refused() {
         "/api/adm%C4%B0n",      // İ: Java folds to `admin`
         "/api/adm%C4%B1n",      // ı: Java folds to `admin`
         "/api/report%C5%BF/q1", // ſ: Java folds to `reports`
-    ]
-    {
+    ] {
         let got = decided(&p, "GET", raw);
         assert!(
             matches!(got.as_deref(), Err(_) | Ok("admin" | "reports")),
