@@ -25,6 +25,7 @@ use config::{Provider, TokenSource};
 use jwk::{Alg, KeySet};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::rc::Rc;
 use verify::HostVerifier;
 
@@ -425,8 +426,9 @@ fn find_token(
 /// The token in one source. Two tokens in one header name, parameter or
 /// cookie name are refused (`token_malformed`): which one an application
 /// reads (first, last, joined) is its own choice, so checking one would not
-/// bind it. A parameter is any whose name reads as the source's name to
-/// some stack (`same_param`).
+/// bind it. A parameter or cookie is any whose decoded name reads as the
+/// source's name to some stack (`same_param`), parameters split on `;` too
+/// (`query_params`).
 fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>, JwtDenial> {
     let mut values: Vec<String> = match source {
         TokenSource::Header { name, prefix } => req
@@ -436,14 +438,15 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>,
             .filter_map(|(_, v)| header_token(v, prefix))
             .collect(),
         TokenSource::Param(name) => match query(req.raw_path) {
-            Some(q) => form_urlencoded::parse(q)
+            Some(q) => query_params(q)
+                .filter_map(|piece| form_urlencoded::parse(piece).next())
                 .filter(|(k, _)| same_param(k, name))
                 .map(|(_, v)| v.into_owned())
                 .collect(),
             None => Vec::new(),
         },
         TokenSource::Cookie(name) => cookies(req.headers)
-            .filter(|(k, _)| k == name)
+            .filter(|(k, _)| same_param(&decoded_name(k.as_bytes()), name))
             .map(|(_, v)| v.to_string())
             .collect(),
     };
@@ -453,15 +456,17 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>,
     Ok(values.pop().filter(|v| !v.is_empty()))
 }
 
-/// Whether a decoded query parameter name reads as `source` to some stack:
-/// PHP drops leading spaces and turns `.`, ` ` (`+`) and `[` into `_`;
-/// ASP.NET compares names without regard to case.
+/// Whether a decoded parameter or cookie name reads as `source` to some
+/// stack: PHP drops leading spaces, ends the name at a NUL (`strlen`) and
+/// turns `.`, ` ` (`+`) and `[` into `_`; ASP.NET compares names without
+/// regard to case.
 fn same_param(sent: &str, source: &str) -> bool {
     let fold = |b: u8| match b {
         b'.' | b' ' | b'[' => b'_',
         _ => b.to_ascii_lowercase(),
     };
     let sent = sent.trim_start_matches(' ');
+    let sent = sent.split_once('\0').map_or(sent, |(head, _)| head);
     sent.len() == source.len() && sent.bytes().zip(source.bytes()).all(|(a, b)| fold(a) == fold(b))
 }
 
@@ -488,7 +493,22 @@ fn query(raw_path: &[u8]) -> Option<&[u8]> {
     query.split(|b| *b == b'#').next()
 }
 
-/// Every cookie as (name, value), names exact (RFC 6265: case-sensitive).
+/// A raw name url-decoded as PHP decodes `$_GET` and `$_COOKIE` names. A
+/// name with `&` reads as its part before it: more is found, never less.
+fn decoded_name(raw: &[u8]) -> Cow<'_, str> {
+    form_urlencoded::parse(raw).next().map_or(Cow::Borrowed(""), |(k, _)| k)
+}
+
+/// Every parameter of a query as PHP reads it (split on `&`) and as Rack 2
+/// and Python < 3.9.2 do (split on `;` too): each `&` piece whole, then
+/// each of its `;` pieces after the first. Linear: every byte is read twice.
+fn query_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
+    query
+        .split(|b| *b == b'&')
+        .flat_map(|piece| std::iter::once(piece).chain(piece.split(|b| *b == b';').skip(1)))
+}
+
+/// Every cookie as (name, value), names raw.
 fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> {
     headers
         .iter()
@@ -499,31 +519,39 @@ fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> 
 }
 
 /// The raw path without the query parameters whose decoded name reads as
-/// one of `names` (`access%5Ftoken`, `ACCESS.TOKEN`: `same_param`); every
-/// other parameter is kept byte for byte. `None` when nothing is removed.
+/// one of `names` (`access%5Ftoken`, `ACCESS.TOKEN`, `access_token%00x`:
+/// `same_param`), pieces split on `&` and `;` (`query_params`); every other
+/// parameter is kept byte for byte, with the separator sent before it.
+/// `None` when nothing is removed.
 fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
     let q = raw_path.iter().position(|b| *b == b'?')?;
     let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
-    let named = |piece: &[u8]| {
-        form_urlencoded::parse(piece)
-            .next()
-            .is_some_and(|(k, _)| names.iter().any(|n| same_param(&k, n)))
-    };
-    let pieces: Vec<&[u8]> = query.split(|b| *b == b'&').collect();
-    let kept: Vec<&[u8]> = pieces.iter().copied().filter(|p| !named(p)).collect();
+    let named = |piece: &[u8]| names.iter().any(|n| same_param(&decoded_name(piece), n));
+    // (separator before, piece): the first has none.
+    let mut sep = None;
+    let mut pieces: Vec<(Option<u8>, &[u8])> = Vec::new();
+    let mut rest = query;
+    while let Some(i) = rest.iter().position(|b| *b == b'&' || *b == b';') {
+        pieces.push((sep, rest.get(..i)?));
+        sep = rest.get(i).copied();
+        rest = rest.get(i + 1..)?;
+    }
+    pieces.push((sep, rest));
+    let kept: Vec<(Option<u8>, &[u8])> = pieces.iter().copied().filter(|(_, p)| !named(p)).collect();
     if kept.len() == pieces.len() {
         return None;
     }
     let mut out = path.to_vec();
-    if !kept.is_empty() {
-        out.push(b'?');
-        out.extend_from_slice(&kept.join(&b'&'));
+    for (i, (sep, piece)) in kept.into_iter().enumerate() {
+        out.push(if i == 0 { b'?' } else { sep.unwrap_or(b'&') });
+        out.extend_from_slice(piece);
     }
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Every cookie but those in `names`, as one `cookie` header ("" when none
-/// is left). `None` when nothing is removed.
+/// Every cookie but those whose decoded name reads as one of `names`
+/// (`same_param`), as one `cookie` header ("" when none is left). `None`
+/// when nothing is removed.
 fn strip_cookies(headers: &[(String, Vec<u8>)], names: &[&str]) -> Option<String> {
     let all: Vec<&str> = headers
         .iter()
@@ -533,7 +561,10 @@ fn strip_cookies(headers: &[(String, Vec<u8>)], names: &[&str]) -> Option<String
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect();
-    let named = |c: &&str| c.split_once('=').is_some_and(|(k, _)| names.contains(&k.trim()));
+    let named = |c: &&str| {
+        c.split_once('=')
+            .is_some_and(|(k, _)| names.iter().any(|n| same_param(&decoded_name(k.trim().as_bytes()), n)))
+    };
     if !all.iter().any(named) {
         return None;
     }
