@@ -357,7 +357,6 @@ fn attack_host_scoped_route_overrides_a_path_rule() {
 /// run the DELETE handler. The header spellings are stripped; the query one
 /// reaches the app.
 #[test]
-#[ignore = "finding 2.1: `_method` query override reaches a method-scoped route's handler without a tenant"]
 fn attack2_query_method_override_dodges_a_method_route() {
     let chain = start(&policy(), true);
     let r = chain

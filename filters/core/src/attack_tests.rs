@@ -229,7 +229,6 @@ fn attack2_unicode_case_variant_is_refused() {
 /// default route (no tenant) is. `strip_headers` covers only the header
 /// spellings of the same override.
 #[test]
-#[ignore = "finding 2.1: `_method` query override (Laravel/Symfony/Express) reaches a method-scoped route's handler under another route"]
 fn attack2_query_method_override_is_refused_or_decided_as_overridden() {
     let p = policy();
     for raw in ["/api/purge/all?_method=DELETE", "/api/purge/all?_method=delete"] {

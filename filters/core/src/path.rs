@@ -98,6 +98,7 @@ pub const HIDDEN_DOT: PathError = PathError("has a dot segment hidden by escapes
 pub const NOT_NORMALIZED: PathError = PathError("is not in normal form");
 pub const ESCAPED_SLASH: PathError = PathError("has an escaped '/' or '\\'");
 pub const REROUTING_SLASH: PathError = PathError("has an escaped '/' or '\\' that would change its route");
+pub const REROUTING_METHOD: PathError = PathError("has a method override parameter that would change its route");
 pub const REROUTING_CASE: PathError = PathError("would route differently when read without regard to case");
 pub const REROUTING_TRAILING_SLASH: PathError =
     PathError("would route differently with a trailing '/' added or removed");

@@ -19,6 +19,10 @@ pub struct RequestView {
     /// The new `:path` (normalized path, then the query as sent) when the
     /// raw one differs; `None` when it is served as is.
     pub served_path: Option<Vec<u8>>,
+    /// Upper-cased values of `_method` query parameters (any spelling a
+    /// framework reads as that name): Laravel, Symfony and Express's
+    /// method-override act on them instead of the method.
+    pub method_overrides: Vec<String>,
 }
 
 /// Why a request is refused before any route is known; always enforced.
@@ -127,6 +131,7 @@ impl RequestView {
             host,
             path,
             served_path,
+            method_overrides: method_overrides(query),
         })
     }
 
@@ -159,6 +164,12 @@ impl RequestView {
                 Err(from_path(error))
             }
         };
+        for method in &self.method_overrides {
+            let head = RequestHead { method, ..self.head() };
+            if !std::ptr::eq(policy.route_as(&head, Case::Sensitive), decided.0) {
+                return Err(from_path(path::REROUTING_METHOD));
+            }
+        }
         let decoded = self.slashes_decoded(policy)?;
         if let Some(decoded) = &decoded {
             check(decoded, Case::Sensitive, path::REROUTING_SLASH)?;
@@ -209,6 +220,19 @@ impl RequestView {
     pub fn target<'a>(&'a self, raw_path: &'a [u8]) -> &'a [u8] {
         self.served_path.as_deref().unwrap_or(raw_path)
     }
+}
+
+/// The `_method` values of a query (`?` and all), parameters split as
+/// `jwt::query_params` does.
+fn method_overrides(query: &[u8]) -> Vec<String> {
+    let Some(query) = query.strip_prefix(b"?") else {
+        return Vec::new();
+    };
+    crate::jwt::query_params(query)
+        .filter_map(|piece| form_urlencoded::parse(piece).next())
+        .filter(|(name, _)| crate::jwt::same_param(name, "_method"))
+        .map(|(_, value)| value.to_ascii_uppercase())
+        .collect()
 }
 
 fn from_path(e: PathError) -> RequestDenial {

@@ -460,7 +460,7 @@ fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>,
 /// stack: PHP drops leading spaces, ends the name at a NUL (`strlen`) and
 /// turns `.`, ` ` (`+`) and `[` into `_`; ASP.NET compares names without
 /// regard to case.
-fn same_param(sent: &str, source: &str) -> bool {
+pub(crate) fn same_param(sent: &str, source: &str) -> bool {
     let fold = |b: u8| match b {
         b'.' | b' ' | b'[' => b'_',
         _ => b.to_ascii_lowercase(),
@@ -495,14 +495,14 @@ fn query(raw_path: &[u8]) -> Option<&[u8]> {
 
 /// A raw name url-decoded as PHP decodes `$_GET` and `$_COOKIE` names. A
 /// name with `&` reads as its part before it: more is found, never less.
-fn decoded_name(raw: &[u8]) -> Cow<'_, str> {
+pub(crate) fn decoded_name(raw: &[u8]) -> Cow<'_, str> {
     form_urlencoded::parse(raw).next().map_or(Cow::Borrowed(""), |(k, _)| k)
 }
 
 /// Every parameter of a query as PHP reads it (split on `&`) and as Rack 2
 /// and Python < 3.9.2 do (split on `;` too): each `&` piece whole, then
 /// each of its `;` pieces after the first. Linear: every byte is read twice.
-fn query_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn query_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
     query
         .split(|b| *b == b'&')
         .flat_map(|piece| std::iter::once(piece).chain(piece.split(|b| *b == b';').skip(1)))

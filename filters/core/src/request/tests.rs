@@ -121,7 +121,13 @@ fn authority_and_method() {
             host: "api.example.com".into(),
             path: "/x".into(),
             served_path: None,
+            method_overrides: Vec::new(),
         })
+    );
+    let overridden = RequestView::new(b"POST", Some(b"/x?a=1;%5Fmethod=put&_METHOD=delete"), Some(b"h"), &s);
+    assert_eq!(
+        overridden.map(|v| v.method_overrides),
+        Ok(vec!["PUT".to_string(), "DELETE".to_string()])
     );
     let lower = RequestView::new(b"delete", Some(b"/x"), Some(b"h"), &s);
     assert_eq!(lower.map(|v| v.method), Ok("DELETE".to_string()));
