@@ -3,9 +3,12 @@
 //! picks its filter by `root_id` (Istio's `pluginName`), read from the host.
 
 use log::{error, info};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Bytes, ContextType, LogLevel};
+use std::rc::Rc;
+use tollgate_core::policy::wire::StageName;
+use tollgate_core::policy::Policy;
+use tollgate_host::{Host, PipelineRoot, Stage};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -14,16 +17,38 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ModuleRoot::default()) });
 }}
 
+/// The fused filter: every stage the policy configures, in one context.
+pub const FUSED_ROOT_ID: &str = "tollgate";
+
 /// The filter for a root id, or `None` for an id this module does not hold.
 fn filter_for(root_id: &str) -> Option<Box<dyn RootContext>> {
     match root_id {
-        tollgate_jwt::ROOT_ID => Some(Box::<tollgate_jwt::JwtRoot>::default()),
-        tollgate_tenant::ROOT_ID => Some(Box::<tollgate_tenant::TenantRoot>::default()),
+        FUSED_ROOT_ID => Some(Box::new(fused())),
+        tollgate_jwt::ROOT_ID => Some(Box::new(tollgate_jwt::root())),
+        tollgate_tenant::ROOT_ID => Some(Box::new(tollgate_tenant::root())),
         _ => None,
     }
 }
 
-const ROOT_IDS: &[&str] = &[tollgate_jwt::ROOT_ID, tollgate_tenant::ROOT_ID];
+const ROOT_IDS: &[&str] = &[FUSED_ROOT_ID, tollgate_jwt::ROOT_ID, tollgate_tenant::ROOT_ID];
+
+pub fn fused() -> PipelineRoot {
+    PipelineRoot::new(FUSED_ROOT_ID, stages, true)
+}
+
+/// The policy's stages, in their fixed order (`Policy::stages`).
+fn stages(policy: &Rc<Policy>, host: &dyn Host) -> Vec<Box<dyn Stage>> {
+    policy
+        .stages
+        .iter()
+        .map(|name| -> Box<dyn Stage> {
+            match name {
+                StageName::Jwt => Box::new(tollgate_jwt::JwtStage::new(policy, host)),
+                StageName::Tenant => Box::new(tollgate_tenant::TenantStage::new(policy, host)),
+            }
+        })
+        .collect()
+}
 
 #[derive(Default)]
 struct ModuleRoot {
@@ -36,11 +61,7 @@ impl ModuleRoot {
         if self.inner.is_some() {
             return true;
         }
-        let root_id = hostcalls::get_property(vec!["plugin_root_id"])
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let root_id = tollgate_host::Envoy.root_id();
         self.inner = filter_for(&root_id);
         if self.inner.is_none() {
             error!("tollgate {VERSION}: unknown root_id '{root_id}'; this module holds {ROOT_IDS:?}");
@@ -122,6 +143,6 @@ impl Context for Unconfigured {}
 
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        tollgate_host::reply_unconfigured(0)
+        tollgate_host::reply::unconfigured(&tollgate_host::Envoy, 0)
     }
 }

@@ -1,148 +1,103 @@
-//! The tenant filter: reads the request, asks `tollgate_core::tenant`, applies
-//! the answer.
+//! The tenant stage: reads what it needs from the request and the jwt
+//! stage's facts, asks `tollgate_core::tenant`, applies the answer.
 
-use log::{debug, error, info};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use log::{debug, info};
 use std::rc::Rc;
 use tollgate_core::decision::Action as Verdict;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
-use tollgate_core::request::RequestDenial;
 use tollgate_core::tenant::{self, TenantRequest};
-use tollgate_host as host;
+use tollgate_host::{reply, Counters, Exchange, Host, PipelineRoot, Stage, Step};
 
 pub const ROOT_ID: &str = "tollgate.tenant";
 
-#[derive(Default)]
-pub struct TenantRoot {
-    policy: Option<Rc<Policy>>,
-    counters: Rc<host::Counters>,
+/// The separate tenant filter: a pipeline of this one stage.
+pub fn root() -> PipelineRoot {
+    PipelineRoot::new(
+        ROOT_ID,
+        |policy, host| vec![Box::new(TenantStage::new(policy, host))],
+        false,
+    )
 }
 
-impl Context for TenantRoot {}
+pub struct TenantStage {
+    policy: Rc<Policy>,
+    counters: Counters,
+    claim_is_source: bool,
+}
 
-impl RootContext for TenantRoot {
-    fn on_configure(&mut self, size: usize) -> bool {
-        match Policy::from_json(&host::plugin_config(size)) {
-            Ok(policy) => {
-                info!(
-                    "{ROOT_ID} configured: {} routes, {} tenants",
-                    policy.routes.len(),
-                    policy.tenants.len()
-                );
-                self.policy = Some(Rc::new(policy));
-                if self.counters.is_empty() {
-                    self.counters = Rc::new(host::Counters::define(&tenant::metric_names()));
-                }
-                true
-            }
-            Err(errors) => {
-                // Refuse to start rather than run on part of a policy; a
-                // previous good policy, if any, stays in force.
-                error!("{ROOT_ID} rejected its configuration: {errors}");
-                false
-            }
+impl TenantStage {
+    pub fn new(policy: &Rc<Policy>, host: &dyn Host) -> TenantStage {
+        TenantStage {
+            policy: policy.clone(),
+            counters: Counters::define(host, &tenant::metric_names()),
+            claim_is_source: policy.tenant.sources.contains(&TenantSource::Claim),
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(TenantHttp {
-            context_id,
-            policy: self.policy.clone(),
-            counters: self.counters.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// The verified claim and whether the jwt stage let the request through
+    /// in shadow: from the jwt stage in memory when it ran in this
+    /// pipeline, else from filter state (a separate jwt filter). Host calls
+    /// only when the claim is a source, and for the marker only when the
+    /// claim is absent. `Err` when the host failed a read.
+    fn jwt_facts(&self, ex: &Exchange<'_>, host: &dyn Host) -> Result<(Option<Vec<u8>>, bool), String> {
+        if !self.claim_is_source {
+            return Ok((None, false));
+        }
+        if let Some(facts) = &ex.facts.jwt {
+            let shadow = facts.tenant.is_none() && facts.shadow_denied;
+            return Ok((facts.tenant.clone(), shadow));
+        }
+        let claim = host.property("tollgate.tenant").map_err(|e| e.0)?;
+        let shadow = match claim {
+            Some(_) => false,
+            None => host.property(tenant::JWT_SHADOW_DENIED).map_err(|e| e.0)?.is_some(),
+        };
+        Ok((claim, shadow))
     }
 }
 
-struct TenantHttp {
-    context_id: u32,
-    policy: Option<Rc<Policy>>,
-    counters: Rc<host::Counters>,
-}
+impl Stage for TenantStage {
+    fn name(&self) -> &'static str {
+        "tenant"
+    }
 
-impl Context for TenantHttp {}
-
-impl HttpContext for TenantHttp {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let Some(policy) = self.policy.as_deref() else {
-            return host::reply_unconfigured(self.context_id);
+    fn on_request(&self, ex: &mut Exchange<'_>, host: &dyn Host) -> Step {
+        let policy = &*self.policy;
+        let context_id = ex.context_id;
+        let (claim, jwt_shadow_denied) = match self.jwt_facts(ex, host) {
+            Ok(facts) => facts,
+            Err(why) => return reply::refuse_unreadable(host, ex, &self.counters, policy, "tenant", &why),
         };
-        let (headers, view) = match host::read_request(self.context_id, "tenant", policy, &self.counters) {
-            Ok(read) => read,
-            Err(action) => return action,
-        };
-        let request_id = host::first(&headers, "x-request-id");
-        // A host call: only when the verified claim is a source.
-        let claim_is_source = policy.tenant.sources.contains(&TenantSource::Claim);
-        let read = |key: &str| {
-            host::property(key).map_err(|e| {
-                let denial = RequestDenial::Unreadable;
-                host::refuse(
-                    self.context_id,
-                    "tenant",
-                    policy,
-                    &self.counters,
-                    &headers,
-                    denial,
-                    &e.0,
-                )
-            })
-        };
-        let claim = if claim_is_source {
-            match read("tollgate.tenant") {
-                Ok(claim) => claim,
-                Err(action) => return action,
-            }
-        } else {
-            None
-        };
-        // Only when a verified claim was expected and is absent: did the jwt
-        // filter let the request through in shadow mode?
-        let jwt_shadow_denied = if claim_is_source && claim.is_none() {
-            match read(tenant::JWT_SHADOW_DENIED) {
-                Ok(marker) => marker.is_some(),
-                Err(action) => return action,
-            }
-        } else {
-            false
-        };
-        let header_values = tenant::header_values(&policy.tenant, &headers);
+        let header_values = tenant::header_values(&policy.tenant, ex.headers);
         let request = TenantRequest {
-            head: view.head(),
+            head: ex.view.head(),
             claim: claim.as_deref(),
             header_values: &header_values,
             jwt_shadow_denied,
         };
         let decision = tenant::decide(policy, &request);
-        self.counters.increment(&decision.metric());
-        for (key, value) in decision.properties() {
-            host::set_property(self.context_id, key, &value);
+        self.counters.add_named(host, &decision.metric());
+        if ex.publish {
+            for (key, value) in decision.properties() {
+                reply::set_property(host, context_id, key, &value);
+            }
         }
-        host::edit_request_headers(self.context_id, &decision.header_edits(&policy.tenant, &headers));
-        if !matches!(decision.action(), Verdict::Deny(_)) {
-            let strip = tollgate_core::headers::strip_removals(&policy.strip_headers, &headers);
-            host::edit_request_headers(self.context_id, &strip);
-        }
+        let edits = decision.header_edits(&policy.tenant, ex.headers);
+        reply::edit_request_headers(host, context_id, &edits);
         match decision.action() {
-            Verdict::Allow => Action::Continue,
+            Verdict::Allow => Step::Next,
             Verdict::ShadowDeny(denial) => {
                 info!(
-                    "#{} shadow: would deny {} on route {}",
-                    self.context_id, denial.reason, decision.route.name
+                    "#{context_id} shadow: would deny {} on route {}",
+                    denial.reason, decision.route.name
                 );
-                Action::Continue
+                Step::Next
             }
             Verdict::Deny(denial) => {
-                debug!(
-                    "#{} deny {} on route {}",
-                    self.context_id, denial.reason, decision.route.name
-                );
-                host::send_reply(self.context_id, &denial.reply(request_id, &policy.realm))
+                debug!("#{context_id} deny {} on route {}", denial.reason, decision.route.name);
+                reply::send(host, context_id, &denial.reply(ex.request_id(), &policy.realm));
+                Step::Replied
             }
         }
     }

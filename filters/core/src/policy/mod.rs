@@ -18,7 +18,7 @@ pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 pub use wire::PolicyDoc;
-use wire::{MatchDoc, PathsDoc, ProviderDoc, RouteDoc, RouteTenantDoc, TenantDoc};
+use wire::{MatchDoc, PathsDoc, ProviderDoc, RouteDoc, RouteTenantDoc, StageName, TenantDoc};
 
 /// Largest policy accepted, in bytes: config is held once per worker VM.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
@@ -41,6 +41,10 @@ pub struct Policy {
     /// Some route pattern holds an upper-case letter, so a case-insensitive
     /// reading can differ even for a lower-case path.
     pub upper_case_patterns: bool,
+    /// What the fused filter runs, in order (`stages` in the file).
+    pub stages: Vec<StageName>,
+    /// The fused filter writes filter state (`filter_state` in the file).
+    pub filter_state: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +273,7 @@ impl TryFrom<PolicyDoc> for Policy {
         check_path_prefix_case(doc.tenant.path_prefix.as_deref(), paths.case, &mut errors);
         headers::check_collisions(&doc, &tenant, &mut errors);
         let strip_headers = headers::compile_strip(&doc, &tenant, &mut errors);
+        let stages = compile_stages(&doc, &routes, &defaults, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
             .chars()
@@ -304,8 +309,38 @@ impl TryFrom<PolicyDoc> for Policy {
             paths,
             strip_headers,
             upper_case_patterns,
+            stages,
+            filter_state: doc.filter_state.unwrap_or(true),
         })
     }
+}
+
+/// `stages` as listed (each once), in run order; or the stages the policy
+/// has something for.
+fn compile_stages(
+    doc: &PolicyDoc,
+    routes: &[Route],
+    defaults: &RouteTenant,
+    errors: &mut PolicyErrors,
+) -> Vec<StageName> {
+    let Some(listed) = &doc.stages else {
+        let needs_tenant = !doc.tenants.is_empty() || defaults.required || routes.iter().any(|r| r.tenant.required);
+        let mut stages = Vec::new();
+        if !doc.jwt.providers.is_empty() {
+            stages.push(StageName::Jwt);
+        }
+        if needs_tenant {
+            stages.push(StageName::Tenant);
+        }
+        return stages;
+    };
+    let mut stages = listed.clone();
+    stages.sort();
+    stages.dedup();
+    if stages.len() != listed.len() {
+        errors.push("stages", "lists a stage twice");
+    }
+    stages
 }
 
 fn compile_paths(doc: &PathsDoc, at: &str, errors: &mut PolicyErrors) -> PathSettings {

@@ -31,6 +31,34 @@ pub struct PolicyDoc {
     /// (default `policy::headers::DEFAULT_STRIP`; `[]` removes none).
     #[serde(default)]
     pub strip_headers: Option<Vec<String>>,
+    /// The stages the fused `tollgate` filter runs (always in the order
+    /// jwt, tenant). Default: `jwt` when providers are configured, `tenant`
+    /// when tenants are or a route requires one.
+    #[serde(default)]
+    pub stages: Option<Vec<StageName>>,
+    /// Whether the fused filter writes its outputs (`tollgate.sub`,
+    /// `tollgate.decision.*`, ...) to filter state, for access logs or a
+    /// filter after it (default true). The separate filters always do: the
+    /// next Tollgate filter reads them there.
+    #[serde(default)]
+    pub filter_state: Option<bool>,
+}
+
+/// A stage of the fused filter, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageName {
+    Jwt,
+    Tenant,
+}
+
+impl StageName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Jwt => "jwt",
+            StageName::Tenant => "tenant",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

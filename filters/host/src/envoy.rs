@@ -1,0 +1,115 @@
+//! `Host` over proxy-wasm's hostcalls. Only `hostcalls::*` (which return
+//! `Result`) are used, never the SDK's trait defaults that unwrap, and
+//! header values are read as bytes: a bad header must not trap the VM.
+
+use crate::api::{Headers, Host, HostError, ReadError};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType};
+use std::time::Duration;
+
+/// The real host: Envoy, through proxy-wasm.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Envoy;
+
+fn failed<S: std::fmt::Debug>(what: &str) -> impl FnOnce(S) -> HostError + '_ {
+    move |status| HostError(format!("{what}: {status:?}"))
+}
+
+impl Host for Envoy {
+    /// Every request has `:method`, so a map without it is a failed read,
+    /// not a request. (The SDK traps on any other status.)
+    fn request_headers(&self) -> Result<Headers, ReadError> {
+        match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) if headers.iter().any(|(k, _)| k == ":method") => Ok(headers),
+            Ok(_) => Err(ReadError("request headers are empty or have no :method".into())),
+            Err(status) => Err(ReadError(format!("request headers: {status:?}"))),
+        }
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError> {
+        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value).map_err(failed(name))
+    }
+
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(failed("local reply"))
+    }
+
+    fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        hostcalls::get_property(vec![path]).map_err(|status| ReadError(format!("property {path}: {status:?}")))
+    }
+
+    fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_property(vec![path], Some(value)).map_err(failed(path))
+    }
+
+    fn define_counter(&self, name: &str) -> Result<u32, HostError> {
+        hostcalls::define_metric(MetricType::Counter, name).map_err(failed(name))
+    }
+
+    fn increment_counter(&self, id: u32) {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+
+    fn now_millis(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(failed("effective context"))
+    }
+
+    fn resume_request(&self) {
+        let _ = hostcalls::resume_http_request();
+    }
+
+    fn dispatch_http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout).map_err(failed(cluster))
+    }
+
+    fn http_call_status(&self) -> Vec<u8> {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn http_call_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        hostcalls::set_tick_period(period).map_err(failed("tick period"))
+    }
+
+    fn call_foreign_function(&self, name: &str, args: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::call_foreign_function(name, Some(args)).map_err(failed(name))
+    }
+
+    fn plugin_config(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn root_id(&self) -> String {
+        hostcalls::get_property(vec!["plugin_root_id"])
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Takes the host's log level so that disabled levels cost no hostcall.
+pub fn use_host_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}

@@ -1,0 +1,224 @@
+//! A host in memory for unit tests of the glue: requests by context id,
+//! what the filters did to them, counters, filter state, HTTP calls and
+//! the tick, all inspectable.
+
+use crate::api::{Headers, Host, HostError, ReadError};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FakeRequest {
+    pub headers: Headers,
+    pub state: HashMap<String, Vec<u8>>,
+    pub reply: Option<SentReply>,
+    pub resumed: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    pub requests: RefCell<HashMap<u32, FakeRequest>>,
+    pub current: Cell<u32>,
+    pub counters: RefCell<Vec<(String, u64)>>,
+    pub now_ms: Cell<u64>,
+    pub config: RefCell<Vec<u8>>,
+    pub root: RefCell<String>,
+    /// (token, cluster, path) of every call dispatched.
+    pub calls: RefCell<Vec<(u32, String, String)>>,
+    /// What the current call's callback reads: (status, body).
+    pub call_answer: RefCell<(Vec<u8>, Vec<u8>)>,
+    pub tick: Cell<Duration>,
+    /// Host calls that fail: `request_headers`, `property`, `dispatch`.
+    pub failing: RefCell<Vec<&'static str>>,
+    /// Log of every host call made for the current request, by name.
+    pub trace: RefCell<Vec<String>>,
+}
+
+impl FakeHost {
+    pub fn new(root_id: &str, config: &[u8]) -> FakeHost {
+        let host = FakeHost::default();
+        *host.root.borrow_mut() = root_id.to_string();
+        *host.config.borrow_mut() = config.to_vec();
+        host.now_ms.set(1_700_000_000_000);
+        host
+    }
+
+    /// Starts a request: its context becomes current.
+    pub fn begin(&self, context_id: u32, headers: &[(&str, &str)]) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let request = FakeRequest {
+            headers,
+            ..FakeRequest::default()
+        };
+        self.requests.borrow_mut().insert(context_id, request);
+        self.current.set(context_id);
+        self.trace.borrow_mut().clear();
+    }
+
+    pub fn request(&self, context_id: u32) -> FakeRequest {
+        self.requests.borrow().get(&context_id).cloned().unwrap_or_default()
+    }
+
+    /// Every value of a request header now, as text.
+    pub fn header(&self, context_id: u32, name: &str) -> Vec<String> {
+        self.request(context_id)
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .borrow()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
+    pub fn fail(&self, call: &'static str) {
+        self.failing.borrow_mut().push(call);
+    }
+
+    fn fails(&self, call: &str) -> bool {
+        self.failing.borrow().contains(&call)
+    }
+
+    fn with_current<T>(&self, f: impl FnOnce(&mut FakeRequest) -> T) -> Option<T> {
+        self.requests.borrow_mut().get_mut(&self.current.get()).map(f)
+    }
+
+    fn note(&self, call: &str) {
+        self.trace.borrow_mut().push(call.to_string());
+    }
+}
+
+impl Host for FakeHost {
+    fn request_headers(&self) -> Result<Headers, ReadError> {
+        self.note("request_headers");
+        if self.fails("request_headers") {
+            return Err(ReadError("request headers: failed".into()));
+        }
+        self.with_current(|r| r.headers.clone())
+            .ok_or(ReadError("no current request".into()))
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError> {
+        self.note("set_request_header");
+        self.with_current(|r| {
+            let at = r.headers.iter().position(|(k, _)| k == name);
+            r.headers.retain(|(k, _)| k != name);
+            if let Some(value) = value {
+                let entry = (name.to_string(), value.to_vec());
+                match at {
+                    Some(i) => r.headers.insert(i.min(r.headers.len()), entry),
+                    None => r.headers.push(entry),
+                }
+            }
+        })
+        .ok_or(HostError("no current request".into()))
+    }
+
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        self.note("send_reply");
+        let reply = SentReply {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.to_vec(),
+        };
+        self.with_current(|r| r.reply = Some(reply))
+            .ok_or(HostError("no current request".into()))
+    }
+
+    fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        self.note("property");
+        if self.fails("property") {
+            return Err(ReadError(format!("property {path}: failed")));
+        }
+        Ok(self.with_current(|r| r.state.get(path).cloned()).flatten())
+    }
+
+    fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {
+        self.note("set_property");
+        self.with_current(|r| r.state.insert(path.to_string(), value.to_vec()));
+        Ok(())
+    }
+
+    fn define_counter(&self, name: &str) -> Result<u32, HostError> {
+        let mut counters = self.counters.borrow_mut();
+        counters.push((name.to_string(), 0));
+        u32::try_from(counters.len() - 1).map_err(|_| HostError("too many counters".into()))
+    }
+
+    fn increment_counter(&self, id: u32) {
+        self.note("increment_counter");
+        if let Some((_, value)) = self.counters.borrow_mut().get_mut(id as usize) {
+            *value += 1;
+        }
+    }
+
+    fn now_millis(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        if !self.requests.borrow().contains_key(&context_id) {
+            return Err(HostError("gone".into()));
+        }
+        self.current.set(context_id);
+        Ok(())
+    }
+
+    fn resume_request(&self) {
+        self.with_current(|r| r.resumed += 1);
+    }
+
+    fn dispatch_http_call(&self, cluster: &str, headers: &[(&str, &str)], _: Duration) -> Result<u32, HostError> {
+        if self.fails("dispatch") {
+            return Err(HostError(format!("{cluster}: BadArgument")));
+        }
+        let path = headers.iter().find(|(k, _)| *k == ":path").map_or("", |(_, v)| v);
+        let mut calls = self.calls.borrow_mut();
+        let token = u32::try_from(calls.len() + 1).unwrap_or(u32::MAX);
+        calls.push((token, cluster.to_string(), path.to_string()));
+        Ok(token)
+    }
+
+    fn http_call_status(&self) -> Vec<u8> {
+        self.call_answer.borrow().0.clone()
+    }
+
+    fn http_call_body(&self, size: usize) -> Vec<u8> {
+        let body = &self.call_answer.borrow().1;
+        body.get(..size.min(body.len())).unwrap_or_default().to_vec()
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.tick.set(period);
+        Ok(())
+    }
+
+    fn call_foreign_function(&self, name: &str, _: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError(format!("{name}: NotFound")))
+    }
+
+    fn plugin_config(&self, _: usize) -> Vec<u8> {
+        self.config.borrow().clone()
+    }
+
+    fn root_id(&self) -> String {
+        self.root.borrow().clone()
+    }
+}

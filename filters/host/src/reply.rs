@@ -1,0 +1,56 @@
+//! What stages do to a request through the host: local replies, header
+//! edits and filter-state writes. A failed call is logged, never fatal.
+
+use crate::api::Host;
+use crate::pipeline::first;
+use log::warn;
+use tollgate_core::reply::Reply;
+
+/// Sends a local reply (the request then ends).
+pub fn send(host: &dyn Host, context_id: u32, reply: &Reply) {
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if let Err(e) = host.send_reply(u32::from(reply.status), &headers, &reply.body) {
+        warn!("#{context_id} could not send local reply: {}", e.0);
+    }
+}
+
+/// Fails closed for a filter whose configuration never loaded (503).
+pub fn unconfigured(host: &dyn Host, context_id: u32) -> proxy_wasm::types::Action {
+    let headers = host.request_headers().unwrap_or_default();
+    let reply = tollgate_core::reply::UNCONFIGURED.reply(first(&headers, "x-request-id"), "tollgate");
+    send(host, context_id, &reply);
+    proxy_wasm::types::Action::Pause
+}
+
+/// Applies header edits in order: `None` removes every copy, `Some` replaces.
+pub fn edit_request_headers(host: &dyn Host, context_id: u32, edits: &[(&str, Option<&str>)]) {
+    for (name, value) in edits {
+        if let Err(e) = host.set_request_header(name, value.map(str::as_bytes)) {
+            warn!("#{context_id} could not set header {name}: {}", e.0);
+        }
+    }
+}
+
+pub fn set_property(host: &dyn Host, context_id: u32, path: &str, value: &[u8]) {
+    if let Err(e) = host.set_property(path, value) {
+        warn!("#{context_id} could not set {path}: {}", e.0);
+    }
+}
+
+/// Refuses a request a stage could not read from the host (500): it must
+/// not be decided on a failed read.
+pub fn refuse_unreadable(
+    host: &dyn Host,
+    ex: &crate::Exchange<'_>,
+    counters: &crate::Counters,
+    policy: &tollgate_core::policy::Policy,
+    stage: &str,
+    why: &str,
+) -> crate::Step {
+    use tollgate_core::request::RequestDenial;
+    warn!("#{} {stage}: refused, {why}", ex.context_id);
+    counters.add_named(host, &RequestDenial::Unreadable.metric(stage));
+    let reply = RequestDenial::Unreadable.denial().reply(ex.request_id(), &policy.realm);
+    send(host, ex.context_id, &reply);
+    crate::Step::Replied
+}
