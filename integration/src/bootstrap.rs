@@ -14,6 +14,8 @@ pub struct Filter {
     pub wasm: String,
     /// Plugin configuration: the policy as JSON text.
     pub config: String,
+    /// For a fused filter: the policy before `stages` was added.
+    pub original: Option<String>,
 }
 
 impl Filter {
@@ -23,6 +25,7 @@ impl Filter {
             root_id: root_id.to_string(),
             wasm: wasm.display().to_string(),
             config: policy.to_string(),
+            original: None,
         }
     }
 
@@ -50,6 +53,82 @@ impl Filter {
     }
 }
 
+/// How Tollgate's filters are delivered: one plugin per filter (`split`),
+/// or the one `tollgate` plugin running them as stages (`fused`). Tests
+/// build split chains; `TOLLGATE_DELIVERY=fused` runs them fused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Split,
+    Fused,
+}
+
+impl Delivery {
+    pub fn from_env() -> Delivery {
+        match std::env::var("TOLLGATE_DELIVERY").as_deref() {
+            Ok("fused") => Delivery::Fused,
+            _ => Delivery::Split,
+        }
+    }
+
+    /// The name Envoy and the filter's log use for a split filter's root id.
+    pub fn name_of(self, root_id: &str) -> &str {
+        match self {
+            Delivery::Fused if root_id.starts_with("tollgate.") => "tollgate",
+            _ => root_id,
+        }
+    }
+}
+
+/// The stages a fused filter runs (root ids `tollgate.<stage>`).
+pub const STAGES: [&str; 2] = ["jwt", "tenant"];
+
+/// Each run of consecutive `tollgate.<stage>` filters with one policy as
+/// one `tollgate` filter whose policy lists those stages.
+pub fn fuse(filters: &[Filter]) -> Vec<Filter> {
+    let mut out: Vec<Filter> = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
+    for filter in filters {
+        let stage = filter.root_id.strip_prefix("tollgate.").filter(|s| STAGES.contains(s));
+        let Some(stage) = stage else {
+            stages.clear();
+            out.push(filter.clone());
+            continue;
+        };
+        let open = !stages.is_empty();
+        if let Some(last) = out.last_mut().filter(|f| open && f.root_id == "tollgate") {
+            let original = last.original.clone().unwrap_or_default();
+            assert_eq!(original, filter.config, "fused filters must share one policy");
+            stages.push(stage.to_string());
+            last.config = with_stages(&original, &stages);
+        } else {
+            stages = vec![stage.to_string()];
+            out.push(Filter {
+                name: "tollgate".into(),
+                root_id: "tollgate".into(),
+                wasm: filter.wasm.clone(),
+                config: with_stages(&filter.config, &stages),
+                original: Some(filter.config.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// The policy with `stages` set, unless it is not a JSON object (a test of
+/// bad configuration: left as it is) or lists its own. Inserted as text, so
+/// a repeated key a test wrote stays in.
+fn with_stages(config: &str, stages: &[String]) -> String {
+    let is_object = matches!(serde_json::from_str::<Value>(config), Ok(Value::Object(_)));
+    let listed = serde_json::from_str::<Value>(config).is_ok_and(|v| v.get("stages").is_some());
+    match config.trim_start().strip_prefix('{') {
+        Some(rest) if is_object && !listed => {
+            let comma = if rest.trim_start().starts_with('}') { "" } else { "," };
+            format!("{{\"stages\":{}{comma}{rest}", json!(stages))
+        }
+        _ => config.to_string(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
     pub listen_port: u16,
@@ -73,6 +152,7 @@ pub struct Bootstrap {
     pub direct_response: bool,
     /// A JSON file access log on the connection manager, to this path.
     pub access_log: Option<String>,
+    pub delivery: Delivery,
 }
 
 impl Bootstrap {
@@ -90,6 +170,7 @@ impl Bootstrap {
             native_filters: Vec::new(),
             direct_response: false,
             access_log: None,
+            delivery: Delivery::from_env(),
         }
     }
 
@@ -107,7 +188,11 @@ impl Bootstrap {
         let mut clusters = vec![cluster("upstream", self.upstream_port)];
         clusters.extend(self.clusters.iter().map(|(name, port)| cluster(name, *port)));
         let mut http_filters = self.native_filters.clone();
-        http_filters.extend(self.filters.iter().map(Filter::to_json));
+        let filters = match self.delivery {
+            Delivery::Split => self.filters.clone(),
+            Delivery::Fused => fuse(&self.filters),
+        };
+        http_filters.extend(filters.iter().map(Filter::to_json));
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -203,4 +288,51 @@ fn stats_tags() -> Value {
         "tag_name": "reason",
         "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(root_id: &str, config: &str) -> Filter {
+        Filter {
+            name: root_id.into(),
+            root_id: root_id.into(),
+            wasm: "t.wasm".into(),
+            config: config.into(),
+            original: None,
+        }
+    }
+
+    #[test]
+    fn consecutive_stages_with_one_policy_become_one_filter() {
+        let policy = r#"{"version":1,"realm":"a","realm":"b"}"#;
+        let other = split("state-setter", "");
+        let fused = fuse(&[
+            other.clone(),
+            split("tollgate.jwt", policy),
+            split("tollgate.tenant", policy),
+        ]);
+        assert_eq!(fused.len(), 2);
+        assert_eq!(fused[0].root_id, "state-setter");
+        assert_eq!(fused[1].root_id, "tollgate");
+        // Inserted as text: the repeated key a test wrote is still there.
+        assert_eq!(
+            fused[1].config,
+            r#"{"stages":["jwt","tenant"],"version":1,"realm":"a","realm":"b"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_stages_bad_configs_and_other_filters_stay_as_they_are() {
+        let fused = fuse(&[split("tollgate.nope", "{}"), split("tollgate.tenant", "version: 1")]);
+        assert_eq!(fused[0].root_id, "tollgate.nope");
+        assert_eq!(
+            (fused[1].root_id.as_str(), fused[1].config.as_str()),
+            ("tollgate", "version: 1")
+        );
+        let listed = fuse(&[split("tollgate.jwt", r#"{"stages":[]}"#)]);
+        assert_eq!(listed[0].config, r#"{"stages":[]}"#);
+        assert_eq!(fuse(&[split("tollgate.jwt", "{}")])[0].config, r#"{"stages":["jwt"]}"#);
+    }
 }

@@ -14,7 +14,7 @@ pub mod jwks;
 pub mod paths;
 pub mod server;
 
-pub use bootstrap::{Bootstrap, Filter};
+pub use bootstrap::{Bootstrap, Delivery, Filter};
 pub use echo::Echo;
 pub use envoy::{Envoy, Launch};
 pub use http::{Request, Response};

@@ -7,7 +7,12 @@ mod common;
 use common::{require_artefacts, tenant_policy};
 use serde_json::{json, Value};
 use tollgate_integration::envoy::StartFailure;
-use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter};
+use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter};
+
+/// "<filter> rejected its configuration", as the delivery under test names it.
+fn rejected(root_id: &str) -> String {
+    format!("{} rejected its configuration", Delivery::from_env().name_of(root_id))
+}
 
 fn refused(root_id: &str, policy: &Value) -> StartFailure {
     require_artefacts();
@@ -30,7 +35,7 @@ fn a_bad_policy_is_refused_with_every_field_named() {
     let line = failure
         .log
         .lines()
-        .find(|l| l.contains("tollgate.tenant rejected its configuration"))
+        .find(|l| l.contains(&rejected("tollgate.tenant")))
         .unwrap_or_else(|| panic!("no rejection line in\n{}", failure.log));
     for expected in [
         "3 error(s)",
@@ -40,8 +45,9 @@ fn a_bad_policy_is_refused_with_every_field_named() {
     ] {
         assert!(line.contains(expected), "{expected:?} not in {line}");
     }
+    let plugin = Delivery::from_env().name_of("tollgate.tenant");
     assert!(
-        failure.log.contains("Plugin tollgate.tenant failed to load"),
+        failure.log.contains(&format!("Plugin {plugin} failed to load")),
         "{}",
         failure.log
     );
@@ -105,7 +111,7 @@ fn an_ambiguous_policy_is_refused_with_every_field_named() {
     let line = failure
         .log
         .lines()
-        .find(|l| l.contains("tollgate.jwt rejected its configuration"))
+        .find(|l| l.contains(&rejected("tollgate.jwt")))
         .unwrap_or_else(|| panic!("no rejection line in\n{}", failure.log));
     for expected in [
         "4 error(s)",

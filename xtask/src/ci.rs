@@ -30,8 +30,15 @@ pub fn run_all() -> Result<(), String> {
         render::run(true, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE)
     })?;
     step("envoy --mode validate", validate_bootstraps)?;
-    step("integration tests (real Envoy)", || {
-        run(cargo().args(["test", "-p", "tollgate-integration"]))
+    step("integration tests (real Envoy, separate filters)", || {
+        run(cargo()
+            .args(["test", "-p", "tollgate-integration"])
+            .env("TOLLGATE_DELIVERY", "split"))
+    })?;
+    step("integration tests (real Envoy, fused tollgate filter)", || {
+        run(cargo()
+            .args(["test", "-p", "tollgate-integration"])
+            .env("TOLLGATE_DELIVERY", "fused"))
     })?;
     step("demo answers as printed", || demo::run(true))
 }

@@ -29,6 +29,7 @@ pub fn start(policy: &Value, with_state_setter: bool) -> (Echo, Envoy) {
             root_id: String::new(),
             wasm: paths::state_setter_wasm().display().to_string(),
             config: String::new(),
+            original: None,
         });
     }
     bootstrap = bootstrap.filter(Filter::tollgate("tollgate.tenant", &paths::module_wasm(), policy));

@@ -182,6 +182,7 @@ fn trivial() -> Bootstrap {
         root_id: String::new(),
         wasm: paths::state_setter_wasm().display().to_string(),
         config: String::new(),
+        original: None,
     })
 }
 
