@@ -146,3 +146,6 @@ impl HttpContext for Unconfigured {
         tollgate_host::reply::unconfigured(&tollgate_host::Envoy, 0)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! The glue against a fake host: the fused filter and the separate ones
+//! answer alike, stages run in order over one read of the request, and a
+//! request waiting for keys resumes through every stage.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tollgate_host::fake::FakeHost;
+use tollgate_host::{Flow, PipelineRoot};
+
+const ISSUER: &str = "https://idp.test";
+const NOW: u64 = 1_700_000_000;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/../../tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn jwks() -> Value {
+    let all: Value = serde_json::from_str(&fixture("jwks.json")).unwrap();
+    let keys: Vec<Value> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kid"] == "rsa-1")
+        .cloned()
+        .collect();
+    json!({ "keys": keys })
+}
+
+fn token(tenant: &str) -> String {
+    let claims = json!({"iss": ISSUER, "sub": "ann", "exp": NOW + 600, "tenant": tenant, "roles": ["analyst"]});
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let key = EncodingKey::from_rsa_pem(fixture("rsa-1.pem").as_bytes()).unwrap();
+    encode(&header, &claims, &key).unwrap()
+}
+
+fn provider() -> Value {
+    json!({
+        "name": "platform", "issuer": ISSUER, "local_jwks": jwks(), "tenant_claim": "tenant",
+        "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user-id"}],
+    })
+}
+
+fn policy(provider: Value) -> Value {
+    json!({
+        "version": 1,
+        "routes": [
+            {"name": "datahub", "match": {"prefix": "/api/datahub"}, "jwt": {"requirement": "required"}, "tenant": {"required": true}},
+            {"name": "open", "match": {"prefix": "/open"}},
+        ],
+        "tenants": [{"id": "ACME", "tier": "premium"}, {"id": "GLOBEX", "status": "suspended"}],
+        "tenant": {"sources": ["claim", "header"]},
+        "jwt": {"providers": [provider]},
+    })
+}
+
+/// A root configured on a fake host (the same host for every root given).
+fn configured(host: &FakeHost, root: fn() -> PipelineRoot, policy: &Value) -> PipelineRoot {
+    *host.config.borrow_mut() = policy.to_string().into_bytes();
+    let mut root = root();
+    assert!(root.configure(host, policy.to_string().as_bytes()));
+    root
+}
+
+fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), path.to_string()),
+        (":authority".to_string(), "api.test".to_string()),
+        ("x-request-id".to_string(), "r1".to_string()),
+    ];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    headers
+}
+
+/// Runs a request through roots in order, as Envoy runs a filter chain.
+fn run(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(String, String)]) -> Flow {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host.now_ms.set(NOW * 1000);
+    host.begin(id, &headers);
+    for root in roots {
+        let flow = root.pipeline().unwrap().on_request(host, id, false);
+        if flow == Flow::Pause {
+            return flow;
+        }
+    }
+    Flow::Continue
+}
+
+/// What a client and the application would see: reply, or headers upstream.
+type Outcome = (Option<u32>, Vec<(String, Vec<u8>)>, String);
+
+fn outcome(host: &FakeHost, id: u32) -> Outcome {
+    let request = host.request(id);
+    let body = request
+        .reply
+        .as_ref()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned());
+    (
+        request.reply.map(|r| r.status),
+        request.headers,
+        body.unwrap_or_default(),
+    )
+}
+
+fn counters(host: &FakeHost) -> Vec<(String, u64)> {
+    let mut all: Vec<(String, u64)> = host.counters.borrow().iter().filter(|(_, v)| *v > 0).cloned().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn requests() -> Vec<Vec<(String, String)>> {
+    let bearer = |t: &str| format!("Bearer {}", token(t));
+    vec![
+        get(
+            "/api/datahub/x",
+            &[("authorization", &bearer("ACME")), ("x-user-id", "mallory")],
+        ),
+        get(
+            "/api/datahub/x",
+            &[("authorization", &bearer("acme")), ("x_tenant_id", "GLOBEX")],
+        ),
+        get("/api/datahub/x", &[("authorization", &bearer("GLOBEX"))]),
+        get("/api/datahub/x", &[]),
+        get("/api/datahub/x", &[("authorization", "Bearer not.a.token")]),
+        get(
+            "/open/a/../b?q=1",
+            &[("x-tenant-id", "ACME"), ("x-original-url", "/api/datahub")],
+        ),
+        get("/open", &[("x-tenant-id", "NOPE")]),
+        get("/api/%2e%2e/x", &[]),
+    ]
+}
+
+#[test]
+fn fused_and_separate_filters_answer_alike() {
+    let policy = policy(provider());
+    let split_host = FakeHost::default();
+    let jwt = configured(&split_host, tollgate_jwt::root, &policy);
+    let tenant = configured(&split_host, tollgate_tenant::root, &policy);
+    let fused_host = FakeHost::default();
+    let fused = configured(&fused_host, crate::fused, &policy);
+    for (i, request) in requests().iter().enumerate() {
+        let id = u32::try_from(i).unwrap() + 1;
+        let split_flow = run(&split_host, &[&jwt, &tenant], id, request);
+        let fused_flow = run(&fused_host, &[&fused], id, request);
+        assert_eq!(split_flow, fused_flow, "request {i}");
+        assert_eq!(outcome(&split_host, id), outcome(&fused_host, id), "request {i}");
+    }
+    assert_eq!(counters(&split_host), counters(&fused_host));
+    // Not vacuous: some requests were refused, some went on with a tenant.
+    assert!(fused_host.counter("tollgate.tenant.allowed") >= 2);
+    assert!(fused_host.counter("tollgate.jwt.denied.token_missing") == 1);
+    assert_eq!(fused_host.header(1, "x-tenant-id"), ["ACME"]);
+    assert_eq!(fused_host.header(1, "x-user-id"), ["ann"]);
+}
+
+#[test]
+fn the_fused_filter_reads_the_request_once_and_hands_facts_over_in_memory() {
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(provider()));
+    let request = get(
+        "/api/datahub/x",
+        &[("authorization", &format!("Bearer {}", token("ACME")))],
+    );
+    assert_eq!(run(&host, &[&fused], 1, &request), Flow::Continue);
+    let trace = host.trace.borrow().clone();
+    let calls = |name: &str| trace.iter().filter(|c| *c == name).count();
+    assert_eq!(calls("request_headers"), 1, "{trace:?}");
+    assert_eq!(calls("property"), 0, "{trace:?}");
+    assert_eq!(host.header(1, "x-tenant-id"), ["ACME"]);
+    assert_eq!(
+        host.request(1).state.get("tollgate.tenant").map(Vec::as_slice),
+        Some(&b"ACME"[..])
+    );
+}
+
+#[test]
+fn filter_state_can_be_turned_off_for_the_fused_filter_only() {
+    let mut policy = policy(provider());
+    policy["filter_state"] = json!(false);
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy);
+    let request = get(
+        "/api/datahub/x",
+        &[("authorization", &format!("Bearer {}", token("ACME")))],
+    );
+    assert_eq!(run(&host, &[&fused], 1, &request), Flow::Continue);
+    assert!(host.request(1).state.is_empty());
+    assert_eq!(host.header(1, "x-tenant-id"), ["ACME"]);
+    // The separate jwt filter still publishes: the tenant filter reads it.
+    let split = FakeHost::default();
+    let jwt = configured(&split, tollgate_jwt::root, &policy);
+    run(&split, &[&jwt], 1, &request);
+    assert_eq!(
+        split.request(1).state.get("tollgate.tenant").map(Vec::as_slice),
+        Some(&b"ACME"[..])
+    );
+}
+
+#[test]
+fn stages_run_in_order_and_a_refusal_ends_the_request() {
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(provider()));
+    // No token: the jwt stage answers; the tenant stage never runs.
+    assert_eq!(run(&host, &[&fused], 1, &get("/api/datahub/x", &[])), Flow::Pause);
+    assert_eq!(host.request(1).reply.map(|r| r.status), Some(401));
+    let tenant_counted: u64 = counters(&host)
+        .iter()
+        .filter(|(n, _)| n.starts_with("tollgate.tenant."))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(tenant_counted, 0);
+    // A policy listing only the tenant stage: no token is asked for.
+    let mut only_tenant = policy(provider());
+    only_tenant["stages"] = json!(["tenant"]);
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &only_tenant);
+    let request = get("/api/datahub/x", &[("x-tenant-id", "ACME")]);
+    assert_eq!(run(&host, &[&fused], 1, &request), Flow::Continue);
+}
+
+#[test]
+fn a_failed_host_read_refuses_the_request() {
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(provider()));
+    host.fail("request_headers");
+    assert_eq!(run(&host, &[&fused], 1, &get("/open", &[])), Flow::Pause);
+    let reply = host.request(1).reply.unwrap();
+    assert_eq!(reply.status, 500);
+    assert!(String::from_utf8_lossy(&reply.body).contains("request_unreadable"));
+    assert_eq!(host.counter("tollgate.jwt.denied.request_unreadable"), 1);
+    // The separate tenant filter reading the claim from filter state.
+    let host = FakeHost::default();
+    let tenant = configured(&host, tollgate_tenant::root, &policy(provider()));
+    host.fail("property");
+    assert_eq!(run(&host, &[&tenant], 1, &get("/open", &[])), Flow::Pause);
+    assert_eq!(host.request(1).reply.map(|r| r.status), Some(500));
+    assert_eq!(host.counter("tollgate.tenant.denied.request_unreadable"), 1);
+}
+
+#[test]
+fn a_request_waiting_for_keys_resumes_through_every_stage() {
+    let remote = json!({
+        "name": "platform", "issuer": ISSUER, "tenant_claim": "tenant",
+        "remote_jwks": {"uri": "http://idp.test/jwks.json", "cluster": "idp", "timeout_ms": 1000},
+    });
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(remote));
+    let pipeline = fused.pipeline().unwrap();
+    let request = get(
+        "/api/datahub/x",
+        &[("authorization", &format!("Bearer {}", token("ACME")))],
+    );
+    assert_eq!(run(&host, &[&fused], 7, &request), Flow::Pause);
+    assert!(host.request(7).reply.is_none(), "it waits, unanswered");
+    pipeline.on_tick(&host);
+    let calls = host.calls.borrow().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!((calls[0].1.as_str(), calls[0].2.as_str()), ("idp", "/jwks.json"));
+    *host.call_answer.borrow_mut() = (b"200".to_vec(), jwks().to_string().into_bytes());
+    host.current.set(0);
+    pipeline.on_http_call_response(&host, calls[0].0, jwks().to_string().len());
+    let resumed = host.request(7);
+    assert_eq!(resumed.resumed, 1);
+    assert!(resumed.reply.is_none());
+    assert_eq!(
+        host.header(7, "x-tenant-id"),
+        ["ACME"],
+        "the tenant stage ran after the wait"
+    );
+    assert_eq!(host.counter("tollgate.jwt.jwks_fetch_ok"), 1);
+}
+
+#[test]
+fn a_failed_fetch_answers_the_waiting_request() {
+    let remote = json!({
+        "name": "platform", "issuer": ISSUER, "tenant_claim": "tenant",
+        "remote_jwks": {"uri": "http://idp.test/jwks.json", "cluster": "idp", "timeout_ms": 1000},
+    });
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(remote));
+    let request = get(
+        "/api/datahub/x",
+        &[("authorization", &format!("Bearer {}", token("ACME")))],
+    );
+    host.fail("dispatch");
+    assert_eq!(run(&host, &[&fused], 3, &request), Flow::Pause);
+    fused.pipeline().unwrap().on_tick(&host);
+    let answered = host.request(3);
+    assert_eq!(answered.reply.map(|r| r.status), Some(503));
+    assert_eq!(answered.resumed, 0);
+    assert_eq!(host.counter("tollgate.jwt.jwks_fetch_failed"), 1);
+}
