@@ -27,7 +27,7 @@ pub fn run_all() -> Result<(), String> {
     })?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("rendered files up to date", || {
-        render::run(true, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE)
+        render::run(true, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE, false)
     })?;
     step("envoy --mode validate", validate_bootstraps)?;
     step("integration tests (real Envoy, separate filters)", || {

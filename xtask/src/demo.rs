@@ -238,7 +238,7 @@ pub fn run(check: bool) -> Result<(), String> {
     setup::all()?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("render", || {
-        render::run(false, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE)
+        render::run(false, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE, false)
     })?;
     // The check (run by CI) takes free ports; the interactive demo its fixed ones.
     let upstream = if check {

@@ -45,6 +45,9 @@ enum Task {
         namespace: String,
         #[arg(long, default_value = render::DEFAULT_IMAGE)]
         image: String,
+        /// One WasmPlugin (and bootstrap filter) per filter instead of the fused `tollgate` one
+        #[arg(long)]
+        split: bool,
     },
     /// Check a policy file (YAML or JSON) and print every error with its path
     Validate {
@@ -71,7 +74,8 @@ fn main() {
             check,
             namespace,
             image,
-        } => render::run(check, &namespace, &image),
+            split,
+        } => render::run(check, &namespace, &image, split),
         Task::Validate { file } => render::validate(&file),
         Task::Bench { quick } => bench::run(quick),
         Task::Package => Err("not done yet: this command lands with its own issue".to_string()),

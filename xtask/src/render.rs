@@ -6,7 +6,7 @@ use crate::util::root;
 use serde_json::{json, Value};
 use std::path::Path;
 use tollgate_core::policy::{strict, Policy, MAX_POLICY_BYTES};
-use tollgate_integration::{Bootstrap, Filter};
+use tollgate_integration::{Bootstrap, Delivery, Filter};
 
 pub const POLICY: &str = "wasmplugins/policy.yaml";
 pub const PLUGINS: &str = "wasmplugins/tollgate.yaml";
@@ -26,6 +26,17 @@ const FILTERS: &[(&str, &str, i64, &str)] = &[
     ("tollgate.jwt", "AUTHN", 100, "FAIL_RELOAD"),
     ("tollgate.tenant", "AUTHZ", 1000, "FAIL_RELOAD"),
 ];
+/// The default delivery: one plugin running the policy's stages, in the
+/// phase of its first (authentication).
+const FUSED: &[(&str, &str, i64, &str)] = &[("tollgate", "AUTHN", 100, "FAIL_RELOAD")];
+
+fn filters(split: bool) -> &'static [(&'static str, &'static str, i64, &'static str)] {
+    if split {
+        FILTERS
+    } else {
+        FUSED
+    }
+}
 
 /// Reads a YAML or JSON policy and checks it; the error lists every problem.
 pub fn load_policy(path: &Path) -> Result<Value, String> {
@@ -84,11 +95,13 @@ pub fn validate(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run(check: bool, namespace: &str, image: &str) -> Result<(), String> {
+/// `split`: the separate filters; `check` compares with what is checked
+/// in, which is the default (fused) rendering.
+pub fn run(check: bool, namespace: &str, image: &str, split: bool) -> Result<(), String> {
     let policy = load_policy(&root().join(POLICY))?;
     let outputs = [
-        (PLUGINS, wasm_plugins(&policy, namespace, image)?),
-        (DEMO_BOOTSTRAP, demo_bootstrap(&policy)?),
+        (PLUGINS, wasm_plugins(&policy, namespace, image, split)?),
+        (DEMO_BOOTSTRAP, demo_bootstrap(&policy, split)?),
     ];
     for (file, text) in outputs {
         let path = root().join(file);
@@ -114,13 +127,14 @@ fn to_yaml(value: &Value) -> Result<String, String> {
     serde_yaml_ng::to_string(value).map_err(|e| e.to_string())
 }
 
-/// One WasmPlugin per filter, all pointing at the one image: Istio then runs
-/// them in one VM per worker. In the root namespace (`istio-system`) they
-/// apply mesh-wide; in another namespace, to its workloads.
-fn wasm_plugins(policy: &Value, namespace: &str, image: &str) -> Result<String, String> {
+/// The fused `tollgate` WasmPlugin, or one per filter (`split`), all
+/// pointing at the one image: Istio then runs them in one VM per worker. In
+/// the root namespace (`istio-system`) they apply mesh-wide; in another
+/// namespace, to its workloads.
+fn wasm_plugins(policy: &Value, namespace: &str, image: &str, split: bool) -> Result<String, String> {
     let schema = crd::load(&root().join(crd::CRD))?;
     let mut out = header("Istio WasmPlugins for Tollgate (extensions.istio.io/v1alpha1).");
-    for (root_id, phase, priority, fail) in FILTERS {
+    for (root_id, phase, priority, fail) in filters(split) {
         let name = root_id.replace('.', "-");
         let plugin = json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
@@ -156,7 +170,7 @@ fn wasm_plugins(policy: &Value, namespace: &str, image: &str) -> Result<String, 
 /// refused (no component can then read `%2F` as a separator, and no
 /// redirect a non-GET client would not follow), and so are header names
 /// with `_`, which some servers read as `-` (`x_tenant_id`).
-fn demo_bootstrap(policy: &Value) -> Result<String, String> {
+fn demo_bootstrap(policy: &Value, split: bool) -> Result<String, String> {
     let wasm = Path::new("target/wasm32-wasip1/release/tollgate.wasm");
     let mut bootstrap = Bootstrap::new(DEMO_UPSTREAM_PORT);
     bootstrap.listen_port = DEMO_PORT;
@@ -164,7 +178,8 @@ fn demo_bootstrap(policy: &Value) -> Result<String, String> {
     bootstrap.envoy_normalizes = true;
     bootstrap.escaped_slashes_action = Some("REJECT_REQUEST".into());
     bootstrap.underscores_action = Some("REJECT_REQUEST".into());
-    for (root_id, ..) in FILTERS {
+    bootstrap.delivery = Delivery::Split;
+    for (root_id, ..) in filters(split) {
         bootstrap = bootstrap.filter(Filter::tollgate(root_id, wasm, policy));
     }
     let mut out = header("Envoy bootstrap for `cargo xtask demo` (run from the repo root).");
