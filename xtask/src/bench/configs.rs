@@ -5,7 +5,7 @@
 
 use super::tokens::{Tokens, ISSUER};
 use serde_json::{json, Value};
-use tollgate_integration::{paths, Bootstrap, Filter};
+use tollgate_integration::{paths, Bootstrap, Delivery, Filter};
 
 /// The path every request goes to; the route answers it directly.
 pub const PATH: &str = "/api/datahub/entities";
@@ -56,6 +56,8 @@ impl Config {
 fn base() -> Bootstrap {
     let mut bootstrap = Bootstrap::new(9);
     bootstrap.direct_response = true;
+    // Each row says which filters it runs: none is fused behind its back.
+    bootstrap.delivery = Delivery::Split;
     bootstrap
 }
 
@@ -93,6 +95,7 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         &tollgate_policy(tokens, true, true),
     );
     let tenant_only = wasm(&["tollgate.tenant"], &tenant_policy());
+    let fused = |cache: bool| wasm(&["tollgate"], &tollgate_policy(tokens, cache, true));
     vec![
         row("baseline", "router only, direct response", Load::Plain, base()),
         row(
@@ -146,6 +149,28 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
                 "tollgate.jwt + tollgate.tenant, cached token",
                 Load::Cached,
                 both,
+            )
+        },
+        Config {
+            shares: vec![share(HIT, 0.99, 1.0), share(TENANT_OK, 0.99, 1.0)],
+            ..row(
+                "tollgate_fused",
+                "tollgate (fused: jwt + tenant stages), cached token",
+                Load::Cached,
+                fused(true),
+            )
+        },
+        Config {
+            shares: vec![
+                share(MISS, 0.99, 1.0),
+                share(HOST, 0.99, 1.0),
+                share(TENANT_OK, 0.99, 1.0),
+            ],
+            ..row(
+                "tollgate_fused_uncached_host",
+                "tollgate (fused), new token each request, host verifier",
+                Load::Uncached,
+                fused(false),
             )
         },
         Config {
