@@ -3,8 +3,8 @@
 //! `claim_to_headers[].header_name`) and the token source headers.
 
 use super::errors::{index, join, PolicyErrors};
+use super::tenant::TenantConfig;
 use super::wire::PolicyDoc;
-use crate::tenant::TenantConfig;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Headers that make frameworks use another path (Symfony, IIS URL Rewrite:

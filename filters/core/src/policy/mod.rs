@@ -6,17 +6,18 @@ mod decode;
 pub mod errors;
 pub mod headers;
 pub mod strict;
+pub mod tenant;
 pub mod wire;
 
 use crate::jwt::config::{JwtConfig, RouteJwt};
 use crate::path::{self, PathSettings};
 use crate::route::{self, HostMatch, PathMatch, RequestHead, RouteMatch};
-use crate::tenant::{Tenant, TenantConfig};
 use crate::Mode;
 use errors::{index, join};
 pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use tenant::{Tenant, TenantConfig};
 pub use wire::PolicyDoc;
 use wire::{MatchDoc, PathsDoc, ProviderDoc, RouteDoc, RouteTenantDoc, StageName, TenantDoc};
 
