@@ -96,6 +96,8 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
     );
     let tenant_only = wasm(&["tollgate.tenant"], &tenant_policy());
     let fused = |cache: bool| wasm(&["tollgate"], &tollgate_policy(tokens, cache, true));
+    let mut quiet = tollgate_policy(tokens, true, true);
+    quiet["filter_state"] = json!(false);
     vec![
         row("baseline", "router only, direct response", Load::Plain, base()),
         row(
