@@ -4,7 +4,7 @@
 //! `:path` when the served one must change; or the refusal.
 
 use crate::path::{self, CaseReading, EscapedSlashes, Normalization, PathError, PathSettings};
-use crate::policy::{Policy, Route};
+use crate::policy::{Policy, Route, RouteIndex};
 use crate::reply::Denial;
 use crate::route::{self, Case, RequestHead};
 
@@ -23,6 +23,8 @@ pub struct RequestView {
     /// framework reads as that name): Laravel, Symfony and Express's
     /// method-override act on them instead of the method.
     pub method_overrides: Vec<String>,
+    /// The route decided on (`Policy::route`), once `read` has run.
+    pub route: Option<RouteIndex>,
 }
 
 /// Why a request is refused before any route is known; always enforced.
@@ -132,6 +134,7 @@ impl RequestView {
             path,
             served_path,
             method_overrides: method_overrides(query),
+            route: None,
         })
     }
 
@@ -143,8 +146,9 @@ impl RequestView {
         authority: Option<&[u8]>,
         policy: &Policy,
     ) -> Result<RequestView, RequestDenial> {
-        let view = RequestView::new(method, raw_path, authority, &policy.paths)?;
-        view.check_readings(policy)?;
+        let mut view = RequestView::new(method, raw_path, authority, &policy.paths)?;
+        let decided = view.check_readings(policy)?;
+        view.route = Some(policy.index_of(decided));
         Ok(view)
     }
 
@@ -154,7 +158,7 @@ impl RequestView {
     /// decided on; where one would not, refuse. Readings that cannot differ
     /// are skipped. (A trailing `/` needs no reading: routes match with or
     /// without it, `route::trim`.)
-    fn check_readings(&self, policy: &Policy) -> Result<(), RequestDenial> {
+    fn check_readings<'p>(&self, policy: &'p Policy) -> Result<&'p Route, RequestDenial> {
         let decided = self.decision(policy, &self.path, Case::Sensitive);
         let check = |path: &str, case: Case, error: PathError| {
             let (route, tenant) = self.decision(policy, path, case);
@@ -175,7 +179,7 @@ impl RequestView {
             check(decoded, Case::Sensitive, path::REROUTING_SLASH)?;
         }
         if policy.paths.case == CaseReading::Sensitive {
-            return Ok(());
+            return Ok(decided.0);
         }
         for p in std::iter::once(self.path.as_str()).chain(decoded.as_deref()) {
             let lowered = path::lower_cased(p);
@@ -183,7 +187,7 @@ impl RequestView {
                 check(lowered.as_deref().unwrap_or(p), Case::Insensitive, path::REROUTING_CASE)?;
             }
         }
-        Ok(())
+        Ok(decided.0)
     }
 
     /// The path as an application that decodes escaped separators reads
@@ -206,6 +210,14 @@ impl RequestView {
         let head = RequestHead { path, ..self.head() };
         let tenant = policy.tenant.split_path(path).map(|(id, _)| id.to_ascii_lowercase());
         (policy.route_as(&head, case), tenant)
+    }
+
+    /// The decided route: the one `read` found, else matched now.
+    pub fn route<'p>(&self, policy: &'p Policy) -> &'p Route {
+        match self.route {
+            Some(index) => policy.route_at(index),
+            None => policy.route(&self.head()),
+        }
     }
 
     pub fn head(&self) -> RequestHead<'_> {

@@ -117,7 +117,11 @@ pub enum ShadowHeader<'p> {
 /// that disagree (403), none where one is required, then unknown, suspended
 /// and route not allowed.
 pub fn decide<'p>(policy: &'p Policy, req: &TenantRequest<'_>) -> TenantDecision<'p> {
-    let route = policy.route(&req.head);
+    decide_on(policy, policy.route(&req.head), req)
+}
+
+/// `decide` on a route already matched (`RequestView::route`).
+pub fn decide_on<'p>(policy: &'p Policy, route: &'p Route, req: &TenantRequest<'_>) -> TenantDecision<'p> {
     let mut verdict = resolve(policy, route, req);
     // Claim is absent here (the jwt filter published none), so the tenant
     // came from the client: enforce mode would have refused the request.

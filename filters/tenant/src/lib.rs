@@ -76,7 +76,7 @@ impl Stage for TenantStage {
             header_values: &header_values,
             jwt_shadow_denied,
         };
-        let decision = tenant::decide(policy, &request);
+        let decision = tenant::decide_on(policy, ex.view.route(policy), &request);
         self.counters.add_named(host, &decision.metric());
         if ex.publish {
             for (key, value) in decision.properties() {

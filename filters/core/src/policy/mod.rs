@@ -48,6 +48,10 @@ pub struct Policy {
     pub filter_state: bool,
 }
 
+/// A route of a policy by position (`None`: the fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteIndex(Option<usize>);
+
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
@@ -112,6 +116,17 @@ impl Policy {
             .filter_map(|(i, r)| r.matcher.rank_as(&head, i, case).map(|rank| (rank, r)))
             .max_by_key(|(rank, _)| *rank)
             .map_or(&self.fallback, |(_, r)| r)
+    }
+
+    /// Where a route of this policy is kept, for `route_at`.
+    pub fn index_of(&self, route: &Route) -> RouteIndex {
+        let at = self.routes.iter().position(|r| std::ptr::eq(r, route));
+        RouteIndex(at)
+    }
+
+    /// The route `index_of` gave.
+    pub fn route_at(&self, index: RouteIndex) -> &Route {
+        index.0.and_then(|i| self.routes.get(i)).unwrap_or(&self.fallback)
     }
 
     /// The part of a normalized path that routes match on.

@@ -122,6 +122,7 @@ fn authority_and_method() {
             path: "/x".into(),
             served_path: None,
             method_overrides: Vec::new(),
+            route: None,
         })
     );
     let overridden = RequestView::new(b"POST", Some(b"/x?a=1;%5Fmethod=put&_METHOD=delete"), Some(b"h"), &s);
@@ -268,4 +269,21 @@ fn case_readings_are_refused_where_they_reroute() {
     assert_eq!(read(&sensitive, "/API/datahub/x"), ok("/API/datahub/x"));
     assert_eq!(read(&sensitive, "/api/getuser"), ok("/api/getuser"));
     assert_eq!(read(&sensitive, "/T/acme/api/datahub"), ok("/T/acme/api/datahub"));
+}
+
+#[test]
+fn the_view_keeps_the_route_it_decided_on() {
+    let policy = Policy::from_json(
+        br#"{"version": 1, "routes": [
+            {"name": "a", "match": {"prefix": "/a"}},
+            {"name": "b", "match": {"prefix": "/b"}}
+        ]}"#,
+    )
+    .unwrap();
+    for (path, route) in [("/b/x", "b"), ("/a", "a"), ("/c", "default")] {
+        let view = RequestView::read(b"GET", Some(path.as_bytes()), Some(b"h"), &policy).unwrap();
+        assert!(view.route.is_some());
+        assert_eq!(view.route(&policy).name, route);
+        assert_eq!(policy.route(&view.head()).name, route);
+    }
 }
