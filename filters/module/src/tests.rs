@@ -295,3 +295,26 @@ fn a_failed_fetch_answers_the_waiting_request() {
     assert_eq!(answered.resumed, 0);
     assert_eq!(host.counter("tollgate.jwt.jwks_fetch_failed"), 1);
 }
+
+/// Not a check: a loop of cached fused requests for a profiler
+/// (`valgrind --tool=callgrind` on the test binary with `--ignored profile`).
+#[test]
+#[ignore]
+fn profile_fused_cached_requests() {
+    let n: u32 = std::env::var("PROFILE_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let mut policy = policy(provider());
+    if std::env::var("PROFILE_NO_STATE").is_ok() {
+        policy["filter_state"] = json!(false);
+    }
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy);
+    let request = get(
+        "/api/datahub/entities",
+        &[("authorization", &format!("Bearer {}", token("ACME"))), ("user-agent", "wrk")],
+    );
+    for id in 1..=n {
+        assert_eq!(run(&host, &[&fused], id, &request), Flow::Continue);
+        host.requests.borrow_mut().remove(&id);
+    }
+    eprintln!("host calls of the last request: {:?}", host.trace.borrow());
+}
