@@ -2,7 +2,7 @@
 //! first failure.
 
 use crate::util::{cargo, run, step};
-use crate::{demo, render, setup};
+use crate::{bench, demo, render, setup};
 use std::process::Command;
 use std::time::Instant;
 use tollgate_integration::paths;
@@ -40,7 +40,11 @@ pub fn run_all() -> Result<(), String> {
             .args(["test", "-p", "tollgate-integration"])
             .env("TOLLGATE_DELIVERY", "fused"))
     })?;
-    step("demo answers as printed", || demo::run(true))
+    step("demo answers as printed", || demo::run(true))?;
+    // A smoke run, so the bench cannot rot: every configuration starts,
+    // refuses its bad request and serves its load with no error. Its
+    // figures are not judged here (a shared machine is too noisy).
+    step("bench --quick (smoke)", || bench::run(true))
 }
 
 pub fn main() -> Result<(), String> {
