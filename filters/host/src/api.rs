@@ -7,6 +7,11 @@ use std::time::Duration;
 /// Request headers as (name, value bytes).
 pub type Headers = Vec<(String, Vec<u8>)>;
 
+/// First value of a header (names are lower-case in Envoy).
+pub fn first<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+}
+
 /// A host read that failed: the request must not be decided on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadError(pub String);

@@ -9,10 +9,10 @@ pub mod fake;
 pub mod pipeline;
 pub mod reply;
 
-pub use api::{Headers, Host, HostError, ReadError};
+pub use api::{first, Headers, Host, HostError, ReadError};
 pub use counters::Counters;
 pub use envoy::{use_host_log_level, Envoy};
-pub use pipeline::{first, Build, Exchange, Facts, Flow, JwtFacts, Pipeline, PipelineRoot, Stage, Step};
+pub use pipeline::{Build, Exchange, Facts, Flow, JwtFacts, Pipeline, PipelineRoot, Stage, Step};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 //! filter (`tollgate.jwt`, ...) is a pipeline of one stage, so both
 //! deliveries run the same stage code.
 
-use crate::api::{Headers, Host};
+use crate::api::{first, Headers, Host};
 use crate::counters::Counters;
 use crate::envoy::Envoy;
 use crate::reply;
@@ -239,11 +239,6 @@ impl Pipeline {
             }
         }
     }
-}
-
-/// First value of a header (names are lower-case in Envoy).
-pub fn first<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
 }
 
 /// A root context over a pipeline: one per plugin (root id).

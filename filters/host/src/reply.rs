@@ -1,8 +1,8 @@
 //! What stages do to a request through the host: local replies, header
 //! edits and filter-state writes. A failed call is logged, never fatal.
 
+use crate::api::first;
 use crate::api::Host;
-use crate::pipeline::first;
 use log::warn;
 use tollgate_core::reply::Reply;
 

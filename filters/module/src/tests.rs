@@ -301,7 +301,10 @@ fn a_failed_fetch_answers_the_waiting_request() {
 #[test]
 #[ignore]
 fn profile_fused_cached_requests() {
-    let n: u32 = std::env::var("PROFILE_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: u32 = std::env::var("PROFILE_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let mut policy = policy(provider());
     if std::env::var("PROFILE_NO_STATE").is_ok() {
         policy["filter_state"] = json!(false);
@@ -310,7 +313,10 @@ fn profile_fused_cached_requests() {
     let fused = configured(&host, crate::fused, &policy);
     let request = get(
         "/api/datahub/entities",
-        &[("authorization", &format!("Bearer {}", token("ACME"))), ("user-agent", "wrk")],
+        &[
+            ("authorization", &format!("Bearer {}", token("ACME"))),
+            ("user-agent", "wrk"),
+        ],
     );
     for id in 1..=n {
         assert_eq!(run(&host, &[&fused], id, &request), Flow::Continue);

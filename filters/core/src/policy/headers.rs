@@ -3,7 +3,6 @@
 //! `claim_to_headers[].header_name`) and the token source headers.
 
 use super::errors::{index, join, PolicyErrors};
-use super::tenant::TenantConfig;
 use super::wire::PolicyDoc;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -78,14 +77,12 @@ fn canonical(name: &str) -> String {
 /// No two managed headers share a name (in any spelling), and no managed
 /// header is a token source. Claim headers of different providers may share
 /// one: only one provider verifies a request.
-pub fn check_collisions(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut PolicyErrors) {
+/// `tenant`: the tenant and tier header names (`TenantConfig`).
+pub fn check_collisions(doc: &PolicyDoc, tenant: [&str; 2], errors: &mut PolicyErrors) {
     // canonical name (and provider, for claim headers) -> path of its first use
     let mut tenant_headers: HashMap<String, String> = HashMap::new();
     let mut claim_headers: BTreeMap<(String, usize), String> = BTreeMap::new();
-    for (name, path) in [
-        (&tenant.header, "tenant.header"),
-        (&tenant.tier_header, "tenant.tier_header"),
-    ] {
+    for (name, path) in [(tenant[0], "tenant.header"), (tenant[1], "tenant.tier_header")] {
         if let Some(first) = tenant_headers.get(&canonical(name)) {
             errors.push(path, format!("'{name}' is also {first}"));
         }
@@ -131,12 +128,12 @@ pub fn check_collisions(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut Pol
 /// `strip_headers`: names a filter may touch, each once, and none the
 /// filters read or set (removing `x-tenant-id` before the tenant filter
 /// reads it would silently change where the tenant comes from).
-pub fn compile_strip(doc: &PolicyDoc, tenant: &TenantConfig, errors: &mut PolicyErrors) -> Vec<String> {
+pub fn compile_strip(doc: &PolicyDoc, tenant: [&str; 2], errors: &mut PolicyErrors) -> Vec<String> {
     let Some(names) = &doc.strip_headers else {
         return DEFAULT_STRIP.iter().map(|n| n.to_string()).collect();
     };
     // The default token source, `authorization`, is reserved anyway.
-    let mut used: HashSet<String> = HashSet::from([canonical(&tenant.header), canonical(&tenant.tier_header)]);
+    let mut used: HashSet<String> = HashSet::from(tenant.map(canonical));
     for p in &doc.jwt.providers {
         used.extend(p.claim_to_headers.iter().map(|c| canonical(&c.header_name)));
         used.extend(p.from_headers.iter().flatten().map(|h| canonical(&h.name)));

@@ -287,8 +287,9 @@ impl TryFrom<PolicyDoc> for Policy {
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
         check_ambiguous_patterns(&doc.routes, paths.case, &mut errors);
         check_path_prefix_case(doc.tenant.path_prefix.as_deref(), paths.case, &mut errors);
-        headers::check_collisions(&doc, &tenant, &mut errors);
-        let strip_headers = headers::compile_strip(&doc, &tenant, &mut errors);
+        let tenant_headers = [tenant.header.as_str(), tenant.tier_header.as_str()];
+        headers::check_collisions(&doc, tenant_headers, &mut errors);
+        let strip_headers = headers::compile_strip(&doc, tenant_headers, &mut errors);
         let stages = compile_stages(&doc, &routes, &defaults, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
