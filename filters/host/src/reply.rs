@@ -54,3 +54,28 @@ pub fn refuse_unreadable(
     send(host, ex.context_id, &reply);
     crate::Step::Replied
 }
+
+/// What a stage's verdict means for the request: go on (also when only a
+/// shadow denial), or answer it with the denial.
+pub fn conclude(
+    host: &dyn Host,
+    ex: &crate::Exchange<'_>,
+    action: tollgate_core::decision::Action,
+    route: &str,
+    realm: &str,
+) -> crate::Step {
+    use tollgate_core::decision::Action;
+    let context_id = ex.context_id;
+    match action {
+        Action::Allow => crate::Step::Next,
+        Action::ShadowDeny(denial) => {
+            log::info!("#{context_id} shadow: would deny {} on route {route}", denial.reason);
+            crate::Step::Next
+        }
+        Action::Deny(denial) => {
+            log::debug!("#{context_id} deny {} on route {route}", denial.reason);
+            send(host, context_id, &denial.reply(ex.request_id(), realm));
+            crate::Step::Replied
+        }
+    }
+}

@@ -361,21 +361,7 @@ impl Stage for JwtStage {
             self.count(host, "tollgate.jwt.signature_host");
         }
         self.apply(ex, host, &decision, &request);
-        match decision.action() {
-            Verdict::Allow => Step::Next,
-            Verdict::ShadowDeny(denial) => {
-                info!(
-                    "#{context_id} shadow: would deny {} on route {}",
-                    denial.reason, decision.route.name
-                );
-                Step::Next
-            }
-            Verdict::Deny(denial) => {
-                debug!("#{context_id} deny {} on route {}", denial.reason, decision.route.name);
-                reply::send(host, context_id, &denial.reply(ex.request_id(), &policy.realm));
-                Step::Replied
-            }
-        }
+        reply::conclude(host, ex, decision.action(), &decision.route.name, &policy.realm)
     }
 
     fn on_tick(&self, host: &dyn Host) -> Vec<u32> {

@@ -1,9 +1,7 @@
 //! The tenant stage: reads what it needs from the request and the jwt
 //! stage's facts, asks `tollgate_core::tenant`, applies the answer.
 
-use log::{debug, info};
 use std::rc::Rc;
-use tollgate_core::decision::Action as Verdict;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
 use tollgate_core::tenant::{self, TenantRequest};
@@ -85,20 +83,6 @@ impl Stage for TenantStage {
         }
         let edits = decision.header_edits(&policy.tenant, ex.headers);
         reply::edit_request_headers(host, context_id, &edits);
-        match decision.action() {
-            Verdict::Allow => Step::Next,
-            Verdict::ShadowDeny(denial) => {
-                info!(
-                    "#{context_id} shadow: would deny {} on route {}",
-                    denial.reason, decision.route.name
-                );
-                Step::Next
-            }
-            Verdict::Deny(denial) => {
-                debug!("#{context_id} deny {} on route {}", denial.reason, decision.route.name);
-                reply::send(host, context_id, &denial.reply(ex.request_id(), &policy.realm));
-                Step::Replied
-            }
-        }
+        reply::conclude(host, ex, decision.action(), &decision.route.name, &policy.realm)
     }
 }
