@@ -43,6 +43,13 @@ fn provider() -> Value {
     })
 }
 
+fn remote_provider() -> Value {
+    json!({
+        "name": "platform", "issuer": ISSUER, "tenant_claim": "tenant",
+        "remote_jwks": {"uri": "http://idp.test/jwks.json", "cluster": "idp", "timeout_ms": 1000},
+    })
+}
+
 fn policy(provider: Value) -> Value {
     json!({
         "version": 1,
@@ -244,12 +251,8 @@ fn a_failed_host_read_refuses_the_request() {
 
 #[test]
 fn a_request_waiting_for_keys_resumes_through_every_stage() {
-    let remote = json!({
-        "name": "platform", "issuer": ISSUER, "tenant_claim": "tenant",
-        "remote_jwks": {"uri": "http://idp.test/jwks.json", "cluster": "idp", "timeout_ms": 1000},
-    });
     let host = FakeHost::default();
-    let fused = configured(&host, crate::fused, &policy(remote));
+    let fused = configured(&host, crate::fused, &policy(remote_provider()));
     let pipeline = fused.pipeline().unwrap();
     let request = get(
         "/api/datahub/x",
@@ -277,12 +280,8 @@ fn a_request_waiting_for_keys_resumes_through_every_stage() {
 
 #[test]
 fn a_failed_fetch_answers_the_waiting_request() {
-    let remote = json!({
-        "name": "platform", "issuer": ISSUER, "tenant_claim": "tenant",
-        "remote_jwks": {"uri": "http://idp.test/jwks.json", "cluster": "idp", "timeout_ms": 1000},
-    });
     let host = FakeHost::default();
-    let fused = configured(&host, crate::fused, &policy(remote));
+    let fused = configured(&host, crate::fused, &policy(remote_provider()));
     let request = get(
         "/api/datahub/x",
         &[("authorization", &format!("Bearer {}", token("ACME")))],
