@@ -398,13 +398,13 @@ fn process(shared: &Shared, context_id: u32, stage: Stage) -> Action {
     if decision.stale_keys {
         shared.counters.increment("tollgate.jwt.jwks_stale_in_use");
     }
-    for (key, value) in decision.properties(policy) {
+    for (key, value) in decision.properties() {
         host::set_property(context_id, key, &value);
     }
     // A refused request ends here: its edits would be hostcalls for nothing.
     if !matches!(decision.action(), Verdict::Deny(_)) {
         let edits = decision.header_edits(policy, &request);
-        let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (*k, v.as_deref())).collect();
         host::edit_request_headers(context_id, &edits);
         host::edit_request_headers(context_id, &headers::strip_removals(&policy.strip_headers, &headers));
     }
