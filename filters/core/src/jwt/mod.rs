@@ -536,9 +536,16 @@ fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> 
 /// parameter is kept byte for byte, with the separator sent before it.
 /// `None` when nothing is removed.
 fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
     let q = raw_path.iter().position(|b| *b == b'?')?;
     let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
     let named = |piece: &[u8]| names.iter().any(|n| same_param(&decoded_name(piece), n));
+    // Most queries carry no token: nothing is built for them.
+    if !query.split(|b| *b == b'&' || *b == b';').any(named) {
+        return None;
+    }
     // (separator before, piece): the first has none.
     let mut sep = None;
     let mut pieces: Vec<(Option<u8>, &[u8])> = Vec::new();
@@ -648,7 +655,8 @@ impl<'p> JwtDecision<'p> {
     /// stays where it came. Computed for denials too (the glue does not
     /// apply them: the request ends).
     pub fn header_edits<'a>(&'a self, policy: &'a Policy, req: &JwtRequest<'a>) -> Vec<HeaderEdit<'a>> {
-        let mut edits: Vec<HeaderEdit<'a>> = Vec::new();
+        // Room for the usual edits: one growth, not several.
+        let mut edits: Vec<HeaderEdit<'a>> = Vec::with_capacity(8);
         for provider in &policy.jwt.providers {
             for (_, header) in &provider.claim_to_headers {
                 if !edits.iter().any(|(h, _)| *h == header) {
@@ -685,7 +693,9 @@ impl<'p> JwtDecision<'p> {
                 // is left alone.
                 TokenSource::Header { name, prefix } => {
                     for (k, v) in req.headers {
-                        let strip = headers::same_variable(k, name)
+                        // The length first, inline: most names differ in it.
+                        let strip = k.len() == name.len()
+                            && headers::same_variable(k, name)
                             && !(kept && k == name)
                             && header_token_bytes(v, prefix).is_some();
                         if strip && !edits.iter().any(|(h, _)| *h == k) {
@@ -737,7 +747,8 @@ impl<'p> JwtDecision<'p> {
 /// (`headers::remove_other_spellings`, borrowing the names).
 fn remove_other_spellings<'a>(edits: &mut Vec<HeaderEdit<'a>>, headers: &'a [(String, Vec<u8>)], managed: &str) {
     for (name, _) in headers {
-        let other = name != managed && headers::same_variable(name, managed);
+        // The length first, inline: most names differ in it.
+        let other = name.len() == managed.len() && name != managed && headers::same_variable(name, managed);
         if other && !edits.iter().any(|(h, v)| *h == name && v.is_none()) {
             edits.push((name, None));
         }
