@@ -88,6 +88,16 @@ impl RequestDenial {
     pub fn metric(self, filter: &str) -> String {
         format!("tollgate.{filter}.denied.{}", self.denial().reason)
     }
+
+    /// Index of `metric(filter)` in `metric_names(filter)` (position in `ALL`).
+    pub fn metric_index(self) -> usize {
+        match self {
+            RequestDenial::PathTooLong => 0,
+            RequestDenial::PathInvalid(_) => 1,
+            RequestDenial::AuthorityInvalid(_) => 2,
+            RequestDenial::Unreadable => 3,
+        }
+    }
 }
 
 /// Counters for the refusals above, for each filter's `metric_names()`.

@@ -229,6 +229,16 @@ impl<'p> TenantDecision<'p> {
         self.action().metric("tenant", allowed)
     }
 
+    /// Index of `metric()` in `metric_names()`.
+    pub fn metric_index(&self) -> usize {
+        match (self.verdict, self.mode()) {
+            (Ok(Some(_)), _) => 0,
+            (Ok(None), _) => 1,
+            (Err(d), Mode::Enforce) => DENIED_METRICS + d.index(),
+            (Err(d), Mode::Shadow) => SHADOW_DENIED_METRICS + d.index(),
+        }
+    }
+
     /// Request-header edits, applied in order: `Some` replaces every copy
     /// (Envoy's replace drops all client-sent values), `None` removes them.
     /// Client-sent routing headers never reach the application, in any
@@ -304,7 +314,34 @@ struct Extra<'a> {
     source: Option<TenantSource>,
 }
 
+impl TenantDenial {
+    /// Position in `ALL`.
+    fn index(self) -> usize {
+        match self {
+            TenantDenial::Invalid => 0,
+            TenantDenial::Mismatch => 1,
+            TenantDenial::Required { .. } => 2,
+            TenantDenial::Unknown => 3,
+            TenantDenial::Suspended => 4,
+            TenantDenial::RouteForbidden => 5,
+            TenantDenial::Unverified => 6,
+        }
+    }
+}
+
+/// Where `tollgate.tenant.denied.*`, `...shadow_denied.*` and the request
+/// refusals (`request::metric_names`) start in `metric_names()`.
+const DENIED_METRICS: usize = 2;
+const SHADOW_DENIED_METRICS: usize = DENIED_METRICS + TenantDenial::ALL.len();
+const REQUEST_METRICS: usize = SHADOW_DENIED_METRICS + TenantDenial::ALL.len();
+
+/// Index of `denial.metric("tenant")` in `metric_names()`.
+pub fn request_metric_index(denial: crate::request::RequestDenial) -> usize {
+    REQUEST_METRICS + denial.metric_index()
+}
+
 /// Every counter the tenant filter keeps, defined once at configure time.
+/// Indices: `TenantDecision::metric_index`, `request_metric_index`.
 pub fn metric_names() -> Vec<String> {
     let mut names = vec![
         "tollgate.tenant.allowed".to_string(),

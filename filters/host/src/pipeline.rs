@@ -13,6 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use tollgate_core::headers::strip_removals;
+use tollgate_core::jwt::Identity;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::{self, RequestDenial, RequestView};
 
@@ -29,12 +30,20 @@ pub enum Step {
 }
 
 /// What the jwt stage verified, for the stages after it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct JwtFacts {
-    /// The verified tenant claim (`tollgate.tenant` in filter state).
-    pub tenant: Option<Vec<u8>>,
+    /// The verified token's identity (subject, claims, prepared outputs).
+    pub identity: Option<Rc<Identity>>,
     /// Let through in shadow mode though it would have been denied.
     pub shadow_denied: bool,
+}
+
+impl JwtFacts {
+    /// The verified tenant claim (`tollgate.tenant` in filter state).
+    pub fn tenant(&self) -> Option<&[u8]> {
+        let identity = self.identity.as_deref()?;
+        identity.state().find(|(k, _)| *k == "tollgate.tenant").map(|(_, v)| v)
+    }
 }
 
 /// Facts stages hand each other in memory; `None` where that stage did not
@@ -200,8 +209,7 @@ impl Pipeline {
         } else {
             debug!("#{context_id} {}: deny {}: {why}", self.label, reply.reason);
         }
-        let index = RequestDenial::ALL.iter().position(|d| d.reason == reply.reason);
-        self.refusals.add(host, index.unwrap_or(usize::MAX));
+        self.refusals.add(host, denial.metric_index());
         let reply = reply.reply(first(headers, "x-request-id"), &self.policy.realm);
         reply::send(host, context_id, &reply);
         Flow::Pause

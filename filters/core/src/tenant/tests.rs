@@ -191,6 +191,45 @@ fn missing_status_and_shadow_follow_the_route() {
 }
 
 #[test]
+fn every_decision_counts_by_index_into_its_name() {
+    let p = policy();
+    let names = metric_names();
+    let route = |path| {
+        p.route(&RequestHead {
+            method: "GET",
+            host: "h",
+            path,
+        })
+    };
+    let (enforce, shadow) = (route("/api/datahub"), route("/api/superset"));
+    assert_eq!((enforce.tenant.mode, shadow.tenant.mode), (Mode::Enforce, Mode::Shadow));
+    let resolved = Resolved {
+        tenant: p.tenants.get("std-001").unwrap(),
+        source: TenantSource::Header,
+    };
+    let mut verdicts = vec![Ok(None), Ok(Some(resolved))];
+    verdicts.extend(TenantDenial::ALL.map(Err));
+    verdicts.push(Err(TenantDenial::Required { status: 401 }));
+    let mut seen = std::collections::HashSet::new();
+    for (route, forced_shadow) in [(enforce, false), (enforce, true), (shadow, false)] {
+        for verdict in &verdicts {
+            let d = TenantDecision {
+                route,
+                verdict: *verdict,
+                forced_shadow,
+                shadow_header: ShadowHeader::AsSent,
+            };
+            assert_eq!(names[d.metric_index()], d.metric(), "{verdict:?} {forced_shadow}");
+            seen.insert(d.metric_index());
+        }
+    }
+    assert_eq!(seen.len(), 2 + 2 * TenantDenial::ALL.len());
+    for (i, d) in TenantDenial::ALL.iter().enumerate() {
+        assert_eq!(d.index(), i);
+    }
+}
+
+#[test]
 fn every_denial_has_its_own_metric_and_status() {
     let names = metric_names();
     let unique: std::collections::HashSet<&String> = names.iter().collect();
