@@ -163,6 +163,15 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
             )
         },
         Config {
+            shares: vec![share(HIT, 0.99, 1.0), share(TENANT_OK, 0.99, 1.0)],
+            ..row(
+                "tollgate_fused_no_state",
+                "tollgate (fused), cached token, filter_state: false (native_chain writes no metadata either)",
+                Load::Cached,
+                wasm(&["tollgate"], &quiet),
+            )
+        },
+        Config {
             shares: vec![
                 share(MISS, 0.99, 1.0),
                 share(HOST, 0.99, 1.0),
