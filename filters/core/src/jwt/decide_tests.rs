@@ -207,10 +207,10 @@ fn a_valid_token_publishes_the_identity() {
     );
     assert_eq!(
         edits,
+        // x-user-id is set (which replaces the client's copy); x-user-roles
+        // was not sent: neither needs a removal of its own.
         vec![
-            ("x-user-id".to_string(), None),
             ("x_user_id".to_string(), None),
-            ("x-user-roles".to_string(), None),
             ("authorization".to_string(), None),
             ("x-user-id".to_string(), Some("user@254carbon.com".to_string())),
             ("x-user-roles".to_string(), Some("data-engineer,analyst".to_string())),
@@ -219,6 +219,28 @@ fn a_valid_token_publishes_the_identity() {
 }
 
 use std::collections::HashMap;
+
+#[test]
+fn claim_headers_the_client_sent_are_removed_unless_set() {
+    let mut f = Fixture::new();
+    let mut without_roles = claims();
+    without_roles.as_object_mut().unwrap().remove("roles");
+    let auth = bearer(&mint(&without_roles));
+    let sent = [
+        ("authorization", auth.as_str()),
+        ("x-user-roles", "admin"),
+        ("x-user-id", "x"),
+    ];
+    let edits = f.edits("GET", "/api/trino/v1", &sent);
+    // No roles claim: the client's copy goes; x-user-id is replaced by a set.
+    assert!(edits.contains(&("x-user-roles".to_string(), None)), "{edits:?}");
+    assert!(!edits.contains(&("x-user-id".to_string(), None)), "{edits:?}");
+    assert!(edits.contains(&("x-user-id".to_string(), Some("user@254carbon.com".to_string()))));
+    // No token at all (an open route): every claim header sent is removed.
+    let edits = f.edits("GET", "/open", &[("x-user-roles", "admin"), ("x-user-id", "x")]);
+    assert!(edits.contains(&("x-user-roles".to_string(), None)), "{edits:?}");
+    assert!(edits.contains(&("x-user-id".to_string(), None)), "{edits:?}");
+}
 
 #[test]
 fn every_token_refusal_has_its_reason() {

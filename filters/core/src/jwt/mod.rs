@@ -657,16 +657,22 @@ impl<'p> JwtDecision<'p> {
     pub fn header_edits<'a>(&'a self, policy: &'a Policy, req: &JwtRequest<'a>) -> Vec<HeaderEdit<'a>> {
         // Room for the usual edits: one growth, not several.
         let mut edits: Vec<HeaderEdit<'a>> = Vec::with_capacity(8);
+        let identity = self.identity();
+        // Each edit is a hostcall: a claim header the client did not send
+        // needs no removal, nor one the identity sets (a set replaces every
+        // copy).
+        let set_later = |h: &str| identity.is_some_and(|i| i.headers().any(|(n, _)| n == h));
         for provider in &policy.jwt.providers {
             for (_, header) in &provider.claim_to_headers {
-                if !edits.iter().any(|(h, _)| *h == header) {
+                let sent = req.headers.iter().any(|(k, _)| k == header);
+                if sent && !set_later(header) && !edits.iter().any(|(h, _)| *h == header) {
                     edits.push((header, None));
                 }
                 remove_other_spellings(&mut edits, req.headers, header);
             }
         }
         self.strip_tokens(policy, req, &mut edits);
-        if let Some(identity) = self.identity() {
+        if let Some(identity) = identity {
             edits.extend(identity.headers().map(|(h, v)| (h, Some(Cow::Borrowed(v)))));
         }
         edits
