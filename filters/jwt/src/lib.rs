@@ -330,6 +330,7 @@ impl Stage for JwtStage {
         let view = ex.view;
         let request = JwtRequest {
             head: view.head(),
+            route: view.route,
             // The served `:path`: a query-token strip edits the rewritten path.
             raw_path: view.target(ex.raw_path()),
             headers: ex.headers,

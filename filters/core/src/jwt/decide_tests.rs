@@ -140,6 +140,7 @@ impl Fixture {
             .collect();
         let norm = crate::path::normalize(path.as_bytes()).unwrap_or_default();
         let req = JwtRequest {
+            route: None,
             head: RequestHead {
                 method,
                 host: "api.example.com",
@@ -1135,6 +1136,7 @@ fn cached_token_rounds() {
     .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
     .collect();
     let req = JwtRequest {
+        route: None,
         head: RequestHead {
             method: "GET",
             host: "api.example.com",

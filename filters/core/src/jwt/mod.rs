@@ -16,8 +16,9 @@ pub mod verify;
 
 use crate::decision::{self, Action};
 use crate::headers;
+use crate::params::{decoded_name, query_params, same_param};
 use crate::policy::wire::{HeaderSourceDoc, Requirement, RulesWithoutToken};
-use crate::policy::{Policy, Route};
+use crate::policy::{Policy, Route, RouteIndex};
 use crate::reply::Denial;
 use crate::request::RequestDenial;
 use crate::route::RequestHead;
@@ -181,6 +182,8 @@ pub enum CacheUse {
 
 pub struct JwtRequest<'a> {
     pub head: RequestHead<'a>,
+    /// The route already decided on (`RequestView::route`); `None`: match `head`.
+    pub route: Option<RouteIndex>,
     /// The raw `:path`, for query-parameter tokens.
     pub raw_path: &'a [u8],
     pub headers: &'a [(String, Vec<u8>)],
@@ -209,7 +212,9 @@ pub fn decide<'p>(
     host: &dyn HostVerifier,
     caches: &mut Caches,
 ) -> JwtDecision<'p> {
-    let route = policy.route(&req.head);
+    let route = req
+        .route
+        .map_or_else(|| policy.route(&req.head), |i| policy.route_at(i));
     let mut decision = JwtDecision {
         route,
         verdict: Ok(None),
@@ -458,20 +463,6 @@ fn at_most_one<T>(mut items: impl Iterator<Item = T>) -> Result<Option<T>, JwtDe
     Ok(first)
 }
 
-/// Whether a decoded parameter or cookie name reads as `source` to some
-/// stack: PHP drops leading spaces, ends the name at a NUL (`strlen`) and
-/// turns `.`, ` ` (`+`) and `[` into `_`; ASP.NET compares names without
-/// regard to case.
-pub(crate) fn same_param(sent: &str, source: &str) -> bool {
-    let fold = |b: u8| match b {
-        b'.' | b' ' | b'[' => b'_',
-        _ => b.to_ascii_lowercase(),
-    };
-    let sent = sent.trim_start_matches(' ');
-    let sent = sent.split_once('\0').map_or(sent, |(head, _)| head);
-    sent.len() == source.len() && sent.bytes().zip(source.bytes()).all(|(a, b)| fold(a) == fold(b))
-}
-
 /// The token in a header value that starts with `prefix`. The scheme is
 /// case-insensitive (RFC 7235 section 2.1) and may be followed by any
 /// whitespace; bytes that are not UTF-8 still make a (malformed) token.
@@ -503,21 +494,6 @@ fn header_token_bytes<'v>(raw: &'v [u8], prefix: &str) -> Option<&'v [u8]> {
 fn query(raw_path: &[u8]) -> Option<&[u8]> {
     let query = raw_path.splitn(2, |b| *b == b'?').nth(1)?;
     query.split(|b| *b == b'#').next()
-}
-
-/// A raw name url-decoded as PHP decodes `$_GET` and `$_COOKIE` names. A
-/// name with `&` reads as its part before it: more is found, never less.
-pub(crate) fn decoded_name(raw: &[u8]) -> Cow<'_, str> {
-    form_urlencoded::parse(raw).next().map_or(Cow::Borrowed(""), |(k, _)| k)
-}
-
-/// Every parameter of a query as PHP reads it (split on `&`) and as Rack 2
-/// and Python < 3.9.2 do (split on `;` too): each `&` piece whole, then
-/// each of its `;` pieces after the first. Linear: every byte is read twice.
-pub(crate) fn query_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
-    query
-        .split(|b| *b == b'&')
-        .flat_map(|piece| std::iter::once(piece).chain(piece.split(|b| *b == b';').skip(1)))
 }
 
 /// Every cookie as (name, value), names raw.
