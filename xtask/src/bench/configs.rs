@@ -3,13 +3,12 @@
 //! must refuse, and counters that prove the intended code path ran. A new
 //! configuration (the fused filter) is one more row.
 
-use super::tokens::{Tokens, ISSUER};
+use super::tokens::{Tokens, ISSUER, TENANT};
 use serde_json::{json, Value};
 use tollgate_integration::{paths, Bootstrap, Delivery, Filter};
 
 /// The path every request goes to; the route answers it directly.
 pub const PATH: &str = "/api/datahub/entities";
-pub const TENANT: &str = "ACME";
 
 /// Which tokens the load sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
