@@ -269,10 +269,16 @@ impl<'p> TenantDecision<'p> {
         }
         match (self.action(), self.verdict) {
             (Action::Allow, Ok(Some(r))) => {
-                edits.push((header, Some(r.tenant.id.as_str())));
-                edits.push((tier, Some(r.tenant.tier.as_str())));
+                for (name, value) in [(header, r.tenant.id.as_str()), (tier, r.tenant.tier.as_str())] {
+                    if !holds_only(headers, name, value) {
+                        edits.push((name, Some(value)));
+                    }
+                }
             }
-            (Action::Allow, _) => edits.extend([(header, None), (tier, None)]),
+            (Action::Allow, _) => {
+                let sent = |name: &str| headers.iter().any(|(k, _)| k == name);
+                edits.extend([header, tier].into_iter().filter(|n| sent(n)).map(|n| (n, None)));
+            }
             _ => {
                 match self.shadow_header {
                     ShadowHeader::AsSent => {}
@@ -304,6 +310,13 @@ impl<'p> TenantDecision<'p> {
         };
         decision::record("tenant", &self.route.name, self.mode(), self.action(), extra)
     }
+}
+
+/// The request already has exactly this header once, with this value:
+/// setting it would be a hostcall for nothing.
+fn holds_only(headers: &[(String, Vec<u8>)], name: &str, value: &str) -> bool {
+    let mut copies = headers.iter().filter(|(k, _)| k == name);
+    matches!((copies.next(), copies.next()), (Some((_, v)), None) if v == value.as_bytes())
 }
 
 #[derive(Serialize)]

@@ -58,8 +58,6 @@ pub struct Exchange<'a> {
     pub context_id: u32,
     pub headers: &'a [(String, Vec<u8>)],
     pub view: &'a RequestView,
-    /// Unix seconds, read once.
-    pub now: u64,
     /// Run again after a wait: a stage must not wait twice.
     pub resumed: bool,
     /// Write outputs to filter state.
@@ -147,7 +145,6 @@ impl Pipeline {
             context_id,
             headers: &headers,
             view: &view,
-            now: host.now_millis() / 1000,
             resumed,
             publish: self.publish,
             facts: Facts::default(),

@@ -326,7 +326,9 @@ impl Stage for JwtStage {
     fn on_request(&self, ex: &mut Exchange<'_>, host: &dyn Host) -> Step {
         let policy = &*self.policy;
         let context_id = ex.context_id;
-        self.now.set(ex.now);
+        // The clock is a host call: read here, where it is needed.
+        let now = host.now_millis() / 1000;
+        self.now.set(now);
         let view = ex.view;
         let request = JwtRequest {
             head: view.head(),
@@ -334,7 +336,7 @@ impl Stage for JwtStage {
             // The served `:path`: a query-token strip edits the rewritten path.
             raw_path: view.target(ex.raw_path()),
             headers: ex.headers,
-            now: ex.now,
+            now,
         };
         let verifier = EnvoyVerifier {
             host,
@@ -346,7 +348,7 @@ impl Stage for JwtStage {
             jwt::decide(policy, &request, self, &verifier, &mut caches)
         };
         if !ex.resumed {
-            if let Some(p) = self.wait_for(host, &decision, ex.now) {
+            if let Some(p) = self.wait_for(host, &decision, now) {
                 self.waiters.borrow_mut().push((context_id, p));
                 self.set_tick(host, BUSY_TICK);
                 debug!(
