@@ -90,6 +90,9 @@ pub trait Stage {
     fn release(&self) -> Vec<u32> {
         Vec::new()
     }
+    /// The log phase of a request (every request, refused ones included):
+    /// where the audit stage will read each stage's decision.
+    fn on_log(&self, _host: &dyn Host, _context_id: u32) {}
 }
 
 /// Builds a pipeline's stages for a policy.
@@ -226,6 +229,13 @@ impl Pipeline {
         }
     }
 
+    /// The log phase: every stage sees it, in order.
+    pub fn on_log(&self, host: &dyn Host, context_id: u32) {
+        for stage in &self.stages {
+            stage.on_log(host, context_id);
+        }
+    }
+
     /// Answers every waiting request: this pipeline is being replaced.
     pub fn release(&self, host: &dyn Host) {
         for stage in &self.stages {
@@ -342,6 +352,12 @@ impl HttpContext for PipelineHttp {
         match pipeline.on_request(&Envoy, self.context_id, false) {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.on_log(&Envoy, self.context_id);
         }
     }
 }
