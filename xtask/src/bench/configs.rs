@@ -97,6 +97,12 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
     let fused = |cache: bool| wasm(&["tollgate"], &tollgate_policy(tokens, cache, true));
     let mut quiet = tollgate_policy(tokens, true, true);
     quiet["filter_state"] = json!(false);
+    // The fused filter with fewer stages: where its cost goes.
+    let stages = |list: Value| {
+        let mut policy = quiet.clone();
+        policy["stages"] = list;
+        wasm(&["tollgate"], &policy)
+    };
     vec![
         row("baseline", "router only, direct response", Load::Plain, base()),
         row(
@@ -159,6 +165,24 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
                 "tollgate (fused: jwt + tenant stages), cached token",
                 Load::Cached,
                 fused(true),
+            )
+        },
+        Config {
+            refused: None,
+            ..row(
+                "tollgate_fused_floor",
+                "tollgate (fused) with no stage: reads the request, normalizes, matches the route",
+                Load::Cached,
+                stages(json!([])),
+            )
+        },
+        Config {
+            shares: vec![share(HIT, 0.99, 1.0)],
+            ..row(
+                "tollgate_fused_jwt_stage",
+                "tollgate (fused), jwt stage only, cached token, filter_state: false",
+                Load::Cached,
+                stages(json!(["jwt"])),
             )
         },
         Config {
