@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod crd;
 mod demo;
+mod images;
 mod render;
 mod setup;
 mod util;
