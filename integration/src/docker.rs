@@ -44,9 +44,9 @@ pub fn engine() -> Result<(), String> {
 pub fn repo_label() -> String {
     let root = crate::paths::repo_root().display().to_string();
     // FNV-1a: stable across runs and Rust versions.
-    let hash = root
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = root.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     format!("{hash:016x}")
 }
 
@@ -199,10 +199,22 @@ pub struct Spec {
 
 impl Container {
     pub fn run(spec: &Spec) -> Result<Container, String> {
-        let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), unique_name(&spec.alias)];
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--pull".into(),
+            "never".into(),
+            "--name".into(),
+            unique_name(&spec.alias),
+        ];
         args.extend(label_args());
         if let Some(net) = &spec.network {
-            args.extend(["--network".into(), net.clone(), "--network-alias".into(), spec.alias.clone()]);
+            args.extend([
+                "--network".into(),
+                net.clone(),
+                "--network-alias".into(),
+                spec.alias.clone(),
+            ]);
         }
         for port in &spec.publish {
             args.extend(["-p".into(), format!("127.0.0.1::{port}")]);
@@ -257,7 +269,11 @@ impl Container {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("{} did not answer on {port}: {last}\n{}", self.alias, self.logs()))
+        Err(format!(
+            "{} did not answer on {port}: {last}\n{}",
+            self.alias,
+            self.logs()
+        ))
     }
 
     pub fn send(&self, port: u16, request: &Request) -> Result<Response, String> {
@@ -265,7 +281,10 @@ impl Container {
     }
 
     pub fn logs(&self) -> String {
-        match Command::new("docker").args(["logs", "--tail", "400", &self.id]).output() {
+        match Command::new("docker")
+            .args(["logs", "--tail", "400", &self.id])
+            .output()
+        {
             Ok(out) => format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -316,7 +335,12 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- logs of container {} ({}) ---\n{}", self.alias, self.id, self.logs());
+            eprintln!(
+                "--- logs of container {} ({}) ---\n{}",
+                self.alias,
+                self.id,
+                self.logs()
+            );
         }
         let _ = docker(&["rm", "-f", "-v", &self.id]);
     }

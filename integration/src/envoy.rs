@@ -288,7 +288,10 @@ enum Placement {
     /// A container on the host network (the in-process parties stay reachable).
     HostNetwork(String),
     /// A container on a test's network, ports published on 127.0.0.1.
-    Network { image: String, network: String },
+    Network {
+        image: String,
+        network: String,
+    },
 }
 
 /// The command that runs Envoy: the pinned binary, or `docker run` with
@@ -316,7 +319,7 @@ fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, 
     let root = paths::repo_root();
     let mut command = Command::new("docker");
     command
-        .args(["run", "--name", &docker::unique_name("envoy")])
+        .args(["run", "--pull", "never", "--name", &docker::unique_name("envoy")])
         .args(docker::label_args())
         .arg("--cidfile")
         .arg(&cidfile);

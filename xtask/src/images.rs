@@ -70,7 +70,11 @@ fn with_libraries(mut image: Image) -> Result<Image, String> {
             .output()
             .map_err(|e| format!("ldd {}: {e}", binary.display()))?;
         if !out.status.success() {
-            return Err(format!("ldd {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "ldd {}: {}",
+                binary.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
@@ -98,7 +102,12 @@ fn ensure(image: &Image, hashes: &mut Hashes) -> Result<(), String> {
     }
     let digest = sha256_of_text(&manifest)?;
     let have = Command::new("docker")
-        .args(["image", "inspect", "--format", &format!("{{{{index .Config.Labels \"{LABEL}\"}}}}")])
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            &format!("{{{{index .Config.Labels \"{LABEL}\"}}}}"),
+        ])
         .arg(&image.tag)
         .output()
         .ok()
