@@ -104,9 +104,20 @@ impl Envoy {
     /// admin published on 127.0.0.1; the bootstrap must listen on
     /// `0.0.0.0:{ENVOY_PORT}` and `{ENVOY_ADMIN_PORT}` (see `docker::on_network`).
     pub fn try_start_on(bootstrap: &Value, network: &Network) -> Result<Envoy, StartFailure> {
+        Envoy::try_start_on_ports(bootstrap, network, None)
+    }
+
+    /// As `try_start_on`, published on the given 127.0.0.1 ports (listener,
+    /// admin) instead of free ones (the interactive demo's fixed ports).
+    pub fn try_start_on_ports(
+        bootstrap: &Value,
+        network: &Network,
+        ports: Option<(u16, u16)>,
+    ) -> Result<Envoy, StartFailure> {
         let placement = Placement::Network {
             image: docker::envoy_image(),
             network: network.name.clone(),
+            ports,
         };
         Envoy::start_placed(bootstrap, &Launch::default(), &placement)
     }
@@ -214,6 +225,10 @@ impl Envoy {
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
     /// The ingress listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.listener
@@ -255,6 +270,7 @@ impl Envoy {
             .sum()
     }
 
+    /// Envoy's output (in container modes, what `docker run` relayed).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
@@ -291,6 +307,8 @@ enum Placement {
     Network {
         image: String,
         network: String,
+        /// Host ports (listener, admin); `None`: free ones.
+        ports: Option<(u16, u16)>,
     },
 }
 
@@ -299,7 +317,7 @@ enum Placement {
 /// read-only at the same paths (so the bootstrap's paths hold), labelled with
 /// the run id; the id `docker run` writes is what Drop removes.
 fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, Option<PathBuf>) {
-    let (image, network) = match placement {
+    let (image, network, ports) = match placement {
         Placement::Host => {
             // taskset execs Envoy, so the child's PID is Envoy's.
             return match cpus {
@@ -311,8 +329,8 @@ fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, 
                 None => (Command::new(paths::envoy_binary()), None),
             };
         }
-        Placement::HostNetwork(image) => (image, None),
-        Placement::Network { image, network } => (image, Some(network)),
+        Placement::HostNetwork(image) => (image, None, None),
+        Placement::Network { image, network, ports } => (image, Some(network), *ports),
     };
     let cidfile = dir.join("container.id");
     let wasm = paths::wasm_dir();
@@ -326,8 +344,10 @@ fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, 
     match network {
         Some(network) => {
             command.args(["--network", network, "--network-alias", "envoy"]);
-            command.args(["-p", &format!("127.0.0.1::{ENVOY_PORT}")]);
-            command.args(["-p", &format!("127.0.0.1::{ENVOY_ADMIN_PORT}")]);
+            let (listener, admin) =
+                ports.map_or((String::new(), String::new()), |(l, a)| (l.to_string(), a.to_string()));
+            command.args(["-p", &format!("127.0.0.1:{listener}:{ENVOY_PORT}")]);
+            command.args(["-p", &format!("127.0.0.1:{admin}:{ENVOY_ADMIN_PORT}")]);
         }
         None => {
             command.args(["--network", "host"]);

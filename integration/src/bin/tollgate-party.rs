@@ -1,5 +1,5 @@
 //! The test parties as one small binary, for the party image:
-//! `tollgate-party echo [PORT]` answers with what it received (the echo
+//! `tollgate-party echo [PORT | ADDRESS:PORT]` answers with what it received (the echo
 //! upstream); `tollgate-party jwks [PORT]` serves a key set that
 //! `PUT /_party/keys` replaces, and `GET /_party/hits` says how many key-set
 //! requests it answered (`/_party/...` requests are not counted).
@@ -12,13 +12,18 @@ use tollgate_integration::Echo;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let role = args.first().map(String::as_str).unwrap_or_default();
+    // PORT (all of the container's addresses) or ADDRESS:PORT.
     let port = args.get(1).map(String::as_str).unwrap_or("8080");
-    let bind = format!("0.0.0.0:{port}");
+    let bind = if port.contains(':') {
+        port.to_string()
+    } else {
+        format!("0.0.0.0:{port}")
+    };
     let started = match role {
         "echo" => Echo::start_on(&bind).map(|e| Box::new(e) as Box<dyn Send>),
         "jwks" => jwks(&bind).map(|s| Box::new(s) as Box<dyn Send>),
         _ => {
-            eprintln!("usage: tollgate-party echo|jwks [PORT]");
+            eprintln!("usage: tollgate-party echo|jwks [PORT | ADDRESS:PORT]");
             std::process::exit(2);
         }
     };
