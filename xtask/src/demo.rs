@@ -280,6 +280,9 @@ pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
         format!("127.0.0.1:{DEMO_PORT}")
     };
     examples(&addr, check)?;
+    if check {
+        return Ok(());
+    }
     wait_for_ctrl_c()?;
     println!("\nstopping Envoy (pid {})", envoy.pid());
     drop(envoy);
