@@ -345,3 +345,31 @@ impl Drop for Container {
         let _ = docker(&["rm", "-f", "-v", &self.id]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Bootstrap;
+
+    #[test]
+    fn a_bootstrap_on_a_network_listens_on_the_container_ports_and_names_its_parties() {
+        let mut bootstrap = Bootstrap::new(1234).cluster("idp", 5678).to_json();
+        on_network(&mut bootstrap, &[("upstream", "echo", PARTY_PORT)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            bootstrap["admin"]["address"]["socket_address"]["port_value"],
+            ENVOY_ADMIN_PORT
+        );
+        let listener = &bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"];
+        assert_eq!(
+            (listener["address"].as_str(), listener["port_value"].as_u64()),
+            (Some("0.0.0.0"), Some(10000))
+        );
+        let clusters = &bootstrap["static_resources"]["clusters"];
+        let echo = &clusters[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(clusters[0]["type"], "STRICT_DNS");
+        assert_eq!(echo["socket_address"]["address"], "echo");
+        // Clusters not named stay as they were.
+        assert_eq!(clusters[1]["type"], "STATIC");
+        assert!(on_network(&mut bootstrap, &[("nope", "x", 1)]).is_err());
+    }
+}

@@ -130,6 +130,7 @@ struct Seen {
     stale_for: Duration,
     settled_503_after: Duration,
     recovering_503: usize,
+    recovering_401: usize,
     first_200_after: Duration,
     recovered_after: Duration,
     fetch_failed: u64,
@@ -212,9 +213,15 @@ fn cut_off_and_back(fault: Fault) -> Seen {
                 }
                 in_a_row += 1;
             }
-            (503, Some("jwks_unavailable")) | (401, Some("token_key_unknown")) => {
+            // Back but not yet refetched: no keys (503), or the old set
+            // without the rotated key (401) until the next refresh.
+            (503, Some("jwks_unavailable")) => {
                 in_a_row = 0;
                 seen.recovering_503 += 1;
+            }
+            (401, Some("token_key_unknown")) => {
+                in_a_row = 0;
+                seen.recovering_401 += 1;
             }
             _ => panic!("after {fault:?}: {} {}", r.status, r.text()),
         }
@@ -222,9 +229,9 @@ fn cut_off_and_back(fault: Fault) -> Seen {
     }
     seen.recovered_after = run_start - back;
     eprintln!(
-        "outage {fault:?} of the JWKS server: {} new tokens verified with stale keys for {:.1}s, \
+        "\noutage {fault:?} of the JWKS server: {} new tokens verified with stale keys for {:.1}s, \
          then {} x 503 jwks_unavailable (settled {:.1}s after the cut; {} failed fetches); \
-         back: first 200 with the rotated key after {:.1}s, all workers by {:.1}s ({} refusals meanwhile)",
+         back: first 200 with the rotated key after {:.1}s, all workers by {:.1}s ({} x 503 jwks_unavailable, {} x 401 token_key_unknown meanwhile)",
         seen.ok_while_stale,
         seen.stale_for.as_secs_f64(),
         seen.unavailable,
@@ -233,6 +240,7 @@ fn cut_off_and_back(fault: Fault) -> Seen {
         seen.first_200_after.as_secs_f64(),
         seen.recovered_after.as_secs_f64(),
         seen.recovering_503,
+        seen.recovering_401,
     );
     seen
 }

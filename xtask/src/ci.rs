@@ -42,6 +42,10 @@ impl Modes {
 }
 
 pub fn run_all(modes: &Modes) -> Result<(), String> {
+    // Fail at once, not after the native steps, where container mode is required.
+    if required_engine_missing() {
+        return Err(format!("{REQUIRE_DOCKER} is set and no Docker engine answers"));
+    }
     step("setup", setup::all)?;
     step("fmt", || run(cargo().args(["fmt", "--all", "--", "--check"])))?;
     step("clippy", || {
@@ -91,6 +95,10 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
 /// Envoy in containers: the whole suite once (fused delivery; the native
 /// steps run both), the outage tests, the demo and the compose file.
 /// Skipped with one line where no engine answers, unless `REQUIRE_DOCKER`.
+fn required_engine_missing() -> bool {
+    std::env::var_os(REQUIRE_DOCKER).is_some_and(|v| !v.is_empty()) && docker::engine().is_err()
+}
+
 fn container_mode(modes: &Modes) -> Result<(), String> {
     if let Err(why) = docker::engine() {
         if std::env::var_os(REQUIRE_DOCKER).is_some_and(|v| !v.is_empty()) {
