@@ -63,6 +63,12 @@ enum Task {
         /// One short round: under 2 minutes
         #[arg(long)]
         quick: bool,
+        /// Only these configurations (comma-separated; baseline and native_chain always run)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// More rounds than the default (5; 1 with --quick)
+        #[arg(long)]
+        rounds: Option<usize>,
     },
     /// Not done yet: the OCI image of tollgate.wasm
     Package,
@@ -81,7 +87,7 @@ fn main() {
             split,
         } => render::run(check, &namespace, &image, split),
         Task::Validate { file } => render::validate(&file),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, only, rounds } => bench::run_some(quick, &only, rounds),
         Task::Package => Err("not done yet: this command lands with its own issue".to_string()),
     };
     if let Err(e) = result {

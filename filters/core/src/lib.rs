@@ -4,6 +4,7 @@
 pub mod decision;
 pub mod headers;
 pub mod jwt;
+pub mod params;
 pub mod path;
 pub mod policy;
 pub mod reply;

@@ -115,6 +115,14 @@ pub fn normalize_path(path: &[u8], parameters: Parameters) -> Result<String, Pat
     if !matches!(path.first(), Some(b'/' | b'\\')) {
         return Err(NOT_ORIGIN_FORM);
     }
+    if is_plainly_normal(path) {
+        return Ok(String::from_utf8_lossy(path).into_owned());
+    }
+    normalize_steps(path, parameters)
+}
+
+/// RFC 3986 5.2.4 and the rest, step by step, for any origin-form path.
+fn normalize_steps(path: &[u8], parameters: Parameters) -> Result<String, PathError> {
     let decoded = decode(path, parameters)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut ends_with_dot = false;
@@ -147,6 +155,17 @@ pub fn normalize_path(path: &[u8], parameters: Parameters) -> Result<String, Pat
         return Err(HIDDEN_DOT);
     }
     Ok(out)
+}
+
+/// The common case, which the steps below would give back unchanged: `/`
+/// then letters, digits, `-`, `_`, `~` and single slashes only (no dot,
+/// escape, `;`, `\\` or control: nothing to decode, remove or merge).
+fn is_plainly_normal(path: &[u8]) -> bool {
+    path.first() == Some(&b'/')
+        && path
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'~'))
+        && !path.windows(2).any(|w| w == b"//")
 }
 
 /// The normalized path of a whole `:path` with default settings, or the

@@ -88,6 +88,16 @@ impl RequestDenial {
     pub fn metric(self, filter: &str) -> String {
         format!("tollgate.{filter}.denied.{}", self.denial().reason)
     }
+
+    /// Index of `metric(filter)` in `metric_names(filter)` (position in `ALL`).
+    pub fn metric_index(self) -> usize {
+        match self {
+            RequestDenial::PathTooLong => 0,
+            RequestDenial::PathInvalid(_) => 1,
+            RequestDenial::AuthorityInvalid(_) => 2,
+            RequestDenial::Unreadable => 3,
+        }
+    }
 }
 
 /// Counters for the refusals above, for each filter's `metric_names()`.
@@ -235,14 +245,14 @@ impl RequestView {
 }
 
 /// The `_method` values of a query (`?` and all), parameters split as
-/// `jwt::query_params` does.
+/// `params::query_params` does.
 fn method_overrides(query: &[u8]) -> Vec<String> {
     let Some(query) = query.strip_prefix(b"?") else {
         return Vec::new();
     };
-    crate::jwt::query_params(query)
+    crate::params::query_params(query)
         .filter_map(|piece| form_urlencoded::parse(piece).next())
-        .filter(|(name, _)| crate::jwt::same_param(name, "_method"))
+        .filter(|(name, _)| crate::params::same_param(name, "_method"))
         .map(|(_, value)| value.to_ascii_uppercase())
         .collect()
 }

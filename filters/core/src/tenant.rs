@@ -229,6 +229,16 @@ impl<'p> TenantDecision<'p> {
         self.action().metric("tenant", allowed)
     }
 
+    /// Index of `metric()` in `metric_names()`.
+    pub fn metric_index(&self) -> usize {
+        match (self.verdict, self.mode()) {
+            (Ok(Some(_)), _) => 0,
+            (Ok(None), _) => 1,
+            (Err(d), Mode::Enforce) => DENIED_METRICS + d.index(),
+            (Err(d), Mode::Shadow) => SHADOW_DENIED_METRICS + d.index(),
+        }
+    }
+
     /// Request-header edits, applied in order: `Some` replaces every copy
     /// (Envoy's replace drops all client-sent values), `None` removes them.
     /// Client-sent routing headers never reach the application, in any
@@ -259,10 +269,16 @@ impl<'p> TenantDecision<'p> {
         }
         match (self.action(), self.verdict) {
             (Action::Allow, Ok(Some(r))) => {
-                edits.push((header, Some(r.tenant.id.as_str())));
-                edits.push((tier, Some(r.tenant.tier.as_str())));
+                for (name, value) in [(header, r.tenant.id.as_str()), (tier, r.tenant.tier.as_str())] {
+                    if !holds_only(headers, name, value) {
+                        edits.push((name, Some(value)));
+                    }
+                }
             }
-            (Action::Allow, _) => edits.extend([(header, None), (tier, None)]),
+            (Action::Allow, _) => {
+                let sent = |name: &str| headers.iter().any(|(k, _)| k == name);
+                edits.extend([header, tier].into_iter().filter(|n| sent(n)).map(|n| (n, None)));
+            }
             _ => {
                 match self.shadow_header {
                     ShadowHeader::AsSent => {}
@@ -296,6 +312,13 @@ impl<'p> TenantDecision<'p> {
     }
 }
 
+/// The request already has exactly this header once, with this value:
+/// setting it would be a hostcall for nothing.
+fn holds_only(headers: &[(String, Vec<u8>)], name: &str, value: &str) -> bool {
+    let mut copies = headers.iter().filter(|(k, _)| k == name);
+    matches!((copies.next(), copies.next()), (Some((_, v)), None) if v == value.as_bytes())
+}
+
 #[derive(Serialize)]
 struct Extra<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -304,7 +327,34 @@ struct Extra<'a> {
     source: Option<TenantSource>,
 }
 
+impl TenantDenial {
+    /// Position in `ALL`.
+    fn index(self) -> usize {
+        match self {
+            TenantDenial::Invalid => 0,
+            TenantDenial::Mismatch => 1,
+            TenantDenial::Required { .. } => 2,
+            TenantDenial::Unknown => 3,
+            TenantDenial::Suspended => 4,
+            TenantDenial::RouteForbidden => 5,
+            TenantDenial::Unverified => 6,
+        }
+    }
+}
+
+/// Where `tollgate.tenant.denied.*`, `...shadow_denied.*` and the request
+/// refusals (`request::metric_names`) start in `metric_names()`.
+const DENIED_METRICS: usize = 2;
+const SHADOW_DENIED_METRICS: usize = DENIED_METRICS + TenantDenial::ALL.len();
+const REQUEST_METRICS: usize = SHADOW_DENIED_METRICS + TenantDenial::ALL.len();
+
+/// Index of `denial.metric("tenant")` in `metric_names()`.
+pub fn request_metric_index(denial: crate::request::RequestDenial) -> usize {
+    REQUEST_METRICS + denial.metric_index()
+}
+
 /// Every counter the tenant filter keeps, defined once at configure time.
+/// Indices: `TenantDecision::metric_index`, `request_metric_index`.
 pub fn metric_names() -> Vec<String> {
     let mut names = vec![
         "tollgate.tenant.allowed".to_string(),

@@ -13,6 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use tollgate_core::headers::strip_removals;
+use tollgate_core::jwt::Identity;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::{self, RequestDenial, RequestView};
 
@@ -29,12 +30,20 @@ pub enum Step {
 }
 
 /// What the jwt stage verified, for the stages after it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct JwtFacts {
-    /// The verified tenant claim (`tollgate.tenant` in filter state).
-    pub tenant: Option<Vec<u8>>,
+    /// The verified token's identity (subject, claims, prepared outputs).
+    pub identity: Option<Rc<Identity>>,
     /// Let through in shadow mode though it would have been denied.
     pub shadow_denied: bool,
+}
+
+impl JwtFacts {
+    /// The verified tenant claim (`tollgate.tenant` in filter state).
+    pub fn tenant(&self) -> Option<&[u8]> {
+        let identity = self.identity.as_deref()?;
+        identity.state().find(|(k, _)| *k == "tollgate.tenant").map(|(_, v)| v)
+    }
 }
 
 /// Facts stages hand each other in memory; `None` where that stage did not
@@ -49,8 +58,6 @@ pub struct Exchange<'a> {
     pub context_id: u32,
     pub headers: &'a [(String, Vec<u8>)],
     pub view: &'a RequestView,
-    /// Unix seconds, read once.
-    pub now: u64,
     /// Run again after a wait: a stage must not wait twice.
     pub resumed: bool,
     /// Write outputs to filter state.
@@ -83,6 +90,9 @@ pub trait Stage {
     fn release(&self) -> Vec<u32> {
         Vec::new()
     }
+    /// The log phase of a request (every request, refused ones included):
+    /// where the audit stage will read each stage's decision.
+    fn on_log(&self, _host: &dyn Host, _context_id: u32) {}
 }
 
 /// Builds a pipeline's stages for a policy.
@@ -138,7 +148,6 @@ impl Pipeline {
             context_id,
             headers: &headers,
             view: &view,
-            now: host.now_millis() / 1000,
             resumed,
             publish: self.publish,
             facts: Facts::default(),
@@ -200,8 +209,7 @@ impl Pipeline {
         } else {
             debug!("#{context_id} {}: deny {}: {why}", self.label, reply.reason);
         }
-        let index = RequestDenial::ALL.iter().position(|d| d.reason == reply.reason);
-        self.refusals.add(host, index.unwrap_or(usize::MAX));
+        self.refusals.add(host, denial.metric_index());
         let reply = reply.reply(first(headers, "x-request-id"), &self.policy.realm);
         reply::send(host, context_id, &reply);
         Flow::Pause
@@ -218,6 +226,13 @@ impl Pipeline {
         for stage in &self.stages {
             let woken = stage.on_http_call_response(host, token, body_size);
             self.resume(host, &woken);
+        }
+    }
+
+    /// The log phase: every stage sees it, in order.
+    pub fn on_log(&self, host: &dyn Host, context_id: u32) {
+        for stage in &self.stages {
+            stage.on_log(host, context_id);
         }
     }
 
@@ -337,6 +352,12 @@ impl HttpContext for PipelineHttp {
         match pipeline.on_request(&Envoy, self.context_id, false) {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.on_log(&Envoy, self.context_id);
         }
     }
 }

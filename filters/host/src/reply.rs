@@ -38,18 +38,19 @@ pub fn set_property(host: &dyn Host, context_id: u32, path: &str, value: &[u8]) 
 }
 
 /// Refuses a request a stage could not read from the host (500): it must
-/// not be decided on a failed read.
+/// not be decided on a failed read. `counter`: the stage's index of
+/// `request_unreadable`.
 pub fn refuse_unreadable(
     host: &dyn Host,
     ex: &crate::Exchange<'_>,
-    counters: &crate::Counters,
+    counters: (&crate::Counters, usize),
     policy: &tollgate_core::policy::Policy,
     stage: &str,
     why: &str,
 ) -> crate::Step {
     use tollgate_core::request::RequestDenial;
     warn!("#{} {stage}: refused, {why}", ex.context_id);
-    counters.add_named(host, &RequestDenial::Unreadable.metric(stage));
+    counters.0.add(host, counters.1);
     let reply = RequestDenial::Unreadable.denial().reply(ex.request_id(), &policy.realm);
     send(host, ex.context_id, &reply);
     crate::Step::Replied

@@ -11,7 +11,7 @@ use tollgate_core::decision::Action as Verdict;
 use tollgate_core::jwt::jwk::KeySet;
 use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
-use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, JwtDenial, JwtRequest, KeyStore, Keys};
+use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, Counter, JwtDenial, JwtRequest, KeyStore, Keys};
 use tollgate_core::policy::Policy;
 use tollgate_host::{reply, Counters, Exchange, Host, JwtFacts, PipelineRoot, Stage, Step};
 
@@ -105,8 +105,8 @@ impl JwtStage {
         stage
     }
 
-    fn count(&self, host: &dyn Host, name: &str) {
-        self.counters.add_named(host, name);
+    fn count(&self, host: &dyn Host, counter: Counter) {
+        self.counters.add(host, counter.index());
     }
 }
 
@@ -224,7 +224,7 @@ impl JwtStage {
                 if let Some(state) = self.jwks.borrow_mut().get_mut(p) {
                     state.fetched(set, host.now_millis() / 1000);
                 }
-                self.count(host, "tollgate.jwt.jwks_fetch_ok");
+                self.count(host, Counter::JwksFetchOk);
             }
             Err(why) => self.fetch_failed(host, p, &why),
         }
@@ -248,7 +248,7 @@ impl JwtStage {
             "{ROOT_ID}: JWKS fetch for provider '{}' failed: {why}; {kept}",
             self.provider_name(p)
         );
-        self.count(host, "tollgate.jwt.jwks_fetch_failed");
+        self.count(host, Counter::JwksFetchFailed);
     }
 
     fn provider_name(&self, p: usize) -> &str {
@@ -270,7 +270,7 @@ impl JwtStage {
         if !jwks.get_mut(p)?.wait_for_kid(self.remote(p)?, now) {
             return None;
         }
-        self.count(host, "tollgate.jwt.jwks_refetch_unknown_kid");
+        self.count(host, Counter::JwksRefetchUnknownKid);
         Some(p)
     }
 
@@ -282,34 +282,32 @@ impl JwtStage {
         now.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Counters, filter state and header edits of a decision.
+    /// Counters, filter state and header edits of a decision; the
+    /// identity for the stages after this one.
     fn apply(&self, ex: &mut Exchange<'_>, host: &dyn Host, decision: &jwt::JwtDecision<'_>, request: &JwtRequest<'_>) {
-        let policy = &*self.policy;
-        self.count(host, &decision.metric());
+        self.counters.add(host, decision.metric_index());
         match decision.cache {
-            CacheUse::Hit => self.count(host, "tollgate.jwt.cache_hit"),
-            CacheUse::Miss => self.count(host, "tollgate.jwt.cache_miss"),
+            CacheUse::Hit => self.count(host, Counter::CacheHit),
+            CacheUse::Miss => self.count(host, Counter::CacheMiss),
             CacheUse::None => {}
         }
         if decision.stale_keys {
-            self.count(host, "tollgate.jwt.jwks_stale_in_use");
+            self.count(host, Counter::JwksStaleInUse);
         }
-        let properties = decision.properties(policy);
-        let shadow_denied = matches!(decision.action(), Verdict::ShadowDeny(_));
-        let tenant = properties
-            .iter()
-            .find(|(k, _)| *k == "tollgate.tenant")
-            .map(|(_, v)| v.clone());
         if ex.publish {
-            for (key, value) in &properties {
-                reply::set_property(host, ex.context_id, key, value);
+            for (key, value) in decision.properties() {
+                reply::set_property(host, ex.context_id, key, &value);
             }
         }
-        ex.facts.jwt = Some(JwtFacts { tenant, shadow_denied });
+        let action = decision.action();
+        ex.facts.jwt = Some(JwtFacts {
+            identity: decision.verdict.as_ref().ok().and_then(Option::clone),
+            shadow_denied: matches!(action, Verdict::ShadowDeny(_)),
+        });
         // A refused request ends here: its edits would be hostcalls for nothing.
-        if !matches!(decision.action(), Verdict::Deny(_)) {
-            let edits = decision.header_edits(policy, request);
-            let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        if !matches!(action, Verdict::Deny(_)) {
+            let edits = decision.header_edits(&self.policy, request);
+            let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (*k, v.as_deref())).collect();
             reply::edit_request_headers(host, ex.context_id, &edits);
         }
     }
@@ -328,14 +326,17 @@ impl Stage for JwtStage {
     fn on_request(&self, ex: &mut Exchange<'_>, host: &dyn Host) -> Step {
         let policy = &*self.policy;
         let context_id = ex.context_id;
-        self.now.set(ex.now);
+        // The clock is a host call: read here, where it is needed.
+        let now = host.now_millis() / 1000;
+        self.now.set(now);
         let view = ex.view;
         let request = JwtRequest {
             head: view.head(),
+            route: view.route,
             // The served `:path`: a query-token strip edits the rewritten path.
             raw_path: view.target(ex.raw_path()),
             headers: ex.headers,
-            now: ex.now,
+            now,
         };
         let verifier = EnvoyVerifier {
             host,
@@ -347,7 +348,7 @@ impl Stage for JwtStage {
             jwt::decide(policy, &request, self, &verifier, &mut caches)
         };
         if !ex.resumed {
-            if let Some(p) = self.wait_for(host, &decision, ex.now) {
+            if let Some(p) = self.wait_for(host, &decision, now) {
                 self.waiters.borrow_mut().push((context_id, p));
                 self.set_tick(host, BUSY_TICK);
                 debug!(
@@ -358,7 +359,7 @@ impl Stage for JwtStage {
             }
         }
         if verifier.checked.get() > 0 {
-            self.count(host, "tollgate.jwt.signature_host");
+            self.count(host, Counter::SignatureHost);
         }
         self.apply(ex, host, &decision, &request);
         reply::conclude(host, ex, decision.action(), &decision.route.name, &policy.realm)

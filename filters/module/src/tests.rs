@@ -295,29 +295,38 @@ fn a_failed_fetch_answers_the_waiting_request() {
     assert_eq!(host.counter("tollgate.jwt.jwks_fetch_failed"), 1);
 }
 
-/// Not a check: a loop of cached fused requests for a profiler
-/// (`valgrind --tool=callgrind` on the test binary with `--ignored profile`).
+/// Not a check: a loop of fused requests for a profiler (`valgrind
+/// --tool=callgrind` on the test binary with `--ignored profile`).
+/// `PROFILE_UNCACHED`: a new HS256 token each request (the path of a new
+/// token but the signature check); `PROFILE_NO_STATE`: `filter_state: false`.
 #[test]
 #[ignore]
-fn profile_fused_cached_requests() {
+fn profile_fused_requests() {
     let n: u32 = std::env::var("PROFILE_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let mut policy = policy(provider());
+    let uncached = std::env::var("PROFILE_UNCACHED").is_ok();
+    let mut provider = provider();
+    provider["hmac_secret_base64"] = json!("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=");
+    let mut policy = policy(provider);
     if std::env::var("PROFILE_NO_STATE").is_ok() {
         policy["filter_state"] = json!(false);
     }
     let host = FakeHost::default();
     let fused = configured(&host, crate::fused, &policy);
-    let request = get(
-        "/api/datahub/entities",
-        &[
-            ("authorization", &format!("Bearer {}", token("ACME"))),
-            ("user-agent", "wrk"),
-        ],
-    );
+    let key = EncodingKey::from_secret(b"01234567890123456789012345678901");
+    let hs256 = |i: u32| {
+        let claims = json!({"iss": ISSUER, "sub": format!("user-{i}"), "exp": NOW + 600, "tenant": "ACME", "roles": ["analyst"]});
+        encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    };
+    let tokens: Vec<String> = (0..if uncached { n } else { 1 }).map(hs256).collect();
     for id in 1..=n {
+        let token = &tokens[if uncached { (id - 1) as usize } else { 0 }];
+        let request = get(
+            "/api/datahub/entities",
+            &[("authorization", &format!("Bearer {token}")), ("user-agent", "wrk")],
+        );
         assert_eq!(run(&host, &[&fused], id, &request), Flow::Continue);
         host.requests.borrow_mut().remove(&id);
     }

@@ -1,9 +1,11 @@
 //! The tenant stage: reads what it needs from the request and the jwt
 //! stage's facts, asks `tollgate_core::tenant`, applies the answer.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
+use tollgate_core::request::RequestDenial;
 use tollgate_core::tenant::{self, TenantRequest};
 use tollgate_host::{reply, Counters, Exchange, Host, PipelineRoot, Stage, Step};
 
@@ -17,6 +19,9 @@ pub fn root() -> PipelineRoot {
         false,
     )
 }
+
+/// The verified tenant claim, and whether the jwt stage shadow-denied.
+type Verified<'e> = (Option<Cow<'e, [u8]>>, bool);
 
 pub struct TenantStage {
     policy: Rc<Policy>,
@@ -38,20 +43,20 @@ impl TenantStage {
     /// pipeline, else from filter state (a separate jwt filter). Host calls
     /// only when the claim is a source, and for the marker only when the
     /// claim is absent. `Err` when the host failed a read.
-    fn jwt_facts(&self, ex: &Exchange<'_>, host: &dyn Host) -> Result<(Option<Vec<u8>>, bool), String> {
+    fn jwt_facts<'e>(&self, ex: &'e Exchange<'_>, host: &dyn Host) -> Result<Verified<'e>, String> {
         if !self.claim_is_source {
             return Ok((None, false));
         }
         if let Some(facts) = &ex.facts.jwt {
-            let shadow = facts.tenant.is_none() && facts.shadow_denied;
-            return Ok((facts.tenant.clone(), shadow));
+            let claim = facts.tenant();
+            return Ok((claim.map(Cow::Borrowed), claim.is_none() && facts.shadow_denied));
         }
         let claim = host.property("tollgate.tenant").map_err(|e| e.0)?;
         let shadow = match claim {
             Some(_) => false,
             None => host.property(tenant::JWT_SHADOW_DENIED).map_err(|e| e.0)?.is_some(),
         };
-        Ok((claim, shadow))
+        Ok((claim.map(Cow::Owned), shadow))
     }
 }
 
@@ -65,7 +70,10 @@ impl Stage for TenantStage {
         let context_id = ex.context_id;
         let (claim, jwt_shadow_denied) = match self.jwt_facts(ex, host) {
             Ok(facts) => facts,
-            Err(why) => return reply::refuse_unreadable(host, ex, &self.counters, policy, "tenant", &why),
+            Err(why) => {
+                let counter = (&self.counters, tenant::request_metric_index(RequestDenial::Unreadable));
+                return reply::refuse_unreadable(host, ex, counter, policy, "tenant", &why);
+            }
         };
         let header_values = tenant::header_values(&policy.tenant, ex.headers);
         let request = TenantRequest {
@@ -75,7 +83,7 @@ impl Stage for TenantStage {
             jwt_shadow_denied,
         };
         let decision = tenant::decide_on(policy, ex.view.route(policy), &request);
-        self.counters.add_named(host, &decision.metric());
+        self.counters.add(host, decision.metric_index());
         if ex.publish {
             for (key, value) in decision.properties() {
                 reply::set_property(host, context_id, key, &value);

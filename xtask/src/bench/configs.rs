@@ -3,13 +3,12 @@
 //! must refuse, and counters that prove the intended code path ran. A new
 //! configuration (the fused filter) is one more row.
 
-use super::tokens::{Tokens, ISSUER};
+use super::tokens::{Tokens, ISSUER, TENANT};
 use serde_json::{json, Value};
 use tollgate_integration::{paths, Bootstrap, Delivery, Filter};
 
 /// The path every request goes to; the route answers it directly.
 pub const PATH: &str = "/api/datahub/entities";
-pub const TENANT: &str = "ACME";
 
 /// Which tokens the load sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +159,15 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
                 "tollgate (fused: jwt + tenant stages), cached token",
                 Load::Cached,
                 fused(true),
+            )
+        },
+        Config {
+            shares: vec![share(HIT, 0.99, 1.0), share(TENANT_OK, 0.99, 1.0)],
+            ..row(
+                "tollgate_fused_no_state",
+                "tollgate (fused), cached token, filter_state: false (native_chain writes no metadata either)",
+                Load::Cached,
+                wasm(&["tollgate"], &quiet),
             )
         },
         Config {

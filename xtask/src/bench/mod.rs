@@ -61,7 +61,16 @@ struct Target<'a> {
 }
 
 pub fn run(quick: bool) -> Result<(), String> {
-    let options = Options::new(quick);
+    run_some(quick, &[], None)
+}
+
+/// `run` over the named configurations only (with `baseline` and
+/// `native_chain`, which the ratios need); all when `only` is empty.
+pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(), String> {
+    let mut options = Options::new(quick);
+    if let Some(rounds) = rounds {
+        options.rounds = rounds.clamp(1, 50);
+    }
     let started = Instant::now();
     step("setup", setup::all)?;
     step("build tollgate.wasm", setup::build_wasm)?;
@@ -73,7 +82,14 @@ pub fn run(quick: bool) -> Result<(), String> {
         Ok(())
     })?;
     let tokens = minted.ok_or("no tokens")?;
-    let configs = configs::all(&tokens);
+    let mut configs = configs::all(&tokens);
+    let known: Vec<&str> = configs.iter().map(|c| c.name).collect();
+    if let Some(unknown) = only.iter().find(|n| !known.contains(&n.as_str())) {
+        return Err(format!("no configuration '{unknown}'; there are {}", known.join(", ")));
+    }
+    if !only.is_empty() {
+        configs.retain(|c| matches!(c.name, "baseline" | "native_chain") || only.iter().any(|n| n == c.name));
+    }
     let script = load::write_script(&out)?;
     let targets = configs
         .iter()

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const ISSUER: &str = "https://idp.bench";
+/// The tenant every bench token names and every tenant policy knows.
+pub const TENANT: &str = "ACME";
 
 pub struct Tokens {
     /// The JWKS every configuration trusts: the fixture key `rsa-1`.
@@ -30,7 +32,7 @@ fn mint(key: &EncodingKey, n: usize, now: u64) -> Result<String, String> {
     header.kid = Some("rsa-1".into());
     let claims = json!({
         "iss": ISSUER, "sub": format!("user-{n}"), "aud": "bench-api",
-        "iat": now, "exp": now + 3600, "jti": n.to_string(), "tenant": super::configs::TENANT,
+        "iat": now, "exp": now + 3600, "jti": n.to_string(), "tenant": TENANT,
     });
     encode(&header, &claims, key).map_err(|e| format!("mint: {e}"))
 }

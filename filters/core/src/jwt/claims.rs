@@ -31,23 +31,46 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
 
 /// `exp`, `nbf`, lifetime; `Ok(exp)`.
 pub fn check_times(provider: &Provider, claims: &Map<String, Value>, now: u64) -> Result<Option<u64>, JwtDenial> {
-    let exp = numeric_date(claims, "exp")?;
-    let nbf = numeric_date(claims, "nbf")?;
-    let iat = numeric_date(claims, "iat")?;
-    match exp {
-        Some(exp) if now > exp.saturating_add(provider.clock_skew) => return Err(JwtDenial::Expired),
-        None if provider.require_expiration => return Err(JwtDenial::ExpirationRequired),
-        _ => {}
+    Times::read(claims)?.check(provider, now)
+}
+
+/// A token's `exp`, `nbf` and `iat`, read once when it is verified: a
+/// cached token's times are checked without its claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+}
+
+impl Times {
+    /// `Err` when one is there but not a NumericDate.
+    pub fn read(claims: &Map<String, Value>) -> Result<Times, JwtDenial> {
+        Ok(Times {
+            exp: numeric_date(claims, "exp")?,
+            nbf: numeric_date(claims, "nbf")?,
+            iat: numeric_date(claims, "iat")?,
+        })
     }
-    if nbf.is_some_and(|nbf| now.saturating_add(provider.clock_skew) < nbf) {
-        return Err(JwtDenial::NotYetValid);
-    }
-    if let (Some(max), Some(exp)) = (provider.max_lifetime, exp) {
-        if exp.saturating_sub(iat.unwrap_or(now)) > max {
-            return Err(JwtDenial::LifetimeTooLong);
+
+    /// `exp`, `nbf`, lifetime; `Ok(exp)`.
+    pub fn check(self, provider: &Provider, now: u64) -> Result<Option<u64>, JwtDenial> {
+        let Times { exp, nbf, iat } = self;
+        match exp {
+            Some(exp) if now > exp.saturating_add(provider.clock_skew) => return Err(JwtDenial::Expired),
+            None if provider.require_expiration => return Err(JwtDenial::ExpirationRequired),
+            _ => {}
         }
+        if nbf.is_some_and(|nbf| now.saturating_add(provider.clock_skew) < nbf) {
+            return Err(JwtDenial::NotYetValid);
+        }
+        if let (Some(max), Some(exp)) = (provider.max_lifetime, exp) {
+            if exp.saturating_sub(iat.unwrap_or(now)) > max {
+                return Err(JwtDenial::LifetimeTooLong);
+            }
+        }
+        Ok(exp)
     }
-    Ok(exp)
 }
 
 pub fn check_audience(provider: &Provider, claims: &Map<String, Value>) -> Result<(), JwtDenial> {

@@ -2,11 +2,11 @@
 //! token sources, and per-route requirements and claim rules.
 
 use super::jwk::{Key, KeyKind, KeySet};
-use crate::policy::errors::{bounded, bounded_size, index, join, PolicyErrors};
+use crate::policy::errors::{bounded, bounded_size, compile_methods, index, join, PolicyErrors};
+use crate::policy::headers;
 use crate::policy::wire::{
     ClaimRuleDoc, JwtFilterDoc, ProviderDoc, RemoteJwksDoc, Requirement, RouteJwtDoc, RulesWithoutToken,
 };
-use crate::policy::{compile_methods, headers};
 use crate::Mode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

@@ -5,7 +5,7 @@
 use super::tests::JWKS;
 use super::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde_json::json;
+use serde_json::{json, Map};
 use std::cell::Cell;
 
 const NOW: u64 = 1_800_000_000;
@@ -140,6 +140,7 @@ impl Fixture {
             .collect();
         let norm = crate::path::normalize(path.as_bytes()).unwrap_or_default();
         let req = JwtRequest {
+            route: None,
             head: RequestHead {
                 method,
                 host: "api.example.com",
@@ -150,7 +151,11 @@ impl Fixture {
             now: NOW,
         };
         let d = decide(&self.policy, &req, &self.store, &self.host, &mut self.caches);
-        let edits = d.header_edits(&self.policy, &req);
+        let edits = d
+            .header_edits(&self.policy, &req)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.map(Cow::into_owned)))
+            .collect();
         (d, edits)
     }
 
@@ -185,11 +190,10 @@ fn a_valid_token_publishes_the_identity() {
     );
     assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
     assert_eq!(d.metric(), "tollgate.jwt.allowed");
-    let policy = policy();
     let props: HashMap<&str, String> = d
-        .properties(&policy)
+        .properties()
         .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+        .map(|(k, v)| (k, String::from_utf8(v.into_owned()).unwrap()))
         .collect();
     assert_eq!(props["tollgate.sub"], "user@254carbon.com");
     assert_eq!(props["tollgate.tenant"], "STD-001");
@@ -198,13 +202,16 @@ fn a_valid_token_publishes_the_identity() {
         props["tollgate.claims"],
         r#"{"scope":"trino:query datahub:read","sub":"user@254carbon.com"}"#
     );
-    assert!(props["tollgate.decision.jwt"].contains(r#""outcome":"allow""#));
+    assert_eq!(
+        props["tollgate.decision.jwt"],
+        r#"{"filter":"jwt","route":"trino","mode":"enforce","outcome":"allow","provider":"platform","sub":"user@254carbon.com"}"#
+    );
     assert_eq!(
         edits,
+        // x-user-id is set (which replaces the client's copy); x-user-roles
+        // was not sent: neither needs a removal of its own.
         vec![
-            ("x-user-id".to_string(), None),
             ("x_user_id".to_string(), None),
-            ("x-user-roles".to_string(), None),
             ("authorization".to_string(), None),
             ("x-user-id".to_string(), Some("user@254carbon.com".to_string())),
             ("x-user-roles".to_string(), Some("data-engineer,analyst".to_string())),
@@ -213,6 +220,28 @@ fn a_valid_token_publishes_the_identity() {
 }
 
 use std::collections::HashMap;
+
+#[test]
+fn claim_headers_the_client_sent_are_removed_unless_set() {
+    let mut f = Fixture::new();
+    let mut without_roles = claims();
+    without_roles.as_object_mut().unwrap().remove("roles");
+    let auth = bearer(&mint(&without_roles));
+    let sent = [
+        ("authorization", auth.as_str()),
+        ("x-user-roles", "admin"),
+        ("x-user-id", "x"),
+    ];
+    let edits = f.edits("GET", "/api/trino/v1", &sent);
+    // No roles claim: the client's copy goes; x-user-id is replaced by a set.
+    assert!(edits.contains(&("x-user-roles".to_string(), None)), "{edits:?}");
+    assert!(!edits.contains(&("x-user-id".to_string(), None)), "{edits:?}");
+    assert!(edits.contains(&("x-user-id".to_string(), Some("user@254carbon.com".to_string()))));
+    // No token at all (an open route): every claim header sent is removed.
+    let edits = f.edits("GET", "/open", &[("x-user-roles", "admin"), ("x-user-id", "x")]);
+    assert!(edits.contains(&("x-user-roles".to_string(), None)), "{edits:?}");
+    assert!(edits.contains(&("x-user-id".to_string(), None)), "{edits:?}");
+}
 
 #[test]
 fn every_token_refusal_has_its_reason() {
@@ -511,7 +540,7 @@ fn the_tenant_claim_must_be_a_string_and_present_where_required() {
     let auth = with_claims(json!({claim: [1]}));
     let d = f.run("GET", "/shadow", &[("authorization", &auth)]);
     assert_eq!(d.metric(), "tollgate.jwt.shadow_denied.token_tenant_invalid");
-    let keys: Vec<&str> = d.properties(&policy()).into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<&str> = d.properties().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec!["tollgate.decision.jwt", "tollgate.jwt_shadow_denied"]);
 }
 
@@ -658,17 +687,14 @@ fn query_tokens_are_found_by_decoded_name_and_cookies_by_exact_name() {
 fn a_shadow_denial_is_published_for_the_tenant_filter() {
     let mut f = Fixture::new();
     let d = f.run("GET", "/shadow", &[]);
-    let props = d.properties(&policy());
+    let props = d.properties();
     assert!(
-        props.contains(&("tollgate.jwt_shadow_denied", b"token_missing".to_vec())),
+        props.contains(&("tollgate.jwt_shadow_denied", Cow::Borrowed(&b"token_missing"[..]))),
         "{props:?}"
     );
     let auth = bearer(&mint(&claims()));
     let d = f.run("GET", "/shadow", &[("authorization", &auth)]);
-    assert!(d
-        .properties(&policy())
-        .iter()
-        .all(|(k, _)| *k != "tollgate.jwt_shadow_denied"));
+    assert!(d.properties().iter().all(|(k, _)| *k != "tollgate.jwt_shadow_denied"));
 }
 
 // ---- attack review (branch `attack`): safe behaviour, ignored while open ----
@@ -1073,4 +1099,180 @@ fn cookie_names_are_decoded_and_folded_like_query_names() {
         e.contains(&("cookie".to_string(), Some("a=1; b=2".to_string()))),
         "{e:?}"
     );
+}
+
+// ---- cost of a cached token (issue 7) ----
+
+/// One request with an already verified token: decide, filter state, header
+/// edits, counter index. Not inlined, so callgrind can count it alone:
+/// `valgrind --tool=callgrind --toggle-collect='*cached_round*' <test binary>
+/// --ignored --exact jwt::decide_tests::cached_token_rounds`.
+#[inline(never)]
+fn cached_round(f: &Fixture, caches: &mut Caches, req: &JwtRequest<'_>) -> usize {
+    let d = decide(&f.policy, req, &f.store, &f.host, caches);
+    let props = d.properties();
+    let edits = d.header_edits(&f.policy, req);
+    std::hint::black_box((&props, &edits, d.metric_index()));
+    props.len() + edits.len()
+}
+
+#[test]
+#[ignore = "a measurement: cargo test --release -- --ignored cached_token_rounds"]
+fn cached_token_rounds() {
+    let mut f = Fixture::new();
+    let token = mint(&claims());
+    let headers: Vec<(String, Vec<u8>)> = [
+        (":authority", "api.example.com"),
+        (":method", "GET"),
+        (":path", "/api/trino/v1/statement?catalog=hive"),
+        (":scheme", "https"),
+        ("user-agent", "trino-cli/435"),
+        ("accept", "application/json"),
+        ("x-request-id", "6f1c1a52-8c2e-4b8a-9f0e-2b1d3c4e5f60"),
+        ("x-forwarded-for", "10.1.2.3"),
+        ("authorization", &bearer(&token)),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    let req = JwtRequest {
+        route: None,
+        head: RequestHead {
+            method: "GET",
+            host: "api.example.com",
+            path: "/api/trino/v1/statement",
+        },
+        raw_path: b"/api/trino/v1/statement?catalog=hive",
+        headers: &headers,
+        now: NOW,
+    };
+    let mut caches = std::mem::replace(&mut f.caches, Caches::new(&f.policy));
+    let first = decide(&f.policy, &req, &f.store, &f.host, &mut caches);
+    assert_eq!(first.cache, CacheUse::Miss);
+    let rounds: u32 = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10_000);
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    for _ in 0..rounds {
+        n += cached_round(&f, &mut caches, &req);
+    }
+    let per = start.elapsed() / rounds;
+    let d = decide(&f.policy, &req, &f.store, &f.host, &mut caches);
+    assert_eq!(d.cache, CacheUse::Hit);
+    assert!(matches!(d.verdict, Ok(Some(_))), "{:?}", d.verdict);
+    println!("cached round: {per:?} ({n} outputs)");
+}
+
+/// Everything a decision hands the glue, owned, for comparing.
+type Outputs = (
+    Result<bool, JwtDenial>,
+    String,
+    usize,
+    Vec<(&'static str, Vec<u8>)>,
+    Vec<(String, Option<String>)>,
+);
+
+fn outputs(f: &mut Fixture, method: &str, path: &str, headers: &[(&str, &str)]) -> (CacheUse, Outputs) {
+    let (d, edits) = f.run_with_edits(method, path, headers);
+    let props = d.properties().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
+    let verdict = d.verdict.as_ref().map(Option::is_some).map_err(|e| *e);
+    (d.cache, (verdict, d.metric(), d.metric_index(), props, edits))
+}
+
+#[test]
+fn a_cache_hit_gives_what_the_first_verification_gave() {
+    let analyst = with_claims(json!({"roles": ["analyst"], "realm_access": {"roles": ["user"]}}));
+    let no_tenant = with_claims(json!({"https://example.com/tenant": null}));
+    let bad_tenant = with_claims(json!({"https://example.com/tenant": 7}));
+    let engineer = bearer(&mint(&claims()));
+    let cases: [(&str, &str, &str); 8] = [
+        ("GET", "/api/trino/v1?x=1", &engineer),
+        ("POST", "/api/trino", &analyst),
+        ("GET", "/admin", &analyst),
+        ("GET", "/admin", &engineer),
+        ("GET", "/tenanted", &no_tenant),
+        ("GET", "/tenant-shadow", &no_tenant),
+        ("GET", "/optional", &bad_tenant),
+        ("GET", "/shadow", &bad_tenant),
+    ];
+    for (method, path, auth) in cases {
+        let mut f = Fixture::new();
+        let headers = [
+            ("authorization", auth),
+            ("x_user_id", "spoofed"),
+            ("cookie", "a=1; session=x"),
+        ];
+        let (first_use, first) = outputs(&mut f, method, path, &headers);
+        let (second_use, second) = outputs(&mut f, method, path, &headers);
+        assert_eq!(
+            (first_use, second_use),
+            (CacheUse::Miss, CacheUse::Hit),
+            "{method} {path}"
+        );
+        assert_eq!(first, second, "{method} {path}");
+    }
+}
+
+#[test]
+fn every_decision_counts_by_index_into_its_name() {
+    let names = metric_names();
+    for c in Counter::ALL {
+        assert_eq!(names[c.index()], c.name());
+    }
+    assert_eq!(names[Counter::CacheHit.index()], "tollgate.jwt.cache_hit");
+    assert_eq!(names[Counter::SignatureHost.index()], "tollgate.jwt.signature_host");
+    for (i, d) in JwtDenial::ALL.iter().enumerate() {
+        assert_eq!(d.index(), i);
+    }
+    let policy = policy();
+    let route = |path: &str| {
+        policy.route(&RequestHead {
+            method: "GET",
+            host: "h",
+            path,
+        })
+    };
+    let (enforce, shadow) = (route("/api/trino"), route("/shadow"));
+    assert_eq!((enforce.jwt.mode, shadow.jwt.mode), (Mode::Enforce, Mode::Shadow));
+    let f = Fixture::new();
+    let claims: Map<String, Value> = serde_json::from_value(claims()).unwrap();
+    let provider = &f.policy.jwt.providers[0];
+    let identity = Rc::new(Identity::new(
+        0,
+        provider,
+        claims,
+        claims::Times::read(&Map::new()).unwrap(),
+    ));
+    let mut verdicts: Vec<Result<Option<Rc<Identity>>, JwtDenial>> = vec![Ok(None), Ok(Some(identity))];
+    verdicts.extend(JwtDenial::ALL.map(Err));
+    let mut seen = std::collections::HashSet::new();
+    for route in [enforce, shadow] {
+        for verdict in &verdicts {
+            let d = JwtDecision {
+                route,
+                verdict: verdict.clone(),
+                refetch: None,
+                stale_keys: false,
+                cache: CacheUse::None,
+                token_source: None,
+                provider: None,
+            };
+            assert_eq!(names[d.metric_index()], d.metric(), "{verdict:?}");
+            seen.insert(d.metric_index());
+        }
+    }
+    // Both allowed counters and every denied and shadow-denied one.
+    assert_eq!(seen.len(), 2 + 2 * JwtDenial::ALL.len());
+    let refusals = [
+        RequestDenial::PathTooLong,
+        RequestDenial::PathInvalid("x"),
+        RequestDenial::AuthorityInvalid("y"),
+        RequestDenial::Unreadable,
+    ];
+    for d in refusals {
+        assert_eq!(names[request_metric_index(d)], d.metric("jwt"));
+    }
+    assert_eq!(request_metric_index(RequestDenial::Unreadable), names.len() - 1);
 }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod der;
+pub mod identity;
 pub mod jwk;
 pub mod jwks;
 pub mod kat;
@@ -15,19 +16,23 @@ pub mod verify;
 
 use crate::decision::{self, Action};
 use crate::headers;
+use crate::params::{decoded_name, query_params, same_param};
 use crate::policy::wire::{HeaderSourceDoc, Requirement, RulesWithoutToken};
-use crate::policy::{Policy, Route};
+use crate::policy::{Policy, Route, RouteIndex};
 use crate::reply::Denial;
+use crate::request::RequestDenial;
 use crate::route::RequestHead;
 use crate::Mode;
-use cache::{Cache, TokenHash};
+use cache::Cache;
 use config::{Provider, TokenSource};
+use identity::TenantClaim;
 use jwk::{Alg, KeySet};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::rc::Rc;
 use verify::HostVerifier;
+
+pub use identity::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtDenial {
@@ -149,16 +154,9 @@ pub trait KeyStore {
     fn keys(&self, provider: usize) -> Keys;
 }
 
-/// A verified token, as cached.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub provider: usize,
-    pub claims: Rc<Map<String, Value>>,
-}
-
 #[derive(Debug)]
 pub struct Caches {
-    pub verified: Cache<Identity>,
+    pub verified: Cache<Rc<Identity>>,
     pub refused: Cache<JwtDenial>,
 }
 
@@ -184,6 +182,8 @@ pub enum CacheUse {
 
 pub struct JwtRequest<'a> {
     pub head: RequestHead<'a>,
+    /// The route already decided on (`RequestView::route`); `None`: match `head`.
+    pub route: Option<RouteIndex>,
     /// The raw `:path`, for query-parameter tokens.
     pub raw_path: &'a [u8],
     pub headers: &'a [(String, Vec<u8>)],
@@ -194,7 +194,7 @@ pub struct JwtRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct JwtDecision<'p> {
     pub route: &'p Route,
-    pub verdict: Result<Option<Identity>, JwtDenial>,
+    pub verdict: Result<Option<Rc<Identity>>, JwtDenial>,
     /// The token's key was not in this provider's JWKS: a refetch may help.
     pub refetch: Option<usize>,
     pub stale_keys: bool,
@@ -212,7 +212,9 @@ pub fn decide<'p>(
     host: &dyn HostVerifier,
     caches: &mut Caches,
 ) -> JwtDecision<'p> {
-    let route = policy.route(&req.head);
+    let route = req
+        .route
+        .map_or_else(|| policy.route(&req.head), |i| policy.route_at(i));
     let mut decision = JwtDecision {
         route,
         verdict: Ok(None),
@@ -269,18 +271,16 @@ fn check_tenant(policy: &Policy, route: &Route, identity: &Identity) -> Result<(
     let Some(provider) = policy.jwt.providers.get(identity.provider) else {
         return Ok(());
     };
-    let claim = provider
-        .tenant_claim
-        .as_deref()
-        .and_then(|c| claims::lookup(&identity.claims, c));
-    match claim {
-        Some(Value::String(_)) => Ok(()),
-        Some(_) => Err(JwtDenial::TenantInvalid),
+    match identity.tenant() {
+        TenantClaim::Text => Ok(()),
+        TenantClaim::NotText => Err(JwtDenial::TenantInvalid),
         // Not while the route's tenant rule is only observed (shadow).
-        None if provider.require_tenant_claim && route.tenant.required && route.tenant.mode == Mode::Enforce => {
+        TenantClaim::Absent
+            if provider.require_tenant_claim && route.tenant.required && route.tenant.mode == Mode::Enforce =>
+        {
             Err(JwtDenial::TenantMissing)
         }
-        None => Ok(()),
+        TenantClaim::Absent => Ok(()),
     }
 }
 
@@ -294,15 +294,13 @@ fn verify_token(
     host: &dyn HostVerifier,
     caches: &mut Caches,
     decision: &mut JwtDecision<'_>,
-) -> Result<Identity, JwtDenial> {
+) -> Result<Rc<Identity>, JwtDenial> {
     if token.len() > policy.jwt.max_token_bytes {
         return Err(JwtDenial::TooLarge);
     }
-    let key: TokenHash = cache::hash(token);
-    if let Some(denial) = caches.refused.get(&key, now) {
-        return Err(denial);
-    }
-    if let Some(identity) = caches.verified.get(&key, now) {
+    // Verified first: the one lookup of a hit. A token is never in both
+    // (each is inserted only after a miss in both).
+    if let Some(identity) = caches.verified.get(token, now) {
         decision.cache = CacheUse::Hit;
         if !allowed.contains(&identity.provider) {
             return Err(JwtDenial::IssuerInvalid);
@@ -312,8 +310,11 @@ fn verify_token(
             .providers
             .get(identity.provider)
             .ok_or(JwtDenial::IssuerInvalid)?;
-        claims::check_times(provider, &identity.claims, now)?;
+        identity.times.check(provider, now)?;
         return Ok(identity);
+    }
+    if let Some(denial) = caches.refused.get(token, now) {
+        return Err(denial);
     }
     decision.cache = CacheUse::Miss;
     let parsed = token::parse(token).map_err(|e| match e {
@@ -327,7 +328,8 @@ fn verify_token(
         .find(|(_, p)| p.issuer == iss)
         .ok_or(JwtDenial::IssuerInvalid)?;
     decision.provider = Some(index);
-    let exp = claims::check_times(provider, &parsed.claims, now)?;
+    let times = claims::Times::read(&parsed.claims)?;
+    let exp = times.check(provider, now)?;
     claims::check_audience(provider, &parsed.claims)?;
     let valid = match select_key(provider, index, parsed.alg, parsed.kid.as_deref(), keys, decision)? {
         SelectedKey::Hmac(key) => verify::verify(parsed.alg, key, parsed.signing_input, &parsed.signature, host),
@@ -339,18 +341,15 @@ fn verify_token(
     if !valid {
         caches
             .refused
-            .insert(key, JwtDenial::SignatureInvalid, now + REFUSED_TTL, token.len());
+            .insert(token, JwtDenial::SignatureInvalid, now + REFUSED_TTL, 0);
         return Err(JwtDenial::SignatureInvalid);
     }
-    let identity = Identity {
-        provider: index,
-        claims: Rc::new(parsed.claims),
-    };
+    let identity = Rc::new(Identity::new(index, provider, parsed.claims, times));
     // Kept until `exp` (tokens without one: the refused TTL, to stay bounded).
     let expires_at = exp.map_or(now + REFUSED_TTL, |e| e.saturating_add(provider.clock_skew));
-    caches
-        .verified
-        .insert(key, identity.clone(), expires_at, 2 * token.len());
+    // The claims count as the token's size again (their JSON is in it).
+    let size = token.len() + identity.prepared_bytes();
+    caches.verified.insert(token, identity.clone(), expires_at, size);
     Ok(identity)
 }
 
@@ -405,11 +404,11 @@ fn select_key<'k>(
 }
 
 /// The first token in the route's providers' sources: (token, provider, source).
-fn find_token(
+fn find_token<'r>(
     policy: &Policy,
     providers: &[usize],
-    req: &JwtRequest<'_>,
-) -> Result<Option<(String, usize, usize)>, JwtDenial> {
+    req: &JwtRequest<'r>,
+) -> Result<Option<(Cow<'r, str>, usize, usize)>, JwtDenial> {
     for &p in providers {
         let Some(provider) = policy.jwt.providers.get(p) else {
             continue;
@@ -429,51 +428,55 @@ fn find_token(
 /// bind it. A parameter or cookie is any whose decoded name reads as the
 /// source's name to some stack (`same_param`), parameters split on `;` too
 /// (`query_params`).
-fn extract(source: &TokenSource, req: &JwtRequest<'_>) -> Result<Option<String>, JwtDenial> {
-    let mut values: Vec<String> = match source {
-        TokenSource::Header { name, prefix } => req
-            .headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .filter_map(|(_, v)| header_token(v, prefix))
-            .collect(),
+fn extract<'r>(source: &TokenSource, req: &JwtRequest<'r>) -> Result<Option<Cow<'r, str>>, JwtDenial> {
+    let found = match source {
+        TokenSource::Header { name, prefix } => at_most_one(
+            req.headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .filter_map(|(_, v)| header_token(v, prefix)),
+        ),
         TokenSource::Param(name) => match query(req.raw_path) {
-            Some(q) => query_params(q)
-                .filter_map(|piece| form_urlencoded::parse(piece).next())
-                .filter(|(k, _)| same_param(k, name))
-                .map(|(_, v)| v.into_owned())
-                .collect(),
-            None => Vec::new(),
+            Some(q) => at_most_one(
+                query_params(q)
+                    .filter_map(|piece| form_urlencoded::parse(piece).next())
+                    .filter(|(k, _)| same_param(k, name))
+                    .map(|(_, v)| v),
+            ),
+            None => Ok(None),
         },
-        TokenSource::Cookie(name) => cookies(req.headers)
-            .filter(|(k, _)| same_param(&decoded_name(k.as_bytes()), name))
-            .map(|(_, v)| v.to_string())
-            .collect(),
+        TokenSource::Cookie(name) => at_most_one(
+            cookies(req.headers)
+                .filter(|(k, _)| same_param(&decoded_name(k.as_bytes()), name))
+                .map(|(_, v)| Cow::Borrowed(v)),
+        ),
     };
-    if values.len() > 1 {
-        return Err(JwtDenial::Malformed);
-    }
-    Ok(values.pop().filter(|v| !v.is_empty()))
+    Ok(found?.filter(|v| !v.is_empty()))
 }
 
-/// Whether a decoded parameter or cookie name reads as `source` to some
-/// stack: PHP drops leading spaces, ends the name at a NUL (`strlen`) and
-/// turns `.`, ` ` (`+`) and `[` into `_`; ASP.NET compares names without
-/// regard to case.
-pub(crate) fn same_param(sent: &str, source: &str) -> bool {
-    let fold = |b: u8| match b {
-        b'.' | b' ' | b'[' => b'_',
-        _ => b.to_ascii_lowercase(),
-    };
-    let sent = sent.trim_start_matches(' ');
-    let sent = sent.split_once('\0').map_or(sent, |(head, _)| head);
-    sent.len() == source.len() && sent.bytes().zip(source.bytes()).all(|(a, b)| fold(a) == fold(b))
+/// The one item, if any; two are `token_malformed`.
+fn at_most_one<T>(mut items: impl Iterator<Item = T>) -> Result<Option<T>, JwtDenial> {
+    let first = items.next();
+    if items.next().is_some() {
+        return Err(JwtDenial::Malformed);
+    }
+    Ok(first)
 }
 
 /// The token in a header value that starts with `prefix`. The scheme is
 /// case-insensitive (RFC 7235 section 2.1) and may be followed by any
 /// whitespace; bytes that are not UTF-8 still make a (malformed) token.
-fn header_token(raw: &[u8], prefix: &str) -> Option<String> {
+fn header_token<'v>(raw: &'v [u8], prefix: &str) -> Option<Cow<'v, str>> {
+    let token = header_token_bytes(raw, prefix)?;
+    // `from_utf8` first: much faster than the lossy scan on valid text.
+    Some(match std::str::from_utf8(token) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(token),
+    })
+}
+
+/// `header_token` as raw bytes.
+fn header_token_bytes<'v>(raw: &'v [u8], prefix: &str) -> Option<&'v [u8]> {
     let text = raw.trim_ascii();
     let scheme = prefix.trim_end().as_bytes();
     let (head, tail) = (text.get(..scheme.len())?, text.get(scheme.len()..)?);
@@ -484,28 +487,13 @@ fn header_token(raw: &[u8], prefix: &str) -> Option<String> {
     if scheme.len() < prefix.len() && !separated {
         return None;
     }
-    Some(String::from_utf8_lossy(tail.trim_ascii()).into_owned())
+    Some(tail.trim_ascii())
 }
 
 /// The query of a raw path, without its fragment.
 fn query(raw_path: &[u8]) -> Option<&[u8]> {
     let query = raw_path.splitn(2, |b| *b == b'?').nth(1)?;
     query.split(|b| *b == b'#').next()
-}
-
-/// A raw name url-decoded as PHP decodes `$_GET` and `$_COOKIE` names. A
-/// name with `&` reads as its part before it: more is found, never less.
-pub(crate) fn decoded_name(raw: &[u8]) -> Cow<'_, str> {
-    form_urlencoded::parse(raw).next().map_or(Cow::Borrowed(""), |(k, _)| k)
-}
-
-/// Every parameter of a query as PHP reads it (split on `&`) and as Rack 2
-/// and Python < 3.9.2 do (split on `;` too): each `&` piece whole, then
-/// each of its `;` pieces after the first. Linear: every byte is read twice.
-pub(crate) fn query_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
-    query
-        .split(|b| *b == b'&')
-        .flat_map(|piece| std::iter::once(piece).chain(piece.split(|b| *b == b';').skip(1)))
 }
 
 /// Every cookie as (name, value), names raw.
@@ -524,9 +512,16 @@ fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> 
 /// parameter is kept byte for byte, with the separator sent before it.
 /// `None` when nothing is removed.
 fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
     let q = raw_path.iter().position(|b| *b == b'?')?;
     let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
     let named = |piece: &[u8]| names.iter().any(|n| same_param(&decoded_name(piece), n));
+    // Most queries carry no token: nothing is built for them.
+    if !query.split(|b| *b == b'&' || *b == b';').any(named) {
+        return None;
+    }
     // (separator before, piece): the first has none.
     let mut sep = None;
     let mut pieces: Vec<(Option<u8>, &[u8])> = Vec::new();
@@ -589,6 +584,11 @@ pub fn bearer_source() -> HeaderSourceDoc {
     }
 }
 
+/// A request-header edit: `Some` sets the header, `None` removes it. Names
+/// and claim values are borrowed (from the policy, the request, the cached
+/// identity); only a rewritten `:path` or `cookie` is made per request.
+pub type HeaderEdit<'a> = (&'a str, Option<Cow<'a, str>>);
+
 impl<'p> JwtDecision<'p> {
     pub fn mode(&self) -> Mode {
         self.route.jwt.mode
@@ -598,12 +598,29 @@ impl<'p> JwtDecision<'p> {
         Action::new(self.verdict.as_ref().err().map(|d| d.denial()), self.mode())
     }
 
+    /// The verified token, if any.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.verdict.as_ref().ok()?.as_deref()
+    }
+
+    /// Counter to bump, one of `metric_names()`; `metric_index` gives its
+    /// index without making the name.
     pub fn metric(&self) -> String {
         let allowed = match self.verdict {
             Ok(Some(_)) => "allowed",
             _ => "allowed_without_token",
         };
         self.action().metric("jwt", allowed)
+    }
+
+    /// Index of `metric()` in `metric_names()`.
+    pub fn metric_index(&self) -> usize {
+        match (&self.verdict, self.mode()) {
+            (Ok(Some(_)), _) => Counter::Allowed.index(),
+            (Ok(None), _) => Counter::AllowedWithoutToken.index(),
+            (Err(d), Mode::Enforce) => DENIED_METRICS + d.index(),
+            (Err(d), Mode::Shadow) => SHADOW_DENIED_METRICS + d.index(),
+        }
     }
 
     /// Request-header edits: every claim header any provider sets is removed,
@@ -613,41 +630,40 @@ impl<'p> JwtDecision<'p> {
     /// application; only the verified token of a provider that forwards
     /// stays where it came. Computed for denials too (the glue does not
     /// apply them: the request ends).
-    pub fn header_edits(&self, policy: &'p Policy, req: &JwtRequest<'_>) -> Vec<(String, Option<String>)> {
-        let mut edits: Vec<(String, Option<String>)> = Vec::new();
+    pub fn header_edits<'a>(&'a self, policy: &'a Policy, req: &JwtRequest<'a>) -> Vec<HeaderEdit<'a>> {
+        // Room for the usual edits: one growth, not several.
+        let mut edits: Vec<HeaderEdit<'a>> = Vec::with_capacity(8);
+        let identity = self.identity();
+        // Each edit is a hostcall: a claim header the client did not send
+        // needs no removal, nor one the identity sets (a set replaces every
+        // copy).
+        let set_later = |h: &str| identity.is_some_and(|i| i.headers().any(|(n, _)| n == h));
         for provider in &policy.jwt.providers {
             for (_, header) in &provider.claim_to_headers {
-                if !edits.iter().any(|(h, _)| h == header) {
-                    edits.push((header.clone(), None));
+                let sent = req.headers.iter().any(|(k, _)| k == header);
+                if sent && !set_later(header) && !edits.iter().any(|(h, _)| *h == header) {
+                    edits.push((header, None));
                 }
-                headers::remove_other_spellings(&mut edits, req.headers, header);
+                remove_other_spellings(&mut edits, req.headers, header);
             }
         }
         self.strip_tokens(policy, req, &mut edits);
-        if let Ok(Some(identity)) = &self.verdict {
-            if let Some(provider) = policy.jwt.providers.get(identity.provider) {
-                for (claim, header) in &provider.claim_to_headers {
-                    if let Some(value) = claims::lookup(&identity.claims, claim).and_then(claims::header_value) {
-                        edits.push((header.clone(), Some(value)));
-                    }
-                }
-            }
+        if let Some(identity) = identity {
+            edits.extend(identity.headers().map(|(h, v)| (h, Some(Cow::Borrowed(v)))));
         }
         edits
     }
 
     /// The source the verified token of a forwarding provider came in: the
     /// one place a token may stay.
-    fn kept_source(&self, policy: &'p Policy) -> Option<&'p TokenSource> {
-        let Ok(Some(identity)) = &self.verdict else {
-            return None;
-        };
+    fn kept_source<'a>(&self, policy: &'a Policy) -> Option<&'a TokenSource> {
+        let identity = self.identity()?;
         let forwards = policy.jwt.providers.get(identity.provider).is_some_and(|p| p.forward);
         let (p, s) = self.token_source.filter(|_| forwards)?;
         policy.jwt.providers.get(p)?.sources.get(s)
     }
 
-    fn strip_tokens(&self, policy: &'p Policy, req: &JwtRequest<'_>, edits: &mut Vec<(String, Option<String>)>) {
+    fn strip_tokens<'a>(&self, policy: &'a Policy, req: &JwtRequest<'a>, edits: &mut Vec<HeaderEdit<'a>>) {
         let keep = self.kept_source(policy);
         let (mut params, mut cookie_names) = (Vec::new(), Vec::new());
         let sources = policy.jwt.providers.iter().flat_map(|p| &p.sources);
@@ -659,10 +675,13 @@ impl<'p> JwtDecision<'p> {
                 // is left alone.
                 TokenSource::Header { name, prefix } => {
                     for (k, v) in req.headers {
-                        let carries = header_token(v, prefix).is_some();
-                        let strip = carries && headers::same_variable(k, name) && !(kept && k == name);
-                        if strip && !edits.iter().any(|(h, _)| h == k) {
-                            edits.push((k.clone(), None));
+                        // The length first, inline: most names differ in it.
+                        let strip = k.len() == name.len()
+                            && headers::same_variable(k, name)
+                            && !(kept && k == name)
+                            && header_token_bytes(v, prefix).is_some();
+                        if strip && !edits.iter().any(|(h, _)| *h == k) {
+                            edits.push((k, None));
                         }
                     }
                 }
@@ -672,89 +691,123 @@ impl<'p> JwtDecision<'p> {
             }
         }
         if let Some(path) = strip_params(req.raw_path, &params) {
-            edits.push((":path".to_string(), Some(path)));
+            edits.push((":path", Some(Cow::Owned(path))));
         }
         if let Some(cookie) = strip_cookies(req.headers, &cookie_names) {
-            edits.push(("cookie".to_string(), (!cookie.is_empty()).then_some(cookie)));
+            edits.push(("cookie", (!cookie.is_empty()).then_some(Cow::Owned(cookie))));
         }
     }
 
     /// Filter-state writes: the decision always; the identity when verified.
-    pub fn properties(&self, policy: &Policy) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out = vec![("tollgate.decision.jwt", self.record(policy))];
+    /// Only the decision record is made here: the rest is borrowed from the
+    /// identity, prepared when the token was verified.
+    pub fn properties(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+        let identity = self.identity();
+        let mut out = Vec::with_capacity(2 + identity.map_or(0, |i| i.state().len()));
+        out.push(("tollgate.decision.jwt", Cow::Owned(self.record())));
         if let Action::ShadowDeny(denial) = self.action() {
-            out.push((crate::tenant::JWT_SHADOW_DENIED, denial.reason.as_bytes().to_vec()));
+            out.push((
+                crate::tenant::JWT_SHADOW_DENIED,
+                Cow::Borrowed(denial.reason.as_bytes()),
+            ));
         }
-        let Ok(Some(identity)) = &self.verdict else {
-            return out;
-        };
-        let Some(provider) = policy.jwt.providers.get(identity.provider) else {
-            return out;
-        };
-        let claims = &identity.claims;
-        if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
-            out.push(("tollgate.sub", sub.as_bytes().to_vec()));
-        }
-        if let Some(tenant) = provider
-            .tenant_claim
-            .as_deref()
-            .and_then(|c| claims::lookup(claims, c))
-            .and_then(Value::as_str)
-        {
-            out.push(("tollgate.tenant", tenant.as_bytes().to_vec()));
-        }
-        // Each write is a hostcall: nothing is written for what is absent.
-        let roles = claims::string_list(claims::lookup(claims, &provider.roles_claim));
-        if !roles.is_empty() {
-            out.push(("tollgate.roles", serde_json::to_vec(&roles).unwrap_or_default()));
-        }
-        if !provider.claims_to_state.is_empty() {
-            let selected: Map<String, Value> = provider
-                .claims_to_state
-                .iter()
-                .filter_map(|c| claims::lookup(claims, c).map(|v| (c.clone(), v.clone())))
-                .collect();
-            out.push(("tollgate.claims", serde_json::to_vec(&selected).unwrap_or_default()));
+        if let Some(identity) = identity {
+            out.extend(identity.state().map(|(k, v)| (k, Cow::Borrowed(v))));
         }
         out
     }
 
-    fn record(&self, policy: &Policy) -> Vec<u8> {
-        let identity = self.verdict.as_ref().ok().and_then(Option::as_ref);
-        let extra = Extra {
-            provider: identity
-                .and_then(|i| policy.jwt.providers.get(i.provider))
-                .map(|p| p.name.as_str()),
-            sub: identity.and_then(|i| i.claims.get("sub")).and_then(Value::as_str),
-        };
-        decision::record("jwt", &self.route.name, self.mode(), self.action(), extra)
+    /// JSON for `tollgate.decision.jwt`; `provider` and `sub` when verified.
+    fn record(&self) -> Vec<u8> {
+        let fields = self.identity().map_or(&[][..], Identity::record_fields);
+        decision::write_record("jwt", &self.route.name, self.mode(), self.action(), fields)
     }
 }
 
-#[derive(Serialize)]
-struct Extra<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<&'a str>,
+/// Removals for every spelling of `managed` the client sent other than
+/// `managed` itself, added to `edits` unless already there
+/// (`headers::remove_other_spellings`, borrowing the names).
+fn remove_other_spellings<'a>(edits: &mut Vec<HeaderEdit<'a>>, headers: &'a [(String, Vec<u8>)], managed: &str) {
+    for (name, _) in headers {
+        // The length first, inline: most names differ in it.
+        let other = name.len() == managed.len() && name != managed && headers::same_variable(name, managed);
+        if other && !edits.iter().any(|(h, v)| *h == name && v.is_none()) {
+            edits.push((name, None));
+        }
+    }
+}
+
+/// The jwt filter's counters that no decision verdict names, first in
+/// `metric_names()`: `index()` is the position there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Allowed,
+    AllowedWithoutToken,
+    CacheHit,
+    CacheMiss,
+    JwksFetchOk,
+    JwksFetchFailed,
+    JwksStaleInUse,
+    JwksRefetchUnknownKid,
+    SignatureHost,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 9] = [
+        Counter::Allowed,
+        Counter::AllowedWithoutToken,
+        Counter::CacheHit,
+        Counter::CacheMiss,
+        Counter::JwksFetchOk,
+        Counter::JwksFetchFailed,
+        Counter::JwksStaleInUse,
+        Counter::JwksRefetchUnknownKid,
+        Counter::SignatureHost,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Allowed => "tollgate.jwt.allowed",
+            Counter::AllowedWithoutToken => "tollgate.jwt.allowed_without_token",
+            Counter::CacheHit => "tollgate.jwt.cache_hit",
+            Counter::CacheMiss => "tollgate.jwt.cache_miss",
+            Counter::JwksFetchOk => "tollgate.jwt.jwks_fetch_ok",
+            Counter::JwksFetchFailed => "tollgate.jwt.jwks_fetch_failed",
+            Counter::JwksStaleInUse => "tollgate.jwt.jwks_stale_in_use",
+            Counter::JwksRefetchUnknownKid => "tollgate.jwt.jwks_refetch_unknown_kid",
+            Counter::SignatureHost => "tollgate.jwt.signature_host",
+        }
+    }
+
+    /// Index in `metric_names()`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl JwtDenial {
+    /// Position in `ALL` (declaration order).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where `tollgate.jwt.denied.*`, `...shadow_denied.*` and the request
+/// refusals (`request::metric_names`) start in `metric_names()`.
+const DENIED_METRICS: usize = Counter::ALL.len();
+const SHADOW_DENIED_METRICS: usize = DENIED_METRICS + JwtDenial::ALL.len();
+const REQUEST_METRICS: usize = SHADOW_DENIED_METRICS + JwtDenial::ALL.len();
+
+/// Index of `denial.metric("jwt")` in `metric_names()`.
+pub fn request_metric_index(denial: RequestDenial) -> usize {
+    REQUEST_METRICS + denial.metric_index()
 }
 
 /// Every counter the jwt filter keeps, defined once at configure time.
+/// Indices: `Counter::index`, `JwtDecision::metric_index`,
+/// `request_metric_index`.
 pub fn metric_names() -> Vec<String> {
-    let mut names: Vec<String> = [
-        "tollgate.jwt.allowed",
-        "tollgate.jwt.allowed_without_token",
-        "tollgate.jwt.cache_hit",
-        "tollgate.jwt.cache_miss",
-        "tollgate.jwt.jwks_fetch_ok",
-        "tollgate.jwt.jwks_fetch_failed",
-        "tollgate.jwt.jwks_stale_in_use",
-        "tollgate.jwt.jwks_refetch_unknown_kid",
-        "tollgate.jwt.signature_host",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut names: Vec<String> = Counter::ALL.iter().map(|c| c.name().to_string()).collect();
     for action in ["denied", "shadow_denied"] {
         for d in JwtDenial::ALL {
             names.push(format!("tollgate.jwt.{action}.{}", d.denial().reason));

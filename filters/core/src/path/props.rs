@@ -101,6 +101,18 @@ fn all_settings() -> Vec<PathSettings> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
+    /// The shortcut for plain paths gives what every step would.
+    #[test]
+    fn plain_paths_are_normal_as_they_are(raw in "/[a-zA-Z0-9/_~.;%2eE\\\\-]{0,40}") {
+        for parameters in [Parameters::Reject, Parameters::Strip] {
+            let stepped = super::normalize_steps(raw.as_bytes(), parameters);
+            if super::is_plainly_normal(raw.as_bytes()) {
+                prop_assert_eq!(stepped, Ok(raw.clone()));
+            }
+            prop_assert_eq!(normalize_path(raw.as_bytes(), parameters), super::normalize_steps(raw.as_bytes(), parameters));
+        }
+    }
+
     #[test]
     fn normalization_is_idempotent(raw in raw_path()) {
         for parameters in [Parameters::Reject, Parameters::Strip] {

@@ -108,3 +108,19 @@ pub fn bounded_size(
 ) -> usize {
     usize::try_from(bounded(value, default, range, path, errors)).unwrap_or(usize::MAX)
 }
+
+/// HTTP methods, upper-cased: for route matches and claim rules alike.
+pub fn compile_methods(given: &[String], path: &str, errors: &mut PolicyErrors) -> Vec<String> {
+    let mut methods: Vec<String> = Vec::with_capacity(given.len());
+    let mut seen = std::collections::HashSet::with_capacity(given.len());
+    for (i, m) in given.iter().enumerate() {
+        let upper = m.to_ascii_uppercase();
+        if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            errors.push(index(path, i), format!("'{m}' is not an HTTP method"));
+        } else if !seen.insert(upper.clone()) {
+            errors.push(index(path, i), format!("'{m}' is listed twice"));
+        }
+        methods.push(upper);
+    }
+    methods
+}

@@ -13,7 +13,7 @@ use crate::jwt::config::{JwtConfig, RouteJwt};
 use crate::path::{self, PathSettings};
 use crate::route::{self, HostMatch, PathMatch, RequestHead, RouteMatch};
 use crate::Mode;
-use errors::{index, join};
+use errors::{compile_methods, index, join};
 pub use errors::{PolicyError, PolicyErrors};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -519,22 +519,6 @@ fn compile_match(doc: &MatchDoc, path: &str, errors: &mut PolicyErrors) -> Route
         methods,
         hosts,
     }
-}
-
-/// HTTP methods, upper-cased: for route matches and claim rules alike.
-pub(crate) fn compile_methods(given: &[String], path: &str, errors: &mut PolicyErrors) -> Vec<String> {
-    let mut methods: Vec<String> = Vec::with_capacity(given.len());
-    let mut seen = std::collections::HashSet::with_capacity(given.len());
-    for (i, m) in given.iter().enumerate() {
-        let upper = m.to_ascii_uppercase();
-        if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-            errors.push(index(path, i), format!("'{m}' is not an HTTP method"));
-        } else if !seen.insert(upper.clone()) {
-            errors.push(index(path, i), format!("'{m}' is listed twice"));
-        }
-        methods.push(upper);
-    }
-    methods
 }
 
 /// A rule written in a form requests never take after normalization would

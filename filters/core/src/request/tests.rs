@@ -173,7 +173,18 @@ fn denials_have_status_reason_and_counter() {
         assert_eq!(d.metric("tenant"), format!("tollgate.tenant.denied.{reason}"));
         assert!(crate::tenant::metric_names().contains(&d.metric("tenant")));
         assert!(crate::jwt::metric_names().contains(&d.metric("jwt")));
+        assert_eq!(metric_names("jwt")[d.metric_index()], d.metric("jwt"));
+        assert_eq!(
+            crate::tenant::metric_names()[crate::tenant::request_metric_index(d)],
+            d.metric("tenant")
+        );
+        assert_eq!(
+            crate::jwt::metric_names()[crate::jwt::request_metric_index(d)],
+            d.metric("jwt")
+        );
     }
+    let indices: Vec<usize> = cases.iter().map(|(d, _, _)| d.metric_index()).collect();
+    assert_eq!(indices, [0, 1, 2, 3]);
     let body = RequestDenial::PathTooLong.denial().reply(Some(b"r-1"), "realm").body;
     assert_eq!(
         String::from_utf8_lossy(&body),
