@@ -1,7 +1,11 @@
 //! Starts a real Envoy on a bootstrap, waits until it is ready, and stops it
-//! by PID when dropped. `TOLLGATE_ENVOY_IMAGE` (e.g. `envoyproxy/envoy:v1.40.0`)
-//! runs the same bootstrap in a container instead, on the host network.
+//! by PID when dropped. `TOLLGATE_ENVOY_IMAGE` (e.g. `tollgate/envoy:1.40.0`,
+//! built by `cargo xtask setup`) runs the same bootstrap in a container
+//! instead, on the host network so the in-process parties stay reachable;
+//! `Envoy::try_start_on` runs it on a test's own network, reached through
+//! ports published on 127.0.0.1.
 
+use crate::docker::{self, Network, ENVOY_ADMIN_PORT, ENVOY_PORT};
 use crate::http::{Request, Response};
 use crate::paths;
 use serde_json::Value;
@@ -59,7 +63,10 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Envoy {
     child: Child,
-    container: Option<String>,
+    /// Where `docker run --cidfile` wrote the container's id (container modes).
+    cidfile: Option<PathBuf>,
+    /// Ports published on 127.0.0.1 (Envoy on a test's network).
+    published: bool,
     dir: PathBuf,
     admin: SocketAddr,
     listener: SocketAddr,
@@ -86,6 +93,43 @@ impl Envoy {
     }
 
     pub fn try_start_with(bootstrap: &Value, launch: &Launch) -> Result<Envoy, StartFailure> {
+        let placement = match std::env::var("TOLLGATE_ENVOY_IMAGE") {
+            Ok(image) if !image.is_empty() => Placement::HostNetwork(image),
+            _ => Placement::Host,
+        };
+        Envoy::start_placed(bootstrap, launch, &placement)
+    }
+
+    /// Envoy in a container on `network` (alias `envoy`), its listener and
+    /// admin published on 127.0.0.1; the bootstrap must listen on
+    /// `0.0.0.0:{ENVOY_PORT}` and `{ENVOY_ADMIN_PORT}` (see `docker::on_network`).
+    pub fn try_start_on(bootstrap: &Value, network: &Network) -> Result<Envoy, StartFailure> {
+        Envoy::try_start_on_ports(bootstrap, network, None)
+    }
+
+    /// As `try_start_on`, published on the given 127.0.0.1 ports (listener,
+    /// admin) instead of free ones (the interactive demo's fixed ports).
+    pub fn try_start_on_ports(
+        bootstrap: &Value,
+        network: &Network,
+        ports: Option<(u16, u16)>,
+    ) -> Result<Envoy, StartFailure> {
+        let placement = Placement::Network {
+            image: docker::envoy_image(),
+            network: network.name.clone(),
+            ports,
+        };
+        Envoy::start_placed(bootstrap, &Launch::default(), &placement)
+    }
+
+    pub fn start_on(bootstrap: &Value, network: &Network) -> Envoy {
+        match Envoy::try_start_on(bootstrap, network) {
+            Ok(envoy) => envoy,
+            Err(f) => panic!("Envoy did not start: {}\n--- envoy log ---\n{}", f.reason, f.log),
+        }
+    }
+
+    fn start_placed(bootstrap: &Value, launch: &Launch, placement: &Placement) -> Result<Envoy, StartFailure> {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("tollgate-envoy-{}-{n}", std::process::id()));
         let fail = |reason: String| StartFailure {
@@ -97,7 +141,7 @@ impl Envoy {
         fs::write(&config, bootstrap.to_string()).map_err(|e| fail(format!("write bootstrap: {e}")))?;
         let log = File::create(dir.join("envoy.log")).map_err(|e| fail(format!("log file: {e}")))?;
         let log_err = log.try_clone().map_err(|e| fail(e.to_string()))?;
-        let (mut command, container) = launcher(&dir, n, launch.cpus.as_deref());
+        let (mut command, cidfile) = launcher(&dir, placement, launch.cpus.as_deref());
         // Relative paths in a bootstrap (the demo's wasm) are from the repo root.
         command
             .current_dir(paths::repo_root())
@@ -112,7 +156,8 @@ impl Envoy {
         let child = command.spawn().map_err(|e| fail(format!("spawn envoy: {e}")))?;
         let mut envoy = Envoy {
             child,
-            container,
+            published: cidfile.is_some() && matches!(placement, Placement::Network { .. }),
+            cidfile,
             dir,
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -132,7 +177,11 @@ impl Envoy {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("envoy exited with {status}"));
             }
-            if let Some(admin) = read_addr(&self.dir.join("admin.txt")) {
+            if self.published {
+                if let Some(ready) = self.published_ready() {
+                    return ready;
+                }
+            } else if let Some(admin) = read_addr(&self.dir.join("admin.txt")) {
                 self.admin = admin;
                 if self.admin_get("/ready").is_ok_and(|r| r.status == 200) {
                     self.listener = self.find_listener()?;
@@ -142,6 +191,24 @@ impl Envoy {
             std::thread::sleep(POLL);
         }
         Err(format!("not ready after {START_TIMEOUT:?}"))
+    }
+
+    /// `None` until the container exists and its admin answers /ready.
+    fn published_ready(&mut self) -> Option<Result<(), String>> {
+        let id = self.container_id()?;
+        let admin = docker::published(&id, ENVOY_ADMIN_PORT).ok()?;
+        self.admin = admin;
+        if !self.admin_get("/ready").is_ok_and(|r| r.status == 200) {
+            return None;
+        }
+        Some(docker::published(&id, ENVOY_PORT).map(|listener| self.listener = listener))
+    }
+
+    /// The container's id, once `docker run` has written it.
+    pub fn container_id(&self) -> Option<String> {
+        let text = fs::read_to_string(self.cidfile.as_ref()?).ok()?;
+        let id = text.trim();
+        (!id.is_empty()).then(|| id.to_string())
     }
 
     fn find_listener(&self) -> Result<SocketAddr, String> {
@@ -156,6 +223,10 @@ impl Envoy {
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(0);
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 
     /// The ingress listener's address.
@@ -199,6 +270,7 @@ impl Envoy {
             .sum()
     }
 
+    /// Envoy's output (in container modes, what `docker run` relayed).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
@@ -217,8 +289,8 @@ impl Drop for Envoy {
         if std::thread::panicking() {
             eprintln!("--- envoy log ({}) ---\n{}", self.dir.display(), self.log());
         }
-        if let Some(name) = &self.container {
-            let _ = Command::new("docker").args(["rm", "-f", name]).output();
+        if let Some(id) = self.container_id() {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -226,35 +298,75 @@ impl Drop for Envoy {
     }
 }
 
-/// The command that runs Envoy: the pinned binary, or `docker run` when
-/// `TOLLGATE_ENVOY_IMAGE` is set (host network; the temp dir and the wasm
-/// folder mounted at the same paths so the bootstrap's paths hold).
-fn launcher(dir: &Path, n: usize, cpus: Option<&str>) -> (Command, Option<String>) {
-    match std::env::var("TOLLGATE_ENVOY_IMAGE") {
-        Ok(image) if !image.is_empty() => {
-            let name = format!("tollgate-envoy-{}-{n}", std::process::id());
-            let wasm = paths::wasm_dir();
-            let mut command = Command::new("docker");
-            command
-                .args(["run", "--rm", "--name", &name, "--network", "host"])
-                .arg("-v")
-                .arg(format!("{0}:{0}", dir.display()))
-                .arg("-v")
-                .arg(format!("{0}:{0}:ro", wasm.display()))
-                .arg(image)
-                .arg("envoy");
-            (command, Some(name))
+/// Where Envoy runs.
+enum Placement {
+    Host,
+    /// A container on the host network (the in-process parties stay reachable).
+    HostNetwork(String),
+    /// A container on a test's network, ports published on 127.0.0.1.
+    Network {
+        image: String,
+        network: String,
+        /// Host ports (listener, admin); `None`: free ones.
+        ports: Option<(u16, u16)>,
+    },
+}
+
+/// The command that runs Envoy: the pinned binary, or `docker run` with
+/// Envoy as the entrypoint, the temp dir mounted and the wasm folder mounted
+/// read-only at the same paths (so the bootstrap's paths hold), labelled with
+/// the run id; the id `docker run` writes is what Drop removes.
+fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, Option<PathBuf>) {
+    let (image, network, ports) = match placement {
+        Placement::Host => {
+            // taskset execs Envoy, so the child's PID is Envoy's.
+            return match cpus {
+                Some(cpus) => {
+                    let mut command = Command::new("taskset");
+                    command.args(["-c", cpus]).arg(paths::envoy_binary());
+                    (command, None)
+                }
+                None => (Command::new(paths::envoy_binary()), None),
+            };
         }
-        // taskset execs Envoy, so the child's PID is Envoy's.
-        _ => match cpus {
-            Some(cpus) => {
-                let mut command = Command::new("taskset");
-                command.args(["-c", cpus]).arg(paths::envoy_binary());
-                (command, None)
-            }
-            None => (Command::new(paths::envoy_binary()), None),
-        },
+        Placement::HostNetwork(image) => (image, None, None),
+        Placement::Network { image, network, ports } => (image, Some(network), *ports),
+    };
+    let cidfile = dir.join("container.id");
+    let wasm = paths::wasm_dir();
+    let root = paths::repo_root();
+    let mut command = Command::new("docker");
+    command
+        .args(["run", "--pull", "never", "--name", &docker::unique_name("envoy")])
+        .args(docker::label_args())
+        .arg("--cidfile")
+        .arg(&cidfile);
+    match network {
+        Some(network) => {
+            command.args(["--network", network, "--network-alias", "envoy"]);
+            let (listener, admin) =
+                ports.map_or((String::new(), String::new()), |(l, a)| (l.to_string(), a.to_string()));
+            command.args(["-p", &format!("127.0.0.1:{listener}:{ENVOY_PORT}")]);
+            command.args(["-p", &format!("127.0.0.1:{admin}:{ENVOY_ADMIN_PORT}")]);
+        }
+        None => {
+            command.args(["--network", "host"]);
+        }
     }
+    if let Some(cpus) = cpus {
+        command.args(["--cpuset-cpus", cpus]);
+    }
+    command
+        .arg("-v")
+        .arg(format!("{0}:{0}", dir.display()))
+        .arg("-v")
+        .arg(format!("{0}:{0}:ro", wasm.display()))
+        // Relative wasm paths (the demo's bootstrap) resolve from the repo root.
+        .arg("-w")
+        .arg(&root)
+        .args(["--entrypoint", "/usr/local/bin/envoy"])
+        .arg(image);
+    (command, Some(cidfile))
 }
 
 fn read_addr(path: &Path) -> Option<SocketAddr> {

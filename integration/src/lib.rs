@@ -7,6 +7,7 @@
 #![allow(clippy::panic, clippy::indexing_slicing)]
 
 pub mod bootstrap;
+pub mod docker;
 pub mod echo;
 pub mod envoy;
 pub mod http;

@@ -1,13 +1,51 @@
 //! `cargo xtask ci`: everything `.ci/run` runs, in order, stopping at the
 //! first failure.
 
-use crate::util::{cargo, run, step};
+use crate::util::{cargo, run, run_counting, step};
 use crate::{bench, demo, render, setup};
+use std::cell::RefCell;
 use std::process::Command;
 use std::time::Instant;
-use tollgate_integration::paths;
+use tollgate_integration::{docker, paths};
 
-pub fn run_all() -> Result<(), String> {
+/// Set (by `.ci/run`) to make a missing Docker engine an error, not a skip.
+pub const REQUIRE_DOCKER: &str = "TOLLGATE_REQUIRE_DOCKER";
+
+/// Pass counts and times of the integration runs, printed at the end.
+#[derive(Default)]
+pub struct Modes {
+    lines: RefCell<Vec<String>>,
+}
+
+impl Modes {
+    /// Runs `cargo test` as `command`, echoing it, and records its pass count.
+    fn count(&self, mode: &str, command: &mut Command) -> Result<(), String> {
+        let start = Instant::now();
+        let passed = run_counting(command)?;
+        self.lines.borrow_mut().push(format!(
+            "{mode}: {passed} passed in {:.0}s",
+            start.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    fn note(&self, line: String) {
+        self.lines.borrow_mut().push(line);
+    }
+
+    fn print(&self) {
+        println!("\nintegration modes:");
+        for line in self.lines.borrow().iter() {
+            println!("  {line}");
+        }
+    }
+}
+
+pub fn run_all(modes: &Modes) -> Result<(), String> {
+    // Fail at once, not after the native steps, where container mode is required.
+    if required_engine_missing() {
+        return Err(format!("{REQUIRE_DOCKER} is set and no Docker engine answers"));
+    }
     step("setup", setup::all)?;
     step("fmt", || run(cargo().args(["fmt", "--all", "--", "--check"])))?;
     step("clippy", || {
@@ -31,25 +69,83 @@ pub fn run_all() -> Result<(), String> {
     })?;
     step("envoy --mode validate", validate_bootstraps)?;
     step("integration tests (real Envoy, separate filters)", || {
-        run(cargo()
-            .args(["test", "-p", "tollgate-integration"])
-            .env("TOLLGATE_DELIVERY", "split"))
+        modes.count(
+            "native, split",
+            cargo()
+                .args(["test", "-p", "tollgate-integration"])
+                .env("TOLLGATE_DELIVERY", "split"),
+        )
     })?;
     step("integration tests (real Envoy, fused tollgate filter)", || {
-        run(cargo()
-            .args(["test", "-p", "tollgate-integration"])
-            .env("TOLLGATE_DELIVERY", "fused"))
+        modes.count(
+            "native, fused",
+            cargo()
+                .args(["test", "-p", "tollgate-integration"])
+                .env("TOLLGATE_DELIVERY", "fused"),
+        )
     })?;
-    step("demo answers as printed", || demo::run(true))?;
+    step("demo answers as printed", || demo::run(true, false))?;
+    container_mode(modes)?;
     // A smoke run, so the bench cannot rot: every configuration starts,
     // refuses its bad request and serves its load with no error. Its
     // figures are not judged here (a shared machine is too noisy).
     step("bench --quick (smoke)", || bench::run(true))
 }
 
+/// Envoy in containers: the whole suite once (fused delivery; the native
+/// steps run both), the outage tests, the demo and the compose file.
+/// Skipped with one line where no engine answers, unless `REQUIRE_DOCKER`.
+fn required_engine_missing() -> bool {
+    std::env::var_os(REQUIRE_DOCKER).is_some_and(|v| !v.is_empty()) && docker::engine().is_err()
+}
+
+fn container_mode(modes: &Modes) -> Result<(), String> {
+    if let Err(why) = docker::engine() {
+        if std::env::var_os(REQUIRE_DOCKER).is_some_and(|v| !v.is_empty()) {
+            return Err(format!(
+                "container mode: no Docker engine answers ({why}) and {REQUIRE_DOCKER} is set"
+            ));
+        }
+        let line = format!("container mode skipped: no Docker engine answers ({why})");
+        println!("\n{line}");
+        modes.note(line);
+        return Ok(());
+    }
+    step("containers: leftovers of earlier runs (by label)", || {
+        docker::remove_leftovers().map(|n| println!("removed {n}"))
+    })?;
+    step(
+        "integration tests (Envoy in a container, fused tollgate filter)",
+        || {
+            modes.count(
+                "container, fused",
+                cargo()
+                    .args(["test", "-p", "tollgate-integration"])
+                    .env("TOLLGATE_DELIVERY", "fused")
+                    .env("TOLLGATE_ENVOY_IMAGE", docker::envoy_image()),
+            )
+        },
+    )?;
+    step("outage tests (Envoy and parties in containers)", || {
+        modes.count(
+            "container, outage",
+            cargo()
+                .args(["test", "-p", "tollgate-integration", "--test", "outage"])
+                .args(["--", "--ignored", "--nocapture"])
+                .env("TOLLGATE_DELIVERY", "fused"),
+        )
+    })?;
+    step("demo in containers answers as printed", || demo::run(true, true))?;
+    step("docker-compose config", || {
+        run(Command::new("docker-compose").args(["-f", "envoy-config/docker-compose.yaml", "config", "-q"]))
+    })
+}
+
 pub fn main() -> Result<(), String> {
     let start = Instant::now();
-    let result = run_all();
+    let modes = Modes::default();
+    let result = run_all(&modes);
+    modes.print();
     println!(
         "\ncargo xtask ci: {} in {:.0}s",
         if result.is_ok() { "passed" } else { "FAILED" },

@@ -6,6 +6,7 @@ use crate::setup;
 use crate::util::{root, step};
 use serde_json::Value;
 use std::process::Command;
+use tollgate_integration::docker::{self, Container, Network};
 use tollgate_integration::{Echo, Envoy, Response};
 
 struct Example {
@@ -234,12 +235,15 @@ fn upstream_saw(echo: &Value, name: &str, value: &str) -> bool {
     seen.len() == 1 && seen.first().is_some_and(|v| *v == value)
 }
 
-pub fn run(check: bool) -> Result<(), String> {
+pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
     setup::all()?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("render", || {
         render::run(false, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE, false)
     })?;
+    if in_docker {
+        return run_in_docker(check);
+    }
     // The check (run by CI) takes free ports; the interactive demo its fixed ones.
     let upstream = if check {
         "127.0.0.1:0".to_string()
@@ -270,6 +274,74 @@ pub fn run(check: bool) -> Result<(), String> {
         render::POLICY,
         envoy.log_path().display()
     );
+    let addr = if check {
+        envoy.addr().to_string()
+    } else {
+        format!("127.0.0.1:{DEMO_PORT}")
+    };
+    examples(&addr, check)?;
+    if check {
+        return Ok(());
+    }
+    wait_for_ctrl_c()?;
+    println!("\nstopping Envoy (pid {})", envoy.pid());
+    drop(envoy);
+    drop(echo);
+    Ok(())
+}
+
+/// The same demo with Envoy and the echo upstream in containers (images
+/// from `cargo xtask setup`) on a network of their own; Envoy's listener
+/// and admin published on 127.0.0.1 (the demo's ports, or free ones for
+/// `--check`). Everything is labelled with the run id and removed by id.
+fn run_in_docker(check: bool) -> Result<(), String> {
+    docker::engine().map_err(|why| format!("demo --docker needs a Docker engine: {why}"))?;
+    docker::remove_leftovers()?;
+    let network = Network::create()?;
+    let echo = Container::party("echo", &network)?;
+    let text = std::fs::read_to_string(root().join(DEMO_BOOTSTRAP)).map_err(|e| e.to_string())?;
+    let mut bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    docker::on_network(&mut bootstrap, &[("upstream", "echo", docker::PARTY_PORT)])?;
+    let ports = (!check).then_some((DEMO_PORT, DEMO_ADMIN_PORT));
+    let envoy = Envoy::try_start_on_ports(&bootstrap, &network, ports).map_err(|f| {
+        format!(
+            "Envoy did not start: {}\n{}\n--- echo ---\n{}",
+            f.reason,
+            f.log,
+            echo.logs()
+        )
+    })?;
+    println!(
+        "\nTollgate demo in containers: Envoy 1.40 ({}, container {}) on http://{}, admin http://{}, \
+         echo upstream ({}, container {}) on network {}",
+        docker::envoy_image(),
+        envoy.container_id().unwrap_or_default().get(..12).unwrap_or_default(),
+        envoy.addr(),
+        envoy.admin_addr(),
+        docker::PARTY_IMAGE,
+        echo.id.get(..12).unwrap_or_default(),
+        network.name,
+    );
+    println!("policy: {}; Envoy log: docker logs of that container\n", render::POLICY);
+    let result = examples(&envoy.addr().to_string(), check);
+    if result.is_err() {
+        println!("--- envoy log ---\n{}\n--- echo log ---\n{}", envoy.log(), echo.logs());
+    }
+    result?;
+    if !check {
+        wait_for_ctrl_c()?;
+        println!("\nstopping the containers");
+    }
+    // Envoy and the echo before their network.
+    drop(envoy);
+    drop(echo);
+    drop(network);
+    Ok(())
+}
+
+/// Prints the tokens and the example requests; with `check`, runs each
+/// printed line and compares.
+fn examples(addr: &str, check: bool) -> Result<(), String> {
     let tokens = mint_tokens()?;
     println!("# Tokens from the demo IdP keys (tests/fixtures/keys), valid for an hour:");
     for (var, token) in &tokens {
@@ -277,13 +349,8 @@ pub fn run(check: bool) -> Result<(), String> {
     }
     println!();
     let mut failures = 0;
-    let addr = if check {
-        envoy.addr().to_string()
-    } else {
-        format!("127.0.0.1:{DEMO_PORT}")
-    };
     for example in EXAMPLES {
-        let line = example.curl(&addr);
+        let line = example.curl(addr);
         println!("# {}\n{line}\n#   -> {}", example.what, example.expected());
         if check {
             let outcome = example.run_printed(&line, &tokens).and_then(|r| example.check(&r));
@@ -306,10 +373,6 @@ pub fn run(check: bool) -> Result<(), String> {
             Err(format!("{failures} demo example(s) gave another answer"))
         };
     }
-    wait_for_ctrl_c()?;
-    println!("\nstopping Envoy (pid {})", envoy.pid());
-    drop(envoy);
-    drop(echo);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod crd;
 mod demo;
+mod images;
 mod render;
 mod setup;
 mod util;
@@ -35,6 +36,9 @@ enum Task {
         /// Run the printed requests with curl, compare the answers and stop
         #[arg(long)]
         check: bool,
+        /// Envoy and the echo upstream in containers (images built by setup, never pulled)
+        #[arg(long)]
+        docker: bool,
     },
     /// Render wasmplugins/tollgate.yaml and envoy-config/envoy-demo.yaml from wasmplugins/policy.yaml
     Render {
@@ -75,7 +79,7 @@ fn main() {
         Task::Setup => setup::all(),
         Task::Build => setup::build_wasm(),
         Task::Ci => ci::main(),
-        Task::Demo { check } => demo::run(check),
+        Task::Demo { check, docker } => demo::run(check, docker),
         Task::Render {
             check,
             namespace,

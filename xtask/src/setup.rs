@@ -13,7 +13,8 @@ pub fn all() -> Result<(), String> {
     step("setup: wasm-bindgen test runner", wasm_bindgen_runner)?;
     step("setup: envoy", envoy)?;
     step("setup: wasm-opt (binaryen, shrinks tollgate.wasm)", binaryen)?;
-    step("setup: wrk, taskset, DejaVu font (the bench)", bench_tools)
+    step("setup: wrk, taskset, DejaVu font (the bench)", bench_tools)?;
+    step("setup: container images (FROM scratch, built here)", crate::images::all)
 }
 
 /// Debian packages the bench uses, installed only when missing.

@@ -43,3 +43,32 @@ pub fn step(name: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), St
     );
     result.map_err(|e| format!("{name}: {e}"))
 }
+
+/// Runs `cargo test`, echoing its output, and returns the sum of the
+/// `N passed` of its `test result: ok.` lines.
+pub fn run_counting(command: &mut Command) -> Result<u64, String> {
+    use std::io::{BufRead, BufReader};
+    command.current_dir(root()).stdout(std::process::Stdio::piped());
+    let shown = format!("{command:?}").replace('"', "");
+    println!("$ {shown}");
+    let mut child = command.spawn().map_err(|e| format!("{shown}: {e}"))?;
+    let mut passed = 0;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ok. ") {
+                passed += rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{shown}: {e}"))?;
+    if status.success() {
+        Ok(passed)
+    } else {
+        Err(format!("{shown}: {status}"))
+    }
+}
