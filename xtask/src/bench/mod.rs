@@ -75,7 +75,11 @@ pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(
     step("setup", setup::all)?;
     step("build tollgate.wasm", setup::build_wasm)?;
     // A partial run must not overwrite the full run's table and chart.
-    let out = root().join(if only.is_empty() { "target/bench" } else { "target/bench/partial" });
+    let out = root().join(if only.is_empty() {
+        "target/bench"
+    } else {
+        "target/bench/partial"
+    });
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut minted = None;
     step("bench: mint tokens", || {
