@@ -148,6 +148,79 @@ pub fn on_network(bootstrap: &mut Value, parties: &[(&str, &str, u16)]) -> Resul
     Ok(())
 }
 
+/// The Envoy image of suite-wide container mode (`TOLLGATE_ENVOY_IMAGE`), if on.
+pub fn container_mode() -> Option<String> {
+    std::env::var("TOLLGATE_ENVOY_IMAGE").ok().filter(|image| !image.is_empty())
+}
+
+/// Where the in-process parties (echo, JWKS server) listen: 127.0.0.1
+/// natively; in container mode the host's address on Docker's default bridge
+/// (docker0), which a container on any of the run's networks reaches through
+/// its gateway, and which exists before and after the run, so nothing the
+/// run creates outlives it. Nothing listens on the host's outward addresses.
+pub fn party_host() -> String {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        if container_mode().is_none() {
+            return "127.0.0.1".to_string();
+        }
+        match bridge_gateway() {
+            Ok(host) => host,
+            Err(e) => panic!("container mode: no address on Docker's default bridge: {e}"),
+        }
+    })
+    .clone()
+}
+
+/// The gateway of Docker's default `bridge` network: its IPAM gateway, or
+/// (when the engine leaves it out) the subnet's first address, which is
+/// where Docker puts it.
+fn bridge_gateway() -> Result<String, String> {
+    let text = docker(&["network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"])?;
+    let configs: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    let v4 = configs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| {
+            let subnet = c["Subnet"].as_str()?;
+            let net: std::net::Ipv4Addr = subnet.split('/').next()?.parse().ok()?;
+            Some((c["Gateway"].as_str().unwrap_or_default().to_string(), net))
+        })
+        .ok_or_else(|| format!("no IPv4 subnet on the default bridge: {text}"))?;
+    match v4 {
+        (gateway, _) if !gateway.is_empty() => Ok(gateway),
+        (_, net) => Ok(std::net::Ipv4Addr::from(u32::from(net) + 1).to_string()),
+    }
+}
+
+/// A native-mode bootstrap made for Envoy in a container: listener and admin
+/// on the container's fixed ports on all its addresses, and every endpoint
+/// at 127.0.0.1 (an in-process party) moved to `host`, where it listens.
+pub fn bridged(bootstrap: &mut Value, host: &str) -> Result<(), String> {
+    on_network(bootstrap, &[])?;
+    let clusters = bootstrap
+        .pointer_mut("/static_resources/clusters")
+        .ok_or("bootstrap has no clusters")?;
+    move_loopback(clusters, host);
+    Ok(())
+}
+
+fn move_loopback(value: &mut Value, host: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(address) = map.get_mut("socket_address").and_then(|s| s.get_mut("address")) {
+                if address == "127.0.0.1" {
+                    *address = json!(host);
+                }
+            }
+            map.values_mut().for_each(|v| move_loopback(v, host));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| move_loopback(v, host)),
+        _ => {}
+    }
+}
+
 /// A user-defined bridge network, removed by id when dropped (drop it after
 /// its containers: declare it first).
 pub struct Network {
@@ -371,5 +444,24 @@ mod tests {
         // Clusters not named stay as they were.
         assert_eq!(clusters[1]["type"], "STATIC");
         assert!(on_network(&mut bootstrap, &[("nope", "x", 1)]).is_err());
+    }
+
+    #[test]
+    fn a_bridged_bootstrap_sends_every_loopback_endpoint_to_the_party_host() {
+        let mut bootstrap = Bootstrap::new(1234).cluster("idp", 5678).to_json();
+        bridged(&mut bootstrap, "172.17.0.1").unwrap_or_else(|e| panic!("{e}"));
+        let listener = &bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"];
+        assert_eq!(listener["address"], "0.0.0.0");
+        assert_eq!(bootstrap["admin"]["address"]["socket_address"]["address"], "0.0.0.0");
+        let clusters = bootstrap["static_resources"]["clusters"].as_array().cloned().unwrap_or_default();
+        let endpoints: Vec<(String, u64)> = clusters
+            .iter()
+            .map(|c| {
+                let a = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+                (a["address"].as_str().unwrap_or_default().to_string(), a["port_value"].as_u64().unwrap_or(0))
+            })
+            .collect();
+        assert_eq!(endpoints, [("172.17.0.1".to_string(), 1234), ("172.17.0.1".to_string(), 5678)]);
+        assert!(!bootstrap.to_string().contains("127.0.0.1"));
     }
 }

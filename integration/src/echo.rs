@@ -10,7 +10,7 @@ pub struct Echo {
 }
 
 impl Echo {
-    /// Binds `bind` (use `127.0.0.1:0` for a free port) and serves until dropped.
+    /// Binds `bind` (`{docker::party_host()}:0` for a free port where Envoy reaches it) and serves until dropped.
     pub fn start_on(bind: &str) -> std::io::Result<Echo> {
         let server = Server::start(bind, |r: &Received| {
             let answer = json!({
@@ -25,7 +25,7 @@ impl Echo {
     }
 
     pub fn start() -> Echo {
-        match Echo::start_on("127.0.0.1:0") {
+        match Echo::start_on(&format!("{}:0", crate::docker::party_host())) {
             Ok(echo) => echo,
             Err(e) => panic!("echo upstream could not bind: {e}"),
         }

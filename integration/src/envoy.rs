@@ -1,9 +1,10 @@
 //! Starts a real Envoy on a bootstrap, waits until it is ready, and stops it
 //! by PID when dropped. `TOLLGATE_ENVOY_IMAGE` (e.g. `tollgate/envoy:1.40.0`,
 //! built by `cargo xtask setup`) runs the same bootstrap in a container
-//! instead, on the host network so the in-process parties stay reachable;
-//! `Envoy::try_start_on` runs it on a test's own network, reached through
-//! ports published on 127.0.0.1.
+//! instead, on a network of its own (labelled, removed by id with it), its
+//! ports published on 127.0.0.1, the in-process parties reached at
+//! `docker::party_host()`; `Envoy::try_start_on` runs it on a test's own
+//! network, reached the same way.
 
 use crate::docker::{self, Network, ENVOY_ADMIN_PORT, ENVOY_PORT};
 use crate::http::{Request, Response};
@@ -67,6 +68,10 @@ pub struct Envoy {
     cidfile: Option<PathBuf>,
     /// Ports published on 127.0.0.1 (Envoy on a test's network).
     published: bool,
+    /// The network made for this Envoy (container mode); a field declared
+    /// after `cidfile`, dropped after Drop has removed the container.
+    #[allow(dead_code)]
+    network: Option<Network>,
     dir: PathBuf,
     admin: SocketAddr,
     listener: SocketAddr,
@@ -93,11 +98,22 @@ impl Envoy {
     }
 
     pub fn try_start_with(bootstrap: &Value, launch: &Launch) -> Result<Envoy, StartFailure> {
-        let placement = match std::env::var("TOLLGATE_ENVOY_IMAGE") {
-            Ok(image) if !image.is_empty() => Placement::HostNetwork(image),
-            _ => Placement::Host,
+        let Some(image) = docker::container_mode() else {
+            return Envoy::start_placed(bootstrap, launch, &Placement::Host, None);
         };
-        Envoy::start_placed(bootstrap, launch, &placement)
+        let fail = |reason: String| StartFailure {
+            reason,
+            log: String::new(),
+        };
+        let mut bridged = bootstrap.clone();
+        docker::bridged(&mut bridged, &docker::party_host()).map_err(fail)?;
+        let network = Network::create().map_err(fail)?;
+        let placement = Placement::Network {
+            image,
+            network: network.name.clone(),
+            ports: None,
+        };
+        Envoy::start_placed(&bridged, launch, &placement, Some(network))
     }
 
     /// Envoy in a container on `network` (alias `envoy`), its listener and
@@ -119,7 +135,7 @@ impl Envoy {
             network: network.name.clone(),
             ports,
         };
-        Envoy::start_placed(bootstrap, &Launch::default(), &placement)
+        Envoy::start_placed(bootstrap, &Launch::default(), &placement, None)
     }
 
     pub fn start_on(bootstrap: &Value, network: &Network) -> Envoy {
@@ -129,7 +145,13 @@ impl Envoy {
         }
     }
 
-    fn start_placed(bootstrap: &Value, launch: &Launch, placement: &Placement) -> Result<Envoy, StartFailure> {
+    /// `network`: one made for this Envoy alone, removed after its container.
+    fn start_placed(
+        bootstrap: &Value,
+        launch: &Launch,
+        placement: &Placement,
+        network: Option<Network>,
+    ) -> Result<Envoy, StartFailure> {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("tollgate-envoy-{}-{n}", std::process::id()));
         let fail = |reason: String| StartFailure {
@@ -158,6 +180,7 @@ impl Envoy {
             child,
             published: cidfile.is_some() && matches!(placement, Placement::Network { .. }),
             cidfile,
+            network,
             dir,
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -301,8 +324,6 @@ impl Drop for Envoy {
 /// Where Envoy runs.
 enum Placement {
     Host,
-    /// A container on the host network (the in-process parties stay reachable).
-    HostNetwork(String),
     /// A container on a test's network, ports published on 127.0.0.1.
     Network {
         image: String,
@@ -329,8 +350,7 @@ fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, 
                 None => (Command::new(paths::envoy_binary()), None),
             };
         }
-        Placement::HostNetwork(image) => (image, None, None),
-        Placement::Network { image, network, ports } => (image, Some(network), *ports),
+        Placement::Network { image, network, ports } => (image, network, *ports),
     };
     let cidfile = dir.join("container.id");
     let wasm = paths::wasm_dir();
@@ -341,18 +361,10 @@ fn launcher(dir: &Path, placement: &Placement, cpus: Option<&str>) -> (Command, 
         .args(docker::label_args())
         .arg("--cidfile")
         .arg(&cidfile);
-    match network {
-        Some(network) => {
-            command.args(["--network", network, "--network-alias", "envoy"]);
-            let (listener, admin) =
-                ports.map_or((String::new(), String::new()), |(l, a)| (l.to_string(), a.to_string()));
-            command.args(["-p", &format!("127.0.0.1:{listener}:{ENVOY_PORT}")]);
-            command.args(["-p", &format!("127.0.0.1:{admin}:{ENVOY_ADMIN_PORT}")]);
-        }
-        None => {
-            command.args(["--network", "host"]);
-        }
-    }
+    command.args(["--network", network, "--network-alias", "envoy"]);
+    let (listener, admin) = ports.map_or((String::new(), String::new()), |(l, a)| (l.to_string(), a.to_string()));
+    command.args(["-p", &format!("127.0.0.1:{listener}:{ENVOY_PORT}")]);
+    command.args(["-p", &format!("127.0.0.1:{admin}:{ENVOY_ADMIN_PORT}")]);
     if let Some(cpus) = cpus {
         command.args(["--cpuset-cpus", cpus]);
     }

@@ -19,7 +19,7 @@ impl JwksServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let (b, h, d) = (body.clone(), hits.clone(), delay_ms.clone());
-        let server = Server::start("127.0.0.1:0", move |_| {
+        let server = Server::start(&format!("{}:0", crate::docker::party_host()), move |_| {
             std::thread::sleep(Duration::from_millis(d.load(Ordering::SeqCst)));
             h.fetch_add(1, Ordering::SeqCst);
             (200, b.lock().map(|b| b.clone()).unwrap_or_default())
