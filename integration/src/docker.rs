@@ -150,7 +150,9 @@ pub fn on_network(bootstrap: &mut Value, parties: &[(&str, &str, u16)]) -> Resul
 
 /// The Envoy image of suite-wide container mode (`TOLLGATE_ENVOY_IMAGE`), if on.
 pub fn container_mode() -> Option<String> {
-    std::env::var("TOLLGATE_ENVOY_IMAGE").ok().filter(|image| !image.is_empty())
+    std::env::var("TOLLGATE_ENVOY_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
 }
 
 /// Where the in-process parties (echo, JWKS server) listen: 127.0.0.1
@@ -453,15 +455,25 @@ mod tests {
         let listener = &bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"];
         assert_eq!(listener["address"], "0.0.0.0");
         assert_eq!(bootstrap["admin"]["address"]["socket_address"]["address"], "0.0.0.0");
-        let clusters = bootstrap["static_resources"]["clusters"].as_array().cloned().unwrap_or_default();
+        let clusters = bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let endpoints: Vec<(String, u64)> = clusters
             .iter()
             .map(|c| {
-                let a = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
-                (a["address"].as_str().unwrap_or_default().to_string(), a["port_value"].as_u64().unwrap_or(0))
+                let a =
+                    &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+                (
+                    a["address"].as_str().unwrap_or_default().to_string(),
+                    a["port_value"].as_u64().unwrap_or(0),
+                )
             })
             .collect();
-        assert_eq!(endpoints, [("172.17.0.1".to_string(), 1234), ("172.17.0.1".to_string(), 5678)]);
+        assert_eq!(
+            endpoints,
+            [("172.17.0.1".to_string(), 1234), ("172.17.0.1".to_string(), 5678)]
+        );
         assert!(!bootstrap.to_string().contains("127.0.0.1"));
     }
 }

@@ -1,5 +1,6 @@
-//! Real-Envoy integration harness. Everything listens on 127.0.0.1 with ports
-//! chosen at run time, every process is stopped by PID (also when a test
+//! Real-Envoy integration harness. Everything listens on 127.0.0.1 (in
+//! container mode: parties on the default bridge's host address, Envoy's
+//! ports published on 127.0.0.1) with ports chosen at run time, every process is stopped by PID (also when a test
 //! panics), and readiness is polled, never slept on.
 
 // A test harness: a fixture that cannot start must fail the test loudly, and

@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 server on 127.0.0.1 that fixtures build on: each request
+//! A small HTTP/1.1 server on a given address that fixtures build on: each request
 //! goes to a handler; connections are kept alive; dropping the server stops
 //! it and shuts the connections still open (Envoy pools them).
 
