@@ -5,7 +5,6 @@
 
 mod bench;
 mod ci;
-mod crd;
 mod demo;
 mod images;
 mod render;
