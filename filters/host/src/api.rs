@@ -29,6 +29,8 @@ pub trait Host {
     /// A filter-state value: `Ok(None)` when absent.
     fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError>;
     fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError>;
+    /// A string of the Envoy node's metadata (Istio sets `NAMESPACE`).
+    fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError>;
     fn define_counter(&self, name: &str) -> Result<u32, HostError>;
     fn increment_counter(&self, id: u32);
     /// Unix time in milliseconds (0 if the host will not say).

@@ -38,6 +38,11 @@ impl Host for Envoy {
         hostcalls::get_property(vec![path]).map_err(|status| ReadError(format!("property {path}: {status:?}")))
     }
 
+    fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        hostcalls::get_property(vec!["node", "metadata", key])
+            .map_err(|status| ReadError(format!("node.metadata.{key}: {status:?}")))
+    }
+
     fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {
         hostcalls::set_property(vec![path], Some(value)).map_err(failed(path))
     }

@@ -39,6 +39,8 @@ pub struct FakeHost {
     pub failing: RefCell<Vec<&'static str>>,
     /// Log of every host call made for the current request, by name.
     pub trace: RefCell<Vec<String>>,
+    /// The Envoy node's metadata strings.
+    pub node: RefCell<HashMap<String, Vec<u8>>>,
 }
 
 impl FakeHost {
@@ -148,6 +150,14 @@ impl Host for FakeHost {
             return Err(ReadError(format!("property {path}: failed")));
         }
         Ok(self.with_current(|r| r.state.get(path).cloned()).flatten())
+    }
+
+    fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        self.note("node_metadata");
+        if self.fails("node_metadata") {
+            return Err(ReadError(format!("node.metadata.{key}: failed")));
+        }
+        Ok(self.node.borrow().get(key).cloned())
     }
 
     fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {

@@ -106,6 +106,29 @@ pub struct Pipeline {
     refusals: Counters,
     label: &'static str,
     publish: bool,
+    /// The sidecar's namespace when the policy's `skip_namespaces` names
+    /// it: that namespace has its own plugin, so this one does nothing.
+    pub stand_aside: Option<String>,
+}
+
+/// The node's namespace, when `skip` lists it. A namespace that cannot be
+/// read is not skipped: the plugin then enforces (fails closed).
+fn skipped_namespace(host: &dyn Host, skip: &[String]) -> Option<String> {
+    if skip.is_empty() {
+        return None;
+    }
+    let namespace = match host.node_metadata("NAMESPACE") {
+        Ok(Some(bytes)) => String::from_utf8(bytes).ok()?,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(
+                "skip_namespaces: the node's namespace is unreadable ({}); enforcing",
+                e.0
+            );
+            return None;
+        }
+    };
+    skip.contains(&namespace).then_some(namespace)
 }
 
 /// How the pipeline ran for a request.
@@ -122,7 +145,9 @@ impl Pipeline {
         let policy = Rc::new(Policy::from_json(config).map_err(|errors| errors.to_string())?);
         let stages = build(&policy, host);
         let label = stages.first().map_or("request", |s| s.name());
+        let stand_aside = skipped_namespace(host, &policy.skip_namespaces);
         Ok(Pipeline {
+            stand_aside,
             refusals: Counters::define(host, &request::metric_names(label)),
             publish: !fused || policy.filter_state,
             label,
@@ -137,6 +162,9 @@ impl Pipeline {
 
     /// Runs every stage on the current request.
     pub fn on_request(&self, host: &dyn Host, context_id: u32, resumed: bool) -> Flow {
+        if self.stand_aside.is_some() {
+            return Flow::Continue;
+        }
         let headers = match host.request_headers() {
             Ok(headers) => headers,
             Err(e) => return self.refuse(host, context_id, &[], RequestDenial::Unreadable, &e.0),
@@ -286,6 +314,12 @@ impl PipelineRoot {
                     pipeline.policy.jwt.providers.len(),
                     pipeline.policy.tenants.len(),
                 );
+                if let Some(namespace) = &pipeline.stand_aside {
+                    info!(
+                        "{} stands aside: namespace {namespace} has its own plugin (skip_namespaces)",
+                        self.name
+                    );
+                }
                 if let Some(old) = self.pipeline.replace(Rc::new(pipeline)) {
                     old.release(host);
                 }

@@ -332,3 +332,48 @@ fn profile_fused_requests() {
     }
     eprintln!("host calls of the last request: {:?}", host.trace.borrow());
 }
+
+#[test]
+fn modes_put_a_whole_stage_in_shadow() {
+    let mut shadowed = policy(provider());
+    shadowed["modes"] = json!({"jwt": "shadow"});
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &shadowed);
+    // No token: the jwt stage lets it through in shadow; the tenant stage,
+    // still enforcing, then refuses the request for its missing tenant.
+    assert_eq!(run(&host, &[&fused], 1, &get("/api/datahub/x", &[])), Flow::Pause);
+    assert_eq!(host.request(1).reply.map(|r| r.status), Some(400));
+    let shadow_denials: u64 = counters(&host)
+        .iter()
+        .filter(|(n, _)| n.starts_with("tollgate.jwt.") && n.contains("shadow"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(shadow_denials, 1, "{:?}", counters(&host));
+    shadowed["modes"] = json!({"jwt": "shadow", "tenant": "shadow"});
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &shadowed);
+    assert_eq!(run(&host, &[&fused], 1, &get("/api/datahub/x", &[])), Flow::Continue);
+}
+
+#[test]
+fn a_plugin_stands_aside_in_a_namespace_with_its_own() {
+    let mut mesh_wide = policy(provider());
+    mesh_wide["skip_namespaces"] = json!(["datahub"]);
+    for (namespace, status) in [(Some("datahub"), None), (Some("trino"), Some(401)), (None, Some(401))] {
+        let host = FakeHost::default();
+        if let Some(ns) = namespace {
+            host.node
+                .borrow_mut()
+                .insert("NAMESPACE".into(), ns.as_bytes().to_vec());
+        }
+        let fused = configured(&host, crate::fused, &mesh_wide);
+        run(&host, &[&fused], 1, &get("/api/datahub/x", &[]));
+        assert_eq!(host.request(1).reply.map(|r| r.status), status, "in {namespace:?}");
+    }
+    // An unreadable namespace is not skipped: the plugin enforces.
+    let host = FakeHost::default();
+    host.fail("node_metadata");
+    let fused = configured(&host, crate::fused, &mesh_wide);
+    run(&host, &[&fused], 1, &get("/api/datahub/x", &[]));
+    assert_eq!(host.request(1).reply.map(|r| r.status), Some(401));
+}

@@ -5,6 +5,7 @@
 mod decode;
 pub mod errors;
 pub mod headers;
+pub mod rollout;
 pub mod strict;
 pub mod tenant;
 pub mod wire;
@@ -46,6 +47,8 @@ pub struct Policy {
     pub stages: Vec<StageName>,
     /// The fused filter writes filter state (`filter_state` in the file).
     pub filter_state: bool,
+    /// Namespaces where the plugin stands aside (`skip_namespaces`).
+    pub skip_namespaces: Vec<String>,
 }
 
 /// A route of a policy by position (`None`: the fallback).
@@ -280,7 +283,7 @@ impl TryFrom<PolicyDoc> for Policy {
         let jwt = JwtConfig::compile(&doc.jwt, "jwt", &mut errors);
         let defaults = compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
         let jwt_defaults = jwt.compile_route(&doc.defaults.jwt, None, "defaults.jwt", &mut errors);
-        let routes = compile_routes(&doc.routes, defaults, &jwt, &jwt_defaults, &mut errors);
+        let mut routes = compile_routes(&doc.routes, defaults, &jwt, &jwt_defaults, &mut errors);
         let route_names: HashSet<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
@@ -291,6 +294,11 @@ impl TryFrom<PolicyDoc> for Policy {
         headers::check_collisions(&doc, tenant_headers, &mut errors);
         let strip_headers = headers::compile_strip(&doc, tenant_headers, &mut errors);
         let stages = compile_stages(&doc, &routes, &defaults, &mut errors);
+        if let Some(mesh) = &doc.mesh {
+            mesh.check(&mut errors);
+        }
+        let skip_namespaces = doc.skip_namespaces.clone().unwrap_or_default();
+        rollout::check_skip_namespaces(&skip_namespaces, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());
         if !realm
             .chars()
@@ -301,6 +309,9 @@ impl TryFrom<PolicyDoc> for Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let (mut defaults, mut jwt_defaults) = (defaults, jwt_defaults);
+        let modes = doc.modes.unwrap_or_default();
+        modes.apply(&mut routes, &mut jwt_defaults.mode, &mut defaults.mode);
         let fallback = Route {
             name: DEFAULT_ROUTE.to_string(),
             matcher: RouteMatch {
@@ -328,6 +339,7 @@ impl TryFrom<PolicyDoc> for Policy {
             upper_case_patterns,
             stages,
             filter_state: doc.filter_state.unwrap_or(true),
+            skip_namespaces,
         })
     }
 }

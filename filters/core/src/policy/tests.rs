@@ -918,3 +918,55 @@ mod random {
         }
     }
 }
+
+#[test]
+fn rollout_fields_are_checked_with_their_paths() {
+    let errors = errors_of(serde_json::json!({
+        "version": 1,
+        "modes": {"jwt": "shadow", "tenant": "loud"},
+        "skip_namespaces": ["ok", "Bad_NS"],
+        "mesh": {
+            "root_namespace": "istio-system",
+            "selector": {"app": "-x"},
+            "namespaces": [
+                {"name": "datahub", "modes": {"jwt": "enforce"}},
+                {"name": "datahub"},
+                {"name": "istio-system"},
+                {"name": "trino", "modes": {"audit": "shadow"}},
+            ],
+        },
+    }))
+    .to_string();
+    for want in [
+        "modes.tenant: unknown variant `loud`",
+        "skip_namespaces[1]: 'Bad_NS' is not a namespace name",
+        "mesh.selector.app: is not a Kubernetes label value",
+        "mesh.namespaces[1].name: 'datahub' is listed twice",
+        "mesh.namespaces[2].name: is the root namespace",
+        "mesh.namespaces[3].modes.audit: unknown field",
+    ] {
+        assert!(errors.contains(want), "missing {want} in\n{errors}");
+    }
+}
+
+#[test]
+fn modes_shadow_every_route_of_a_stage_and_keep_the_rest() {
+    let p = Policy::from_json(
+        serde_json::json!({
+            "version": 1,
+            "modes": {"tenant": "shadow", "jwt": "enforce"},
+            "routes": [
+                {"name": "a", "match": {"prefix": "/a"}, "tenant": {"required": true}},
+                {"name": "b", "match": {"prefix": "/b"}, "jwt": {"mode": "shadow"}},
+            ],
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(p.routes.iter().all(|r| r.tenant.mode == Mode::Shadow));
+    assert_eq!(p.fallback.tenant.mode, Mode::Shadow);
+    // `enforce` keeps each route's own mode.
+    assert_eq!(p.routes[0].jwt.mode, Mode::Enforce);
+    assert_eq!(p.routes[1].jwt.mode, Mode::Shadow);
+}

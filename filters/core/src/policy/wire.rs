@@ -42,6 +42,16 @@ pub struct PolicyDoc {
     /// next Tollgate filter reads them there.
     #[serde(default)]
     pub filter_state: Option<bool>,
+    /// Every route of a stage in shadow (`{jwt: shadow}`): how a rollout starts.
+    #[serde(default)]
+    pub modes: Option<super::rollout::StageModes>,
+    /// Namespaces (the sidecar's `node.metadata.NAMESPACE`, which Istio
+    /// sets) where this plugin stands aside: they have a plugin of their own.
+    #[serde(default)]
+    pub skip_namespaces: Option<Vec<String>>,
+    /// How `tollgate render` lays the policy over an Istio mesh.
+    #[serde(default)]
+    pub mesh: Option<super::rollout::MeshDoc>,
 }
 
 /// A stage of the fused filter, in the order they run.
