@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use tollgate_cli::{diff, envoy, explain, package, policy_file, render};
+use tollgate_cli::{diff, envoy, explain, manifests, package, policy_file, render};
 
 /// Check, render, package and explain a Tollgate policy.
 #[derive(Parser)]
@@ -79,7 +79,7 @@ fn main() {
             render::run(&policy, &out, &options)
         }
         Command::Diff { .. } => diff::run(),
-        Command::CheckManifests { .. } => Err("not done yet".to_string()),
+        Command::CheckManifests { dir } => manifests::run(&dir),
         Command::Package => package::run(),
         Command::Envoy {
             policy,
