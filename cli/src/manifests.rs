@@ -22,6 +22,8 @@ pub const CRD: &str = include_str!("../schemas/istio-wasmplugin-crd.yaml");
 pub struct Finding {
     pub path: String,
     pub message: String,
+    /// The CEL rule that failed, as [`rules::rule_key`] names it.
+    pub rule: Option<String>,
 }
 
 impl Finding {
@@ -29,6 +31,7 @@ impl Finding {
         Finding {
             path: path.to_string(),
             message: message.to_string(),
+            rule: None,
         }
     }
 }
@@ -107,9 +110,22 @@ impl Checker {
         };
         findings.extend(metadata_names(&doc["metadata"]));
         findings.extend(schema::check(&version.validator, doc));
-        version.rules.check(&version.open_api, doc, "", &mut findings);
+        version.rules.check(&version.open_api, doc, &mut findings);
         findings
     }
+}
+
+/// Every `x-kubernetes-validations` rule of the CRD's served versions, named
+/// as a failing [`Finding`] names it.
+pub fn crd_rules() -> Result<Vec<(String, rules::Rule)>, String> {
+    let crd = crd()?;
+    let mut found = Vec::new();
+    for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+        if v["served"] == true {
+            rules::all_rules(&v["schema"]["openAPIV3Schema"], "", &mut found);
+        }
+    }
+    Ok(found.into_iter().map(|(at, r)| (rules::rule_key(&at, &r), r)).collect())
 }
 
 fn crd() -> Result<Value, String> {

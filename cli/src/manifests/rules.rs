@@ -56,18 +56,23 @@ pub fn rules_at(schema: &Value) -> Vec<Rule> {
         .collect()
 }
 
-/// Every rule in a schema, with the schema path it sits at.
+/// Every rule in a schema, with the schema path it sits at
+/// (`spec.targetRefs[*].namespace`: `[*]` for any item or map value).
 pub fn all_rules(schema: &Value, at: &str, out: &mut Vec<(String, Rule)>) {
     out.extend(rules_at(schema).into_iter().map(|r| (at.to_string(), r)));
     for (key, sub) in schema["properties"].as_object().into_iter().flatten() {
-        all_rules(sub, &format!("{at}.{key}"), out);
+        all_rules(sub, &super::join_key(at, key), out);
     }
-    if schema["items"].is_object() {
-        all_rules(&schema["items"], &format!("{at}[*]"), out);
+    for nested in ["items", "additionalProperties"] {
+        if schema[nested].is_object() {
+            all_rules(&schema[nested], &format!("{at}[*]"), out);
+        }
     }
-    if schema["additionalProperties"].is_object() {
-        all_rules(&schema["additionalProperties"], &format!("{at}[*]"), out);
-    }
+}
+
+/// Names one rule of the CRD: where it sits and what it says.
+pub fn rule_key(at: &str, rule: &Rule) -> String {
+    format!("{at}: {}", rule.rule)
 }
 
 /// The rules of one schema, compiled once.
@@ -93,36 +98,43 @@ impl Rules {
         Ok(Rules { programs, context })
     }
 
+    /// Every failing rule in a document (`schema` is the version's root).
+    pub fn check(&self, schema: &Value, doc: &Value, out: &mut Vec<Finding>) {
+        self.check_node(schema, doc, "", "", out);
+    }
+
     /// Every failing rule at this node and below, walking the document
-    /// alongside the schema (arrays' items and maps' values included).
-    pub fn check(&self, schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) {
+    /// alongside the schema (arrays' items and maps' values included); `at`
+    /// is the schema path, `path` the document's.
+    fn check_node(&self, schema: &Value, value: &Value, path: &str, at: &str, out: &mut Vec<Finding>) {
         if value.is_null() || !matches_type(schema, value) {
             return; // null (nullable) is not validated; a wrong type is the schema's finding
         }
         for rule in rules_at(schema) {
             if let Some(message) = self.evaluate(&rule, schema, value) {
-                let at = rule.field_path.as_deref().unwrap_or_default();
-                out.push(Finding::new(&format!("{path}{at}"), &message));
+                let field = rule.field_path.as_deref().unwrap_or_default();
+                let mut finding = Finding::new(&format!("{path}{field}"), &message);
+                finding.rule = Some(rule_key(at, &rule));
+                out.push(finding);
             }
         }
-        self.descend(schema, value, path, out);
-    }
-
-    fn descend(&self, schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) {
         match value {
             Value::Object(map) => {
                 let props = schema["properties"].as_object();
                 for (key, v) in map {
-                    let declared = props.and_then(|p| p.get(key));
-                    let sub = declared.unwrap_or(&schema["additionalProperties"]);
+                    let (sub, sub_at) = match props.and_then(|p| p.get(key)) {
+                        Some(sub) => (sub, super::join_key(at, key)),
+                        None => (&schema["additionalProperties"], format!("{at}[*]")),
+                    };
                     if sub.is_object() {
-                        self.check(sub, v, &super::join_key(path, key), out);
+                        self.check_node(sub, v, &super::join_key(path, key), &sub_at, out);
                     }
                 }
             }
             Value::Array(items) if schema["items"].is_object() => {
                 for (i, item) in items.iter().enumerate() {
-                    self.check(&schema["items"], item, &format!("{path}[{i}]"), out);
+                    let item_path = format!("{path}[{i}]");
+                    self.check_node(&schema["items"], item, &item_path, &format!("{at}[*]"), out);
                 }
             }
             _ => {}
@@ -299,15 +311,19 @@ mod tests {
             {"rule": "isURL(self) && url(self).getScheme() == 'oci'", "message": "not oci"}]});
         let rules = Rules::compile(&schema).unwrap();
         let mut out = Vec::new();
-        rules.check(&schema, &json!("OCI://ghcr.io/x:1"), "u", &mut out);
+        rules.check(&schema, &json!("OCI://ghcr.io/x:1"), &mut out);
         assert!(out.is_empty(), "{out:?}");
-        rules.check(&schema, &json!("https://ghcr.io/x"), "u", &mut out);
+        rules.check(&schema, &json!("https://ghcr.io/x"), &mut out);
         assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].rule.as_deref(),
+            Some(": isURL(self) && url(self).getScheme() == 'oci'")
+        );
         // url() of a non-URL is an evaluation error, reported as such.
         let schema = json!({"type": "string", "x-kubernetes-validations": [{"rule": "url(self).getScheme() == ''"}]});
         let rules = Rules::compile(&schema).unwrap();
         let mut out = Vec::new();
-        rules.check(&schema, &json!("not a url"), "u", &mut out);
+        rules.check(&schema, &json!("not a url"), &mut out);
         assert!(out[0].message.contains("could not be evaluated"), "{out:?}");
     }
 
@@ -316,7 +332,7 @@ mod tests {
         let schema = json!({"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf"}]});
         let rules = Rules::compile(&schema).unwrap();
         let mut out = Vec::new();
-        rules.check(&schema, &json!("x"), "s", &mut out);
+        rules.check(&schema, &json!("x"), &mut out);
         assert!(out.is_empty());
     }
 }

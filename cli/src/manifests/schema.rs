@@ -153,10 +153,20 @@ pub fn check(validator: &Validator, doc: &Value) -> Vec<Finding> {
                 let key = property.as_str().unwrap_or_default();
                 findings.push(Finding::new(&super::join_key(&path, key), "Required value"));
             }
-            _ => findings.push(Finding::new(&path, &error.to_string())),
+            _ => findings.push(Finding::new(&path, &message(&error))),
         }
     }
     findings
+}
+
+/// The crate's message, which quotes the value unless that is long (a whole
+/// list or object).
+fn message(error: &jsonschema::ValidationError) -> String {
+    let text = error.to_string();
+    match text.len() > 160 {
+        true => error.masked_with("the value").to_string(),
+        false => text,
+    }
 }
 
 /// A JSON pointer into `doc` as `spec.targetRefs[0].kind`.
