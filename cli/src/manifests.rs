@@ -110,6 +110,7 @@ impl Checker {
         };
         findings.extend(metadata_names(&doc["metadata"]));
         findings.extend(schema::check(&version.validator, doc));
+        schema::check_list_types(&version.open_api, doc, "", &mut findings);
         version.rules.check(&version.open_api, doc, &mut findings);
         findings
     }
@@ -345,6 +346,26 @@ mod tests {
         assert!(dns1123_label("istio-system") && !dns1123_label("-a") && !dns1123_label("a.b") && !dns1123_label(""));
         assert!(dns1123_subdomain("a.b-c.d") && !dns1123_subdomain("a..b") && !dns1123_subdomain("A"));
         assert!(!dns1123_label(&"a".repeat(64)) && dns1123_label(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn documents_are_numbered_other_kinds_skipped_and_bad_yaml_reported() {
+        let checker = Checker::new().unwrap();
+        let text = "kind: ServiceEntry\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
+                    metadata: {name: a}\nspec: {url: 'ftp://x'}\n---\n---\nkind: [unclosed\n";
+        let mut report = Report::default();
+        report.check_text(&checker, Path::new("m.yaml"), text);
+        let lines: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        assert_eq!((report.files, report.plugins, report.skipped), (1, 1, 1));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "m.yaml: document 2 (a): spec.url: url must have schema one of [http, https, file, oci]"
+        );
+        assert!(
+            lines[1].starts_with("m.yaml: document 4 (?): (document): not YAML: "),
+            "{lines:?}"
+        );
     }
 
     #[test]

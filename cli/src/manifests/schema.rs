@@ -159,6 +159,48 @@ pub fn check(validator: &Validator, doc: &Value) -> Vec<Finding> {
     findings
 }
 
+/// `x-kubernetes-list-type: map` (items unique by their
+/// `x-kubernetes-list-map-keys`) and `set` (items unique), which the API
+/// server checks beside the schema.
+pub fn check_list_types(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) {
+    match value {
+        Value::Object(map) => {
+            let props = schema["properties"].as_object();
+            for (key, v) in map {
+                let sub = props
+                    .and_then(|p| p.get(key))
+                    .unwrap_or(&schema["additionalProperties"]);
+                check_list_types(sub, v, &super::join_key(path, key), out);
+            }
+        }
+        Value::Array(items) => {
+            let keys = schema["x-kubernetes-list-map-keys"].as_array();
+            let identity = |item: &Value| -> Option<Value> {
+                match schema["x-kubernetes-list-type"].as_str() {
+                    Some("map") => {
+                        let names = keys.into_iter().flatten().filter_map(Value::as_str);
+                        Some(Value::Object(names.map(|k| (k.to_string(), item[k].clone())).collect()))
+                    }
+                    Some("set") => Some(item.clone()),
+                    _ => None,
+                }
+            };
+            let mut seen = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                if let Some(id) = identity(item) {
+                    if seen.contains(&id) {
+                        out.push(Finding::new(&item_path, &format!("Duplicate value: {id}")));
+                    }
+                    seen.push(id);
+                }
+                check_list_types(&schema["items"], item, &item_path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The crate's message, which quotes the value unless that is long (a whole
 /// list or object).
 fn message(error: &jsonschema::ValidationError) -> String {
