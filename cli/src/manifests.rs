@@ -209,6 +209,8 @@ pub struct Report {
     pub plugins: usize,
     /// Documents of other kinds (ServiceEntry, ...), not checked.
     pub skipped: usize,
+    /// Documents with no `kind` (not Kubernetes objects: a policy file), not checked.
+    pub kindless: usize,
     pub problems: Vec<Problem>,
 }
 
@@ -227,6 +229,10 @@ impl Report {
                     break; // the parser cannot resume after an error
                 }
             };
+            if !doc["kind"].is_string() {
+                self.kindless += 1;
+                continue;
+            }
             if doc["kind"] != checker.kind() {
                 self.skipped += 1;
                 continue;
@@ -284,10 +290,13 @@ pub fn run(dir: &Path) -> Result<(), String> {
     for problem in &report.problems {
         println!("{problem}");
     }
-    let summary = format!(
+    let mut summary = format!(
         "{} WasmPlugin(s) in {} file(s), skipped {} other kinds",
         report.plugins, report.files, report.skipped
     );
+    if report.kindless > 0 {
+        summary.push_str(&format!(" and {} document(s) without a kind", report.kindless));
+    }
     if !report.problems.is_empty() {
         return Err(format!("{} problem(s); {summary}", report.problems.len()));
     }
@@ -351,19 +360,23 @@ mod tests {
     #[test]
     fn documents_are_numbered_other_kinds_skipped_and_bad_yaml_reported() {
         let checker = Checker::new().unwrap();
-        let text = "kind: ServiceEntry\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
+        let text =
+            "kind: ServiceEntry\n---\nversion: 1\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
                     metadata: {name: a}\nspec: {url: 'ftp://x'}\n---\n---\nkind: [unclosed\n";
         let mut report = Report::default();
         report.check_text(&checker, Path::new("m.yaml"), text);
         let lines: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
-        assert_eq!((report.files, report.plugins, report.skipped), (1, 1, 1));
+        assert_eq!(
+            (report.files, report.plugins, report.skipped, report.kindless),
+            (1, 1, 1, 1)
+        );
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(
             lines[0],
-            "m.yaml: document 2 (a): spec.url: url must have schema one of [http, https, file, oci]"
+            "m.yaml: document 3 (a): spec.url: url must have schema one of [http, https, file, oci]"
         );
         assert!(
-            lines[1].starts_with("m.yaml: document 4 (?): (document): not YAML: "),
+            lines[1].starts_with("m.yaml: document 5 (?): (document): not YAML: "),
             "{lines:?}"
         );
     }
