@@ -96,9 +96,10 @@ fn exclusive_bounds(obj: &Map<String, Value>, out: &mut Map<String, Value>) {
     }
 }
 
-/// The formats Kubernetes checks: int32/int64 ranges (enforced since
-/// Kubernetes 1.36), and the string formats both it and the JSON Schema
-/// crate know. Other formats are not checked.
+/// The formats Kubernetes checks: int32/int64 ranges (which recent API
+/// servers enforce, kubernetes/kubernetes#136582, and Istio's int32 fields
+/// need), and the string formats both it and the JSON Schema crate know.
+/// Other formats are not checked.
 fn formats(obj: &Map<String, Value>, out: &mut Map<String, Value>) {
     let format = obj.get("format").and_then(Value::as_str).unwrap_or_default();
     let range = match format {
