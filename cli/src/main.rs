@@ -101,7 +101,7 @@ fn main() {
             };
             render::run(&policy, &out, &options)
         }),
-        Command::Diff { .. } => diff::run(),
+        Command::Diff { old, new } => diff::run(&old, &new),
         Command::CheckManifests { .. } => Err("not done yet".to_string()),
         Command::Package => package::run(),
         Command::Envoy {
