@@ -24,6 +24,8 @@ pub struct Options {
 /// are header names with `_`, which some servers read as `-`
 /// (`x_tenant_id`).
 pub fn bootstrap(policy: &Value, options: &Options, source: &str) -> Result<String, String> {
+    // One Envoy is one workload: the policy as written, without the mesh layout.
+    let config = crate::mesh::filter_config(policy);
     let mut bootstrap = Bootstrap::new(options.upstream_port);
     bootstrap.listen_port = options.listen_port;
     bootstrap.admin_port = options.admin_port;
@@ -32,7 +34,7 @@ pub fn bootstrap(policy: &Value, options: &Options, source: &str) -> Result<Stri
     bootstrap.underscores_action = Some("REJECT_REQUEST".into());
     bootstrap.delivery = Delivery::Split;
     for root_id in root_ids(options.split) {
-        bootstrap = bootstrap.filter(Filter::tollgate(root_id, &options.wasm, policy));
+        bootstrap = bootstrap.filter(Filter::tollgate(root_id, &options.wasm, &config));
     }
     for (name, port) in &options.clusters {
         bootstrap = bootstrap.cluster(name, *port);

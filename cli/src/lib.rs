@@ -10,6 +10,7 @@ pub mod diff;
 pub mod envoy;
 pub mod explain;
 pub mod manifests;
+pub mod mesh;
 pub mod package;
 pub mod policy_file;
 pub mod render;

@@ -19,14 +19,26 @@ enum Command {
     /// Render Istio WasmPlugins (and the ServiceEntries they need) from a policy
     Render {
         policy: PathBuf,
-        /// Directory the manifests are written to
+        /// Directory the manifests are written to, one folder per namespace
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = render::DEFAULT_NAMESPACE)]
-        namespace: String,
-        /// Where Istio fetches tollgate.wasm: oci://, file:// or https://
+        /// Where Istio fetches tollgate.wasm: oci://, https:// or file://
         #[arg(long, default_value = render::DEFAULT_IMAGE)]
         url: String,
+        /// The digest to pin (hex): the image manifest's for oci://, the module's otherwise
+        #[arg(long, conflicts_with = "wasm")]
+        sha256: Option<String>,
+        /// Pin the sha256 of this module (for https:// and file:// URLs)
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+        /// The Istio release the plugins are for (FAIL_RELOAD from 1.27, FAIL_CLOSE before)
+        #[arg(long, default_value = render::DEFAULT_ISTIO, value_parser = render::parse_istio_version)]
+        istio_version: (u32, u32),
+        #[arg(long, default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always"])]
+        image_pull_policy: String,
+        /// A Secret in each plugin's namespace with the registry's credentials
+        #[arg(long)]
+        image_pull_secret: Option<String>,
         /// One WasmPlugin per filter instead of the fused `tollgate` one
         #[arg(long)]
         split: bool,
@@ -71,14 +83,25 @@ fn main() {
         Command::Render {
             policy,
             out,
-            namespace,
             url,
+            sha256,
+            wasm,
+            istio_version,
+            image_pull_policy,
+            image_pull_secret,
             split,
-        } => {
-            let options = render::Options { namespace, url, split };
+        } => render::pin(sha256, wasm.as_deref()).and_then(|sha256| {
+            let options = render::Options {
+                url,
+                sha256,
+                split,
+                istio: istio_version,
+                pull_policy: image_pull_policy,
+                pull_secret: image_pull_secret,
+            };
             render::run(&policy, &out, &options)
-        }
-        Command::Diff { .. } => diff::run(),
+        }),
+        Command::Diff { old, new } => diff::run(&old, &new),
         Command::CheckManifests { dir } => manifests::run(&dir),
         Command::Package => package::run(),
         Command::Envoy {

@@ -153,6 +153,8 @@ pub struct Bootstrap {
     /// A JSON file access log on the connection manager, to this path.
     pub access_log: Option<String>,
     pub delivery: Delivery,
+    /// `node.metadata` (Istio sets `NAMESPACE`, `WORKLOAD_NAME`, ...).
+    pub node_metadata: Option<Value>,
 }
 
 impl Bootstrap {
@@ -171,6 +173,7 @@ impl Bootstrap {
             direct_response: false,
             access_log: None,
             delivery: Delivery::from_env(),
+            node_metadata: None,
         }
     }
 
@@ -218,7 +221,7 @@ impl Bootstrap {
         if let Some(path) = &self.access_log {
             manager["access_log"] = json_access_log(path);
         }
-        json!({
+        let mut bootstrap = json!({
             "admin": {"address": socket(self.admin_port)},
             "stats_config": {"stats_tags": stats_tags()},
             "static_resources": {
@@ -232,7 +235,11 @@ impl Bootstrap {
                 }],
                 "clusters": clusters,
             },
-        })
+        });
+        if let Some(metadata) = &self.node_metadata {
+            bootstrap["node"] = json!({"id": "tollgate-test", "cluster": "tollgate-test", "metadata": metadata});
+        }
+        bootstrap
     }
 }
 

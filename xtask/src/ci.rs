@@ -57,6 +57,9 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
             .args(setup::WASM_CRATES)
             .args(["--", "-D", "warnings"]))
     })?;
+    step("rendered files up to date", || {
+        render::run(true, render::DEFAULT_IMAGE, false)
+    })?;
     step("unit tests (native)", || {
         run(cargo().args(["test", "--workspace", "--exclude", "tollgate-integration"]))
     })?;
@@ -64,9 +67,6 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
         run(cargo().args(["test", "-p", "tollgate-core", "--target", "wasm32-unknown-unknown"]))
     })?;
     step("build tollgate.wasm", setup::build_wasm)?;
-    step("rendered files up to date", || {
-        render::run(true, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE, false)
-    })?;
     step("envoy --mode validate", validate_bootstraps)?;
     step("integration tests (real Envoy, separate filters)", || {
         modes.count(

@@ -238,9 +238,7 @@ fn upstream_saw(echo: &Value, name: &str, value: &str) -> bool {
 pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
     setup::all()?;
     step("build tollgate.wasm", setup::build_wasm)?;
-    step("render", || {
-        render::run(false, render::DEFAULT_NAMESPACE, render::DEFAULT_IMAGE, false)
-    })?;
+    step("render", || render::run(false, render::DEFAULT_IMAGE, false))?;
     if in_docker {
         return run_in_docker(check);
     }

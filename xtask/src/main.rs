@@ -39,13 +39,11 @@ enum Task {
         #[arg(long)]
         docker: bool,
     },
-    /// Render wasmplugins/tollgate.yaml and envoy-config/envoy-demo.yaml from wasmplugins/policy.yaml
+    /// Render wasmplugins/NAMESPACE/tollgate.yaml and envoy-config/envoy-demo.yaml from wasmplugins/policy.yaml
     Render {
         /// Fail if the checked-in files differ instead of writing them
         #[arg(long)]
         check: bool,
-        #[arg(long, default_value = render::DEFAULT_NAMESPACE)]
-        namespace: String,
         #[arg(long, default_value = render::DEFAULT_IMAGE)]
         image: String,
         /// One WasmPlugin (and bootstrap filter) per filter instead of the fused `tollgate` one
@@ -79,12 +77,7 @@ fn main() {
         Task::Build => setup::build_wasm(),
         Task::Ci => ci::main(),
         Task::Demo { check, docker } => demo::run(check, docker),
-        Task::Render {
-            check,
-            namespace,
-            image,
-            split,
-        } => render::run(check, &namespace, &image, split),
+        Task::Render { check, image, split } => render::run(check, &image, split),
         Task::Validate { file } => render::validate(&file),
         Task::Bench { quick, only, rounds } => bench::run_some(quick, &only, rounds),
         Task::Package => Err("not done yet: this command lands with its own issue".to_string()),

@@ -6,26 +6,28 @@ use std::path::Path;
 use tollgate_cli::{envoy, policy_file, render};
 
 pub const POLICY: &str = "wasmplugins/policy.yaml";
-pub const PLUGINS: &str = "wasmplugins/tollgate.yaml";
+/// Rendered manifests: `wasmplugins/NAMESPACE/tollgate.yaml`.
+pub const PLUGINS: &str = "wasmplugins";
 pub const DEMO_BOOTSTRAP: &str = "envoy-config/envoy-demo.yaml";
 /// The demo's fixed local ports.
 pub const DEMO_PORT: u16 = 10000;
 pub const DEMO_ADMIN_PORT: u16 = 9901;
 pub const DEMO_UPSTREAM_PORT: u16 = 18080;
-pub use render::{DEFAULT_IMAGE, DEFAULT_NAMESPACE};
+pub use render::DEFAULT_IMAGE;
 
 pub fn validate(path: &str) -> Result<(), String> {
     policy_file::validate(Path::new(path))
 }
 
 /// `split`: the separate filters; `check` compares with what is checked
-/// in, which is the default (fused) rendering.
-pub fn run(check: bool, namespace: &str, image: &str, split: bool) -> Result<(), String> {
+/// in, which is the default (fused) rendering with no pinned digest (a
+/// digest changes with every build; `tollgate render --oci-layout` pins it).
+pub fn run(check: bool, image: &str, split: bool) -> Result<(), String> {
     let policy = policy_file::load_policy(&root().join(POLICY))?;
     let plugins = render::Options {
-        namespace: namespace.to_string(),
         url: image.to_string(),
         split,
+        ..render::Options::default()
     };
     let demo = envoy::Options {
         wasm: "target/wasm32-wasip1/release/tollgate.wasm".into(),
@@ -35,12 +37,13 @@ pub fn run(check: bool, namespace: &str, image: &str, split: bool) -> Result<(),
         split,
         clusters: Vec::new(),
     };
-    let outputs = [
-        (PLUGINS, render::wasm_plugins(&policy, &plugins, POLICY)?),
-        (DEMO_BOOTSTRAP, envoy::bootstrap(&policy, &demo, POLICY)?),
-    ];
+    let mut outputs: Vec<(String, String)> = render::render(&policy, &plugins, POLICY)?
+        .into_iter()
+        .map(|r| (format!("{PLUGINS}/{}", r.file()), r.text))
+        .collect();
+    outputs.push((DEMO_BOOTSTRAP.to_string(), envoy::bootstrap(&policy, &demo, POLICY)?));
     for (file, text) in outputs {
-        let path = root().join(file);
+        let path = root().join(&file);
         if check {
             let current = std::fs::read_to_string(&path).unwrap_or_default();
             if current != text {
@@ -48,6 +51,9 @@ pub fn run(check: bool, namespace: &str, image: &str, split: bool) -> Result<(),
             }
             println!("{file}: up to date");
         } else {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
             std::fs::write(&path, text).map_err(|e| format!("{file}: {e}"))?;
             println!("wrote {file}");
         }

@@ -38,9 +38,16 @@ impl Host for Envoy {
         hostcalls::get_property(vec![path]).map_err(|status| ReadError(format!("property {path}: {status:?}")))
     }
 
+    /// Envoy 1.40 answers `xds.node` only (`node` is not found there);
+    /// older proxies answer `node`.
     fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
-        hostcalls::get_property(vec!["node", "metadata", key])
-            .map_err(|status| ReadError(format!("node.metadata.{key}: {status:?}")))
+        let read = |path: Vec<&str>| {
+            hostcalls::get_property(path).map_err(|status| ReadError(format!("xds.node.metadata.{key}: {status:?}")))
+        };
+        match read(vec!["xds", "node", "metadata", key])? {
+            Some(value) => Ok(Some(value)),
+            None => read(vec!["node", "metadata", key]),
+        }
     }
 
     fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {
