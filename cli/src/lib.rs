@@ -12,4 +12,5 @@ pub mod explain;
 pub mod manifests;
 pub mod package;
 pub mod policy_file;
+pub mod positions;
 pub mod render;
