@@ -13,4 +13,5 @@ pub mod manifests;
 pub mod mesh;
 pub mod package;
 pub mod policy_file;
+pub mod positions;
 pub mod render;

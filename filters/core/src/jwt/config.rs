@@ -348,8 +348,8 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
             return None;
         }
     };
-    if doc.cluster.is_empty() {
-        errors.push(join(path, "cluster"), "must name an Envoy cluster");
+    if let Err(why) = check_cluster(&doc.cluster) {
+        errors.push(join(path, "cluster"), why);
     }
     let field = |name: &str| join(path, name);
     let timeout_ms = bounded(doc.timeout_ms, 5000, 100..=60_000, &field("timeout_ms"), errors);
@@ -391,6 +391,48 @@ fn compile_remote(doc: &RemoteJwksDoc, path: &str, errors: &mut PolicyErrors) ->
         stale_ttl,
         max_body_bytes,
     })
+}
+
+/// A cluster name `dispatch_http_call` can find: Envoy takes any string,
+/// but one with spaces or control characters is a slip in the YAML, and a
+/// name in Istio's outbound form that is not well formed names no cluster
+/// Istio makes, so the fetch would fail on every try.
+pub fn check_cluster(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must name an Envoy cluster".into());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "'{}' must not hold spaces or control characters",
+            name.escape_debug()
+        ));
+    }
+    if name.starts_with(ISTIO_OUTBOUND) && istio_cluster(name).is_none() {
+        return Err(format!(
+            "'{name}' is not an Istio cluster name: expected outbound|PORT|SUBSET|HOST \
+             (PORT 1 to 65535, SUBSET often empty, HOST a host name)"
+        ));
+    }
+    Ok(())
+}
+
+const ISTIO_OUTBOUND: &str = "outbound|";
+
+/// `(port, host)` of a well-formed Istio outbound cluster name
+/// (`outbound|443||idp.example.com`); `None` for any other name.
+pub fn istio_cluster(name: &str) -> Option<(u16, &str)> {
+    let mut parts = name.strip_prefix(ISTIO_OUTBOUND)?.split('|');
+    let (port, _subset, host) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    // `*.example.com` is a ServiceEntry wildcard host.
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*'));
+    host_ok.then_some((port, host))
 }
 
 /// The `:authority` and `:path` of a JWKS fetch, refusing what an HTTP

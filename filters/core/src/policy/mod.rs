@@ -5,6 +5,7 @@
 mod decode;
 pub mod errors;
 pub mod headers;
+pub mod lint;
 pub mod rollout;
 pub mod strict;
 pub mod tenant;

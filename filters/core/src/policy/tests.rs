@@ -970,3 +970,43 @@ fn modes_shadow_every_route_of_a_stage_and_keep_the_rest() {
     assert_eq!(p.routes[0].jwt.mode, Mode::Enforce);
     assert_eq!(p.routes[1].jwt.mode, Mode::Shadow);
 }
+
+#[test]
+fn jwks_cluster_names_are_checked() {
+    let provider = |cluster: &str| {
+        format!(
+            r#"{{"version": 1, "jwt": {{"providers": [{{"name": "p", "issuer": "i", "remote_jwks": {{"uri": "https://idp.example.com/jwks", "cluster": "{cluster}"}}}}]}}}}"#
+        )
+    };
+    let at = "jwt.providers[0].remote_jwks.cluster";
+    for good in [
+        "idp",
+        "outbound|443||idp.example.com",
+        "outbound|8443|v1|idp.example.com",
+        "outbound|443||*.example.com",
+        "inbound|80||",
+    ] {
+        assert_eq!(errors_in(&provider(good)), Vec::<String>::new(), "{good}");
+    }
+    let istio = "is not an Istio cluster name: expected outbound|PORT|SUBSET|HOST";
+    let rows: &[(&str, &str)] = &[
+        ("", "must name an Envoy cluster"),
+        ("my idp", "'my idp' must not hold spaces or control characters"),
+        ("idp\\t", "'idp\\t' must not hold spaces or control characters"),
+        ("outbound|443|idp.example.com", istio),
+        ("outbound|0||idp.example.com", istio),
+        ("outbound|65536||idp.example.com", istio),
+        ("outbound|+443||idp.example.com", istio),
+        ("outbound|443||", istio),
+        ("outbound|443||idp/x", istio),
+        ("outbound|443||a|b", istio),
+    ];
+    for (cluster, want) in rows {
+        let got = errors_in(&provider(cluster));
+        assert_eq!(got.len(), 1, "{cluster}: {got:?}");
+        assert!(
+            got[0].starts_with(&format!("{at}: ")) && got[0].contains(want),
+            "{cluster}: {got:?}"
+        );
+    }
+}
