@@ -1,5 +1,708 @@
-//! `tollgate explain`: not done yet.
+//! `tollgate explain POLICY`: what would happen to a request, offline. The
+//! request runs through the fused filter's own pipeline and stages
+//! (`tollgate_fused::stages` over `tollgate_host::Pipeline`) on the
+//! in-memory host the filters' unit tests use, so explain and the filters
+//! cannot disagree. What the host saw (the reply, the headers the
+//! application would get, counters, the decision records in filter state)
+//! is the answer; the route's `why` comes from core's matcher.
 
-pub fn run() -> Result<(), String> {
-    Err("tollgate explain: not done yet".to_string())
+use serde_json::{json, Map, Value};
+use std::path::Path;
+use tollgate_core::jwt::claims;
+use tollgate_core::jwt::config::{ClaimTest, TokenSource};
+use tollgate_core::policy::{Policy, RouteWhy};
+use tollgate_core::request::RequestView;
+use tollgate_host::fake::FakeHost;
+use tollgate_host::{Flow, Pipeline, PipelineRoot};
+
+/// The request to explain, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    /// `http://host[:port]/path?query`, or a bare `/path?query`.
+    pub url: String,
+    /// (name, value) as given with `-H`.
+    pub headers: Vec<(String, String)>,
+    pub token: Option<String>,
+    /// Trust the token's claims without checking its signature.
+    pub no_verify: bool,
+    /// Unix seconds; `None`: now.
+    pub now: Option<u64>,
+    /// A JWKS document for the providers that fetch theirs.
+    pub jwks: Option<Vec<u8>>,
+}
+
+/// The context id the request runs under on the fake host.
+const CONTEXT: u32 = 1;
+/// Fetches answered at most: one per remote provider, and a spare.
+const MAX_FETCH_ROUNDS: usize = 4;
+
+/// `tollgate explain`: prints the explanation (text, or JSON with `json`).
+pub fn run(policy: &Path, request: &Request, json_out: bool) -> Result<(), String> {
+    let doc = crate::policy_file::load_policy(policy)?;
+    let explained = explain(&doc, request)?;
+    if json_out {
+        let text = serde_json::to_string_pretty(&explained).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", text(&explained));
+    }
+    Ok(())
+}
+
+/// Reads `--token-file`: the token, without surrounding whitespace or a
+/// `Bearer ` scheme.
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = text.trim();
+    let token = text
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("bearer "))
+        .and_then(|_| text.get(7..))
+        .unwrap_or(text);
+    Ok(token.trim().to_string())
+}
+
+/// The explanation of one request over a policy (JSON, as `--json` prints it).
+pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
+    let config = policy_doc.to_string();
+    let host = FakeHost::new(tollgate_fused::FUSED_ROOT_ID, config.as_bytes());
+    host.skip_signatures.set(request.no_verify);
+    let now = request.now.unwrap_or_else(unix_now);
+    host.now_ms.set(now.saturating_mul(1000));
+    // The fused filter's stages; `false` only makes every stage write its
+    // decision record to filter state, which explain reads back.
+    let mut root = PipelineRoot::new(tollgate_fused::FUSED_ROOT_ID, tollgate_fused::stages, false);
+    if !root.configure(&host, config.as_bytes()) {
+        return Err("the filters refuse this policy".to_string());
+    }
+    let pipeline = root.pipeline().ok_or("the filters refuse this policy")?;
+    let policy = pipeline.policy.clone();
+    let sent = request_headers(&policy, request)?;
+    let pairs: Vec<(&str, &str)> = sent.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host.begin(CONTEXT, &pairs);
+    let mut notes = Vec::new();
+    if request.no_verify {
+        notes.push(
+            "SIGNATURE NOT CHECKED (--no-verify): the token's claims are trusted as sent; \
+             times, issuer and audience are still checked"
+                .to_string(),
+        );
+    }
+    let flow = pipeline.on_request(&host, CONTEXT, false);
+    let flow = answer_fetches(&pipeline, &host, request, flow, &mut notes);
+    let mut out = Map::new();
+    out.insert("request".into(), request_json(request, &sent, now));
+    out.insert("route".into(), route_json(&policy, &sent));
+    let outcome = host.request(CONTEXT);
+    let stages = stages_json(&pipeline, &policy, &outcome.state, request, &sent);
+    check_routes_agree(&out, &stages, &mut notes);
+    out.insert("stages".into(), Value::Array(stages));
+    out.insert("answer".into(), answer_json(&outcome, flow));
+    out.insert(
+        "upstream".into(),
+        upstream_json(&sent, &outcome.headers, outcome.reply.is_some()),
+    );
+    out.insert("filter_state".into(), filter_state_json(&policy, &outcome.state));
+    out.insert("counters".into(), counters_json(&host));
+    out.insert("limits".into(), limits_json(&policy));
+    out.insert("notes".into(), json!(notes));
+    Ok(Value::Object(out))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Pseudo-headers from the URL (a `host` header becomes `:authority`, as
+/// Envoy's HTTP/1 codec makes it), the headers given, then the token where
+/// the policy's first provider reads tokens first.
+fn request_headers(policy: &Policy, request: &Request) -> Result<Vec<(String, String)>, String> {
+    let (scheme, authority, path) = split_url(&request.url)?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut authority = authority.map(str::to_string);
+    let mut rest = Vec::new();
+    for (name, value) in &request.headers {
+        let name = name.trim().to_ascii_lowercase();
+        if name == "host" || name == ":authority" {
+            authority = Some(value.trim().to_string());
+        } else {
+            rest.push((name, value.trim().to_string()));
+        }
+    }
+    let authority = authority.ok_or("the URL has no host: give http://HOST/PATH, or -H 'host: HOST'")?;
+    headers.push((":method".into(), request.method.to_ascii_uppercase()));
+    headers.push((":scheme".into(), scheme.to_string()));
+    headers.push((":authority".into(), authority));
+    headers.push((":path".into(), path.to_string()));
+    headers.extend(rest);
+    if let Some(token) = &request.token {
+        place_token(policy, &mut headers, token);
+    }
+    Ok(headers)
+}
+
+/// (scheme, authority, path with query); the fragment is dropped as
+/// clients drop it. The path is kept as written (no dot-segment removal):
+/// normalizing it is the filters' work.
+fn split_url(url: &str) -> Result<(&str, Option<&str>, &str), String> {
+    let url = url.split('#').next().unwrap_or(url);
+    if url.starts_with('/') {
+        return Ok(("http", None, url));
+    }
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("'{url}' is not a URL: give http://HOST/PATH"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("'{url}': only http and https URLs"));
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(format!("'{url}' has no host"));
+    }
+    let path = if path.is_empty() { "/" } else { path };
+    if path.starts_with('?') {
+        return Err(format!("'{url}': the path must start with '/'"));
+    }
+    Ok((scheme, Some(authority), path))
+}
+
+/// Puts the token where the first provider reads tokens first (by default
+/// `authorization: Bearer`).
+fn place_token(policy: &Policy, headers: &mut Vec<(String, String)>, token: &str) {
+    let source = policy.jwt.providers.iter().flat_map(|p| p.sources.first()).next();
+    match source {
+        Some(TokenSource::Param(name)) => {
+            if let Some((_, path)) = headers.iter_mut().find(|(k, _)| k == ":path") {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                path.push_str(&format!("{sep}{name}={token}"));
+            }
+        }
+        Some(TokenSource::Cookie(name)) => headers.push(("cookie".into(), format!("{name}={token}"))),
+        Some(TokenSource::Header { name, prefix }) => headers.push((name.clone(), format!("{prefix}{token}"))),
+        None => headers.push(("authorization".into(), format!("Bearer {token}"))),
+    }
+}
+
+/// A request waiting for a provider's remote JWKS: the fetch the stage
+/// starts on its tick is answered with `--jwks`, or fails as it would with
+/// the IdP out of reach (and a note says the answer is not the live one).
+fn answer_fetches(
+    pipeline: &Pipeline,
+    host: &FakeHost,
+    request: &Request,
+    mut flow: Flow,
+    notes: &mut Vec<String>,
+) -> Flow {
+    let mut answered = 0;
+    for _ in 0..MAX_FETCH_ROUNDS {
+        if flow == Flow::Continue || host.request(CONTEXT).reply.is_some() {
+            break;
+        }
+        pipeline.on_tick(host);
+        let calls: Vec<(u32, String, String)> = host.calls.borrow().iter().skip(answered).cloned().collect();
+        if calls.is_empty() {
+            break;
+        }
+        for (token, cluster, path) in calls {
+            answered += 1;
+            let answer = match &request.jwks {
+                Some(jwks) => (b"200".to_vec(), jwks.clone()),
+                None => {
+                    notes.push(format!(
+                        "the token cannot be verified offline: the policy fetches its JWKS \
+                         (cluster '{cluster}', {path}); give them with --jwks FILE, or trust the \
+                         claims with --no-verify. The answer below is the one given while those \
+                         keys cannot be had, not a live sidecar's"
+                    ));
+                    (b"unreachable (offline)".to_vec(), Vec::new())
+                }
+            };
+            let size = answer.1.len();
+            *host.call_answer.borrow_mut() = answer;
+            pipeline.on_http_call_response(host, token, size);
+        }
+        let request_now = host.request(CONTEXT);
+        flow = if request_now.reply.is_some() {
+            Flow::Pause
+        } else if request_now.resumed > 0 {
+            Flow::Continue
+        } else {
+            Flow::Pause
+        };
+    }
+    flow
+}
+
+fn request_json(request: &Request, sent: &[(String, String)], now: u64) -> Value {
+    json!({
+        "method": request.method.to_ascii_uppercase(),
+        "url": request.url,
+        "headers": sent.iter().map(|(k, v)| json!([k, redact(k, v)])).collect::<Vec<_>>(),
+        "now": now,
+        "signature_checked": !request.no_verify,
+    })
+}
+
+/// Tokens are long and secret: shown by their first characters only.
+fn redact(name: &str, value: &str) -> String {
+    if name == "authorization" && value.len() > 24 {
+        let head: String = value.chars().take(20).collect();
+        return format!("{head}...");
+    }
+    value.to_string()
+}
+
+/// The route and why, from the request view the filters read (the same
+/// `RequestView::read`) and core's `route_explained`.
+fn route_json(policy: &Policy, sent: &[(String, String)]) -> Value {
+    let get = |name: &str| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_bytes());
+    let view = RequestView::read(
+        get(":method").unwrap_or_default(),
+        get(":path"),
+        get(":authority"),
+        policy,
+    );
+    let view = match view {
+        Ok(view) => view,
+        Err(denial) => {
+            return json!({
+                "refused_before_routing": denial.denial().reason,
+                "detail": denial.detail(),
+            })
+        }
+    };
+    let choice = policy.route_explained(&view.head());
+    let (why, code, runner_up) = match &choice.why {
+        RouteWhy::NoMatch => (
+            "no route matched: the policy's defaults apply".to_string(),
+            "no_match",
+            None,
+        ),
+        RouteWhy::OnlyMatch => ("the only route that matched".to_string(), "only_match", None),
+        RouteWhy::Beat { runner_up, step } => (
+            format!("beat route '{runner_up}': {}", step.as_str()),
+            step.code(),
+            Some(runner_up.clone()),
+        ),
+    };
+    json!({
+        "name": choice.route.name,
+        "why": why,
+        "decided_by": code,
+        "runner_up": runner_up,
+        "method": view.method,
+        "host": view.host,
+        "normalized_path": view.path,
+        "matched_path": choice.matched_path,
+        "served_path": view.served_path.as_ref().map(|p| String::from_utf8_lossy(p).into_owned()),
+        "jwt": {"requirement": format!("{:?}", choice.route.jwt.requirement).to_ascii_lowercase(),
+                "mode": choice.route.jwt.mode.as_str()},
+        "tenant": {"required": choice.route.tenant.required, "mode": choice.route.tenant.mode.as_str()},
+    })
+}
+
+/// Each stage of the pipeline: its decision record, or that it did not run
+/// (an earlier stage answered the request, or it was refused before any).
+fn stages_json(
+    pipeline: &Pipeline,
+    policy: &Policy,
+    state: &std::collections::HashMap<String, Vec<u8>>,
+    request: &Request,
+    sent: &[(String, String)],
+) -> Vec<Value> {
+    pipeline
+        .stage_names()
+        .into_iter()
+        .map(|name| {
+            let record = state
+                .get(&format!("tollgate.decision.{name}"))
+                .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok());
+            let Some(mut record) = record else {
+                return json!({"stage": name, "ran": false});
+            };
+            if let Some(fields) = record.as_object_mut() {
+                fields.remove("filter");
+                fields.insert("stage".into(), json!(name));
+                fields.insert("ran".into(), json!(true));
+                if let Some(reason) = fields.get("reason").and_then(Value::as_str) {
+                    let detail = denial_detail(name, reason);
+                    fields.extend(detail);
+                }
+                if name == "jwt" {
+                    fields.insert("claims".into(), jwt_claims(policy, request, sent));
+                }
+            }
+            record
+        })
+        .collect()
+}
+
+/// Status, message and RFC 6750 error of a denial by its reason, from the
+/// stage's own table.
+fn denial_detail(stage: &str, reason: &str) -> Map<String, Value> {
+    use tollgate_core::jwt::JwtDenial;
+    use tollgate_core::tenant::TenantDenial;
+    let denial = match stage {
+        "jwt" => JwtDenial::ALL.iter().map(|d| d.denial()).find(|d| d.reason == reason),
+        "tenant" => TenantDenial::ALL
+            .iter()
+            .map(|d| d.denial())
+            .find(|d| d.reason == reason),
+        _ => None,
+    };
+    let mut out = Map::new();
+    if let Some(d) = denial {
+        out.insert("message".into(), json!(d.message));
+        if let Some(error) = d.bearer_error {
+            out.insert("rfc6750_error".into(), json!(error));
+        }
+    }
+    out
+}
+
+/// The claims the jwt stage looks at, as the token carries them: issuer,
+/// audience, times, subject, the tenant and roles claims and every claim a
+/// rule of the route tests. Shown for reading only: the decision is the
+/// stage's.
+fn jwt_claims(policy: &Policy, request: &Request, sent: &[(String, String)]) -> Value {
+    let Some(token) = &request.token else {
+        return Value::Null;
+    };
+    let Ok(parsed) = tollgate_core::jwt::token::parse(token) else {
+        return json!({"unreadable": "the token is not a JWS this filter reads"});
+    };
+    let iss = parsed.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+    let provider = policy.jwt.providers.iter().find(|p| p.issuer == iss);
+    let mut names: Vec<String> = ["iss", "sub", "aud", "exp", "nbf", "iat"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(p) = provider {
+        names.extend(p.tenant_claim.clone());
+        names.push(p.roles_claim.clone());
+        names.extend(p.claim_to_headers.iter().map(|(claim, _)| claim.clone()));
+    }
+    let get = |name: &str| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_bytes());
+    let route = RequestView::read(
+        get(":method").unwrap_or_default(),
+        get(":path"),
+        get(":authority"),
+        policy,
+    )
+    .ok()
+    .map(|view| (view.method.clone(), policy.route(&view.head()).clone()));
+    let mut rules = Vec::new();
+    if let Some((method, route)) = &route {
+        for rule in &route.jwt.rules {
+            names.push(rule.claim.clone());
+            let test = match &rule.test {
+                ClaimTest::Equals(v) => format!("equals {v}"),
+                ClaimTest::Contains(v) => format!("contains {v}"),
+                ClaimTest::AnyOf(v) => format!("any of {}", v.join(", ")),
+            };
+            let applies = claims::applies(rule, method);
+            let methods = if rule.methods.is_empty() {
+                "every method".to_string()
+            } else {
+                rule.methods.join(", ")
+            };
+            let holds = claims::check_rules(std::slice::from_ref(rule), method, &parsed.claims).is_ok();
+            rules.push(json!({
+                "claim": rule.claim, "test": test, "methods": methods,
+                "applies": applies, "holds": applies && holds,
+            }));
+        }
+    }
+    let mut used = Map::new();
+    for name in names {
+        if !used.contains_key(&name) {
+            let value = claims::lookup(&parsed.claims, &name).cloned().unwrap_or(Value::Null);
+            used.insert(name, value);
+        }
+    }
+    json!({
+        "provider": provider.map(|p| p.name.clone()),
+        "alg": format!("{:?}", parsed.alg),
+        "kid": parsed.kid,
+        "values": used,
+        "rules": rules,
+    })
+}
+
+/// The stages' records name the route they decided on: it must be the one
+/// explained.
+fn check_routes_agree(out: &Map<String, Value>, stages: &[Value], notes: &mut Vec<String>) {
+    let explained = out.get("route").and_then(|r| r.get("name")).and_then(Value::as_str);
+    for stage in stages {
+        let decided = stage.get("route").and_then(Value::as_str);
+        if let (Some(decided), Some(explained)) = (decided, explained) {
+            if decided != explained {
+                notes.push(format!(
+                    "internal disagreement: stage {} decided on route '{decided}', explained '{explained}'",
+                    stage["stage"]
+                ));
+            }
+        }
+    }
+}
+
+fn answer_json(outcome: &tollgate_host::fake::FakeRequest, flow: Flow) -> Value {
+    match &outcome.reply {
+        Some(reply) => {
+            let body = String::from_utf8_lossy(&reply.body).into_owned();
+            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            json!({
+                "kind": "local_reply",
+                "status": reply.status,
+                "reason": parsed.get("reason"),
+                "headers": reply.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                "body": body,
+            })
+        }
+        None if flow == Flow::Continue => json!({"kind": "forwarded"}),
+        None => json!({"kind": "waiting", "detail": "the request still waits (for signing keys)"}),
+    }
+}
+
+/// What the application receives, against what the client sent.
+fn upstream_json(sent: &[(String, String)], after: &[(String, Vec<u8>)], replied: bool) -> Value {
+    if replied {
+        return json!({"receives": Value::Null, "added": [], "removed": [], "changed": []});
+    }
+    let after: Vec<(String, String)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let values = |list: &[(String, String)], name: &str| -> Vec<String> {
+        list.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (k, _) in sent.iter().chain(after.iter()) {
+        if !names.contains(&k.as_str()) {
+            names.push(k);
+        }
+    }
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    for name in names {
+        let (before, now) = (values(sent, name), values(&after, name));
+        match (before.is_empty(), now.is_empty()) {
+            (true, false) => added.push(json!([name, now.join(", ")])),
+            (false, true) => removed.push(json!([name, redact(name, &before.join(", "))])),
+            _ if before != now => changed.push(json!([name, before.join(", "), now.join(", ")])),
+            _ => {}
+        }
+    }
+    json!({
+        "receives": after.iter().map(|(k, v)| json!([k, redact(k, v)])).collect::<Vec<_>>(),
+        "added": added,
+        "removed": removed,
+        "changed": changed,
+    })
+}
+
+/// Filter-state writes other filters and audit read, when the policy
+/// writes them (`filter_state`).
+fn filter_state_json(policy: &Policy, state: &std::collections::HashMap<String, Vec<u8>>) -> Value {
+    if !policy.filter_state {
+        return json!({"written": false});
+    }
+    let mut entries: Vec<(&String, String)> = state
+        .iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    entries.sort();
+    let values: Map<String, Value> = entries.into_iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    json!({"written": true, "values": values})
+}
+
+/// Counters the request would bump (names as the filter defines them;
+/// Istio/Envoy show them with their own prefix).
+fn counters_json(host: &FakeHost) -> Value {
+    let mut bumped: Vec<(String, u64)> = host.counters.borrow().iter().filter(|(_, v)| *v > 0).cloned().collect();
+    bumped.sort();
+    json!(bumped.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>())
+}
+
+/// The limits the request counts against. The policy format has no rate
+/// limits yet (the ratelimit stage is not built), so none can be set.
+fn limits_json(_policy: &Policy) -> Value {
+    json!({"rate_limits": "none configured (stage not built)"})
+}
+
+/// The explanation as text.
+pub fn text(e: &Value) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    for note in e["notes"].as_array().into_iter().flatten() {
+        if let Some(note) = note.as_str() {
+            line(format!("!! {note}"));
+        }
+    }
+    let req = &e["request"];
+    line(format!(
+        "request: {} {}",
+        req["method"].as_str().unwrap_or_default(),
+        req["url"].as_str().unwrap_or_default()
+    ));
+    let route = &e["route"];
+    if let Some(reason) = route["refused_before_routing"].as_str() {
+        line(format!(
+            "route: none; refused before routing: {reason} ({})",
+            route["detail"].as_str().unwrap_or_default()
+        ));
+    } else {
+        line(format!(
+            "route: {} ({})",
+            route["name"].as_str().unwrap_or_default(),
+            route["why"].as_str().unwrap_or_default()
+        ));
+        line(format!(
+            "  normalized path: {}; matched on: {}{}",
+            route["normalized_path"].as_str().unwrap_or_default(),
+            route["matched_path"].as_str().unwrap_or_default(),
+            route["served_path"]
+                .as_str()
+                .map(|p| format!("; :path rewritten to {p}"))
+                .unwrap_or_default()
+        ));
+        line(format!(
+            "  jwt: {} ({}); tenant: {} ({})",
+            route["jwt"]["requirement"].as_str().unwrap_or_default(),
+            route["jwt"]["mode"].as_str().unwrap_or_default(),
+            if route["tenant"]["required"] == true {
+                "required"
+            } else {
+                "optional"
+            },
+            route["tenant"]["mode"].as_str().unwrap_or_default(),
+        ));
+    }
+    for stage in e["stages"].as_array().into_iter().flatten() {
+        line(stage_text(stage));
+        if let Some(values) = stage["claims"]["values"].as_object() {
+            let shown: Vec<String> = values
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            line(format!("  claims used: {}", shown.join(" ")));
+            for rule in stage["claims"]["rules"].as_array().into_iter().flatten() {
+                let state = match (rule["applies"] == true, rule["holds"] == true) {
+                    (false, _) => "does not apply",
+                    (true, true) => "holds",
+                    (true, false) => "FAILS",
+                };
+                line(format!(
+                    "  rule: {} {} ({}): {state}",
+                    rule["claim"].as_str().unwrap_or_default(),
+                    rule["test"].as_str().unwrap_or_default(),
+                    rule["methods"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let answer = &e["answer"];
+    match answer["kind"].as_str() {
+        Some("local_reply") => {
+            line(format!(
+                "answer: {} local reply, reason {}",
+                answer["status"],
+                answer["reason"].as_str().unwrap_or("-")
+            ));
+            for h in answer["headers"].as_array().into_iter().flatten() {
+                line(format!(
+                    "  {}: {}",
+                    h[0].as_str().unwrap_or_default(),
+                    h[1].as_str().unwrap_or_default()
+                ));
+            }
+            line(format!("  body: {}", answer["body"].as_str().unwrap_or_default()));
+        }
+        Some("forwarded") => line("answer: forwarded to the application".to_string()),
+        _ => line(format!("answer: {}", answer["detail"].as_str().unwrap_or("unknown"))),
+    }
+    let up = &e["upstream"];
+    if up["receives"].is_null() {
+        line("application: receives nothing (answered locally)".to_string());
+    } else {
+        line("application headers:".to_string());
+        let pairs = |key: &str| up[key].as_array().cloned().unwrap_or_default();
+        for h in pairs("added") {
+            line(format!(
+                "  + {}: {}",
+                h[0].as_str().unwrap_or_default(),
+                h[1].as_str().unwrap_or_default()
+            ));
+        }
+        for h in pairs("changed") {
+            line(format!(
+                "  ~ {}: {} -> {}",
+                h[0].as_str().unwrap_or_default(),
+                h[1].as_str().unwrap_or_default(),
+                h[2].as_str().unwrap_or_default()
+            ));
+        }
+        for h in pairs("removed") {
+            line(format!(
+                "  - {} (was {})",
+                h[0].as_str().unwrap_or_default(),
+                h[1].as_str().unwrap_or_default()
+            ));
+        }
+        if pairs("added").is_empty() && pairs("changed").is_empty() && pairs("removed").is_empty() {
+            line("  (as sent)".to_string());
+        }
+    }
+    if e["filter_state"]["written"] == true {
+        line("filter state:".to_string());
+        for (k, v) in e["filter_state"]["values"].as_object().into_iter().flatten() {
+            line(format!("  {k} = {}", v.as_str().unwrap_or_default()));
+        }
+    } else {
+        line("filter state: not written (filter_state: false)".to_string());
+    }
+    line("counters:".to_string());
+    for c in e["counters"].as_array().into_iter().flatten() {
+        line(format!("  {} +{}", c[0].as_str().unwrap_or_default(), c[1]));
+    }
+    line(format!(
+        "rate limits: {}",
+        e["limits"]["rate_limits"].as_str().unwrap_or_default()
+    ));
+    if e["request"]["signature_checked"] == false {
+        line("!! SIGNATURE NOT CHECKED (--no-verify)".to_string());
+    }
+    out
+}
+
+fn stage_text(stage: &Value) -> String {
+    let name = stage["stage"].as_str().unwrap_or_default();
+    if stage["ran"] != true {
+        return format!("stage {name}: did not run (the request was answered before it)");
+    }
+    let outcome = stage["outcome"].as_str().unwrap_or_default();
+    let mode = stage["mode"].as_str().unwrap_or_default();
+    let mut s = format!("stage {name}: {outcome} ({mode})");
+    if let Some(reason) = stage["reason"].as_str() {
+        s.push_str(&format!(", reason {reason}"));
+        if let Some(message) = stage["message"].as_str() {
+            s.push_str(&format!(": {message}"));
+        }
+        if let Some(error) = stage["rfc6750_error"].as_str() {
+            s.push_str(&format!(" [RFC 6750 error={error}]"));
+        }
+    }
+    for key in ["provider", "sub", "tenant", "source"] {
+        if let Some(value) = stage[key].as_str() {
+            s.push_str(&format!("; {key} {value}"));
+        }
+    }
+    s
 }

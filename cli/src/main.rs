@@ -73,13 +73,46 @@ enum Command {
         split: bool,
     },
     /// What would happen to a request, offline, with the filters' own code
-    Explain,
+    Explain {
+        policy: PathBuf,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// http://HOST/PATH?QUERY as the client sends it (the path is not normalized here)
+        #[arg(long)]
+        url: String,
+        /// A request header, 'name: value' (repeatable; 'host' sets :authority)
+        #[arg(short = 'H', long = "header", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// Bearer token, placed where the policy's first provider reads tokens
+        #[arg(long, conflicts_with = "token_file")]
+        token: Option<String>,
+        /// File holding the token
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Trust the token's claims: decode them, skip the signature (exp, nbf, iss, aud still checked)
+        #[arg(long)]
+        no_verify: bool,
+        /// The clock, in Unix seconds (default: now)
+        #[arg(long)]
+        now: Option<u64>,
+        /// JWKS for providers that fetch theirs (remote_jwks)
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_cluster(text: &str) -> Result<(String, u16), String> {
     let (name, port) = text.split_once('=').ok_or("expected NAME=PORT")?;
     let port = port.parse().map_err(|_| format!("'{port}' is not a port"))?;
     Ok((name.to_string(), port))
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once(':').ok_or("expected 'name: value'")?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
 fn main() {
@@ -128,7 +161,37 @@ fn main() {
             };
             envoy::run(&policy, &options)
         }
-        Command::Explain => explain::run(),
+        Command::Explain {
+            policy,
+            method,
+            url,
+            headers,
+            token,
+            token_file,
+            no_verify,
+            now,
+            jwks,
+            json,
+        } => (|| {
+            let token = match token_file {
+                Some(file) => Some(explain::read_token(&file)?),
+                None => token,
+            };
+            let jwks = match jwks {
+                Some(file) => Some(std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?),
+                None => None,
+            };
+            let request = explain::Request {
+                method,
+                url,
+                headers,
+                token,
+                no_verify,
+                now,
+                jwks,
+            };
+            explain::run(&policy, &request, json)
+        })(),
     };
     if let Err(e) = result {
         eprintln!("tollgate: {e}");

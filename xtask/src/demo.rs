@@ -6,149 +6,19 @@ use crate::setup;
 use crate::util::{root, step};
 use serde_json::Value;
 use std::process::Command;
+use tollgate_cli::demo::{self, Example, EXAMPLES, TOKENS};
 use tollgate_integration::docker::{self, Container, Network};
 use tollgate_integration::{Echo, Envoy, Response};
 
-struct Example {
-    what: &'static str,
-    method: &'static str,
-    path: &'static str,
-    /// Shell variable holding the bearer token (see `TOKENS`).
-    token: Option<&'static str>,
-    headers: &'static [(&'static str, &'static str)],
-    status: u16,
-    /// `reason` of the JSON error body, for denials.
-    reason: Option<&'static str>,
-    /// Headers the application must see, for requests let through.
-    upstream: &'static [(&'static str, &'static str)],
+/// What the demo does with an example (the list lives in `tollgate_cli::demo`).
+trait Demo {
+    fn curl(&self, addr: &str) -> String;
+    fn expected(&self) -> String;
+    fn run_printed(&self, line: &str, tokens: &[(String, String)]) -> Result<Response, String>;
+    fn check(&self, response: &Response) -> Result<(), String>;
 }
 
-/// The demo's tokens: (variable, tenant, roles, scope, expired).
-const TOKENS: &[(&str, &str, &[&str], &str, bool)] = &[
-    ("STD", "STD-001", &["data-engineer", "analyst"], "trino:query", false),
-    ("NED", "NED-001", &["analyst"], "trino:query", false),
-    ("OLD", "OLD-001", &["analyst"], "", false),
-    ("EXPIRED", "STD-001", &["analyst"], "", true),
-];
-
-const fn example(what: &'static str, path: &'static str, token: Option<&'static str>) -> Example {
-    Example {
-        what,
-        method: "GET",
-        path,
-        token,
-        headers: &[],
-        status: 200,
-        reason: None,
-        upstream: &[],
-    }
-}
-
-const EXAMPLES: &[Example] = &[
-    Example {
-        upstream: &[
-            ("x-user-id", "user-123"),
-            ("x-user-roles", "data-engineer,analyst"),
-            ("x-tenant-id", "STD-001"),
-            ("x-tenant-tier", "premium"),
-        ],
-        ..example(
-            "verified token: identity and tenant headers for the app",
-            "/api/datahub/entities",
-            Some("STD"),
-        )
-    },
-    Example {
-        headers: &[("x-tenant-tier", "gold"), ("x-user-id", "admin")],
-        upstream: &[("x-tenant-tier", "standard"), ("x-user-id", "user-123")],
-        ..example(
-            "client-sent tier and user headers never reach the app",
-            "/api/superset/charts",
-            Some("NED"),
-        )
-    },
-    Example {
-        status: 401,
-        reason: Some("token_missing"),
-        ..example("no token", "/api/datahub/entities", None)
-    },
-    Example {
-        status: 401,
-        reason: Some("token_expired"),
-        ..example("expired token", "/api/datahub/entities", Some("EXPIRED"))
-    },
-    Example {
-        ..example("analyst may query trino", "/api/trino/v1/statement", Some("NED"))
-    },
-    Example {
-        method: "POST",
-        status: 403,
-        reason: Some("insufficient_scope"),
-        ..example(
-            "but POST needs the data-engineer role",
-            "/api/datahub/../trino/v1/statement",
-            Some("NED"),
-        )
-    },
-    Example {
-        headers: &[("x-tenant-id", "NED-001")],
-        status: 403,
-        reason: Some("tenant_mismatch"),
-        ..example(
-            "token says STD-001, header says NED-001",
-            "/api/datahub/entities",
-            Some("STD"),
-        )
-    },
-    Example {
-        status: 403,
-        reason: Some("tenant_suspended"),
-        ..example("suspended tenant", "/api/datahub/entities", Some("OLD"))
-    },
-    Example {
-        status: 403,
-        reason: Some("tenant_route_forbidden"),
-        ..example("route the tenant may not use", "/api/mlflow/runs", Some("NED"))
-    },
-    Example {
-        status: 403,
-        reason: Some("tenant_route_forbidden"),
-        ..example(
-            "dot segments cannot dodge it",
-            "/api/superset/../mlflow/runs",
-            Some("NED"),
-        )
-    },
-    Example {
-        status: 400,
-        reason: Some("path_invalid"),
-        ..example(
-            "';' path parameters, which servlet containers strip, are refused",
-            "/api/superset;v=2/charts",
-            Some("NED"),
-        )
-    },
-    Example {
-        headers: &[("host", "std-001.tenants.example.com")],
-        upstream: &[("x-tenant-id", "STD-001")],
-        ..example("tenant from the host name (open route)", "/api/services", None)
-    },
-    Example {
-        headers: &[("x-tenant-id", "../admin")],
-        status: 400,
-        reason: Some("tenant_invalid"),
-        ..example("malformed tenant id", "/api/services", None)
-    },
-    Example {
-        ..example(
-            "shadow mode: would be refused, goes through and is counted",
-            "/api/iceberg/tables",
-            None,
-        )
-    },
-];
-
-impl Example {
+impl Demo for Example {
     /// The line printed for the user, and run as is by `--check`: every
     /// method, token and header the request needs.
     fn curl(&self, addr: &str) -> String {
@@ -397,21 +267,17 @@ fn use_free_ports(bootstrap: &mut Value, upstream_port: u16) -> Result<(), Strin
 /// signed with the fixture key the example policy's JWKS holds.
 fn mint_tokens() -> Result<Vec<(String, String)>, String> {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    let pem = std::fs::read(root().join("tests/fixtures/keys/rsa-1.pem")).map_err(|e| format!("demo key: {e}"))?;
+    let pem = std::fs::read(root().join(demo::SIGNING_KEY)).map_err(|e| format!("demo key: {e}"))?;
     let key = EncodingKey::from_rsa_pem(&pem).map_err(|e| format!("demo key: {e}"))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".into());
+    header.kid = Some(demo::SIGNING_KID.into());
     TOKENS
         .iter()
         .map(|(var, tenant, roles, scope, expired)| {
-            let exp = if *expired { now - 3600 } else { now + 3600 };
-            let claims = serde_json::json!({
-                "iss": "portal-service-issuer", "sub": "user@254carbon.com", "aud": "254carbon-api",
-                "exp": exp, "iat": now, "user_id": "user-123", "roles": roles, "scope": scope, "tenant": tenant,
-            });
+            let claims = demo::token_claims(tenant, roles, scope, *expired, now);
             let token = encode(&header, &claims, &key).map_err(|e| e.to_string())?;
             Ok((var.to_string(), token))
         })

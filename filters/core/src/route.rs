@@ -70,6 +70,72 @@ pub struct Rank {
 
 const EXACT_KIND: u8 = 3;
 
+/// The step of the precedence that decided between the best match and the
+/// next best: the first field of `Rank` (in its `Ord` order) where they
+/// differ. For `tollgate explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precedence {
+    /// An exact path beats every other kind of path match.
+    ExactPath,
+    /// The longer literal path wins.
+    LongerPath,
+    /// At equal literal length, a template beats a prefix, a prefix beats
+    /// a route with no path match.
+    PathKind,
+    /// An exact host beats a wildcard host, a longer wildcard a shorter
+    /// one, any host match a route with no host.
+    Host,
+    /// A route listing the method beats one for every method.
+    Method,
+    /// Everything else equal: the earlier route in the file.
+    FirstInFile,
+}
+
+impl Precedence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precedence::ExactPath => "exact path beats a prefix or template",
+            Precedence::LongerPath => "longest path wins",
+            Precedence::PathKind => "template beats prefix at equal length",
+            Precedence::Host => "more specific host wins",
+            Precedence::Method => "a route listing the method beats one for any method",
+            Precedence::FirstInFile => "first in file wins (all else equal)",
+        }
+    }
+
+    /// Short, stable name for machine output.
+    pub fn code(self) -> &'static str {
+        match self {
+            Precedence::ExactPath => "exact_path",
+            Precedence::LongerPath => "longest_path",
+            Precedence::PathKind => "path_kind",
+            Precedence::Host => "host",
+            Precedence::Method => "method",
+            Precedence::FirstInFile => "first_in_file",
+        }
+    }
+}
+
+impl Rank {
+    /// Which step of the precedence puts `self` above `other`; `None` when
+    /// it is not above it. The fields are compared in declaration order,
+    /// the order of the derived `Ord` that `max()` uses.
+    pub fn decided_by(&self, other: &Rank) -> Option<Precedence> {
+        if self <= other {
+            return None;
+        }
+        let steps = [
+            (self.exact != other.exact, Precedence::ExactPath),
+            (self.literal_len != other.literal_len, Precedence::LongerPath),
+            (self.path_kind != other.path_kind, Precedence::PathKind),
+            (self.host != other.host, Precedence::Host),
+            (self.method != other.method, Precedence::Method),
+        ];
+        let step = steps.iter().find(|(differs, _)| *differs).map(|(_, step)| *step);
+        Some(step.unwrap_or(Precedence::FirstInFile))
+    }
+}
+
 /// How path literals compare: as written, or as a case-insensitive
 /// framework (Express, ASP.NET, IIS) compares them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

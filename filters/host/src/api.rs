@@ -48,6 +48,12 @@ pub trait Host {
     fn call_foreign_function(&self, name: &str, args: &[u8]) -> Result<Option<Vec<u8>>, HostError>;
     fn plugin_config(&self, size: usize) -> Vec<u8>;
     fn root_id(&self) -> String;
+    /// Trust tokens' claims without checking signatures
+    /// (`HostVerifier::skips_signatures`): only the host of `tollgate
+    /// explain --no-verify` says yes; Envoy never does.
+    fn skips_signatures(&self) -> bool {
+        false
+    }
 }
 
 impl dyn Host + '_ {

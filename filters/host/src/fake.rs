@@ -41,6 +41,8 @@ pub struct FakeHost {
     pub trace: RefCell<Vec<String>>,
     /// The Envoy node's metadata strings.
     pub node: RefCell<HashMap<String, Vec<u8>>>,
+    /// `Host::skips_signatures` (`tollgate explain --no-verify`).
+    pub skip_signatures: Cell<bool>,
 }
 
 impl FakeHost {
@@ -230,5 +232,9 @@ impl Host for FakeHost {
 
     fn root_id(&self) -> String {
         self.root.borrow().clone()
+    }
+
+    fn skips_signatures(&self) -> bool {
+        self.skip_signatures.get()
     }
 }

@@ -134,3 +134,9 @@ fn every_stage_sees_the_log_phase() {
     root.pipeline().unwrap().on_log(&host, 3);
     assert_eq!(seen(), ["wait:log:3", "deny:log:3", "last:log:3"]);
 }
+
+#[test]
+fn envoy_never_skips_signature_checks() {
+    assert!(!crate::Envoy.skips_signatures());
+    assert!(!crate::fake::FakeHost::default().skips_signatures());
+}

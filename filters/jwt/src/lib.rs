@@ -50,6 +50,8 @@ struct EnvoyVerifier<'h> {
     enabled: bool,
     /// Signatures the host checked, counted into `signature_host`.
     checked: Cell<u64>,
+    /// `Host::skips_signatures`: never for Envoy.
+    skip: bool,
 }
 
 impl HostVerifier for EnvoyVerifier<'_> {
@@ -69,6 +71,10 @@ impl HostVerifier for EnvoyVerifier<'_> {
         }
         answer
     }
+
+    fn skips_signatures(&self) -> bool {
+        self.skip
+    }
 }
 
 impl JwtStage {
@@ -77,6 +83,7 @@ impl JwtStage {
             host,
             enabled: true,
             checked: Cell::new(0),
+            skip: false,
         };
         let host_verifier = policy.jwt.use_host_verifier && kat::host_passes(&probe);
         info!(
@@ -342,6 +349,7 @@ impl Stage for JwtStage {
             host,
             enabled: self.host_verifier,
             checked: Cell::new(0),
+            skip: host.skips_signatures(),
         };
         let decision = {
             let mut caches = self.caches.borrow_mut();

@@ -39,7 +39,7 @@ pub fn fused() -> PipelineRoot {
 }
 
 /// The policy's stages, in their fixed order (`Policy::stages`).
-fn stages(policy: &Rc<Policy>, host: &dyn Host) -> Vec<Box<dyn Stage>> {
+pub fn stages(policy: &Rc<Policy>, host: &dyn Host) -> Vec<Box<dyn Stage>> {
     policy
         .stages
         .iter()

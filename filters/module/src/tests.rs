@@ -452,3 +452,25 @@ mod stamp {
         assert_eq!(detached, vec![common.join("HEAD"), common.join("index")]);
     }
 }
+
+#[test]
+fn only_a_host_that_skips_signatures_lets_a_forged_token_through() {
+    let (head, _) = token("ACME")
+        .rsplit_once('.')
+        .map(|(h, s)| (h.to_string(), s.to_string()))
+        .unwrap();
+    let forged = format!("Bearer {head}.AAAA");
+    let request = get("/api/datahub/x", &[("authorization", &forged)]);
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(provider()));
+    assert_eq!(run(&host, &[&fused], 1, &request), Flow::Pause);
+    let reply = host.request(1).reply.unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(String::from_utf8_lossy(&reply.body).contains("token_signature_invalid"));
+    // `tollgate explain --no-verify`: the claims are trusted as sent.
+    let trusting = FakeHost::default();
+    trusting.skip_signatures.set(true);
+    let fused = configured(&trusting, crate::fused, &policy(provider()));
+    assert_eq!(run(&trusting, &[&fused], 1, &request), Flow::Continue);
+    assert_eq!(trusting.header(1, "x-tenant-id"), ["ACME"]);
+}

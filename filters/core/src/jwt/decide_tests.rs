@@ -1276,3 +1276,74 @@ fn every_decision_counts_by_index_into_its_name() {
     }
     assert_eq!(request_metric_index(RequestDenial::Unreadable), names.len() - 1);
 }
+
+/// `tollgate explain --no-verify`'s verifier: claims trusted as sent.
+struct Trusting;
+
+impl HostVerifier for Trusting {
+    fn verify(&self, _: &str, _: &[u8], _: &[u8], _: &[u8]) -> Option<bool> {
+        None
+    }
+
+    fn skips_signatures(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_verifier_that_skips_signatures_still_checks_times_issuer_and_audience() {
+    let policy = policy();
+    let mut caches = Caches::new(&policy);
+    let store = Store(Keys::Unavailable);
+    let decide_with = |token: &str, verifier: &dyn HostVerifier, caches: &mut Caches| {
+        let headers = vec![("authorization".to_string(), bearer(token).into_bytes())];
+        let req = JwtRequest {
+            route: None,
+            head: RequestHead {
+                method: "GET",
+                host: "api.example.com",
+                path: "/api/trino/v1",
+            },
+            raw_path: b"/api/trino/v1",
+            headers: &headers,
+            now: NOW,
+        };
+        match decide(&policy, &req, &store, verifier, caches).verdict {
+            Ok(identity) => Ok(identity.map(|i| i.claims.get("sub").cloned())),
+            Err(d) => Err(d.denial().reason),
+        }
+    };
+    // A key no JWKS holds, and a signature that is not one.
+    let unknown_key = mint_with(
+        Algorithm::RS256,
+        Some("not-in-jwks"),
+        &EncodingKey::from_rsa_pem(&pem("rsa-1")).unwrap(),
+        &claims(),
+    );
+    let valid = mint(&claims());
+    let (head, _) = valid.rsplit_once('.').unwrap();
+    let forged = format!("{head}.AAAA");
+    for token in [&unknown_key, &forged] {
+        let sub = Some(json!("user@254carbon.com"));
+        assert_eq!(decide_with(token, &Trusting, &mut caches), Ok(Some(sub)));
+        // Not cached as verified: the filters' verifier still refuses it.
+        let refused = decide_with(token, &verify::NoHost, &mut caches);
+        assert!(
+            matches!(refused, Err("token_key_unknown" | "token_signature_invalid")),
+            "{refused:?}"
+        );
+    }
+    let with = |key: &str, value: Value| {
+        let mut c = claims();
+        c[key] = value;
+        mint(&c)
+    };
+    for (token, reason) in [
+        (with("exp", json!(NOW - 600)), "token_expired"),
+        (with("nbf", json!(NOW + 600)), "token_not_yet_valid"),
+        (with("iss", json!("https://other.test")), "token_issuer_invalid"),
+        (with("aud", json!("other-api")), "token_audience_invalid"),
+    ] {
+        assert_eq!(decide_with(&token, &Trusting, &mut caches), Err(reason));
+    }
+}

@@ -11,6 +11,14 @@ use sha2::{Sha256, Sha384, Sha512};
 pub trait HostVerifier {
     /// `Some(valid)` when the host checked it, `None` when it cannot.
     fn verify(&self, hash: &str, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool>;
+
+    /// Trust a token's claims without choosing a key or checking its
+    /// signature (times, issuer and audience are still checked). Only
+    /// `tollgate explain --no-verify` answers yes, for what-if questions;
+    /// the filters' verifier never does.
+    fn skips_signatures(&self) -> bool {
+        false
+    }
 }
 
 /// No host verifier: everything runs in Rust.

@@ -13,7 +13,7 @@ pub mod wire;
 
 use crate::jwt::config::{JwtConfig, RouteJwt};
 use crate::path::{self, PathSettings};
-use crate::route::{self, HostMatch, PathMatch, RequestHead, RouteMatch};
+use crate::route::{self, HostMatch, PathMatch, Rank, RequestHead, RouteMatch};
 use crate::Mode;
 use errors::{compile_methods, index, join};
 pub use errors::{PolicyError, PolicyErrors};
@@ -50,6 +50,25 @@ pub struct Policy {
     pub filter_state: bool,
     /// Namespaces where the plugin stands aside (`skip_namespaces`).
     pub skip_namespaces: Vec<String>,
+}
+
+/// The route for a request and why (`Policy::route_explained`).
+#[derive(Debug, Clone)]
+pub struct RouteChoice<'p> {
+    pub route: &'p Route,
+    /// The path routes were matched on (after the tenant path prefix).
+    pub matched_path: String,
+    pub why: RouteWhy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteWhy {
+    /// No route matched: the fallback (`defaults`).
+    NoMatch,
+    /// The only route that matched.
+    OnlyMatch,
+    /// Won over the next best match, `runner_up`, at `step`.
+    Beat { runner_up: String, step: route::Precedence },
 }
 
 /// A route of a policy by position (`None`: the fallback).
@@ -114,12 +133,51 @@ impl Policy {
     pub fn route_as(&self, head: &RequestHead<'_>, case: route::Case) -> &Route {
         let path = self.route_path(head.path);
         let head = RequestHead { path, ..*head };
+        self.matches(&head, case)
+            .max_by_key(|(rank, _)| *rank)
+            .map_or(&self.fallback, |(_, r)| r)
+    }
+
+    /// Every route `head` (path already `route_path`) matches, ranked.
+    fn matches<'s, 'h>(
+        &'s self,
+        head: &'h RequestHead<'h>,
+        case: route::Case,
+    ) -> impl Iterator<Item = (Rank, &'s Route)> + use<'s, 'h> {
         self.routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.matcher.rank_as(&head, i, case).map(|rank| (rank, r)))
-            .max_by_key(|(rank, _)| *rank)
-            .map_or(&self.fallback, |(_, r)| r)
+            .filter_map(move |(i, r)| r.matcher.rank_as(head, i, case).map(|rank| (rank, r)))
+    }
+
+    /// `route` with why it won: for `tollgate explain`. The same ranks and
+    /// the same `max()` as `route`; the reason is the step of the
+    /// precedence that put it above the next best match.
+    pub fn route_explained(&self, head: &RequestHead<'_>) -> RouteChoice<'_> {
+        let path = self.route_path(head.path);
+        let head = RequestHead { path, ..*head };
+        let mut ranked: Vec<(Rank, &Route)> = self.matches(&head, route::Case::Sensitive).collect();
+        ranked.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+        let mut ranked = ranked.into_iter();
+        let Some((best, route)) = ranked.next() else {
+            return RouteChoice {
+                route: &self.fallback,
+                matched_path: path.to_string(),
+                why: RouteWhy::NoMatch,
+            };
+        };
+        let why = match ranked.next() {
+            None => RouteWhy::OnlyMatch,
+            Some((next, runner_up)) => RouteWhy::Beat {
+                runner_up: runner_up.name.clone(),
+                step: best.decided_by(&next).unwrap_or(route::Precedence::FirstInFile),
+            },
+        };
+        RouteChoice {
+            route,
+            matched_path: path.to_string(),
+            why,
+        }
     }
 
     /// Where a route of this policy is kept, for `route_at`.

@@ -131,6 +131,85 @@ fn picks_the_best_route() {
 }
 
 #[test]
+fn the_route_is_explained_by_the_step_that_chose_it() {
+    let p = Policy::from_json(
+        serde_json::json!({
+            "version": 1,
+            "routes": [
+                {"name": "api", "match": {"prefix": "/api"}},
+                {"name": "trino", "match": {"prefix": "/api/trino"}},
+                {"name": "trino-write", "match": {"prefix": "/api/trino", "methods": ["POST"]}},
+                {"name": "status", "match": {"exact": "/api/trino/status"}},
+                {"name": "api-again", "match": {"prefix": "/api"}},
+            ],
+            "tenant": {"path_prefix": "/t/{tenant}"},
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let explain = |method, path| {
+        let head = RequestHead {
+            method,
+            host: "h",
+            path,
+        };
+        let choice = p.route_explained(&head);
+        assert!(std::ptr::eq(choice.route, p.route(&head)), "{method} {path}");
+        (choice.route.name.clone(), choice.matched_path, choice.why)
+    };
+    let beat = |runner_up: &str, step| RouteWhy::Beat {
+        runner_up: runner_up.into(),
+        step,
+    };
+    use crate::route::Precedence;
+    assert_eq!(
+        explain("GET", "/api/trino/status"),
+        (
+            "status".into(),
+            "/api/trino/status".into(),
+            beat("trino", Precedence::ExactPath)
+        )
+    );
+    assert_eq!(
+        explain("GET", "/api/trino/q"),
+        (
+            "trino".into(),
+            "/api/trino/q".into(),
+            beat("api", Precedence::LongerPath)
+        )
+    );
+    assert_eq!(
+        explain("POST", "/t/acme/api/trino/q"),
+        (
+            "trino-write".into(),
+            "/api/trino/q".into(),
+            beat("trino", Precedence::Method)
+        )
+    );
+    assert_eq!(
+        explain("GET", "/api/datahub"),
+        (
+            "api".into(),
+            "/api/datahub".into(),
+            beat("api-again", Precedence::FirstInFile)
+        )
+    );
+    assert_eq!(
+        explain("GET", "/health"),
+        ("default".into(), "/health".into(), RouteWhy::NoMatch)
+    );
+    let single =
+        Policy::from_json(br#"{"version": 1, "routes": [{"name": "only", "match": {"prefix": "/a"}}]}"#).unwrap();
+    let head = RequestHead {
+        method: "GET",
+        host: "h",
+        path: "/a/b",
+    };
+    assert_eq!(single.route_explained(&head).why, RouteWhy::OnlyMatch);
+}
+
+#[test]
 fn claim_rules_need_a_route_that_looks_at_tokens() {
     let rule = serde_json::json!([{"claim": "roles", "contains": "admin"}]);
     let provider = serde_json::json!({"name": "p", "issuer": "i", "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="});

@@ -268,3 +268,107 @@ fn malformed_authorities_are_refused() {
     assert_eq!(normalize_host(b"caf\xc3\xa9.com"), Err("is not a host name"));
     assert_eq!(normalize_host(b"\xff.com"), Err("is not ASCII"));
 }
+
+/// Small ranks covering every value each field compares on.
+fn some_ranks() -> Vec<Rank> {
+    let mut all = Vec::new();
+    for exact in [false, true] {
+        for literal_len in 0..2 {
+            for path_kind in 0..4 {
+                for host in [(0, 0), (1, 4), (1, 9), (2, 4)] {
+                    for method in [false, true] {
+                        for order in 0..2 {
+                            all.push(Rank {
+                                exact,
+                                literal_len,
+                                path_kind,
+                                host,
+                                method,
+                                order: Reverse(order),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn the_deciding_step_is_the_first_field_the_order_compares() {
+    let ranks = some_ranks();
+    for a in &ranks {
+        for b in &ranks {
+            let step = a.decided_by(b);
+            assert_eq!(step.is_some(), a > b, "{a:?} vs {b:?}");
+            let Some(step) = step else { continue };
+            // Every field before the deciding one is equal, and the
+            // deciding one favours `a`.
+            let favours = match step {
+                Precedence::ExactPath => a.exact && !b.exact,
+                Precedence::LongerPath => a.literal_len > b.literal_len,
+                Precedence::PathKind => a.path_kind > b.path_kind,
+                Precedence::Host => a.host > b.host,
+                Precedence::Method => a.method && !b.method,
+                Precedence::FirstInFile => a.order > b.order,
+            };
+            assert!(favours, "{step:?}: {a:?} vs {b:?}");
+            let earlier_equal = |x: &Rank, y: &Rank| match step {
+                Precedence::ExactPath => true,
+                Precedence::LongerPath => x.exact == y.exact,
+                Precedence::PathKind => (x.exact, x.literal_len) == (y.exact, y.literal_len),
+                Precedence::Host => (x.exact, x.literal_len, x.path_kind) == (y.exact, y.literal_len, y.path_kind),
+                Precedence::Method => {
+                    (x.exact, x.literal_len, x.path_kind, x.host) == (y.exact, y.literal_len, y.path_kind, y.host)
+                }
+                Precedence::FirstInFile => {
+                    (x.exact, x.literal_len, x.path_kind, x.host, x.method)
+                        == (y.exact, y.literal_len, y.path_kind, y.host, y.method)
+                }
+            };
+            assert!(
+                earlier_equal(a, b),
+                "{step:?}: an earlier field differs: {a:?} vs {b:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn real_matches_are_decided_at_the_step_the_docs_name() {
+    let exact = path_only(PathMatch::Exact("/api/x".into()));
+    let prefix = path_only(PathMatch::Prefix("/api/x".into()));
+    let short = path_only(PathMatch::Prefix("/api".into()));
+    let template = path_only(PathMatch::Template(parse_template("/api/*").unwrap()));
+    let any = path_only(PathMatch::Prefix("/api".into()));
+    let get = RouteMatch {
+        methods: vec!["GET".into()],
+        ..path_only(PathMatch::Prefix("/api".into()))
+    };
+    let hosted = RouteMatch {
+        hosts: vec![HostMatch::Exact("h".into())],
+        ..path_only(PathMatch::Prefix("/api".into()))
+    };
+    let req = head("GET", "h", "/api/x");
+    let rank = |m: &RouteMatch, order| m.rank(&req, order).unwrap();
+    assert_eq!(
+        rank(&exact, 1).decided_by(&rank(&prefix, 0)),
+        Some(Precedence::ExactPath)
+    );
+    assert_eq!(
+        rank(&prefix, 1).decided_by(&rank(&short, 0)),
+        Some(Precedence::LongerPath)
+    );
+    assert_eq!(
+        rank(&template, 1).decided_by(&rank(&short, 0)),
+        Some(Precedence::PathKind)
+    );
+    assert_eq!(rank(&hosted, 1).decided_by(&rank(&short, 0)), Some(Precedence::Host));
+    assert_eq!(rank(&get, 1).decided_by(&rank(&short, 0)), Some(Precedence::Method));
+    assert_eq!(
+        rank(&short, 0).decided_by(&rank(&any, 1)),
+        Some(Precedence::FirstInFile)
+    );
+    assert_eq!(rank(&any, 1).decided_by(&rank(&short, 0)), None);
+}

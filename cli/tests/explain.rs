@@ -1,0 +1,270 @@
+//! `tollgate explain` over the demo policy: every demo example gives the
+//! status, reason and application headers the demo expects of a real
+//! Envoy; --no-verify, --jwks and the route's why.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use tollgate_cli::demo::{self, Example, EXAMPLES, TOKENS};
+use tollgate_cli::explain::{explain, Request};
+
+const NOW: u64 = 1_800_000_000;
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn demo_policy() -> Value {
+    tollgate_cli::policy_file::load_policy(&repo("wasmplugins/policy.yaml")).unwrap()
+}
+
+fn sign(claims: &Value, kid: &str, pem: &str) -> String {
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(repo(pem)).unwrap()).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    encode(&header, claims, &key).unwrap()
+}
+
+/// The demo's token for a shell variable of `TOKENS`, minted at `NOW`.
+fn demo_token(var: &str) -> String {
+    let (_, tenant, roles, scope, expired) = TOKENS.iter().find(|t| t.0 == var).unwrap();
+    let claims = demo::token_claims(tenant, roles, scope, *expired, NOW);
+    sign(&claims, demo::SIGNING_KID, demo::SIGNING_KEY)
+}
+
+fn request(example: &Example) -> Request {
+    Request {
+        method: example.method.to_string(),
+        url: format!("http://127.0.0.1:10000{}", example.path),
+        headers: example
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        token: example.token.map(demo_token),
+        now: Some(NOW),
+        ..Request::default()
+    }
+}
+
+/// (status, reason) of an explanation: a local reply's, or 200 forwarded.
+fn answer(e: &Value) -> (u64, Option<String>) {
+    let answer = &e["answer"];
+    match answer["kind"].as_str() {
+        Some("local_reply") => (
+            answer["status"].as_u64().unwrap(),
+            answer["reason"].as_str().map(str::to_string),
+        ),
+        Some("forwarded") => (200, None),
+        other => panic!("no answer: {other:?}: {e:#}"),
+    }
+}
+
+/// Every value of a header the application receives.
+fn received(e: &Value, name: &str) -> Vec<String> {
+    e["upstream"]["receives"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h[0] == name)
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_demo_example_gets_the_answer_the_demo_expects() {
+    let policy = demo_policy();
+    assert!(EXAMPLES.len() >= 14, "the demo's list, not a copy");
+    for example in EXAMPLES {
+        let e = explain(&policy, &request(example)).unwrap();
+        let (status, reason) = answer(&e);
+        assert_eq!(status, u64::from(example.status), "{}: {e:#}", example.what);
+        assert_eq!(reason.as_deref(), example.reason, "{}", example.what);
+        for (name, value) in example.upstream {
+            assert_eq!(received(&e, name), [*value], "{}: {name}", example.what);
+        }
+        if let Some(reason) = example.reason {
+            // The stage that refused says so in its own record, or the
+            // request was refused before any route.
+            let by_stage = e["stages"].as_array().unwrap().iter().any(|s| s["reason"] == reason);
+            let before = e["route"]["refused_before_routing"] == reason;
+            assert!(by_stage || before, "{}: {e:#}", example.what);
+        } else {
+            assert!(e["upstream"]["receives"].is_array(), "{}", example.what);
+        }
+        assert!(
+            e["notes"].as_array().unwrap().is_empty(),
+            "{}: {:?}",
+            example.what,
+            e["notes"]
+        );
+    }
+}
+
+#[test]
+fn the_explanation_names_the_route_its_why_the_stages_and_the_counters() {
+    let policy = demo_policy();
+    let shadow = EXAMPLES.iter().find(|x| x.path == "/api/iceberg/tables").unwrap();
+    let e = explain(&policy, &request(shadow)).unwrap();
+    assert_eq!(e["route"]["name"], "iceberg");
+    assert_eq!(e["route"]["decided_by"], "only_match");
+    assert_eq!(e["stages"][0]["outcome"], "shadow_deny");
+    assert_eq!(e["stages"][0]["reason"], "token_missing");
+    let counters: Vec<&str> = e["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect();
+    assert!(
+        counters.contains(&"tollgate.jwt.shadow_denied.token_missing"),
+        "{counters:?}"
+    );
+    assert_eq!(e["limits"]["rate_limits"], "none configured (stage not built)");
+    // A rewritten path is what the application is served, and what matched.
+    let dotted = EXAMPLES
+        .iter()
+        .find(|x| x.path == "/api/superset/../mlflow/runs")
+        .unwrap();
+    let e = explain(&policy, &request(dotted)).unwrap();
+    assert_eq!(e["route"]["name"], "mlflow");
+    assert_eq!(e["route"]["normalized_path"], "/api/mlflow/runs");
+    assert_eq!(e["stages"][1]["reason"], "tenant_route_forbidden");
+    assert_eq!(e["stages"][0]["sub"], "user@254carbon.com");
+    // The claims a rule of the route tests, and whether each holds.
+    let post = EXAMPLES.iter().find(|x| x.method == "POST").unwrap();
+    let e = explain(&policy, &request(post)).unwrap();
+    let rules = e["stages"][0]["claims"]["rules"].as_array().unwrap();
+    let engineer = rules.iter().find(|r| r["test"] == "contains data-engineer").unwrap();
+    assert_eq!(
+        (engineer["applies"].as_bool(), engineer["holds"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(e["stages"][0]["rfc6750_error"], "insufficient_scope");
+}
+
+#[test]
+fn the_route_why_is_the_precedence_step() {
+    let policy = json!({
+        "version": 1,
+        "defaults": {"jwt": {"requirement": "none"}},
+        "routes": [
+            {"name": "api", "match": {"prefix": "/api"}},
+            {"name": "status", "match": {"exact": "/api/status"}},
+            {"name": "api-post", "match": {"prefix": "/api", "methods": ["POST"]}},
+        ],
+    });
+    let why = |method: &str, path: &str| {
+        let request = Request {
+            method: method.into(),
+            url: format!("http://h{path}"),
+            ..Request::default()
+        };
+        let e = explain(&policy, &request).unwrap();
+        (
+            e["route"]["name"].as_str().unwrap().to_string(),
+            e["route"]["decided_by"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(why("GET", "/api/status"), ("status".into(), "exact_path".into()));
+    assert_eq!(why("POST", "/api/x"), ("api-post".into(), "method".into()));
+    assert_eq!(why("GET", "/api/x"), ("api".into(), "only_match".into()));
+    assert_eq!(why("GET", "/other"), ("default".into(), "no_match".into()));
+}
+
+#[test]
+fn no_verify_trusts_the_claims_and_says_so() {
+    let policy = demo_policy();
+    // Signed by a key the policy does not hold.
+    let claims = demo::token_claims("STD-001", &["analyst"], "", false, NOW);
+    let foreign = sign(&claims, "rsa-1", "tests/fixtures/keys/rsa-2.pem");
+    let mut request = Request {
+        method: "GET".into(),
+        url: "http://127.0.0.1/api/datahub/entities".into(),
+        token: Some(foreign),
+        now: Some(NOW),
+        ..Request::default()
+    };
+    let e = explain(&policy, &request).unwrap();
+    assert_eq!(answer(&e), (401, Some("token_signature_invalid".into())));
+    request.no_verify = true;
+    let e = explain(&policy, &request).unwrap();
+    assert_eq!(answer(&e), (200, None));
+    assert_eq!(received(&e, "x-tenant-id"), ["STD-001"]);
+    assert_eq!(e["request"]["signature_checked"], false);
+    assert!(e["notes"][0].as_str().unwrap().contains("SIGNATURE NOT CHECKED"));
+    let text = tollgate_cli::explain::text(&e);
+    assert!(text.contains("SIGNATURE NOT CHECKED"), "{text}");
+    // Times are still checked, on the clock given.
+    request.now = Some(NOW + 7200);
+    let e = explain(&policy, &request).unwrap();
+    assert_eq!(answer(&e), (401, Some("token_expired".into())));
+}
+
+/// The demo policy with its keys fetched from an IdP instead.
+fn remote_policy() -> Value {
+    let mut policy = demo_policy();
+    let provider = &mut policy["jwt"]["providers"][0];
+    provider.as_object_mut().unwrap().remove("local_jwks");
+    provider["remote_jwks"] = json!({"uri": "http://idp.test/jwks.json", "cluster": "idp"});
+    policy
+}
+
+#[test]
+fn remote_keys_come_from_the_jwks_option_or_a_note_says_they_cannot() {
+    let policy = remote_policy();
+    let mut request = Request {
+        method: "GET".into(),
+        url: "http://127.0.0.1/api/datahub/entities".into(),
+        token: Some(demo_token("STD")),
+        now: Some(NOW),
+        ..Request::default()
+    };
+    let e = explain(&policy, &request).unwrap();
+    assert_eq!(answer(&e), (503, Some("jwks_unavailable".into())));
+    let note = e["notes"][0].as_str().unwrap();
+    assert!(note.contains("--jwks") && note.contains("--no-verify"), "{note}");
+    request.jwks = Some(std::fs::read(repo("tests/fixtures/keys/jwks.json")).unwrap());
+    let e = explain(&policy, &request).unwrap();
+    assert_eq!(answer(&e), (200, None), "{e:#}");
+    assert_eq!(received(&e, "x-tenant-id"), ["STD-001"]);
+    assert!(e["notes"].as_array().unwrap().is_empty());
+    // --no-verify needs no keys at all.
+    request.jwks = None;
+    request.no_verify = true;
+    let e = explain(&policy, &request).unwrap();
+    assert_eq!(answer(&e), (200, None), "{e:#}");
+}
+
+#[test]
+fn the_command_prints_text_and_json() {
+    let token_file = std::env::temp_dir().join(format!("tollgate-explain-{}.jwt", std::process::id()));
+    std::fs::write(&token_file, format!("Bearer {}\n", demo_token("NED"))).unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("explain")
+            .arg(repo("wasmplugins/policy.yaml"))
+            .args([
+                "--url",
+                "http://127.0.0.1/api/superset/charts",
+                "-H",
+                "x-tenant-tier: gold",
+            ])
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(["--now", &NOW.to_string()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&[]);
+    assert!(text.contains("route: superset (the only route that matched)"), "{text}");
+    assert!(text.contains("~ x-tenant-tier: gold -> standard"), "{text}");
+    assert!(text.contains("answer: forwarded"), "{text}");
+    let parsed: Value = serde_json::from_str(&run(&["--json"])).unwrap();
+    assert_eq!(parsed["stages"][1]["tenant"], "NED-001");
+    std::fs::remove_file(&token_file).ok();
+}
