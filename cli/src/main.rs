@@ -35,8 +35,23 @@ enum Command {
     Diff { old: PathBuf, new: PathBuf },
     /// Check WasmPlugin manifests against Istio's CRD (schema and CEL rules)
     CheckManifests { dir: PathBuf },
-    /// Build the OCI image of tollgate.wasm and push it
-    Package,
+    /// Build the OCI image of tollgate.wasm (an OCI image layout) and push it; prints the
+    /// manifest digest, which a WasmPlugin's `sha256` pins (hex part)
+    Package {
+        /// The module to package
+        #[arg(long, default_value = "target/wasm32-wasip1/release/tollgate.wasm")]
+        wasm: PathBuf,
+        /// Directory the OCI image layout is written to (empty, missing, or an earlier layout)
+        #[arg(long)]
+        out: PathBuf,
+        /// Push to this reference (REGISTRY/REPOSITORY:TAG); credentials from
+        /// TOLLGATE_REGISTRY_USERNAME and TOLLGATE_REGISTRY_PASSWORD, else anonymous
+        #[arg(long)]
+        push: Option<String>,
+        /// Plain HTTP to the --push registry (a registry on loopback)
+        #[arg(long, requires = "push")]
+        insecure: bool,
+    },
     /// An Envoy bootstrap with the filters and the clusters they call, for local testing
     Envoy {
         policy: PathBuf,
@@ -80,7 +95,12 @@ fn main() {
         }
         Command::Diff { .. } => diff::run(),
         Command::CheckManifests { .. } => Err("not done yet".to_string()),
-        Command::Package => package::run(),
+        Command::Package {
+            wasm,
+            out,
+            push,
+            insecure,
+        } => package::run(&wasm, &out, push.as_deref(), insecure),
         Command::Envoy {
             policy,
             wasm,
