@@ -20,6 +20,14 @@
 //! config (`application/vnd.module.wasm.config.v1+json`, the media type by
 //! which registries and ORAS tell a wasm module) and the first layer; the
 //! module is the second.
+//!
+//! The manifest digest is what a WasmPlugin's `sha256` pins for an `oci://`
+//! URL: Istio's `pkg/wasm/cache.go` compares it with the hex of
+//! `img.Digest()`, the manifest's digest (`PrepareFetch` in
+//! `imagefetcher.go`), and refuses a mismatch ("module downloaded from ...
+//! has checksum ..., which does not match"). For an `http(s)://` URL it
+//! compares the sha256 of the module itself, here the layer digest. The
+//! CRD takes the hex alone: `sha256` matches `(^$|^[a-f0-9]{64}$)`.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
