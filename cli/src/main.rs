@@ -34,8 +34,11 @@ enum Command {
         #[arg(long, conflicts_with = "wasm")]
         sha256: Option<String>,
         /// Pin the sha256 of this module (for https:// and file:// URLs)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "oci_layout")]
         wasm: Option<PathBuf>,
+        /// Pin the manifest digest of the image `tollgate package --out DIR` wrote (for oci:// URLs)
+        #[arg(long, conflicts_with = "sha256")]
+        oci_layout: Option<PathBuf>,
         /// The Istio release the plugins are for (FAIL_RELOAD from 1.27, FAIL_CLOSE before)
         #[arg(long, default_value = render::DEFAULT_ISTIO, value_parser = render::parse_istio_version)]
         istio_version: (u32, u32),
@@ -52,8 +55,23 @@ enum Command {
     Diff { old: PathBuf, new: PathBuf },
     /// Check WasmPlugin manifests against Istio's CRD (schema and CEL rules)
     CheckManifests { dir: PathBuf },
-    /// Build the OCI image of tollgate.wasm and push it
-    Package,
+    /// Build the OCI image of tollgate.wasm (an OCI image layout) and push it; prints the
+    /// manifest digest, which a WasmPlugin's `sha256` pins (hex part)
+    Package {
+        /// The module to package
+        #[arg(long, default_value = "target/wasm32-wasip1/release/tollgate.wasm")]
+        wasm: PathBuf,
+        /// Directory the OCI image layout is written to (empty, missing, or an earlier layout)
+        #[arg(long)]
+        out: PathBuf,
+        /// Push to this reference (REGISTRY/REPOSITORY:TAG); credentials from
+        /// TOLLGATE_REGISTRY_USERNAME and TOLLGATE_REGISTRY_PASSWORD, else anonymous
+        #[arg(long)]
+        push: Option<String>,
+        /// Plain HTTP to the --push registry (a registry on loopback)
+        #[arg(long, requires = "push")]
+        insecure: bool,
+    },
     /// An Envoy bootstrap with the filters and the clusters they call, for local testing
     Envoy {
         policy: PathBuf,
@@ -124,24 +142,34 @@ fn main() {
             url,
             sha256,
             wasm,
+            oci_layout,
             istio_version,
             image_pull_policy,
             image_pull_secret,
             split,
-        } => render::pin(sha256, wasm.as_deref()).and_then(|sha256| {
-            let options = render::Options {
-                url,
-                sha256,
-                split,
-                istio: istio_version,
-                pull_policy: image_pull_policy,
-                pull_secret: image_pull_secret,
-            };
-            render::run(&policy, &out, &options)
-        }),
+        } => oci_layout
+            .map(|dir| package::manifest_digest_of_layout(&dir))
+            .transpose()
+            .and_then(|layout| render::pin(layout.or(sha256), wasm.as_deref()))
+            .and_then(|sha256| {
+                let options = render::Options {
+                    url,
+                    sha256,
+                    split,
+                    istio: istio_version,
+                    pull_policy: image_pull_policy,
+                    pull_secret: image_pull_secret,
+                };
+                render::run(&policy, &out, &options)
+            }),
         Command::Diff { old, new } => diff::run(&old, &new),
         Command::CheckManifests { dir } => manifests::run(&dir),
-        Command::Package => package::run(),
+        Command::Package {
+            wasm,
+            out,
+            push,
+            insecure,
+        } => package::run(&wasm, &out, push.as_deref(), insecure),
         Command::Envoy {
             policy,
             wasm,

@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod demo;
 mod images;
+mod package;
 mod render;
 mod setup;
 mod util;
@@ -23,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what is missing: wasm targets, wasm-bindgen test runner, Envoy 1.40, bench tools
+    /// Install what is missing: wasm targets, wasm-bindgen test runner, Envoy 1.40, bench tools,
+    /// docker-registry
     Setup,
     /// Build tollgate.wasm (and the test-only filter) for wasm32-wasip1, release
     Build,
@@ -67,8 +69,16 @@ enum Task {
         #[arg(long)]
         rounds: Option<usize>,
     },
-    /// Not done yet: the OCI image of tollgate.wasm
-    Package,
+    /// The OCI image of the built tollgate.wasm as an OCI image layout in target/oci/tollgate;
+    /// prints its manifest digest (builds nothing: run `cargo xtask build` first)
+    Package {
+        /// Also push it to this reference (REGISTRY/REPOSITORY:TAG)
+        #[arg(long)]
+        push: Option<String>,
+        /// Plain HTTP to the --push registry
+        #[arg(long, requires = "push")]
+        insecure: bool,
+    },
 }
 
 fn main() {
@@ -80,7 +90,7 @@ fn main() {
         Task::Render { check, image, split } => render::run(check, &image, split),
         Task::Validate { file } => render::validate(&file),
         Task::Bench { quick, only, rounds } => bench::run_some(quick, &only, rounds),
-        Task::Package => Err("not done yet: this command lands with its own issue".to_string()),
+        Task::Package { push, insecure } => package::run(push.as_deref(), insecure),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

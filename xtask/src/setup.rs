@@ -14,6 +14,10 @@ pub fn all() -> Result<(), String> {
     step("setup: envoy", envoy)?;
     step("setup: wasm-opt (binaryen, shrinks tollgate.wasm)", binaryen)?;
     step("setup: wrk, taskset, DejaVu font (the bench)", bench_tools)?;
+    step(
+        "setup: docker-registry (the registry `tollgate package` is tested against)",
+        registry,
+    )?;
     step("setup: container images (FROM scratch, built here)", crate::images::all)
 }
 
@@ -36,6 +40,21 @@ fn bench_tools() -> Result<(), String> {
     }
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get").args(["install", "-y"]).args(&missing))
+}
+
+/// Debian's build of the CNCF distribution registry: cli/tests/package.rs
+/// pushes to it on loopback (Docker's `registry` image cannot be pulled here).
+const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+fn registry() -> Result<(), String> {
+    if Path::new(REGISTRY_BINARY).exists() {
+        println!("present: {REGISTRY_BINARY}");
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "docker-registry"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn binaryen() -> Result<(), String> {
