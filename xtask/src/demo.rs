@@ -7,6 +7,7 @@ use crate::util::{root, step};
 use serde_json::Value;
 use std::process::Command;
 use tollgate_cli::demo::{self, Example, EXAMPLES, TOKENS};
+use tollgate_cli::explain::{explain, Request};
 use tollgate_integration::docker::{self, Container, Network};
 use tollgate_integration::{Echo, Envoy, Response};
 
@@ -98,11 +99,7 @@ impl Demo for Example {
 }
 
 fn upstream_saw(echo: &Value, name: &str, value: &str) -> bool {
-    let seen: Vec<&Value> = echo["headers"]
-        .as_array()
-        .map(|all| all.iter().filter(|h| h[0] == name).map(|h| &h[1]).collect())
-        .unwrap_or_default();
-    seen.len() == 1 && seen.first().is_some_and(|v| *v == value)
+    upstream_values(echo, name) == [value]
 }
 
 pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
@@ -216,12 +213,16 @@ fn examples(addr: &str, check: bool) -> Result<(), String> {
         println!("export {var}={token}");
     }
     println!();
+    let policy = tollgate_cli::policy_file::load_policy(&root().join(render::POLICY))?;
     let mut failures = 0;
     for example in EXAMPLES {
         let line = example.curl(addr);
         println!("# {}\n{line}\n#   -> {}", example.what, example.expected());
         if check {
-            let outcome = example.run_printed(&line, &tokens).and_then(|r| example.check(&r));
+            let outcome = example.run_printed(&line, &tokens).and_then(|r| {
+                example.check(&r)?;
+                explain_agrees(&policy, example, addr, &tokens, &r)
+            });
             match outcome {
                 Ok(()) => println!("#   checked: ok"),
                 Err(e) => {
@@ -242,6 +243,86 @@ fn examples(addr: &str, check: bool) -> Result<(), String> {
         };
     }
     Ok(())
+}
+
+/// `tollgate explain` on the same request gives Envoy's answer: status,
+/// reason, and every header it says the filters add, change or remove
+/// reaches the application exactly so.
+fn explain_agrees(
+    policy: &Value,
+    example: &Example,
+    addr: &str,
+    tokens: &[(String, String)],
+    response: &Response,
+) -> Result<(), String> {
+    let token = example
+        .token
+        .map(|var| tokens.iter().find(|(v, _)| v == var).map(|(_, t)| t.clone()))
+        .map(|t| t.ok_or("no such demo token"))
+        .transpose()?;
+    let request = Request {
+        method: example.method.to_string(),
+        url: format!("http://{addr}{}", example.path),
+        headers: example
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        token,
+        ..Request::default()
+    };
+    let explained = explain(policy, &request)?;
+    let answer = &explained["answer"];
+    let body = response.json();
+    let (status, reason) = match answer["kind"].as_str() {
+        Some("local_reply") => (answer["status"].as_u64(), &answer["reason"]),
+        Some("forwarded") => (Some(200), &Value::Null),
+        other => return Err(format!("explain gives no answer ({other:?})")),
+    };
+    if status != Some(u64::from(response.status)) {
+        return Err(format!("explain says status {status:?}, Envoy {}", response.status));
+    }
+    if !reason.is_null() && body["reason"] != *reason {
+        return Err(format!("explain says reason {reason}, Envoy {}", body["reason"]));
+    }
+    let upstream = &explained["upstream"];
+    let expected = upstream["added"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| (&h[0], &h[1]));
+    let changed = upstream["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| (&h[0], &h[2]));
+    for (name, value) in expected.chain(changed) {
+        let name = name.as_str().unwrap_or_default();
+        if upstream_values(&body, name).join(", ") != value.as_str().unwrap_or_default() {
+            return Err(format!(
+                "explain says the app gets {name}: {value}; Envoy sent {:?}",
+                upstream_values(&body, name)
+            ));
+        }
+    }
+    for removed in upstream["removed"].as_array().into_iter().flatten() {
+        let name = removed[0].as_str().unwrap_or_default();
+        if !upstream_values(&body, name).is_empty() {
+            return Err(format!("explain says {name} is removed; Envoy sent it"));
+        }
+    }
+    Ok(())
+}
+
+/// Every value of a header the echo upstream received.
+fn upstream_values(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h[0] == name)
+        .filter_map(|h| h[1].as_str().map(str::to_string))
+        .collect()
 }
 
 /// Listener and admin on ports Envoy picks, the upstream on the echo's.

@@ -54,6 +54,12 @@ pub trait Host {
     fn skips_signatures(&self) -> bool {
         false
     }
+    /// A random number, for jitter only (not for secrets): std's hasher
+    /// keys, seeded once per VM from WASI `random_get` in Envoy.
+    fn random(&self) -> u64 {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(self.now_millis())
+    }
 }
 
 impl dyn Host + '_ {

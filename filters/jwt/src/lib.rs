@@ -241,7 +241,7 @@ impl JwtStage {
     fn fetch_failed(&self, host: &dyn Host, p: usize, why: &str) {
         let had_keys = match self.jwks.borrow_mut().get_mut(p) {
             Some(state) => {
-                state.failed(host.now_millis());
+                state.failed(host.now_millis(), host.random());
                 state.has_keys()
             }
             None => return,

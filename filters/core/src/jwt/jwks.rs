@@ -41,6 +41,14 @@ pub fn backoff_ms(failures: u32) -> u64 {
     (1000u64 << failures.clamp(1, 6).saturating_sub(1)).min(MAX_BACKOFF_MS)
 }
 
+/// `wait` spread over its upper half by `random` ("equal jitter"): the
+/// workers of every pod that lost the IdP at the same moment do not all
+/// come back at the same moment, and none retries sooner than half the wait.
+pub fn jittered(wait: u64, random: u64) -> u64 {
+    let half = wait / 2;
+    half + random % (wait - half + 1)
+}
+
 impl JwksState {
     /// The keys for a request at `now` (unix seconds): stale once a refresh
     /// is overdue, gone after `stale_ttl`.
@@ -93,12 +101,13 @@ impl JwksState {
         self.next_attempt_ms = 0;
     }
 
-    /// A failed attempt: the last good keys stay, the next try backs off.
-    pub fn failed(&mut self, now_ms: u64) {
+    /// A failed attempt: the last good keys stay, the next try backs off
+    /// (jittered by `random`, any value from the host's random source).
+    pub fn failed(&mut self, now_ms: u64, random: u64) {
         self.pending = None;
         self.wanted = false;
         self.failures = self.failures.saturating_add(1);
-        self.next_attempt_ms = now_ms + backoff_ms(self.failures);
+        self.next_attempt_ms = now_ms.saturating_add(jittered(backoff_ms(self.failures), random));
     }
 
     /// A request found no keys: it may wait if a fetch is under way or due.
