@@ -155,6 +155,10 @@ pub struct Bootstrap {
     pub delivery: Delivery,
     /// `node.metadata` (Istio sets `NAMESPACE`, `WORKLOAD_NAME`, ...).
     pub node_metadata: Option<Value>,
+    /// The listener comes from this file by LDS (`path_config_source`,
+    /// its directory watched) instead of `static_resources`; the file is
+    /// what `lds_resources` gives (see `xds::WatchedFile`).
+    pub lds_path: Option<String>,
 }
 
 impl Bootstrap {
@@ -174,6 +178,7 @@ impl Bootstrap {
             access_log: None,
             delivery: Delivery::from_env(),
             node_metadata: None,
+            lds_path: None,
         }
     }
 
@@ -190,6 +195,43 @@ impl Bootstrap {
     pub fn to_json(&self) -> Value {
         let mut clusters = vec![cluster("upstream", self.upstream_port)];
         clusters.extend(self.clusters.iter().map(|(name, port)| cluster(name, *port)));
+        let mut bootstrap = json!({
+            "admin": {"address": socket(self.admin_port)},
+            "stats_config": {"stats_tags": stats_tags()},
+            "static_resources": {"clusters": clusters},
+        });
+        match &self.lds_path {
+            Some(path) => {
+                let dir = Path::new(path)
+                    .parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                bootstrap["dynamic_resources"] = json!({"lds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": {"path": path, "watched_directory": {"path": dir}},
+                }});
+            }
+            None => bootstrap["static_resources"]["listeners"] = json!([self.listener()]),
+        }
+        // xDS needs a node id and cluster, even from a file.
+        if self.node_metadata.is_some() || self.lds_path.is_some() {
+            bootstrap["node"] = json!({"id": "tollgate-test", "cluster": "tollgate-test"});
+        }
+        if let Some(metadata) = &self.node_metadata {
+            bootstrap["node"]["metadata"] = metadata.clone();
+        }
+        bootstrap
+    }
+
+    /// The file LDS reads: a discovery response holding the listener.
+    pub fn lds_resources(&self, version: &str) -> Value {
+        let mut listener = self.listener();
+        listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        json!({"version_info": version, "resources": [listener]})
+    }
+
+    /// The `ingress` listener: the connection manager and its filters.
+    pub fn listener(&self) -> Value {
         let mut http_filters = self.native_filters.clone();
         let filters = match self.delivery {
             Delivery::Split => self.filters.clone(),
@@ -221,25 +263,14 @@ impl Bootstrap {
         if let Some(path) = &self.access_log {
             manager["access_log"] = json_access_log(path);
         }
-        let mut bootstrap = json!({
-            "admin": {"address": socket(self.admin_port)},
-            "stats_config": {"stats_tags": stats_tags()},
-            "static_resources": {
-                "listeners": [{
-                    "name": "ingress",
-                    "address": socket(self.listen_port),
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": manager,
-                    }]}],
-                }],
-                "clusters": clusters,
-            },
-        });
-        if let Some(metadata) = &self.node_metadata {
-            bootstrap["node"] = json!({"id": "tollgate-test", "cluster": "tollgate-test", "metadata": metadata});
-        }
-        bootstrap
+        json!({
+            "name": "ingress",
+            "address": socket(self.listen_port),
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": manager,
+            }]}],
+        })
     }
 }
 

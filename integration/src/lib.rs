@@ -15,9 +15,11 @@ pub mod http;
 pub mod jwks;
 pub mod paths;
 pub mod server;
+pub mod xds;
 
 pub use bootstrap::{Bootstrap, Delivery, Filter};
 pub use echo::Echo;
 pub use envoy::{Envoy, Launch};
 pub use http::{Request, Response};
 pub use jwks::JwksServer;
+pub use xds::WatchedFile;

@@ -37,6 +37,11 @@ pub fn state_setter_wasm() -> PathBuf {
     wasm_dir().join("state_setter.wasm")
 }
 
+/// The test-only filter that traps its VM on a marked request.
+pub fn trap_wasm() -> PathBuf {
+    wasm_dir().join("trap_on_marker.wasm")
+}
+
 /// Fails with the command that builds what is missing.
 pub fn require(path: &Path, how: &str) -> Result<(), String> {
     if path.exists() {

@@ -182,8 +182,15 @@ fn envoy_version(binary: &Path) -> Option<String> {
         .then(|| text.trim().to_string())
 }
 
-/// The crates built to wasm32-wasip1: the module and the test-only filter.
-pub const WASM_CRATES: [&str; 4] = ["-p", "tollgate-module", "-p", "tollgate-test-state-setter"];
+/// The crates built to wasm32-wasip1: the module and the test-only filters.
+pub const WASM_CRATES: [&str; 6] = [
+    "-p",
+    "tollgate-module",
+    "-p",
+    "tollgate-test-state-setter",
+    "-p",
+    "tollgate-test-trap-on-marker",
+];
 
 pub fn build_wasm() -> Result<(), String> {
     run(cargo()

@@ -1,0 +1,70 @@
+//! File-based dynamic configuration: a file Envoy reads by xDS
+//! (`path_config_source`) in a directory it watches. Envoy picks a new
+//! version up when a file is moved into that directory, so `replace` writes
+//! a staging file and renames it over the watched one: Envoy never reads a
+//! half-written file.
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A watched directory of its own holding one file; removed when dropped.
+pub struct WatchedFile {
+    dir: PathBuf,
+    staging: PathBuf,
+    path: PathBuf,
+}
+
+impl WatchedFile {
+    /// `name` (e.g. `lds.json`) in a new temp directory, written with `first`.
+    pub fn create(name: &str, first: &Value) -> Result<WatchedFile, String> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("tollgate-xds-{}-{n}", std::process::id()));
+        let dir = root.join("watched");
+        let staging = root.join("staging");
+        for d in [&dir, &staging] {
+            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let file = WatchedFile {
+            path: dir.join(name),
+            dir,
+            staging,
+        };
+        file.replace(first)?;
+        Ok(file)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `value` to a staging file beside the watched directory, then
+    /// renames it into place (atomic on one filesystem).
+    pub fn replace(&self, value: &Value) -> Result<(), String> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staged = self
+            .staging
+            .join(format!("{name}.{}", NEXT.fetch_add(1, Ordering::SeqCst)));
+        fs::write(&staged, value.to_string()).map_err(|e| format!("{}: {e}", staged.display()))?;
+        fs::rename(&staged, &self.path).map_err(|e| format!("rename to {}: {e}", self.path.display()))
+    }
+}
+
+impl Drop for WatchedFile {
+    fn drop(&mut self) {
+        if let Some(root) = self.dir.parent() {
+            let _ = fs::remove_dir_all(root);
+        }
+    }
+}
