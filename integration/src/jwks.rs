@@ -2,7 +2,7 @@
 //! requests, can change its keys or answer slowly, and stops when dropped.
 
 use crate::server::Server;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ pub struct JwksServer {
     body: Arc<Mutex<String>>,
     hits: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    status: Arc<AtomicU16>,
 }
 
 impl JwksServer {
@@ -18,11 +19,12 @@ impl JwksServer {
         let body = Arc::new(Mutex::new(jwks.to_string()));
         let hits = Arc::new(AtomicUsize::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (b, h, d) = (body.clone(), hits.clone(), delay_ms.clone());
+        let status = Arc::new(AtomicU16::new(200));
+        let (b, h, d, s) = (body.clone(), hits.clone(), delay_ms.clone(), status.clone());
         let server = Server::start(&format!("{}:0", crate::docker::party_host()), move |_| {
             std::thread::sleep(Duration::from_millis(d.load(Ordering::SeqCst)));
             h.fetch_add(1, Ordering::SeqCst);
-            (200, b.lock().map(|b| b.clone()).unwrap_or_default())
+            (s.load(Ordering::SeqCst), b.lock().map(|b| b.clone()).unwrap_or_default())
         });
         match server {
             Ok(server) => JwksServer {
@@ -30,6 +32,7 @@ impl JwksServer {
                 body,
                 hits,
                 delay_ms,
+                status,
             },
             Err(e) => panic!("JWKS server could not bind: {e}"),
         }
@@ -44,6 +47,11 @@ impl JwksServer {
         if let Ok(mut body) = self.body.lock() {
             *body = jwks.to_string();
         }
+    }
+
+    /// Answers with this status from now on (200 at start).
+    pub fn status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
     }
 
     /// Answers each request only after `delay`.
