@@ -41,9 +41,15 @@ impl Request {
         self
     }
 
+    /// Sends on a new connection, closed after the answer.
     pub fn send(&self, addr: SocketAddr) -> Result<Response, String> {
-        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+        let stream = connect(addr)?;
+        let mut reader = BufReader::new(stream);
+        self.write_to(reader.get_mut(), true)?;
+        read_response(&mut reader, true)
+    }
+
+    fn write_to(&self, stream: &mut TcpStream, close: bool) -> Result<(), String> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
         if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             out.extend_from_slice(b"host: api.example.com\r\n");
@@ -54,18 +60,80 @@ impl Request {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", self.body.len()).as_bytes());
+        out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
-        stream.write_all(&out).map_err(|e| format!("write: {e}"))?;
-        let mut reader = BufReader::new(stream);
-        let (status_line, headers) = read_head(&mut reader)?;
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-        let body = read_body(&mut reader, &headers, true)?;
-        Ok(Response { status, headers, body })
+        stream.write_all(&out).map_err(|e| format!("write: {e}"))
+    }
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+fn read_response(reader: &mut BufReader<TcpStream>, to_eof: bool) -> Result<Response, String> {
+    let (status_line, headers) = read_head(reader)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let body = read_body(reader, &headers, to_eof)?;
+    Ok(Response { status, headers, body })
+}
+
+/// One keep-alive connection, opened again when the server closed it
+/// (a load loop sends many requests without a handshake each).
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+    /// Connections opened so far.
+    pub connects: u64,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive {
+            addr,
+            conn: None,
+            connects: 0,
+        }
+    }
+
+    /// Sends on the open connection; a connection the server closed
+    /// (write or read fails before any answer) is opened again once.
+    pub fn send(&mut self, request: &Request) -> Result<Response, String> {
+        match self.try_send(request) {
+            Ok(response) => Ok(response),
+            Err(_) => {
+                self.conn = None;
+                self.try_send(request)
+            }
+        }
+    }
+
+    fn try_send(&mut self, request: &Request) -> Result<Response, String> {
+        let reader = match self.conn.take() {
+            Some(reader) => self.conn.insert(reader),
+            None => {
+                self.connects += 1;
+                self.conn.insert(BufReader::new(connect(self.addr)?))
+            }
+        };
+        request.write_to(reader.get_mut(), false)?;
+        let response = read_response(reader, false)?;
+        if response
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            self.conn = None;
+        }
+        Ok(response)
     }
 }
 

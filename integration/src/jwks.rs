@@ -24,7 +24,10 @@ impl JwksServer {
         let server = Server::start(&format!("{}:0", crate::docker::party_host()), move |_| {
             std::thread::sleep(Duration::from_millis(d.load(Ordering::SeqCst)));
             h.fetch_add(1, Ordering::SeqCst);
-            (s.load(Ordering::SeqCst), b.lock().map(|b| b.clone()).unwrap_or_default())
+            (
+                s.load(Ordering::SeqCst),
+                b.lock().map(|b| b.clone()).unwrap_or_default(),
+            )
         });
         match server {
             Ok(server) => JwksServer {

@@ -34,7 +34,12 @@ fn now() -> u64 {
 
 fn good_jwks() -> String {
     let all: Value = serde_json::from_str(&fixture("jwks.json")).unwrap();
-    let keys: Vec<&Value> = all["keys"].as_array().unwrap().iter().filter(|k| k["kid"] == "rsa-1").collect();
+    let keys: Vec<&Value> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kid"] == "rsa-1")
+        .collect();
     json!({ "keys": keys }).to_string()
 }
 
@@ -125,7 +130,10 @@ fn survives(idp: &JwksServer, chain: &Chain, heal: impl Fn(&JwksServer)) -> Seen
     // Two workers, each retrying after 0.5-1 s, 1-2 s, 2-4 s ...: over about
     // 4 s of failures a handful of fetches each, not one per request.
     let hits = idp.hits();
-    assert!(hits <= 12, "{hits} fetches in {FAULTY_REQUESTS} requests: the backoff does not hold");
+    assert!(
+        hits <= 12,
+        "{hits} fetches in {FAULTY_REQUESTS} requests: the backoff does not hold"
+    );
     heal(idp);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut n = FAULTY_REQUESTS;
@@ -136,7 +144,10 @@ fn survives(idp: &JwksServer, chain: &Chain, heal: impl Fn(&JwksServer)) -> Seen
             break;
         }
         assert_eq!(response.status, 503, "{}", response.text());
-        assert!(Instant::now() < deadline, "keys never came back after the server healed");
+        assert!(
+            Instant::now() < deadline,
+            "keys never came back after the server healed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(chain.counter("jwks_fetch_ok") >= 1);
@@ -184,7 +195,11 @@ fn a_jwks_body_over_max_body_bytes_is_refused_not_parsed() {
     let chain = start(idp.port());
     let seen = survives(&idp, &chain, heal_to_good);
     assert_prompt_and_flat("huge body", &seen, Duration::from_secs(2));
-    assert!(chain.envoy.log().contains(&format!("is over {MAX_BODY}")), "{}", chain.envoy.log());
+    assert!(
+        chain.envoy.log().contains(&format!("is over {MAX_BODY}")),
+        "{}",
+        chain.envoy.log()
+    );
 }
 
 #[test]
@@ -209,7 +224,11 @@ fn a_jwks_server_answering_an_error_status_is_survived() {
 #[test]
 fn a_jwks_server_that_is_down_is_survived() {
     // Bind a port, close it: nothing listens until the server comes up there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let chain = start(port);
     let mut slowest = Duration::ZERO;
     for n in 0..FAULTY_REQUESTS {
