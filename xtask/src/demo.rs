@@ -326,7 +326,7 @@ fn upstream_values(echo: &Value, name: &str) -> Vec<String> {
 }
 
 /// Listener and admin on ports Envoy picks, the upstream on the echo's.
-fn use_free_ports(bootstrap: &mut Value, upstream_port: u16) -> Result<(), String> {
+pub(crate) fn use_free_ports(bootstrap: &mut Value, upstream_port: u16) -> Result<(), String> {
     let pointers = [
         ("/admin/address/socket_address/port_value", 0),
         ("/static_resources/listeners/0/address/socket_address/port_value", 0),
@@ -346,7 +346,7 @@ fn use_free_ports(bootstrap: &mut Value, upstream_port: u16) -> Result<(), Strin
 
 /// Tokens shaped like the platform's (seeds: iss, sub, aud, user_id, roles),
 /// signed with the fixture key the example policy's JWKS holds.
-fn mint_tokens() -> Result<Vec<(String, String)>, String> {
+pub(crate) fn mint_tokens() -> Result<Vec<(String, String)>, String> {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     let pem = std::fs::read(root().join(demo::SIGNING_KEY)).map_err(|e| format!("demo key: {e}"))?;
     let key = EncodingKey::from_rsa_pem(&pem).map_err(|e| format!("demo key: {e}"))?;

@@ -10,6 +10,7 @@ mod images;
 mod package;
 mod render;
 mod setup;
+mod soak;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +70,19 @@ enum Task {
         #[arg(long)]
         rounds: Option<usize>,
     },
+    /// A million requests (good, bad and distinct tokens, tenants, routes) through the demo
+    /// policy in Envoy with two workers: every status as `tollgate explain` gives it, Envoy's
+    /// RSS flat after warm-up (not part of ci)
+    Soak {
+        #[arg(long, default_value_t = 1_000_000)]
+        requests: u64,
+        /// Stop (and fail) after this long
+        #[arg(long, default_value_t = 1800)]
+        max_seconds: u64,
+        /// Client threads, each on its own keep-alive connection
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// The OCI image of the built tollgate.wasm as an OCI image layout in target/oci/tollgate;
     /// prints its manifest digest (builds nothing: run `cargo xtask build` first)
     Package {
@@ -90,6 +104,15 @@ fn main() {
         Task::Render { check, image, split } => render::run(check, &image, split),
         Task::Validate { file } => render::validate(&file),
         Task::Bench { quick, only, rounds } => bench::run_some(quick, &only, rounds),
+        Task::Soak {
+            requests,
+            max_seconds,
+            clients,
+        } => soak::run(&soak::Options {
+            requests,
+            max_seconds,
+            clients: clients.max(1),
+        }),
         Task::Package { push, insecure } => package::run(push.as_deref(), insecure),
     };
     if let Err(e) = result {

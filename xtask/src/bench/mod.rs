@@ -6,7 +6,7 @@
 
 mod chart;
 mod configs;
-mod load;
+pub(crate) mod load;
 mod report;
 mod tokens;
 
