@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod claims;
 mod demo;
 mod images;
 mod package;
