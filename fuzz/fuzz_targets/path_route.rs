@@ -18,9 +18,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let route = view.route(policy);
         assert!(std::ptr::eq(route, policy.route(&view.head())));
-        assert_eq!(
-            normalize_path(view.path.as_bytes(), policy.paths.parameters).as_deref(),
-            Ok(view.path.as_str()),
+        // `OPTIONS *` has no path to normalize.
+        assert!(
+            view.path == "*"
+                || normalize_path(view.path.as_bytes(), policy.paths.parameters).as_deref()
+                    == Ok(view.path.as_str()),
             "normalizing {:?} again changes it",
             view.path
         );

@@ -2,10 +2,11 @@
 //! `verify::verify_in_rust` as tokens reach it) against RustCrypto's `rsa`
 //! crate: the same key, message and signature must get the same answer.
 //!
-//! Keys are a fixed pool made once per process from a seeded RNG (making
-//! RSA keys is slow). Their sizes reach the edges of our code: 2048 bits
-//! (our minimum), 2049 (the modulus has a byte more than the PSS encoded
-//! message), 2055, 3072 and an exponent of 3.
+//! Keys are a fixed pool of committed test keys (making RSA keys takes
+//! seconds): tests/fixtures/keys and fuzz/keys (`make_keys.py`). Their
+//! sizes reach the edges of our code: 2048 bits (our minimum), 2049 (the
+//! modulus has a byte more than the PSS encoded message), 2055, 3072, and
+//! an exponent of 3.
 //!
 //! An input is `key, alg, mode, message length, message, rest`; `mode`
 //! says what the signature is:
@@ -27,6 +28,7 @@
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
+use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
 use std::rc::Rc;
@@ -34,8 +36,15 @@ use tollgate_core::jwt::jwk::{Alg, KeyKind};
 use tollgate_core::jwt::rsa::RsaKey;
 use tollgate_core::jwt::verify::verify_in_rust;
 
-/// (bits, public exponent) of the key pool.
-pub const POOL: [(usize, u64); 5] = [(2048, 65537), (2049, 65537), (2055, 65537), (3072, 65537), (2048, 3)];
+/// The pool's private keys (PKCS#8 PEM) and their sizes in bits.
+pub const POOL: [(&str, usize); 6] = [
+    (include_str!("../../tests/fixtures/keys/rsa-1.pem"), 2048),
+    (include_str!("../../tests/fixtures/keys/rsa-2.pem"), 2048),
+    (include_str!("../keys/rsa-2049-e65537.pem"), 2049),
+    (include_str!("../keys/rsa-2055-e65537.pem"), 2055),
+    (include_str!("../../tests/fixtures/keys/rsa-3072.pem"), 3072),
+    (include_str!("../keys/rsa-2048-e3.pem"), 2048),
+];
 
 pub struct PoolKey {
     pub private: RsaPrivateKey,
@@ -45,11 +54,8 @@ pub struct PoolKey {
 
 fn make_pool() -> Vec<PoolKey> {
     POOL.iter()
-        .enumerate()
-        .map(|(i, &(bits, e))| {
-            let mut rng = ChaCha20Rng::seed_from_u64(0x7011_6a7e + i as u64);
-            let private = RsaPrivateKey::new_with_exp(&mut rng, bits, &BigUint::from(e))
-                .unwrap_or_else(|err| panic!("RSA key of {bits} bits: {err}"));
+        .map(|&(pem, bits)| {
+            let private = RsaPrivateKey::from_pkcs8_pem(pem).unwrap_or_else(|err| panic!("pool key: {err}"));
             let public = private.to_public_key();
             assert_eq!(public.n().bits(), bits);
             let ours = RsaKey::new(&public.n().to_bytes_be(), &public.e().to_bytes_be())

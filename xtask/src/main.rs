@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod fuzz;
 mod images;
 mod package;
 mod render;
@@ -69,6 +70,19 @@ enum Task {
         #[arg(long)]
         rounds: Option<usize>,
     },
+    /// Run every libFuzzer target of fuzz/ (cargo-fuzz, stable toolchain, no sanitizer) for
+    /// --time seconds each, one after the other; --replay: each once over its committed corpus
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Only these targets (repeat or comma-separate; default: all)
+        #[arg(long, value_delimiter = ',')]
+        target: Vec<String>,
+        /// Run each target over fuzz/corpus/TARGET once and stop (what CI runs)
+        #[arg(long, conflicts_with = "time")]
+        replay: bool,
+    },
     /// The OCI image of the built tollgate.wasm as an OCI image layout in target/oci/tollgate;
     /// prints its manifest digest (builds nothing: run `cargo xtask build` first)
     Package {
@@ -90,6 +104,7 @@ fn main() {
         Task::Render { check, image, split } => render::run(check, &image, split),
         Task::Validate { file } => render::validate(&file),
         Task::Bench { quick, only, rounds } => bench::run_some(quick, &only, rounds),
+        Task::Fuzz { time, target, replay } => fuzz::all(time, &target, replay),
         Task::Package { push, insecure } => package::run(push.as_deref(), insecure),
     };
     if let Err(e) = result {
