@@ -38,7 +38,10 @@ pub fn all(seconds: u64, only: &[String], replay: bool) -> Result<(), String> {
     if let Some(unknown) = only.iter().find(|t| !all.contains(t)) {
         return Err(format!("no fuzz target {unknown}; there are: {}", all.join(", ")));
     }
-    let chosen: Vec<String> = all.into_iter().filter(|t| only.is_empty() || only.contains(t)).collect();
+    let chosen: Vec<String> = all
+        .into_iter()
+        .filter(|t| only.is_empty() || only.contains(t))
+        .collect();
     run(cargo().args(["fuzz", "build", "-s", "none"]))?;
     let mut outcomes = Vec::new();
     for target in &chosen {
@@ -51,10 +54,18 @@ pub fn all(seconds: u64, only: &[String], replay: bool) -> Result<(), String> {
             o.target,
             o.seconds,
             o.executions,
-            if o.passed { "no crash" } else { "CRASH (see fuzz/artifacts)" }
+            if o.passed {
+                "no crash"
+            } else {
+                "CRASH (see fuzz/artifacts)"
+            }
         );
     }
-    let failed: Vec<&str> = outcomes.iter().filter(|o| !o.passed).map(|o| o.target.as_str()).collect();
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| o.target.as_str())
+        .collect();
     if failed.is_empty() {
         Ok(())
     } else {
@@ -65,7 +76,12 @@ pub fn all(seconds: u64, only: &[String], replay: bool) -> Result<(), String> {
 /// The targets cargo-fuzz knows (`cargo fuzz list`).
 fn targets() -> Result<Vec<String>, String> {
     let listed = ask("cargo", &["fuzz", "list"]).ok_or("`cargo fuzz list` failed")?;
-    let targets: Vec<String> = listed.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let targets: Vec<String> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if targets.is_empty() {
         return Err("`cargo fuzz list` lists no target".into());
     }
@@ -102,7 +118,11 @@ fn run_target(target: &str, seconds: u64, replay: bool) -> Result<Outcome, Strin
         .stderr(log);
     println!(
         "\n==> fuzz {target}: {} (log: {})",
-        if replay { "replaying the corpus".to_string() } else { format!("{seconds} s") },
+        if replay {
+            "replaying the corpus".to_string()
+        } else {
+            format!("{seconds} s")
+        },
         log_path.display()
     );
     let start = Instant::now();
