@@ -25,7 +25,8 @@ const INPUT_TIMEOUT: u64 = 20;
 /// What one target's run gave.
 struct Outcome {
     target: String,
-    seconds: f64,
+    /// libFuzzer's own count (`Done N runs in S second(s)`), without the build.
+    seconds: u64,
     executions: u64,
     passed: bool,
 }
@@ -50,7 +51,7 @@ pub fn all(seconds: u64, only: &[String], replay: bool) -> Result<(), String> {
     println!("\nfuzz {}:", if replay { "corpus replay" } else { "runs" });
     for o in &outcomes {
         println!(
-            "  {:<18} {:>6.0} s {:>12} executions  {}",
+            "  {:<18} {:>6} s {:>12} executions  {}",
             o.target,
             o.seconds,
             o.executions,
@@ -127,13 +128,14 @@ fn run_target(target: &str, seconds: u64, replay: bool) -> Result<Outcome, Strin
     );
     let start = Instant::now();
     let status = command.status().map_err(|e| format!("cargo fuzz run {target}: {e}"))?;
-    let seconds = start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let executions = final_stat(&text, "stat::number_of_executed_units").unwrap_or(0);
+    let seconds = fuzzed_seconds(&text).unwrap_or(0);
     if !status.success() {
         print_tail(&text, &log_path);
     }
-    println!("<== fuzz {target}: {executions} executions in {seconds:.0} s, {status}");
+    println!("<== fuzz {target}: {executions} executions in {seconds} s ({wall:.0} s with the build), {status}");
     Ok(Outcome {
         target: target.to_string(),
         seconds,
@@ -149,6 +151,19 @@ fn final_stat(log: &str, name: &str) -> Option<u64> {
         .find_map(|line| line.strip_prefix(name)?.trim_start_matches(':').trim().parse().ok())
 }
 
+/// S of libFuzzer's last `Done N runs in S second(s)`.
+fn fuzzed_seconds(log: &str) -> Option<u64> {
+    log.lines().rev().find_map(|line| {
+        line.strip_prefix("Done ")?
+            .split_once(" runs in ")?
+            .1
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// The end of a failed run's log: the panic and the crashing input's path.
 fn print_tail(text: &str, path: &Path) {
     let lines: Vec<&str> = text.lines().collect();
@@ -161,7 +176,7 @@ fn print_tail(text: &str, path: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::final_stat;
+    use super::{final_stat, fuzzed_seconds};
 
     #[test]
     fn the_execution_count_is_read_from_the_final_stats() {
@@ -169,5 +184,7 @@ mod tests {
         assert_eq!(final_stat(log, "stat::number_of_executed_units"), Some(5001));
         assert_eq!(final_stat(log, "stat::average_exec_per_sec"), Some(2500));
         assert_eq!(final_stat("no stats\n", "stat::number_of_executed_units"), None);
+        assert_eq!(fuzzed_seconds(log), Some(2));
+        assert_eq!(fuzzed_seconds("#1 INITED\n"), None);
     }
 }
