@@ -8,8 +8,8 @@
 //! modulus has a byte more than the PSS encoded message), 2055, 3072, and
 //! an exponent of 3.
 //!
-//! An input is `key, alg, mode, message length, message, rest`; `mode`
-//! says what the signature is:
+//! An input is `key, alg, mode, message length, message, rest`; `mode % 5`
+//! says what the signature is (and `mode / 5` seeds the PSS salt):
 //! - 0: a valid signature from the `rsa` crate, then bytes of `rest`
 //!   XORed into it at positions `rest` picks;
 //! - 1: `rest` itself, cut or zero-padded to the modulus length;
@@ -79,6 +79,32 @@ pub fn pool() -> &'static [PoolKey] {
 
 pub const ALGS: [Alg; 6] = [Alg::Rs256, Alg::Rs384, Alg::Rs512, Alg::Ps256, Alg::Ps384, Alg::Ps512];
 
+/// Most signatures kept (a private-key operation costs milliseconds, and
+/// libFuzzer often changes only the mutation bytes of an input).
+const SIGNED_CACHE: usize = 4096;
+
+thread_local! {
+    static SIGNED: std::cell::RefCell<std::collections::HashMap<(usize, Alg, Vec<u8>, u64), Vec<u8>>> =
+        Default::default();
+}
+
+/// `sign`, remembered.
+fn signed(k: usize, key: &PoolKey, alg: Alg, message: &[u8], seed: u64) -> Vec<u8> {
+    let id = (k, alg, message.to_vec(), seed);
+    if let Some(sig) = SIGNED.with(|c| c.borrow().get(&id).cloned()) {
+        return sig;
+    }
+    let sig = sign(key, alg, message, seed);
+    SIGNED.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= SIGNED_CACHE {
+            cache.clear();
+        }
+        cache.insert(id, sig.clone());
+    });
+    sig
+}
+
 /// A valid signature by the `rsa` crate (PSS salt from `seed`).
 pub fn sign(key: &PoolKey, alg: Alg, message: &[u8], seed: u64) -> Vec<u8> {
     use rsa::{pkcs1v15, pss};
@@ -139,12 +165,14 @@ fn be_padded(value: &BigUint, len: usize) -> Option<Vec<u8>> {
 }
 
 /// The signature an input describes (`None`: the input cannot make one).
-pub fn signature_for(key: &PoolKey, alg: Alg, mode: u8, message: &[u8], rest: &[u8]) -> Option<Vec<u8>> {
+pub fn signature_for(k: usize, alg: Alg, mode: u8, message: &[u8], rest: &[u8]) -> Option<Vec<u8>> {
+    let key = pool().get(k)?;
     let len = key.public.size();
-    let seed = rest.iter().take(8).fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+    // The PSS salt: from the mode byte's high bits, so changing `rest` reuses the signature.
+    let seed = u64::from(mode / 5);
     match mode % 5 {
         0 => {
-            let mut sig = sign(key, alg, message, seed);
+            let mut sig = signed(k, key, alg, message, seed);
             xor_at(&mut sig, rest);
             Some(sig)
         }
@@ -156,26 +184,26 @@ pub fn signature_for(key: &PoolKey, alg: Alg, mode: u8, message: &[u8], rest: &[
             Some(sig)
         }
         2 => {
-            let sig = sign(key, alg, message, seed);
+            let sig = signed(k, key, alg, message, seed);
             let s = BigUint::from_bytes_be(&sig);
             let em = rsa::hazmat::rsa_encrypt(&key.public, &s).ok()?;
             let mut em = be_padded(&em, len)?;
-            xor_at(&mut em, rest.get(8..).unwrap_or_default());
+            xor_at(&mut em, rest);
             let em = BigUint::from_bytes_be(&em);
             if &em >= key.public.n() {
                 return None;
             }
-            let mut rng = ChaCha20Rng::seed_from_u64(seed);
-            let s = rsa::hazmat::rsa_decrypt_and_check(&key.private, Some(&mut rng), &em).ok()?;
+            // No blinding (no RNG): test keys, and half the cost.
+            let s = rsa::hazmat::rsa_decrypt_and_check(&key.private, None::<&mut ChaCha20Rng>, &em).ok()?;
             be_padded(&s, len)
         }
         3 => {
-            let sig = sign(key, alg, message, seed);
+            let sig = signed(k, key, alg, message, seed);
             let s = BigUint::from_bytes_be(&sig) + key.public.n();
             be_padded(&s, len)
         }
         _ => {
-            let mut sig = sign(key, alg, message, seed);
+            let mut sig = signed(k, key, alg, message, seed);
             if rest.first().is_some_and(|b| b & 1 == 1) {
                 sig.insert(0, 0);
             } else {
@@ -190,11 +218,11 @@ pub fn signature_for(key: &PoolKey, alg: Alg, mode: u8, message: &[u8], rest: &[
 /// Returns whether the signature was valid, for counting.
 pub fn check(data: &[u8]) -> Option<bool> {
     let (&[k, a, mode, message_len], rest) = data.split_first_chunk::<4>()?;
-    let keys = pool();
-    let key = &keys[usize::from(k) % keys.len()];
+    let k = usize::from(k) % POOL.len();
+    let key = pool().get(k)?;
     let alg = ALGS[usize::from(a) % ALGS.len()];
     let (message, rest) = rest.split_at(usize::from(message_len).min(rest.len()));
-    let signature = signature_for(key, alg, mode, message, rest)?;
+    let signature = signature_for(k, alg, mode, message, rest)?;
     let want = reference(key, alg, message, &signature);
     let got = ours(key, alg, message, &signature);
     assert_eq!(
