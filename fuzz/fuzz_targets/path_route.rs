@@ -21,8 +21,7 @@ fuzz_target!(|data: &[u8]| {
         // `OPTIONS *` has no path to normalize.
         assert!(
             view.path == "*"
-                || normalize_path(view.path.as_bytes(), policy.paths.parameters).as_deref()
-                    == Ok(view.path.as_str()),
+                || normalize_path(view.path.as_bytes(), policy.paths.parameters).as_deref() == Ok(view.path.as_str()),
             "normalizing {:?} again changes it",
             view.path
         );

@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = tollgate_cli::policy_file::check_policy(text) {
         // What render hands the filters: the same policy as JSON.
         let json = value.to_string();
-        assert!(Policy::from_json(json.as_bytes()).is_ok(), "valid as YAML, refused as JSON: {json}");
+        assert!(
+            Policy::from_json(json.as_bytes()).is_ok(),
+            "valid as YAML, refused as JSON: {json}"
+        );
     }
 });

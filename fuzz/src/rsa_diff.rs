@@ -27,8 +27,8 @@
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
 use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
 use std::rc::Rc;
@@ -115,9 +115,15 @@ pub fn sign(key: &PoolKey, alg: Alg, message: &[u8], seed: u64) -> Vec<u8> {
         Alg::Rs256 => pkcs1v15::SigningKey::<Sha256>::new(private).sign(message).to_vec(),
         Alg::Rs384 => pkcs1v15::SigningKey::<Sha384>::new(private).sign(message).to_vec(),
         Alg::Rs512 => pkcs1v15::SigningKey::<Sha512>::new(private).sign(message).to_vec(),
-        Alg::Ps256 => pss::SigningKey::<Sha256>::new(private).sign_with_rng(&mut rng, message).to_vec(),
-        Alg::Ps384 => pss::SigningKey::<Sha384>::new(private).sign_with_rng(&mut rng, message).to_vec(),
-        Alg::Ps512 => pss::SigningKey::<Sha512>::new(private).sign_with_rng(&mut rng, message).to_vec(),
+        Alg::Ps256 => pss::SigningKey::<Sha256>::new(private)
+            .sign_with_rng(&mut rng, message)
+            .to_vec(),
+        Alg::Ps384 => pss::SigningKey::<Sha384>::new(private)
+            .sign_with_rng(&mut rng, message)
+            .to_vec(),
+        Alg::Ps512 => pss::SigningKey::<Sha512>::new(private)
+            .sign_with_rng(&mut rng, message)
+            .to_vec(),
         other => panic!("{other:?} is not RSA"),
     }
 }
@@ -130,9 +136,21 @@ pub fn reference(key: &PoolKey, alg: Alg, message: &[u8], signature: &[u8]) -> b
     let pkcs1 = pkcs1v15::Signature::try_from(signature);
     let pss = pss::Signature::try_from(signature);
     match alg {
-        Alg::Rs256 => pkcs1.is_ok_and(|s| pkcs1v15::VerifyingKey::<Sha256>::new(public).verify(message, &s).is_ok()),
-        Alg::Rs384 => pkcs1.is_ok_and(|s| pkcs1v15::VerifyingKey::<Sha384>::new(public).verify(message, &s).is_ok()),
-        Alg::Rs512 => pkcs1.is_ok_and(|s| pkcs1v15::VerifyingKey::<Sha512>::new(public).verify(message, &s).is_ok()),
+        Alg::Rs256 => pkcs1.is_ok_and(|s| {
+            pkcs1v15::VerifyingKey::<Sha256>::new(public)
+                .verify(message, &s)
+                .is_ok()
+        }),
+        Alg::Rs384 => pkcs1.is_ok_and(|s| {
+            pkcs1v15::VerifyingKey::<Sha384>::new(public)
+                .verify(message, &s)
+                .is_ok()
+        }),
+        Alg::Rs512 => pkcs1.is_ok_and(|s| {
+            pkcs1v15::VerifyingKey::<Sha512>::new(public)
+                .verify(message, &s)
+                .is_ok()
+        }),
         Alg::Ps256 => pss.is_ok_and(|s| pss::VerifyingKey::<Sha256>::new(public).verify(message, &s).is_ok()),
         Alg::Ps384 => pss.is_ok_and(|s| pss::VerifyingKey::<Sha384>::new(public).verify(message, &s).is_ok()),
         Alg::Ps512 => pss.is_ok_and(|s| pss::VerifyingKey::<Sha512>::new(public).verify(message, &s).is_ok()),
