@@ -69,6 +69,9 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
     step("core tests in wasm32 (wasm-bindgen-test, Node)", || {
         run(cargo().args(["test", "-p", "tollgate-core", "--target", "wasm32-unknown-unknown"]))
     })?;
+    // Each fuzz target once over its committed seeds: a change that makes
+    // one of them crash fails here, not only in a long `cargo xtask fuzz`.
+    step("fuzz corpus replays", || crate::fuzz::all(0, &[], true))?;
     step("build tollgate.wasm", setup::build_wasm)?;
     step("envoy --mode validate", validate_bootstraps)?;
     step("integration tests (real Envoy, separate filters)", || {

