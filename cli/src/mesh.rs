@@ -5,7 +5,7 @@
 //! Tollgate per workload, never two.
 
 use serde_json::Value;
-use tollgate_core::policy::rollout::{MeshDoc, StageModes};
+use tollgate_core::policy::rollout::{Attach, MeshDoc, StageModes};
 use tollgate_core::Mode;
 
 /// One plugin's place: its namespace and the configuration it runs.
@@ -13,6 +13,7 @@ use tollgate_core::Mode;
 pub struct Placement {
     pub namespace: String,
     pub mesh_wide: bool,
+    pub attach: Attach,
     pub modes: StageModes,
     pub config: Value,
 }
@@ -54,6 +55,7 @@ pub fn placements(policy: &Value) -> Result<Vec<Placement>, String> {
     let mut out = vec![Placement {
         namespace: mesh.root_namespace().to_string(),
         mesh_wide: true,
+        attach: mesh.attach(),
         modes: root_modes,
         config: configured(policy, root_modes, &skip)?,
     }];
@@ -62,6 +64,7 @@ pub fn placements(policy: &Value) -> Result<Vec<Placement>, String> {
         out.push(Placement {
             namespace: ns.name.clone(),
             mesh_wide: false,
+            attach: mesh.attach_of(ns),
             modes,
             config: configured(policy, modes, &[])?,
         });

@@ -6,6 +6,7 @@ use crate::manifests;
 use crate::mesh::{self, Placement};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
+use tollgate_core::policy::rollout::Attach;
 
 /// Where mesh-wide plugins are applied unless the policy's `mesh` says.
 pub const DEFAULT_NAMESPACE: &str = tollgate_core::policy::rollout::DEFAULT_ROOT_NAMESPACE;
@@ -136,10 +137,9 @@ impl Rendered {
 /// Every file: the mesh-wide plugin (with the ServiceEntries) in the
 /// root namespace, then each namespace's own.
 pub fn render(policy: &Value, options: &Options, source: &str) -> Result<Vec<Rendered>, String> {
-    let selector = mesh::mesh_of(policy)?.selector;
     let mut out = Vec::new();
     for place in mesh::placements(policy)? {
-        let mut docs = plugins(&place, selector.as_ref(), options)?;
+        let mut docs = plugins(&place, options)?;
         if place.mesh_wide {
             docs.extend(service_entries(policy, &place.namespace)?);
         }
@@ -172,18 +172,12 @@ fn file_text(place: &Placement, docs: &[Value], source: &str) -> Result<String, 
 
 /// The fused `tollgate` WasmPlugin, or one per filter, all pointing at the
 /// one image: Istio then runs them in one VM per worker.
-fn plugins(
-    place: &Placement,
-    selector: Option<&std::collections::BTreeMap<String, String>>,
-    options: &Options,
-) -> Result<Vec<Value>, String> {
+fn plugins(place: &Placement, options: &Options) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     for filter in filters(options.split) {
         let name = filter.root_id.replace('.', "-");
         let mut spec = Map::new();
-        if let Some(labels) = selector {
-            spec.insert("selector".into(), json!({ "matchLabels": labels }));
-        }
+        attach(&mut spec, &place.attach);
         spec.insert("url".into(), options.url.clone().into());
         if let Some(sha) = &options.sha256 {
             spec.insert("sha256".into(), sha.clone().into());
@@ -197,9 +191,13 @@ fn plugins(
         spec.insert("priority".into(), filter.priority.into());
         spec.insert("failStrategy".into(), fail_strategy(options.istio).into());
         spec.insert("type".into(), "HTTP".into());
-        // Inbound only: each service enforces at its own edge; a plugin on
-        // outbound traffic would check the caller's requests a second time.
-        spec.insert("match".into(), json!([{ "mode": "SERVER" }]));
+        if !matches!(place.attach, Attach::Targets(_)) {
+            // Inbound only: each service enforces at its own edge; a plugin
+            // on outbound traffic would check the caller's requests again.
+            // Not on targets: Istio counts gateway and waypoint listeners as
+            // CLIENT, so SERVER would attach to nothing there.
+            spec.insert("match".into(), json!([{ "mode": "SERVER" }]));
+        }
         spec.insert("pluginConfig".into(), place.config.clone());
         let plugin = json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
@@ -217,6 +215,22 @@ fn plugins(
         out.push(plugin);
     }
     Ok(out)
+}
+
+fn attach(spec: &mut Map<String, Value>, how: &Attach) {
+    match how {
+        Attach::Everything => {}
+        Attach::Selector(labels) => {
+            spec.insert("selector".into(), json!({ "matchLabels": labels }));
+        }
+        Attach::Targets(refs) => {
+            let refs: Vec<Value> = refs
+                .iter()
+                .map(|r| json!({"group": r.group(), "kind": r.kind, "name": r.name}))
+                .collect();
+            spec.insert("targetRefs".into(), refs.into());
+        }
+    }
 }
 
 /// A sidecar has only the clusters Istio gives it: a JWKS host outside

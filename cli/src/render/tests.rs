@@ -28,6 +28,34 @@ fn policy() -> Value {
     })
 }
 
+/// Gateways and waypoints are attached by `targetRefs`, with no SERVER
+/// match (Istio counts their listeners as CLIENT); the CRD's own checks
+/// (one of selector or targetRefs, no cross-namespace reference) pass.
+#[test]
+fn target_refs_render_for_gateways_and_waypoints() {
+    let mut policy = policy();
+    policy["mesh"] = json!({
+        "target_refs": [{"kind": "GatewayClass", "name": "istio-waypoint"}],
+        "namespaces": [
+            {"name": "datahub", "target_refs": [{"kind": "Gateway", "name": "waypoint"}]},
+            {"name": "trino", "selector": {"app": "trino"}},
+        ]
+    });
+    let files = render(&policy, &Options::default(), "policy.yaml").unwrap();
+    let spec = |i: usize| docs(&files[i].text)[0]["spec"].clone();
+    let (root, datahub, trino) = (spec(0), spec(1), spec(2));
+    assert_eq!(
+        root["targetRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "istio-waypoint"}])
+    );
+    assert!(root.get("selector").is_none() && root.get("match").is_none());
+    assert_eq!(datahub["targetRefs"][0]["name"], "waypoint");
+    assert!(datahub.get("match").is_none());
+    assert_eq!(trino["selector"], json!({"matchLabels": {"app": "trino"}}));
+    assert_eq!(trino["match"], json!([{"mode": "SERVER"}]));
+    assert!(trino.get("targetRefs").is_none());
+}
+
 #[test]
 fn one_file_per_namespace_the_mesh_wide_one_first() {
     let files = render(&policy(), &Options::default(), "policy.yaml").unwrap();

@@ -57,6 +57,10 @@ pub struct MeshDoc {
     /// default every workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<BTreeMap<String, String>>,
+    /// Gateways or waypoints the mesh-wide plugin attaches to
+    /// (`targetRefs`), instead of a selector.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
     /// Namespaces with a plugin of their own, replacing the mesh-wide one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<NamespaceDoc>,
@@ -69,6 +73,91 @@ pub struct NamespaceDoc {
     /// Over the mesh-wide modes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modes: Option<StageModes>,
+    /// Instead of the mesh-wide selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<BTreeMap<String, String>>,
+    /// This namespace's gateways, waypoints or services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
+}
+
+/// A resource a plugin attaches to, in the plugin's own namespace (Istio
+/// refuses cross-namespace references).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRef {
+    pub kind: String,
+    pub name: String,
+    /// Implied by the kind when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// The kinds Istio's WasmPlugin reference lists for `targetRefs`, with
+/// their API group. GatewayClass only from the root namespace.
+const TARGET_KINDS: &[(&str, &str)] = &[
+    ("Gateway", "gateway.networking.k8s.io"),
+    ("GatewayClass", "gateway.networking.k8s.io"),
+    ("Service", ""),
+    ("ServiceEntry", "networking.istio.io"),
+];
+/// `targetRefs` holds at most this many (the CRD's maxItems).
+pub const MAX_TARGET_REFS: usize = 16;
+
+impl TargetRef {
+    /// The group as rendered: the given one, or the kind's.
+    pub fn group(&self) -> &str {
+        match &self.group {
+            Some(group) => group,
+            None => kind_group(&self.kind).unwrap_or(""),
+        }
+    }
+
+    fn check(&self, root: bool) -> Result<(), String> {
+        let Some(group) = kind_group(&self.kind) else {
+            let kinds: Vec<&str> = TARGET_KINDS.iter().map(|(k, _)| *k).collect();
+            return Err(format!(
+                "kind '{}' cannot be targeted: one of {}",
+                self.kind,
+                kinds.join(", ")
+            ));
+        };
+        if self.kind == "GatewayClass" && !root {
+            return Err("a GatewayClass is targeted from the root namespace only (`mesh.target_refs`)".into());
+        }
+        let given = self.group.as_deref().unwrap_or(group);
+        if given != group && !(group.is_empty() && given == "core") {
+            return Err(format!("group '{given}' is not {}'s ('{group}')", self.kind));
+        }
+        if !is_dns_subdomain(&self.name) {
+            return Err(format!("name '{}' is not a Kubernetes object name", self.name));
+        }
+        Ok(())
+    }
+}
+
+fn kind_group(kind: &str) -> Option<&'static str> {
+    TARGET_KINDS.iter().find(|(k, _)| *k == kind).map(|(_, g)| *g)
+}
+
+/// How a plugin picks its proxies: every sidecar in its namespace, those
+/// with labels, or named gateways and waypoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    Everything,
+    Selector(BTreeMap<String, String>),
+    Targets(Vec<TargetRef>),
+}
+
+impl Attach {
+    fn of(selector: &Option<BTreeMap<String, String>>, target_refs: &[TargetRef]) -> Option<Attach> {
+        match (selector, target_refs.is_empty()) {
+            (Some(labels), true) => Some(Attach::Selector(labels.clone())),
+            (None, false) => Some(Attach::Targets(target_refs.to_vec())),
+            (None, true) => None,
+            (Some(_), false) => None,
+        }
+    }
 }
 
 pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
@@ -76,6 +165,20 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 impl MeshDoc {
     pub fn root_namespace(&self) -> &str {
         self.root_namespace.as_deref().unwrap_or(DEFAULT_ROOT_NAMESPACE)
+    }
+
+    /// What the mesh-wide plugin attaches to.
+    pub fn attach(&self) -> Attach {
+        Attach::of(&self.selector, &self.target_refs).unwrap_or(Attach::Everything)
+    }
+
+    /// What a namespace's own plugin attaches to: its own choice, else the
+    /// mesh-wide selector (targets name root-namespace objects, so they
+    /// never carry over).
+    pub fn attach_of(&self, ns: &NamespaceDoc) -> Attach {
+        Attach::of(&ns.selector, &ns.target_refs)
+            .or_else(|| self.selector.clone().map(Attach::Selector))
+            .unwrap_or(Attach::Everything)
     }
 
     pub fn check(&self, errors: &mut PolicyErrors) {
@@ -93,14 +196,62 @@ impl MeshDoc {
             } else if !seen.insert(ns.name.as_str()) {
                 errors.push(path, format!("'{}' is listed twice", ns.name));
             }
-        }
-        for (key, value) in self.selector.iter().flatten() {
-            let path = format!("mesh.selector.{key}");
-            if !is_label_key(key) {
-                errors.push(path, "is not a Kubernetes label key");
-            } else if !is_label_value(value) {
-                errors.push(path, "is not a Kubernetes label value");
+            let at = index("mesh.namespaces", i);
+            check_attach(&at, &ns.selector, &ns.target_refs, false, errors);
+            if ns.selector.is_none() && ns.target_refs.is_empty() && !self.target_refs.is_empty() {
+                errors.push(
+                    at,
+                    "has no selector or target_refs of its own, and mesh.target_refs cannot carry over \
+                     (a target is named in its own namespace): name this namespace's gateway or waypoint",
+                );
             }
+        }
+        check_attach("mesh", &self.selector, &self.target_refs, true, errors);
+    }
+}
+
+fn check_attach(
+    at: &str,
+    selector: &Option<BTreeMap<String, String>>,
+    target_refs: &[TargetRef],
+    root: bool,
+    errors: &mut PolicyErrors,
+) {
+    if selector.is_some() && !target_refs.is_empty() {
+        errors.push(
+            join(at, "target_refs"),
+            "set selector or target_refs, not both (Istio refuses a WasmPlugin with both)",
+        );
+    }
+    for (key, value) in selector.iter().flatten() {
+        let path = format!("{}.{key}", join(at, "selector"));
+        if !is_label_key(key) {
+            errors.push(path, "is not a Kubernetes label key");
+        } else if !is_label_value(value) {
+            errors.push(path, "is not a Kubernetes label value");
+        }
+    }
+    let refs = join(at, "target_refs");
+    if target_refs.len() > MAX_TARGET_REFS {
+        errors.push(
+            refs.clone(),
+            format!(
+                "has {} entries, Istio takes {MAX_TARGET_REFS} at most",
+                target_refs.len()
+            ),
+        );
+    }
+    for (i, target) in target_refs.iter().enumerate() {
+        if let Err(why) = target.check(root) {
+            errors.push(index(&refs, i), why);
+        } else if target_refs[..i]
+            .iter()
+            .any(|t| t.kind == target.kind && t.name == target.name)
+        {
+            errors.push(
+                index(&refs, i),
+                format!("{} '{}' is listed twice", target.kind, target.name),
+            );
         }
     }
 }
@@ -133,11 +284,16 @@ fn is_dns_label(s: &str) -> bool {
         && s.bytes().last().is_some_and(alnum)
 }
 
+/// A DNS-1123 subdomain: the name most Kubernetes objects take.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// `[prefix/]name`: prefix a DNS subdomain, name up to 63 of
 /// alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
 fn is_label_key(key: &str) -> bool {
     let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
-    let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(is_dns_label));
+    let prefix_ok = prefix.is_none_or(is_dns_subdomain);
     prefix_ok && !name.is_empty() && is_label_value(name)
 }
 

@@ -1029,6 +1029,74 @@ fn rollout_fields_are_checked_with_their_paths() {
 }
 
 #[test]
+fn target_refs_are_checked_with_their_paths() {
+    let gateway = |name: &str| serde_json::json!({"kind": "Gateway", "name": name});
+    let errors = errors_of(serde_json::json!({
+        "version": 1,
+        "mesh": {
+            "selector": {"app": "x"},
+            "target_refs": [
+                {"kind": "GatewayClass", "name": "istio-waypoint"},
+                {"kind": "Deployment", "name": "web"},
+                {"kind": "Gateway", "name": "other", "group": "networking.istio.io"},
+                {"kind": "Service", "name": "Not_A_Name"},
+                gateway("edge"),
+                gateway("edge"),
+            ],
+            "namespaces": [
+                {"name": "datahub", "target_refs": [{"kind": "GatewayClass", "name": "istio"}]},
+                {"name": "trino"},
+                {"name": "superset", "selector": {"app": "superset"}},
+                {"name": "kafka", "target_refs": [{"kind": "Service", "name": "rest", "group": "core"}]},
+                {"name": "many", "target_refs": (0..17).map(|i| gateway(&format!("g{i}"))).collect::<Vec<_>>()},
+            ],
+        },
+    }))
+    .to_string();
+    for want in [
+        "mesh.target_refs: set selector or target_refs, not both",
+        "mesh.target_refs[1]: kind 'Deployment' cannot be targeted",
+        "mesh.target_refs[2]: group 'networking.istio.io' is not Gateway's",
+        "mesh.target_refs[3]: name 'Not_A_Name' is not a Kubernetes object name",
+        "mesh.target_refs[5]: Gateway 'edge' is listed twice",
+        "mesh.namespaces[0].target_refs[0]: a GatewayClass is targeted from the root namespace only",
+        "mesh.namespaces[1]: has no selector or target_refs of its own",
+        "mesh.namespaces[4].target_refs: has 17 entries, Istio takes 16 at most",
+    ] {
+        assert!(errors.contains(want), "missing {want} in\n{errors}");
+    }
+    for fine in [
+        "mesh.target_refs[0]",
+        "mesh.target_refs[4]",
+        "mesh.namespaces[2]",
+        "mesh.namespaces[3]",
+    ] {
+        assert!(!errors.contains(&format!("{fine}:")), "{fine} is valid, yet\n{errors}");
+    }
+}
+
+#[test]
+fn a_namespace_attaches_by_its_own_choice_else_the_mesh_selector() {
+    use crate::policy::rollout::{Attach, MeshDoc};
+    let mesh: MeshDoc = serde_json::from_value(serde_json::json!({
+        "selector": {"tollgate": "on"},
+        "namespaces": [
+            {"name": "a"},
+            {"name": "b", "target_refs": [{"kind": "Gateway", "name": "waypoint"}]},
+        ],
+    }))
+    .unwrap();
+    let on = std::collections::BTreeMap::from([("tollgate".to_string(), "on".to_string())]);
+    assert_eq!(mesh.attach(), Attach::Selector(on.clone()));
+    assert_eq!(mesh.attach_of(&mesh.namespaces[0]), Attach::Selector(on));
+    let Attach::Targets(refs) = mesh.attach_of(&mesh.namespaces[1]) else {
+        panic!("b names its waypoint");
+    };
+    assert_eq!(refs[0].group(), "gateway.networking.k8s.io");
+    assert_eq!(MeshDoc::default().attach(), Attach::Everything);
+}
+
+#[test]
 fn modes_shadow_every_route_of_a_stage_and_keep_the_rest() {
     let p = Policy::from_json(
         serde_json::json!({
