@@ -27,6 +27,11 @@ struct Registry {
     dir: PathBuf,
 }
 
+/// How long a registry may take to answer `GET /v2/`. It answers in about
+/// 0.15 s here; a CI run once saw no answer (and no log line) within 15 s,
+/// so the wait is long and a registry that never answers is restarted once.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
 impl Registry {
     /// None only when the test is skipped on purpose.
     fn start() -> Option<Registry> {
@@ -42,12 +47,29 @@ impl Registry {
         let dir = std::env::temp_dir().join(format!("tollgate-registry-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("storage")).unwrap();
+        let mut registry = Registry::spawn(dir);
+        if let Err(first) = registry.wait_ready() {
+            eprintln!("first registry never answered, starting another: {first}");
+            let dir = registry.dir.clone();
+            drop(registry);
+            std::fs::create_dir_all(dir.join("storage")).unwrap();
+            registry = Registry::spawn(dir);
+            if let Err(second) = registry.wait_ready() {
+                panic!("docker-registry never answered, twice:\nfirst: {first}\nsecond: {second}");
+            }
+        }
+        Some(registry)
+    }
+
+    /// A registry on a free port; its own HTTP secret, so start-up does
+    /// not generate one.
+    fn spawn(dir: PathBuf) -> Registry {
         let port = free_port();
         let config = format!(
             "version: 0.1\n\
-             log:\n  level: warn\n\
+             log:\n  level: info\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
+             http:\n  addr: 127.0.0.1:{port}\n  secret: tollgate-test-only\n",
             dir.join("storage").display()
         );
         std::fs::write(dir.join("config.yml"), config).unwrap();
@@ -60,33 +82,49 @@ impl Registry {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut registry = Registry { child, port, dir };
-        registry.wait_ready();
-        Some(registry)
+        Registry { child, port, dir }
     }
 
-    /// Polls `GET /v2/` (200 from a registry without auth), for 15 s at most.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
+    /// Polls `GET /v2/` (200 from a registry without auth). On time-out,
+    /// says what the last probe saw and what the process was doing.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let start = Instant::now();
+        let mut last = String::from("no probe yet");
+        let mut probes = 0;
+        while start.elapsed() < READY_WITHIN {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("docker-registry exited ({status}) before it was ready:\n{}", self.log());
             }
-            if get_v2(self.port).is_some_and(|status| status.contains(" 200 ")) {
-                return;
+            probes += 1;
+            match get_v2(self.port) {
+                Ok(status) if status.contains(" 200 ") => return Ok(()),
+                Ok(status) => last = format!("answered {status:?}"),
+                Err(e) => last = e,
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "docker-registry not ready on port {} after 15 s:\n{}",
+        Err(format!(
+            "no 200 on port {} after {:.1} s and {probes} probes (last: {last}); process {}: {}\nlog:\n{}",
             self.port,
+            start.elapsed().as_secs_f64(),
+            self.child.id(),
+            process_state(self.child.id()),
             self.log()
-        );
+        ))
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
+}
+
+/// The kernel's view of a process (state, and where it sleeps), to tell a
+/// registry that is slow from one that is stuck.
+fn process_state(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let state = status.lines().find(|l| l.starts_with("State:")).unwrap_or("State: ?");
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    format!("{state}, wchan {wchan:?}")
 }
 
 impl Drop for Registry {
@@ -101,14 +139,22 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The status line of `GET /v2/`, if the registry answers.
-fn get_v2(port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+/// The status line of `GET /v2/`, or why there is none.
+fn get_v2(port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.lines().next().map(str::to_string)
+    stream.read_to_string(&mut answer).map_err(|e| format!("read: {e}"))?;
+    answer
+        .lines()
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| "empty answer".to_string())
 }
 
 /// A tiny but valid module: the wasm header and one custom section.
