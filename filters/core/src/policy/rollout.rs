@@ -244,8 +244,9 @@ fn check_attach(
     for (i, target) in target_refs.iter().enumerate() {
         if let Err(why) = target.check(root) {
             errors.push(index(&refs, i), why);
-        } else if target_refs[..i]
+        } else if target_refs
             .iter()
+            .take(i)
             .any(|t| t.kind == target.kind && t.name == target.name)
         {
             errors.push(
