@@ -5,7 +5,7 @@ use crate::mesh::{self, Placement};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use tollgate_core::policy::rollout::StageModes;
+use tollgate_core::policy::rollout::{Attach, StageModes};
 
 /// Longest value quoted in full; longer ones are cut.
 const QUOTE_MAX: usize = 60;
@@ -45,6 +45,7 @@ fn rollout(old: &[Placement], new: &[Placement]) -> Vec<String> {
     for change in mode_changes(modes(old_root), modes(new_root)) {
         out.push(format!("mesh-wide (every namespace without its own plugin): {change}"));
     }
+    out.extend(attach_change("mesh-wide plugin", old_root, new_root));
     let names: BTreeSet<&str> = old
         .iter()
         .chain(new)
@@ -66,8 +67,31 @@ fn rollout(old: &[Placement], new: &[Placement]) -> Vec<String> {
         for change in mode_changes(effective(before, old_root), effective(after, new_root)) {
             out.push(format!("{prefix}: {change}"));
         }
+        if before.is_some() && after.is_some() {
+            out.extend(attach_change(&prefix, before, after));
+        }
     }
     out
+}
+
+/// A plugin that now attaches to other proxies.
+fn attach_change(who: &str, old: Option<&Placement>, new: Option<&Placement>) -> Option<String> {
+    let (old, new) = (&old?.attach, &new?.attach);
+    (old != new).then(|| format!("{who}: attaches to {} (was {})", attach_words(new), attach_words(old)))
+}
+
+fn attach_words(attach: &Attach) -> String {
+    match attach {
+        Attach::Everything => "every sidecar".into(),
+        Attach::Selector(labels) => {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("sidecars labelled {}", labels.join(","))
+        }
+        Attach::Targets(refs) => {
+            let refs: Vec<String> = refs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
+            refs.join(", ")
+        }
+    }
 }
 
 fn root(all: &[Placement]) -> Option<&Placement> {
