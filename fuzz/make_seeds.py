@@ -54,6 +54,16 @@ for section in ["routes", "tenants", "tenant", "jwt", "paths", "mesh", "defaults
     small = {"version": 1, section: policy[section]}
     write("policy_json", json.dumps(small))
     write("policy_yaml", yaml.safe_dump(small))
+# The mesh section's attachments: targets mesh-wide, a selector and targets per namespace.
+MESH_TARGETS = {"version": 1, "mesh": {
+    "target_refs": [{"kind": "GatewayClass", "name": "istio-waypoint"}],
+    "namespaces": [
+        {"name": "datahub", "target_refs": [{"kind": "Gateway", "name": "waypoint"},
+                                             {"kind": "Service", "name": "api", "group": ""}]},
+        {"name": "trino", "selector": {"app": "trino"}, "modes": {"jwt": "shadow"}},
+    ]}}
+write("policy_json", json.dumps(MESH_TARGETS))
+write("policy_yaml", yaml.safe_dump(MESH_TARGETS))
 write("policy_json", '{"version": 1}')
 write("policy_yaml", "version: 1\nroutes:\n  - name: a\n    match: {prefix: /a}\n    methods: [GET]\n")
 write("policy_yaml", "version: 1\nroutes: &r [ {name: a, match: {exact: /x}} ]\nx: *r\n")
