@@ -56,10 +56,13 @@ fn rollout(old: &[Placement], new: &[Placement]) -> Vec<String> {
         let (before, after) = (own(old, name), own(new, name));
         let prefix = format!("namespace {name}");
         match (before, after) {
-            (None, Some(p)) => out.push(format!("{prefix}: gets its own plugin ({})", describe(p.modes))),
+            (None, Some(p)) => out.push(format!(
+                "{prefix}: gets its own plugin ({})",
+                mesh::describe_modes(p.modes)
+            )),
             (Some(_), None) => out.push(format!(
                 "{prefix}: loses its own plugin and falls back to the mesh-wide one ({})",
-                describe(modes(new_root))
+                mesh::describe_modes(modes(new_root))
             )),
             _ => {}
         }
@@ -100,14 +103,6 @@ fn root(all: &[Placement]) -> Option<&Placement> {
 
 fn own<'a>(all: &'a [Placement], name: &str) -> Option<&'a Placement> {
     all.iter().find(|p| !p.mesh_wide && p.namespace == name)
-}
-
-fn describe(modes: StageModes) -> String {
-    format!(
-        "jwt {}, tenant {}",
-        mesh::mode_word(modes.jwt),
-        mesh::mode_word(modes.tenant)
-    )
 }
 
 fn mode_changes(old: StageModes, new: StageModes) -> Vec<String> {

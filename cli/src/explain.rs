@@ -30,6 +30,10 @@ pub struct Request {
     pub now: Option<u64>,
     /// A JWKS document for the providers that fetch theirs.
     pub jwks: Option<Vec<u8>>,
+    /// Answer as the plugin `render` lays over this namespace runs it
+    /// (its modes, or standing aside); `None`: the policy as written, as
+    /// a local Envoy runs it.
+    pub namespace: Option<String>,
 }
 
 /// The context id the request runs under on the fake host.
@@ -65,8 +69,20 @@ pub fn read_token(path: &Path) -> Result<String, String> {
 
 /// The explanation of one request over a policy (JSON, as `--json` prints it).
 pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
-    let config = policy_doc.to_string();
+    let (config, plugin) = match &request.namespace {
+        Some(namespace) => {
+            let (config, plugin) = placed(policy_doc, namespace)?;
+            (config.to_string(), Some(plugin))
+        }
+        None => (policy_doc.to_string(), None),
+    };
     let host = FakeHost::new(tollgate_fused::FUSED_ROOT_ID, config.as_bytes());
+    if let Some(namespace) = &request.namespace {
+        // Istio's node metadata: the filter decides itself whether it stands aside.
+        host.node
+            .borrow_mut()
+            .insert("NAMESPACE".into(), namespace.as_bytes().to_vec());
+    }
     host.skip_signatures.set(request.no_verify);
     let now = request.now.unwrap_or_else(unix_now);
     host.now_ms.set(now.saturating_mul(1000));
@@ -78,6 +94,10 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     }
     let pipeline = root.pipeline().ok_or("the filters refuse this policy")?;
     let policy = pipeline.policy.clone();
+    let plugin = plugin.map(|mut p| {
+        p["stands_aside"] = pipeline.stand_aside.is_some().into();
+        p
+    });
     let sent = request_headers(&policy, request)?;
     let pairs: Vec<(&str, &str)> = sent.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     host.begin(CONTEXT, &pairs);
@@ -92,6 +112,9 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     let flow = pipeline.on_request(&host, CONTEXT, false);
     let flow = answer_fetches(&pipeline, &host, request, flow, &mut notes);
     let mut out = Map::new();
+    if let Some(plugin) = plugin {
+        out.insert("plugin".into(), plugin);
+    }
     out.insert("request".into(), request_json(request, &sent, now));
     out.insert("route".into(), route_json(&policy, &sent));
     let outcome = host.request(CONTEXT);
@@ -108,6 +131,28 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     out.insert("limits".into(), limits_json(&policy));
     out.insert("notes".into(), json!(notes));
     Ok(Value::Object(out))
+}
+
+/// The configuration of the plugin that runs in `namespace` once
+/// rendered (the namespace's own, else the mesh-wide one), and what to say
+/// of it.
+fn placed(policy_doc: &Value, namespace: &str) -> Result<(Value, Value), String> {
+    tollgate_core::policy::rollout::check_namespace(namespace).map_err(|why| format!("--namespace: {why}"))?;
+    let all = crate::mesh::placements(policy_doc)?;
+    let own = all.iter().find(|p| !p.mesh_wide && p.namespace == namespace);
+    let place = own
+        .or_else(|| all.iter().find(|p| p.mesh_wide))
+        .ok_or("no plugin is rendered")?;
+    let plugin = json!({
+        "namespace": namespace,
+        "runs": format!(
+            "{}/tollgate ({})",
+            place.namespace,
+            if place.mesh_wide { "mesh-wide" } else { "the namespace's own" }
+        ),
+        "modes": crate::mesh::describe_modes(place.modes),
+    });
+    Ok((place.config.clone(), plugin))
 }
 
 fn unix_now() -> u64 {
@@ -544,6 +589,18 @@ pub fn text(e: &Value) -> String {
         if let Some(note) = note.as_str() {
             line(format!("!! {note}"));
         }
+    }
+    let plugin = &e["plugin"];
+    if let Some(runs) = plugin["runs"].as_str() {
+        let what = if plugin["stands_aside"] == true {
+            "stands aside (skip_namespaces): no Tollgate stage runs here".to_string()
+        } else {
+            plugin["modes"].as_str().unwrap_or_default().to_string()
+        };
+        line(format!(
+            "plugin in namespace {}: {runs}, {what}",
+            plugin["namespace"].as_str().unwrap_or_default()
+        ));
     }
     let req = &e["request"];
     line(format!(

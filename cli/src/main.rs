@@ -116,6 +116,10 @@ enum Command {
         /// JWKS for providers that fetch theirs (remote_jwks)
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// Answer as the rendered plugin runs in this namespace (its modes, or standing aside);
+        /// default: the policy as written, as a local Envoy runs it
+        #[arg(long)]
+        namespace: Option<String>,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -199,6 +203,7 @@ fn main() {
             no_verify,
             now,
             jwks,
+            namespace,
             json,
         } => (|| {
             let token = match token_file {
@@ -217,6 +222,7 @@ fn main() {
                 no_verify,
                 now,
                 jwks,
+                namespace,
             };
             explain::run(&policy, &request, json)
         })(),

@@ -86,6 +86,11 @@ fn configured(policy: &Value, modes: StageModes, skip: &[String]) -> Result<Valu
     Ok(config)
 }
 
+/// "jwt shadow, tenant enforce".
+pub fn describe_modes(modes: StageModes) -> String {
+    format!("jwt {}, tenant {}", mode_word(modes.jwt), mode_word(modes.tenant))
+}
+
 /// `shadow` or `enforce`, as a reviewer reads a stage's mode.
 pub fn mode_word(mode: Option<Mode>) -> &'static str {
     match mode {

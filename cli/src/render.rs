@@ -157,11 +157,7 @@ fn file_text(place: &Placement, docs: &[Value], source: &str) -> Result<String, 
     } else {
         format!("namespace {}, instead of the mesh-wide plugin", place.namespace)
     };
-    let modes = format!(
-        "jwt {}, tenant {}",
-        mesh::mode_word(place.modes.jwt),
-        mesh::mode_word(place.modes.tenant)
-    );
+    let modes = mesh::describe_modes(place.modes);
     let mut text = header(&format!("Tollgate for {scope}: {modes}."), source);
     for doc in docs {
         text.push_str("---\n");

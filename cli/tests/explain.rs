@@ -268,3 +268,55 @@ fn the_command_prints_text_and_json() {
     assert_eq!(parsed["stages"][1]["tenant"], "NED-001");
     std::fs::remove_file(&token_file).ok();
 }
+
+/// `--namespace`: the answer of the plugin `render` lays over that
+/// namespace. The example policy enforces in datahub (its own plugin) and
+/// shadows mesh-wide; a namespace in `skip_namespaces` has no Tollgate.
+#[test]
+fn the_namespace_decides_which_plugin_answers() {
+    let mut policy = demo_policy();
+    policy["skip_namespaces"] = json!(["legacy"]);
+    let ask = |namespace: Option<&str>| {
+        let request = Request {
+            url: "http://api.local/api/datahub/datasets".into(),
+            headers: vec![("x-tenant-id".into(), "ACME".into())],
+            now: Some(NOW),
+            namespace: namespace.map(str::to_string),
+            ..Request::default()
+        };
+        explain(&policy, &request).unwrap()
+    };
+    let datahub = ask(Some("datahub"));
+    assert_eq!(answer(&datahub), (401, Some("token_missing".into())), "{datahub:#}");
+    assert_eq!(datahub["plugin"]["runs"], "datahub/tollgate (the namespace's own)");
+    assert_eq!(datahub["plugin"]["stands_aside"], false);
+
+    let trino = ask(Some("trino"));
+    assert_eq!(
+        answer(&trino),
+        (200, None),
+        "mesh-wide shadow lets it through: {trino:#}"
+    );
+    assert_eq!(trino["plugin"]["runs"], "istio-system/tollgate (mesh-wide)");
+    assert_eq!(trino["plugin"]["modes"], "jwt shadow, tenant shadow");
+    assert_eq!(trino["stages"][0]["outcome"], "shadow_deny", "{trino:#}");
+
+    let legacy = ask(Some("legacy"));
+    assert_eq!(legacy["plugin"]["stands_aside"], true, "{legacy:#}");
+    assert_eq!(answer(&legacy), (200, None));
+
+    let written = ask(None);
+    assert!(written.get("plugin").is_none());
+    assert_eq!(
+        answer(&written),
+        (401, Some("token_missing".into())),
+        "top-level modes enforce"
+    );
+
+    let bad = Request {
+        namespace: Some("Not_A_Namespace".into()),
+        ..Request::default()
+    };
+    let err = explain(&policy, &bad).unwrap_err();
+    assert!(err.contains("--namespace"), "{err}");
+}
