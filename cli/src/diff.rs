@@ -5,7 +5,7 @@ use crate::mesh::{self, Placement};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use tollgate_core::policy::rollout::{Attach, StageModes};
+use tollgate_core::policy::rollout::StageModes;
 
 /// Longest value quoted in full; longer ones are cut.
 const QUOTE_MAX: usize = 60;
@@ -80,21 +80,13 @@ fn rollout(old: &[Placement], new: &[Placement]) -> Vec<String> {
 /// A plugin that now attaches to other proxies.
 fn attach_change(who: &str, old: Option<&Placement>, new: Option<&Placement>) -> Option<String> {
     let (old, new) = (&old?.attach, &new?.attach);
-    (old != new).then(|| format!("{who}: attaches to {} (was {})", attach_words(new), attach_words(old)))
-}
-
-fn attach_words(attach: &Attach) -> String {
-    match attach {
-        Attach::Everything => "every sidecar".into(),
-        Attach::Selector(labels) => {
-            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("sidecars labelled {}", labels.join(","))
-        }
-        Attach::Targets(refs) => {
-            let refs: Vec<String> = refs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
-            refs.join(", ")
-        }
-    }
+    (old != new).then(|| {
+        format!(
+            "{who}: attaches to {} (was {})",
+            mesh::attach_words(new),
+            mesh::attach_words(old)
+        )
+    })
 }
 
 fn root(all: &[Placement]) -> Option<&Placement> {

@@ -151,6 +151,7 @@ fn placed(policy_doc: &Value, namespace: &str) -> Result<(Value, Value), String>
             if place.mesh_wide { "mesh-wide" } else { "the namespace's own" }
         ),
         "modes": crate::mesh::describe_modes(place.modes),
+        "attaches_to": crate::mesh::attach_words(&place.attach),
     });
     Ok((place.config.clone(), plugin))
 }
@@ -598,8 +599,9 @@ pub fn text(e: &Value) -> String {
             plugin["modes"].as_str().unwrap_or_default().to_string()
         };
         line(format!(
-            "plugin in namespace {}: {runs}, {what}",
-            plugin["namespace"].as_str().unwrap_or_default()
+            "plugin in namespace {}: {runs} on {}, {what}",
+            plugin["namespace"].as_str().unwrap_or_default(),
+            plugin["attaches_to"].as_str().unwrap_or_default()
         ));
     }
     let req = &e["request"];

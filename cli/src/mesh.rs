@@ -86,6 +86,21 @@ fn configured(policy: &Value, modes: StageModes, skip: &[String]) -> Result<Valu
     Ok(config)
 }
 
+/// What a plugin attaches to, as a reviewer reads it.
+pub fn attach_words(attach: &Attach) -> String {
+    match attach {
+        Attach::Everything => "every sidecar".into(),
+        Attach::Selector(labels) => {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("sidecars labelled {}", labels.join(","))
+        }
+        Attach::Targets(refs) => {
+            let refs: Vec<String> = refs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
+            refs.join(", ")
+        }
+    }
+}
+
 /// "jwt shadow, tenant enforce".
 pub fn describe_modes(modes: StageModes) -> String {
     format!("jwt {}, tenant {}", mode_word(modes.jwt), mode_word(modes.tenant))

@@ -290,6 +290,7 @@ fn the_namespace_decides_which_plugin_answers() {
     assert_eq!(answer(&datahub), (401, Some("token_missing".into())), "{datahub:#}");
     assert_eq!(datahub["plugin"]["runs"], "datahub/tollgate (the namespace's own)");
     assert_eq!(datahub["plugin"]["stands_aside"], false);
+    assert_eq!(datahub["plugin"]["attaches_to"], "every sidecar");
 
     let trino = ask(Some("trino"));
     assert_eq!(
@@ -312,6 +313,16 @@ fn the_namespace_decides_which_plugin_answers() {
         (401, Some("token_missing".into())),
         "top-level modes enforce"
     );
+
+    let mut waypoint = policy.clone();
+    waypoint["mesh"]["namespaces"][0]["target_refs"] = json!([{"kind": "Gateway", "name": "waypoint"}]);
+    let request = Request {
+        url: "http://api.local/api/datahub/datasets".into(),
+        namespace: Some("datahub".into()),
+        ..Request::default()
+    };
+    let on_waypoint = explain(&waypoint, &request).unwrap();
+    assert_eq!(on_waypoint["plugin"]["attaches_to"], "Gateway waypoint");
 
     let bad = Request {
         namespace: Some("Not_A_Namespace".into()),
