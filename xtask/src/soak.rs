@@ -69,7 +69,9 @@ pub fn run(options: &Options) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let outcome = load(&envoy, &templates, options);
-    let report = report(&envoy, &outcome);
+    let parsed = tollgate_core::policy::Policy::from_json(policy.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let bounds = tollgate_core::jwt::Caches::bounds(&parsed);
+    let report = report(&envoy, &outcome, bounds);
     drop(envoy);
     drop(echo);
     report
@@ -326,7 +328,7 @@ fn rss_mib(pid: u32) -> f64 {
     crate::bench::load::rss_mib(pid).unwrap_or(0.0)
 }
 
-fn report(envoy: &Envoy, o: &Outcome) -> Result<(), String> {
+fn report(envoy: &Envoy, o: &Outcome, cache_bounds: [usize; 3]) -> Result<(), String> {
     let secs = o.elapsed.as_secs_f64();
     println!(
         "soak: {} requests in {secs:.0} s ({:.0}/s) on {} connection(s); statuses {:?}",
@@ -354,6 +356,18 @@ fn report(envoy: &Envoy, o: &Outcome) -> Result<(), String> {
         let value = envoy.stat(&format!("wasmcustom.tollgate.jwt.{name}")).unwrap_or(0);
         println!("soak: tollgate.jwt.{name} = {value}");
     }
+    let mut failures = Vec::new();
+    // Each worker sets the gauges after its own cache changed: the value is
+    // one worker's cache, within that worker's bound.
+    for (name, bound) in tollgate_core::jwt::CACHE_GAUGES.iter().zip(cache_bounds) {
+        let value = envoy.stat(&format!("wasmcustom.{name}"));
+        println!("soak: {name} = {value:?} (bound {bound} per worker)");
+        match value {
+            Some(v) if v <= u64::try_from(bound).unwrap_or(u64::MAX) => {}
+            Some(v) => failures.push(format!("{name} is {v}, over its bound {bound}")),
+            None => failures.push(format!("{name} is not in Envoy's stats")),
+        }
+    }
     println!(
         "soak: {} unexpected statuses, {} transport errors",
         o.tally.unexpected, o.tally.errors
@@ -361,7 +375,6 @@ fn report(envoy: &Envoy, o: &Outcome) -> Result<(), String> {
     for sample in &o.tally.samples {
         println!("  {sample}");
     }
-    let mut failures = Vec::new();
     if o.timed_out {
         failures.push(format!("stopped at the time limit after {} requests", o.sent));
     }

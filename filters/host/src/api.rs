@@ -33,6 +33,8 @@ pub trait Host {
     fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError>;
     fn define_counter(&self, name: &str) -> Result<u32, HostError>;
     fn increment_counter(&self, id: u32);
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError>;
+    fn set_gauge(&self, id: u32, value: u64);
     /// Unix time in milliseconds (0 if the host will not say).
     fn now_millis(&self) -> u64;
     /// Makes a paused request's context current (root callbacks).

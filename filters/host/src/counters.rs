@@ -34,3 +34,40 @@ impl Counters {
         }
     }
 }
+
+/// Gauges defined once, each set only when its value changed (a host call
+/// saved on most requests).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    ids: Vec<Option<u32>>,
+    last: std::cell::RefCell<Vec<u64>>,
+}
+
+impl Gauges {
+    pub fn define<S: AsRef<str>>(host: &dyn Host, names: &[S]) -> Gauges {
+        let ids: Vec<Option<u32>> = names
+            .iter()
+            .map(|name| match host.define_gauge(name.as_ref()) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    warn!("could not define metric {}: {}", name.as_ref(), e.0);
+                    None
+                }
+            })
+            .collect();
+        let last = std::cell::RefCell::new(vec![0; ids.len()]);
+        Gauges { ids, last }
+    }
+
+    /// Sets the gauge at `index` of the defined names.
+    pub fn set(&self, host: &dyn Host, index: usize, value: u64) {
+        let Some(Some(id)) = self.ids.get(index) else { return };
+        let mut last = self.last.borrow_mut();
+        if let Some(last) = last.get_mut(index) {
+            if *last != value {
+                host.set_gauge(*id, value);
+                *last = value;
+            }
+        }
+    }
+}

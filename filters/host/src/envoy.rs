@@ -62,6 +62,14 @@ impl Host for Envoy {
         let _ = hostcalls::increment_metric(id, 1);
     }
 
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
+        hostcalls::define_metric(MetricType::Gauge, name).map_err(failed(name))
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+
     fn now_millis(&self) -> u64 {
         hostcalls::get_current_time()
             .ok()

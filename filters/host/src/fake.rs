@@ -27,6 +27,8 @@ pub struct FakeHost {
     pub requests: RefCell<HashMap<u32, FakeRequest>>,
     pub current: Cell<u32>,
     pub counters: RefCell<Vec<(String, u64)>>,
+    /// (name, value) of every gauge defined.
+    pub gauges: RefCell<Vec<(String, u64)>>,
     pub now_ms: Cell<u64>,
     pub config: RefCell<Vec<u8>>,
     pub root: RefCell<String>,
@@ -81,6 +83,16 @@ impl FakeHost {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .collect()
+    }
+
+    /// A gauge's value (the last defined of that name).
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        self.gauges
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     pub fn counter(&self, name: &str) -> u64 {
@@ -178,6 +190,19 @@ impl Host for FakeHost {
         self.note("increment_counter");
         if let Some((_, value)) = self.counters.borrow_mut().get_mut(id as usize) {
             *value += 1;
+        }
+    }
+
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
+        let mut gauges = self.gauges.borrow_mut();
+        gauges.push((name.to_string(), 0));
+        u32::try_from(gauges.len() - 1).map_err(|_| HostError("too many gauges".into()))
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) {
+        self.note("set_gauge");
+        if let Some((_, v)) = self.gauges.borrow_mut().get_mut(id as usize) {
+            *v = value;
         }
     }
 

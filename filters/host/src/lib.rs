@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod reply;
 
 pub use api::{first, Headers, Host, HostError, ReadError};
-pub use counters::Counters;
+pub use counters::{Counters, Gauges};
 pub use envoy::{use_host_log_level, Envoy};
 pub use pipeline::{Build, Exchange, Facts, Flow, JwtFacts, Pipeline, PipelineRoot, Stage, Step};
 

@@ -13,7 +13,7 @@ use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
 use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, Counter, JwtDenial, JwtRequest, KeyStore, Keys};
 use tollgate_core::policy::Policy;
-use tollgate_host::{reply, Counters, Exchange, Host, JwtFacts, PipelineRoot, Stage, Step};
+use tollgate_host::{reply, Counters, Exchange, Gauges, Host, JwtFacts, PipelineRoot, Stage, Step};
 
 pub const ROOT_ID: &str = "tollgate.jwt";
 /// Most requests waiting for a JWKS fetch at once, per worker.
@@ -34,6 +34,9 @@ pub fn root() -> PipelineRoot {
 pub struct JwtStage {
     policy: Rc<Policy>,
     counters: Counters,
+    /// Cache sizes (`jwt::CACHE_GAUGES`), set after a miss: the bounds
+    /// can be watched in Envoy's stats.
+    gauges: Gauges,
     /// Envoy's `verify_signature` passed its known-answer test.
     host_verifier: bool,
     caches: RefCell<Caches>,
@@ -97,6 +100,7 @@ impl JwtStage {
         );
         let stage = JwtStage {
             counters: Counters::define(host, &jwt::metric_names()),
+            gauges: Gauges::define(host, &jwt::CACHE_GAUGES),
             caches: RefCell::new(Caches::new(policy)),
             jwks: RefCell::new(vec![JwksState::default(); policy.jwt.providers.len()]),
             waiters: RefCell::new(Vec::new()),
@@ -355,6 +359,12 @@ impl Stage for JwtStage {
             let mut caches = self.caches.borrow_mut();
             jwt::decide(policy, &request, self, &verifier, &mut caches)
         };
+        if decision.cache == CacheUse::Miss {
+            let sizes = self.caches.borrow().sizes();
+            for (i, size) in sizes.into_iter().enumerate() {
+                self.gauges.set(host, i, size);
+            }
+        }
         if !ex.resumed {
             if let Some(p) = self.wait_for(host, &decision, now) {
                 self.waiters.borrow_mut().push((context_id, p));

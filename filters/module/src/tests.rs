@@ -474,3 +474,56 @@ fn only_a_host_that_skips_signatures_lets_a_forged_token_through() {
     assert_eq!(run(&trusting, &[&fused], 1, &request), Flow::Continue);
     assert_eq!(trusting.header(1, "x-tenant-id"), ["ACME"]);
 }
+
+/// The token caches' sizes are gauges, set after a miss only: the bound
+/// (`cache_entries`) can be watched in Envoy's stats, and a hit costs no
+/// gauge call.
+#[test]
+fn cache_gauges_follow_the_caches_within_their_bounds() {
+    let mut policy = policy(provider());
+    policy["jwt"]["cache_entries"] = json!(3);
+    let host = FakeHost::new("tollgate", b"");
+    let fused = configured(&host, crate::fused, &policy);
+    let key = EncodingKey::from_rsa_pem(fixture("rsa-1.pem").as_bytes()).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let token_of = |sub: &str| {
+        let claims = json!({"iss": ISSUER, "sub": sub, "exp": NOW + 600, "tenant": "ACME"});
+        encode(&header, &claims, &key).unwrap()
+    };
+    let ask = |id: u32, token: &str| {
+        let auth = format!("Bearer {token}");
+        run(
+            &host,
+            &[&fused],
+            id,
+            &get("/api/datahub/x", &[("authorization", auth.as_str())]),
+        );
+    };
+    ask(1, &token_of("u0"));
+    assert_eq!(host.gauge("tollgate.jwt.cache_entries"), Some(1));
+    let one_entry = host.gauge("tollgate.jwt.cache_bytes").unwrap();
+    assert!(one_entry > 0);
+    let calls = |h: &FakeHost| h.trace.borrow().iter().filter(|c| *c == "set_gauge").count();
+    // The trace is the current request's: the miss set entries and bytes.
+    assert_eq!(calls(&host), 2);
+    ask(2, &token_of("u0"));
+    assert_eq!(calls(&host), 0, "a cache hit sets no gauge");
+    for (i, sub) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
+        ask(10 + i as u32, &token_of(sub));
+    }
+    assert_eq!(
+        host.gauge("tollgate.jwt.cache_entries"),
+        Some(3),
+        "held at cache_entries"
+    );
+    assert!(host.gauge("tollgate.jwt.cache_bytes").unwrap() <= 3 * one_entry + 64);
+    assert_eq!(host.gauge("tollgate.jwt.refused_cache_entries"), Some(0));
+    // Signed by another key under rsa-1's kid: well formed, refused, cached.
+    let other = EncodingKey::from_rsa_pem(fixture("rsa-2.pem").as_bytes()).unwrap();
+    let claims = json!({"iss": ISSUER, "sub": "u5", "exp": NOW + 600, "tenant": "ACME"});
+    let forged = encode(&header, &claims, &other).unwrap();
+    ask(20, &forged);
+    assert_eq!(host.request(20).reply.map(|r| r.status), Some(401));
+    assert_eq!(host.gauge("tollgate.jwt.refused_cache_entries"), Some(1));
+}

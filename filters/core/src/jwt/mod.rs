@@ -163,13 +163,32 @@ pub struct Caches {
 /// How long a refused token is remembered, in seconds.
 const REFUSED_TTL: u64 = 300;
 
+/// Gauges of the token caches, in `Caches::sizes` order.
+pub const CACHE_GAUGES: [&str; 3] = [
+    "tollgate.jwt.cache_entries",
+    "tollgate.jwt.cache_bytes",
+    "tollgate.jwt.refused_cache_entries",
+];
+
 impl Caches {
+    /// Verified entries, their bytes, refused entries (`CACHE_GAUGES`).
+    pub fn sizes(&self) -> [u64; 3] {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        [n(self.verified.len()), n(self.verified.bytes()), n(self.refused.len())]
+    }
+
     pub fn new(policy: &Policy) -> Caches {
-        let jwt = &policy.jwt;
+        let [entries, bytes, refused] = Caches::bounds(policy);
         Caches {
-            verified: Cache::new(jwt.cache_entries, jwt.cache_bytes),
-            refused: Cache::new(jwt.cache_entries.min(256), jwt.cache_bytes / 4),
+            verified: Cache::new(entries, bytes),
+            refused: Cache::new(refused, policy.jwt.cache_bytes / 4),
         }
+    }
+
+    /// The most each of `sizes` may reach, per worker.
+    pub fn bounds(policy: &Policy) -> [usize; 3] {
+        let jwt = &policy.jwt;
+        [jwt.cache_entries, jwt.cache_bytes, jwt.cache_entries.min(256)]
     }
 }
 
