@@ -358,6 +358,25 @@ fn repeated_tokens_hit_the_cache() {
     assert_eq!(chain.counter("cache_hit") + chain.counter("cache_miss"), 20);
 }
 
+/// The cache gauges exist in Envoy's stats and stay within the bound:
+/// six distinct tokens through a cache of four entries per worker.
+#[test]
+fn cache_gauges_stay_within_the_bound() {
+    let mut policy = policy(local_provider());
+    policy["jwt"]["cache_entries"] = json!(4);
+    let chain = start(&policy, None, false);
+    for i in 0..6 {
+        let mut claims = claims();
+        claims["sub"] = json!(format!("user-{i}@254carbon.com"));
+        assert_eq!(chain.get("/api/datahub", Some(&bearer(&token(&claims)))).status, 200);
+    }
+    let gauge = |name: &str| chain.envoy.stat(&format!("wasmcustom.tollgate.jwt.{name}"));
+    let entries = gauge("cache_entries").expect("cache_entries in Envoy's stats");
+    assert!((1..=4).contains(&entries), "cache_entries {entries}");
+    assert!(gauge("cache_bytes").is_some_and(|b| b > 0));
+    assert_eq!(gauge("refused_cache_entries"), Some(0));
+}
+
 #[test]
 fn token_tenant_is_bound_to_the_tenant_header() {
     let chain = start(&policy(local_provider()), None, true);
