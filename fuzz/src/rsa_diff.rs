@@ -128,8 +128,25 @@ pub fn sign(key: &PoolKey, alg: Alg, message: &[u8], seed: u64) -> Vec<u8> {
     }
 }
 
-/// The reference answer.
+/// The reference answer: the `rsa` crate's, and for PSS also RFC 8017
+/// section 8.1.2 step 2c, which rsa 0.9.10 skips: `s^e mod n` must fit in
+/// emLen = ceil((modBits - 1) / 8) bytes. With modBits = 8k + 1 that is one
+/// byte less than the modulus, and the crate accepts a non-zero byte there
+/// (found by this target; OpenSSL refuses such a signature too).
 pub fn reference(key: &PoolKey, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
+    let pss = matches!(alg, Alg::Ps256 | Alg::Ps384 | Alg::Ps512);
+    rsa_crate(key, alg, message, signature) && (!pss || fits_em_len(key, signature))
+}
+
+fn fits_em_len(key: &PoolKey, signature: &[u8]) -> bool {
+    let em_bits = key.public.n().bits() - 1;
+    let em_len = em_bits.div_ceil(8);
+    let s = BigUint::from_bytes_be(signature);
+    rsa::hazmat::rsa_encrypt(&key.public, &s).is_ok_and(|m| m.bits() <= 8 * em_len)
+}
+
+/// The `rsa` crate's own answer.
+fn rsa_crate(key: &PoolKey, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
     use rsa::{pkcs1v15, pss};
     use sha2::{Sha256, Sha384, Sha512};
     let public = key.public.clone();
