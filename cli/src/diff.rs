@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use tollgate_core::policy::rollout::StageModes;
+use tollgate_core::stage::STAGES;
 
 /// Longest value quoted in full; longer ones are cut.
 const QUOTE_MAX: usize = 60;
@@ -98,19 +99,16 @@ fn own<'a>(all: &'a [Placement], name: &str) -> Option<&'a Placement> {
 }
 
 fn mode_changes(old: StageModes, new: StageModes) -> Vec<String> {
-    let stages = [("jwt", old.jwt, new.jwt), ("tenant", old.tenant, new.tenant)];
-    stages
-        .into_iter()
+    STAGES
+        .iter()
+        .map(|s| (s.key, old.get(s.name), new.get(s.name)))
         .filter(|(_, a, b)| mesh::mode_word(*a) != mesh::mode_word(*b))
         .map(|(stage, a, b)| format!("{stage} filter {} -> {}", mesh::mode_word(a), mesh::mode_word(b)))
         .collect()
 }
 
-/// Lists keyed by their items' names, and the filters each part drives.
-const KEYED: &[(&str, &str, &str, &str)] = &[
-    ("routes", "name", "route", "jwt, tenant"),
-    ("tenants", "id", "tenant", "tenant"),
-];
+/// Lists keyed by their items' names: (section, key, what an item is).
+const KEYED: &[(&str, &str, &str)] = &[("routes", "name", "route"), ("tenants", "id", "tenant")];
 
 /// What the filters run, outside the rollout fields.
 fn content(old: &Value, new: &Value) -> Vec<String> {
@@ -124,8 +122,8 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
     };
     let (old, new) = (strip(old), strip(new));
     let mut out = Vec::new();
-    for (list, key, what, filters) in KEYED {
-        out.extend(keyed(&old[*list], &new[*list], key, what, filters));
+    for (list, key, what) in KEYED {
+        out.extend(keyed(&old[*list], &new[*list], key, what, &filters_of(list)));
     }
     let providers = |v: &Value| v["jwt"]["providers"].clone();
     out.extend(keyed(&providers(&old), &providers(&new), "name", "jwt provider", "jwt"));
@@ -152,13 +150,22 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
     out
 }
 
-/// The filters a top-level section drives.
-fn filters_of(key: &str) -> &'static str {
-    match key {
-        "jwt" => "jwt",
-        "tenant" => "tenant",
-        "defaults" => "jwt, tenant",
-        _ => "every filter",
+/// The filters a top-level section drives (the registry's `sections`;
+/// `defaults` and `routes` hold every stage's route settings).
+fn filters_of(key: &str) -> String {
+    let all = || STAGES.iter().map(|s| s.key).collect::<Vec<_>>().join(", ");
+    if key == "defaults" || key == "routes" {
+        return all();
+    }
+    let driven: Vec<&str> = STAGES
+        .iter()
+        .filter(|s| s.sections.contains(&key))
+        .map(|s| s.key)
+        .collect();
+    if driven.is_empty() {
+        "every filter".to_string()
+    } else {
+        driven.join(", ")
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::render::{header, root_ids, to_yaml};
 use serde_json::Value;
 use std::path::PathBuf;
-use tollgate_integration::{Bootstrap, Delivery, Filter};
+use tollgate_bootstrap::{Bootstrap, Delivery, Filter};
 
 pub struct Options {
     /// tollgate.wasm as Envoy will find it (relative to Envoy's directory).

@@ -1,6 +1,6 @@
 //! `tollgate explain POLICY`: what would happen to a request, offline. The
 //! request runs through the fused filter's own pipeline and stages
-//! (`tollgate_fused::stages` over `tollgate_host::Pipeline`) on the
+//! (`tollgate_stages::stages` over `tollgate_host::Pipeline`) on the
 //! in-memory host the filters' unit tests use, so explain and the filters
 //! cannot disagree. What the host saw (the reply, the headers the
 //! application would get, counters, the decision records in filter state)
@@ -76,7 +76,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
         }
         None => (policy_doc.to_string(), None),
     };
-    let host = FakeHost::new(tollgate_fused::FUSED_ROOT_ID, config.as_bytes());
+    let host = FakeHost::new(tollgate_stages::FUSED_ROOT_ID, config.as_bytes());
     if let Some(namespace) = &request.namespace {
         // Istio's node metadata: the filter decides itself whether it stands aside.
         host.node
@@ -88,7 +88,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     host.now_ms.set(now.saturating_mul(1000));
     // The fused filter's stages; `false` only makes every stage write its
     // decision record to filter state, which explain reads back.
-    let mut root = PipelineRoot::new(tollgate_fused::FUSED_ROOT_ID, tollgate_fused::stages, false);
+    let mut root = PipelineRoot::new(tollgate_stages::FUSED_ROOT_ID, tollgate_stages::stages, false);
     if !root.configure(&host, config.as_bytes()) {
         return Err("the filters refuse this policy".to_string());
     }
@@ -109,7 +109,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
                 .to_string(),
         );
     }
-    let flow = pipeline.on_request(&host, CONTEXT, false);
+    let (flow, _request) = pipeline.on_request_headers(&host, CONTEXT);
     let flow = answer_fetches(&pipeline, &host, request, flow, &mut notes);
     let mut out = Map::new();
     if let Some(plugin) = plugin {
@@ -388,20 +388,10 @@ fn stages_json(
 }
 
 /// Status, message and RFC 6750 error of a denial by its reason, from the
-/// stage's own table.
+/// stage's own table (the registry's).
 fn denial_detail(stage: &str, reason: &str) -> Map<String, Value> {
-    use tollgate_core::jwt::JwtDenial;
-    use tollgate_core::tenant::TenantDenial;
-    let denial = match stage {
-        "jwt" => JwtDenial::ALL.iter().map(|d| d.denial()).find(|d| d.reason == reason),
-        "tenant" => TenantDenial::ALL
-            .iter()
-            .map(|d| d.denial())
-            .find(|d| d.reason == reason),
-        _ => None,
-    };
     let mut out = Map::new();
-    if let Some(d) = denial {
+    if let Some(d) = tollgate_core::stage::denial(stage, reason) {
         out.insert("message".into(), json!(d.message));
         if let Some(error) = d.bearer_error {
             out.insert("rfc6750_error".into(), json!(error));

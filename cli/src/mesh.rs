@@ -103,7 +103,11 @@ pub fn attach_words(attach: &Attach) -> String {
 
 /// "jwt shadow, tenant enforce".
 pub fn describe_modes(modes: StageModes) -> String {
-    format!("jwt {}, tenant {}", mode_word(modes.jwt), mode_word(modes.tenant))
+    let words: Vec<String> = tollgate_core::stage::STAGES
+        .iter()
+        .map(|s| format!("{} {}", s.key, mode_word(modes.get(s.name))))
+        .collect();
+    words.join(", ")
 }
 
 /// `shadow` or `enforce`, as a reviewer reads a stage's mode.

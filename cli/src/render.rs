@@ -7,6 +7,7 @@ use crate::mesh::{self, Placement};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 use tollgate_core::policy::rollout::Attach;
+use tollgate_core::stage;
 
 /// Where mesh-wide plugins are applied unless the policy's `mesh` says.
 pub const DEFAULT_NAMESPACE: &str = tollgate_core::policy::rollout::DEFAULT_ROOT_NAMESPACE;
@@ -19,45 +20,36 @@ const OLDEST_ISTIO: (u32, u32) = (1, 22);
 const FAIL_RELOAD_SINCE: (u32, u32) = (1, 27);
 
 /// A filter's plugin: root id, Istio phase and priority (higher runs first
-/// within a phase). Chain order is the order of this list.
+/// within a phase). Chain order is the order of `filters`.
 struct Filter {
     root_id: &'static str,
     phase: &'static str,
     priority: i64,
 }
 
-/// The separate filters: authentication first, then tenancy.
-const SPLIT: &[Filter] = &[
-    Filter {
-        root_id: "tollgate.jwt",
-        phase: "AUTHN",
-        priority: 100,
-    },
-    Filter {
-        root_id: "tollgate.tenant",
-        phase: "AUTHZ",
-        priority: 1000,
-    },
-];
-/// The default delivery: one plugin running the policy's stages, in the
-/// phase of its first (authentication).
-const FUSED: &[Filter] = &[Filter {
-    root_id: "tollgate",
-    phase: "AUTHN",
-    priority: 100,
-}];
-
 /// The plugins' root ids in chain order.
 pub fn root_ids(split: bool) -> impl Iterator<Item = &'static str> {
-    filters(split).iter().map(|f| f.root_id)
+    filters(split).into_iter().map(|f| f.root_id)
 }
 
-fn filters(split: bool) -> &'static [Filter] {
-    if split {
-        SPLIT
-    } else {
-        FUSED
+/// The separate filters in the registry's order (authentication first,
+/// then tenancy), or the one fused plugin, in the phase of its first stage.
+fn filters(split: bool) -> Vec<Filter> {
+    if !split {
+        return vec![Filter {
+            root_id: stage::FUSED_ROOT_ID,
+            phase: stage::FUSED_PHASE,
+            priority: stage::FUSED_PRIORITY,
+        }];
     }
+    stage::STAGES
+        .iter()
+        .map(|s| Filter {
+            root_id: s.root_id,
+            phase: s.phase,
+            priority: s.priority,
+        })
+        .collect()
 }
 
 pub struct Options {

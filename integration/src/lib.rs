@@ -7,7 +7,7 @@
 // serde_json's `Index` yields `Null` for a missing key instead of panicking.
 #![allow(clippy::panic, clippy::indexing_slicing)]
 
-pub mod bootstrap;
+pub use tollgate_bootstrap as bootstrap;
 pub mod docker;
 pub mod echo;
 pub mod envoy;

@@ -10,6 +10,8 @@ pub mod policy;
 pub mod reply;
 pub mod request;
 pub mod route;
+pub mod stage;
+pub mod state;
 pub mod tenant;
 
 /// Whether a filter's denial is applied or only observed.

@@ -30,6 +30,24 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+impl Reply {
+    /// Adds string fields a stage asked for (a limit's name) to the JSON
+    /// body, after the standard ones.
+    pub fn add_fields(&mut self, fields: &[(String, String)]) {
+        if fields.is_empty() || self.body.last() != Some(&b'}') {
+            return;
+        }
+        self.body.pop();
+        for (name, value) in fields {
+            self.body.push(b',');
+            let _ = serde_json::to_writer(&mut self.body, name);
+            self.body.push(b':');
+            let _ = serde_json::to_writer(&mut self.body, value);
+        }
+        self.body.push(b'}');
+    }
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,

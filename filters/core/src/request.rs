@@ -9,7 +9,7 @@ use crate::reply::Denial;
 use crate::route::{self, Case, RequestHead};
 
 /// The request as routes and rules see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestView {
     pub method: String,
     /// Lower-case, no port (`route::normalize_host`).

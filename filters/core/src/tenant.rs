@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// Filter-state key the jwt filter writes (the reason) when it lets a
 /// request through that enforce mode would refuse.
-pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
+pub use crate::state::JWT_SHADOW_DENIED;
 /// What the glue read from the request.
 #[derive(Debug, Clone, Copy)]
 pub struct TenantRequest<'a> {
@@ -293,10 +293,10 @@ impl<'p> TenantDecision<'p> {
 
     /// Filter-state writes: the decision always, the tenant when resolved.
     pub fn properties(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out = vec![("tollgate.decision.tenant", self.record())];
+        let mut out = vec![(crate::state::DECISION_TENANT, self.record())];
         if let Ok(Some(r)) = self.verdict {
-            out.push(("tollgate.tenant", r.tenant.id.clone().into_bytes()));
-            out.push(("tollgate.tenant_tier", r.tenant.tier.clone().into_bytes()));
+            out.push((crate::state::TENANT, r.tenant.id.clone().into_bytes()));
+            out.push((crate::state::TENANT_TIER, r.tenant.tier.clone().into_bytes()));
         }
         out
     }

@@ -20,14 +20,48 @@ pub struct ReadError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError(pub String);
 
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedDataError {
+    /// The value changed since it was read (compare-and-swap lost): read again.
+    CasMismatch,
+    Refused(String),
+}
+
+/// A shared-data value with its compare-and-swap version (`None`: absent).
+pub type Versioned = (Option<Vec<u8>>, Option<u32>);
+
+/// A unary gRPC call (`dispatch_grpc_call`): the message is the serialized
+/// protobuf request; the answer comes back in the root's gRPC callback.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcCall<'a> {
+    pub cluster: &'a str,
+    /// Fully-qualified service (`envoy.service.ratelimit.v3.RateLimitService`).
+    pub service: &'a str,
+    pub method: &'a str,
+    pub metadata: &'a [(&'a str, &'a [u8])],
+    pub message: &'a [u8],
+    pub timeout: Duration,
+}
+
 pub trait Host {
     /// The request headers of the current context.
     fn request_headers(&self) -> Result<Headers, ReadError>;
     /// Replaces every copy of a request header (`None`: removes them).
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError>;
+    /// Adds a response header (response headers phase).
+    fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
     /// A filter-state value: `Ok(None)` when absent.
     fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError>;
+    /// A property by path (`["source", "address"]`, `["response", "code"]`):
+    /// the attribute's bytes as Envoy encodes them (strings as UTF-8, numbers
+    /// as little-endian 8 bytes).
+    fn property_path(&self, path: &[&str]) -> Result<Option<Vec<u8>>, ReadError>;
+    /// Shared data: one store per VM configuration, shared by every worker.
+    fn shared_data(&self, key: &str) -> Result<Versioned, ReadError>;
+    /// Writes when `cas` is the version read (`None`: unconditionally).
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError>;
     fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError>;
     /// A string of the Envoy node's metadata (Istio sets `NAMESPACE`).
     fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError>;
@@ -35,16 +69,30 @@ pub trait Host {
     fn increment_counter(&self, id: u32);
     fn define_gauge(&self, name: &str) -> Result<u32, HostError>;
     fn set_gauge(&self, id: u32, value: u64);
+    /// Unix time in nanoseconds (0 if the host will not say).
+    fn now_nanos(&self) -> u64;
     /// Unix time in milliseconds (0 if the host will not say).
-    fn now_millis(&self) -> u64;
+    fn now_millis(&self) -> u64 {
+        self.now_nanos() / 1_000_000
+    }
     /// Makes a paused request's context current (root callbacks).
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
     fn resume_request(&self);
     /// Starts an HTTP call; its token comes back in the root's callback.
-    fn dispatch_http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError>;
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError>;
     /// In an HTTP call's callback: its `:status`, then its body.
     fn http_call_status(&self) -> Vec<u8>;
     fn http_call_body(&self, size: usize) -> Vec<u8>;
+    /// Starts a gRPC call; its token comes back in the root's gRPC callback.
+    fn dispatch_grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError>;
+    /// In a gRPC call's callback: the response message (serialized protobuf).
+    fn grpc_call_response(&self, size: usize) -> Vec<u8>;
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
     /// A foreign function (Envoy's `verify_signature`): `Err` when absent or refused.
     fn call_foreign_function(&self, name: &str, args: &[u8]) -> Result<Option<Vec<u8>>, HostError>;
@@ -56,11 +104,16 @@ pub trait Host {
     fn skips_signatures(&self) -> bool {
         false
     }
-    /// A random number, for jitter only (not for secrets): std's hasher
-    /// keys, seeded once per VM from WASI `random_get` in Envoy.
+    /// Random bytes from the host's secure source (WASI `random_get` in
+    /// Envoy): event ids, jitter.
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError>;
+    /// A random number (jitter, sampling); 0-entropy fallback is the clock.
     fn random(&self) -> u64 {
-        use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new().hash_one(self.now_millis())
+        let mut bytes = [0u8; 8];
+        match self.fill_random(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => self.now_nanos(),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! what the filters did to them, counters, filter state, HTTP calls and
 //! the tick, all inspectable.
 
-use crate::api::{Headers, Host, HostError, ReadError};
+use crate::api::{GrpcCall, Headers, Host, HostError, ReadError, SharedDataError, Versioned};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +20,21 @@ pub struct FakeRequest {
     pub state: HashMap<String, Vec<u8>>,
     pub reply: Option<SentReply>,
     pub resumed: usize,
+    /// Headers added to the application's response.
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    /// Properties by path, joined with '.' (`source.address`).
+    pub attributes: HashMap<String, Vec<u8>>,
+}
+
+/// A gRPC call the fake host was asked to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeGrpcCall {
+    pub token: u32,
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub metadata: Vec<(String, Vec<u8>)>,
+    pub message: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +49,17 @@ pub struct FakeHost {
     pub root: RefCell<String>,
     /// (token, cluster, path) of every call dispatched.
     pub calls: RefCell<Vec<(u32, String, String)>>,
+    /// The body of every HTTP call dispatched with one, by token.
+    pub call_bodies: RefCell<Vec<(u32, Vec<u8>)>>,
+    /// Every gRPC call dispatched; the current one's answer.
+    pub grpc_calls: RefCell<Vec<FakeGrpcCall>>,
+    pub grpc_answer: RefCell<Vec<u8>>,
+    /// Shared data: key to (value, version).
+    pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    /// Nanoseconds past `now_ms`.
+    pub now_extra_ns: Cell<u64>,
+    /// The state of the random source (xorshift; tests want repeatable runs).
+    pub random_state: Cell<u64>,
     /// What the current call's callback reads: (status, body).
     pub call_answer: RefCell<(Vec<u8>, Vec<u8>)>,
     pub tick: Cell<Duration>,
@@ -104,6 +130,18 @@ impl FakeHost {
             .sum()
     }
 
+    /// The current request's property at a path (`source.address`).
+    pub fn set_attribute(&self, context_id: u32, path: &str, value: &[u8]) {
+        if let Some(r) = self.requests.borrow_mut().get_mut(&context_id) {
+            r.attributes.insert(path.to_string(), value.to_vec());
+        }
+    }
+
+    /// Ends a request as its client going away does: its context is gone.
+    pub fn forget(&self, context_id: u32) {
+        self.requests.borrow_mut().remove(&context_id);
+    }
+
     pub fn fail(&self, call: &'static str) {
         self.failing.borrow_mut().push(call);
     }
@@ -114,6 +152,12 @@ impl FakeHost {
 
     fn with_current<T>(&self, f: impl FnOnce(&mut FakeRequest) -> T) -> Option<T> {
         self.requests.borrow_mut().get_mut(&self.current.get()).map(f)
+    }
+
+    /// Tokens of HTTP and gRPC calls, unique across both.
+    fn next_token(&self) -> u32 {
+        let n = self.calls.borrow().len() + self.grpc_calls.borrow().len() + 1;
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     fn note(&self, call: &str) {
@@ -147,6 +191,12 @@ impl Host for FakeHost {
         .ok_or(HostError("no current request".into()))
     }
 
+    fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.note("add_response_header");
+        self.with_current(|r| r.response_headers.push((name.to_string(), value.to_vec())))
+            .ok_or(HostError("no current request".into()))
+    }
+
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
         self.note("send_reply");
         let reply = SentReply {
@@ -164,6 +214,43 @@ impl Host for FakeHost {
             return Err(ReadError(format!("property {path}: failed")));
         }
         Ok(self.with_current(|r| r.state.get(path).cloned()).flatten())
+    }
+
+    fn property_path(&self, path: &[&str]) -> Result<Option<Vec<u8>>, ReadError> {
+        self.note("property_path");
+        if self.fails("property") {
+            return Err(ReadError(format!("property {}: failed", path.join("."))));
+        }
+        Ok(self
+            .with_current(|r| r.attributes.get(&path.join(".")).cloned())
+            .flatten())
+    }
+
+    fn shared_data(&self, key: &str) -> Result<Versioned, ReadError> {
+        self.note("shared_data");
+        if self.fails("shared_data") {
+            return Err(ReadError(format!("shared data {key}: failed")));
+        }
+        Ok(match self.shared.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    /// As Envoy: a `cas` of the version read succeeds once; a write with
+    /// no `cas` always does; every write makes a new version.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
+        self.note("set_shared_data");
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map(|(_, v)| *v);
+        if let (Some(cas), Some(current)) = (cas.filter(|c| *c != 0), current) {
+            if cas != current {
+                return Err(SharedDataError::CasMismatch);
+            }
+        }
+        let version = current.unwrap_or(0).wrapping_add(1).max(1);
+        shared.insert(key.to_string(), (value.to_vec(), version));
+        Ok(())
     }
 
     fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
@@ -206,8 +293,23 @@ impl Host for FakeHost {
         }
     }
 
-    fn now_millis(&self) -> u64 {
-        self.now_ms.get()
+    fn now_nanos(&self) -> u64 {
+        self.now_ms
+            .get()
+            .saturating_mul(1_000_000)
+            .saturating_add(self.now_extra_ns.get())
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        for byte in buf.iter_mut() {
+            let mut x = self.random_state.get() | 1;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.random_state.set(x);
+            *byte = x.to_le_bytes().first().copied().unwrap_or_default();
+        }
+        Ok(())
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
@@ -222,15 +324,46 @@ impl Host for FakeHost {
         self.with_current(|r| r.resumed += 1);
     }
 
-    fn dispatch_http_call(&self, cluster: &str, headers: &[(&str, &str)], _: Duration) -> Result<u32, HostError> {
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        _: Duration,
+    ) -> Result<u32, HostError> {
         if self.fails("dispatch") {
             return Err(HostError(format!("{cluster}: BadArgument")));
         }
         let path = headers.iter().find(|(k, _)| *k == ":path").map_or("", |(_, v)| v);
-        let mut calls = self.calls.borrow_mut();
-        let token = u32::try_from(calls.len() + 1).unwrap_or(u32::MAX);
-        calls.push((token, cluster.to_string(), path.to_string()));
+        let token = self.next_token();
+        self.calls
+            .borrow_mut()
+            .push((token, cluster.to_string(), path.to_string()));
+        if let Some(body) = body {
+            self.call_bodies.borrow_mut().push((token, body.to_vec()));
+        }
         Ok(token)
+    }
+
+    fn dispatch_grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        if self.fails("dispatch_grpc") {
+            return Err(HostError(format!("{}: BadArgument", call.cluster)));
+        }
+        let token = self.next_token();
+        self.grpc_calls.borrow_mut().push(FakeGrpcCall {
+            token,
+            cluster: call.cluster.to_string(),
+            service: call.service.to_string(),
+            method: call.method.to_string(),
+            metadata: call.metadata.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+            message: call.message.to_vec(),
+        });
+        Ok(token)
+    }
+
+    fn grpc_call_response(&self, size: usize) -> Vec<u8> {
+        let answer = self.grpc_answer.borrow();
+        answer.get(..size.min(answer.len())).unwrap_or_default().to_vec()
     }
 
     fn http_call_status(&self) -> Vec<u8> {

@@ -1,18 +1,19 @@
-//! What every Tollgate filter shares over proxy-wasm: the `Host` trait
-//! (Envoy, or a fake in tests), counters held as handles, and the pipeline
-//! that runs stages over one request view.
+//! What every Tollgate filter shares, without proxy-wasm: the `Host` trait
+//! (Envoy in `tollgate-envoy`, or `fake::FakeHost` in tests), counters held
+//! as handles, the request context and the pipeline that runs stages on it.
 
 pub mod api;
+pub mod context;
 pub mod counters;
-pub mod envoy;
 pub mod fake;
 pub mod pipeline;
 pub mod reply;
 
-pub use api::{first, Headers, Host, HostError, ReadError};
+pub use api::{first, GrpcCall, Headers, Host, HostError, ReadError, SharedDataError, Versioned};
+pub use context::{Extras, Facts, JwtFacts, Progress, RequestContext, StageDecision, TenantFacts};
 pub use counters::{Counters, Gauges};
-pub use envoy::{use_host_log_level, Envoy};
-pub use pipeline::{Build, Exchange, Facts, Flow, JwtFacts, Pipeline, PipelineRoot, Stage, Step};
+pub use pipeline::{Build, Flow, Pipeline, PipelineRoot, Shared, Stage, Step};
+pub use reply::Verdict;
 
 #[cfg(test)]
 mod tests;

@@ -1,19 +1,26 @@
 //! One HTTP context for every stage: the request is read once into one
-//! view (headers, normalized path, host), then each stage runs on it in
-//! order and hands later ones its verified facts in memory. A separate
-//! filter (`tollgate.jwt`, ...) is a pipeline of one stage, so both
-//! deliveries run the same stage code.
+//! request context (headers, normalized path, host, route), then each
+//! stage runs on it in order and hands later ones its facts in memory. The
+//! context lives until the log phase: a stage that waits is run again
+//! alone when woken, and the stages after it then run; response headers
+//! and the log phase see every decision. A separate filter
+//! (`tollgate.jwt`, ...) is a pipeline of one stage, so both deliveries
+//! run the same stage code.
+//!
+//! Header edits are applied by each stage as it concludes. That is safe
+//! with waits because a stage never runs twice for one request (the stages
+//! before a wait are not run again), later stages read the headers as they
+//! arrived (`RequestContext::headers`), and a refused request never reaches
+//! the application, so its edits are never seen.
 
-use crate::api::{first, Headers, Host};
+use crate::api::{first, Host};
+use crate::context::{Progress, RequestContext};
 use crate::counters::Counters;
-use crate::envoy::Envoy;
 use crate::reply;
-use log::{debug, error, info, warn};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use log::{debug, info, warn};
+use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_core::headers::strip_removals;
-use tollgate_core::jwt::Identity;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::{self, RequestDenial, RequestView};
 
@@ -22,81 +29,43 @@ use tollgate_core::request::{self, RequestDenial, RequestView};
 pub enum Step {
     /// Go on to the next stage.
     Next,
-    /// The request waits (the stage keeps its context id and hands it back
-    /// from a root event to be run again).
+    /// The request waits: the stage keeps its context id and hands it back
+    /// from a root event; the stage then runs again with `resumed` set.
     Wait,
     /// The stage answered the request itself.
     Replied,
 }
 
-/// What the jwt stage verified, for the stages after it.
-#[derive(Debug, Clone, Default)]
-pub struct JwtFacts {
-    /// The verified token's identity (subject, claims, prepared outputs).
-    pub identity: Option<Rc<Identity>>,
-    /// Let through in shadow mode though it would have been denied.
-    pub shadow_denied: bool,
-}
-
-impl JwtFacts {
-    /// The verified tenant claim (`tollgate.tenant` in filter state).
-    pub fn tenant(&self) -> Option<&[u8]> {
-        let identity = self.identity.as_deref()?;
-        identity.state().find(|(k, _)| *k == "tollgate.tenant").map(|(_, v)| v)
-    }
-}
-
-/// Facts stages hand each other in memory; `None` where that stage did not
-/// run in this pipeline (a separate filter may have left it in filter state).
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    pub jwt: Option<JwtFacts>,
-}
-
-/// One request, as every stage sees it.
-pub struct Exchange<'a> {
-    pub context_id: u32,
-    pub headers: &'a [(String, Vec<u8>)],
-    pub view: &'a RequestView,
-    /// Run again after a wait: a stage must not wait twice.
-    pub resumed: bool,
-    /// Write outputs to filter state.
-    pub publish: bool,
-    pub facts: Facts,
-}
-
-impl<'a> Exchange<'a> {
-    pub fn request_id(&self) -> Option<&'a [u8]> {
-        first(self.headers, "x-request-id")
-    }
-
-    /// The raw `:path` as it arrived.
-    pub fn raw_path(&self) -> &'a [u8] {
-        first(self.headers, ":path").unwrap_or_default()
-    }
-}
-
-/// A step of the pipeline. Root events return the requests to run again.
+/// A step of the pipeline. Root events return the requests to wake.
 pub trait Stage {
     fn name(&self) -> &'static str;
-    fn on_request(&self, ex: &mut Exchange<'_>, host: &dyn Host) -> Step;
+    fn on_request(&self, cx: &mut RequestContext, host: &dyn Host) -> Step;
+    /// Response headers of a request every stage let through: add headers
+    /// to `cx.extras.response_headers` (or call the host).
+    fn on_response_headers(&self, _cx: &mut RequestContext, _host: &dyn Host) {}
+    /// The log phase of every request, refused ones included.
+    fn on_log(&self, _cx: &RequestContext, _host: &dyn Host) {}
     fn on_tick(&self, _host: &dyn Host) -> Vec<u32> {
         Vec::new()
     }
     fn on_http_call_response(&self, _host: &dyn Host, _token: u32, _body_size: usize) -> Vec<u32> {
         Vec::new()
     }
+    fn on_grpc_call_response(&self, _host: &dyn Host, _token: u32, _status: u32, _size: usize) -> Vec<u32> {
+        Vec::new()
+    }
     /// The policy is being replaced: the requests waiting on this stage.
     fn release(&self) -> Vec<u32> {
         Vec::new()
     }
-    /// The log phase of a request (every request, refused ones included):
-    /// where the audit stage will read each stage's decision.
-    fn on_log(&self, _host: &dyn Host, _context_id: u32) {}
 }
 
 /// Builds a pipeline's stages for a policy.
-pub type Build = fn(&Rc<Policy>, &dyn Host) -> Vec<Box<dyn Stage>>;
+pub type Build = Rc<dyn Fn(&Rc<Policy>, &dyn Host) -> Vec<Box<dyn Stage>>>;
+
+/// A request's context, shared by its HTTP context and, while it waits,
+/// the pipeline.
+pub type Shared = Rc<RefCell<RequestContext>>;
 
 pub struct Pipeline {
     pub policy: Rc<Policy>,
@@ -109,6 +78,9 @@ pub struct Pipeline {
     /// The sidecar's namespace when the policy's `skip_namespaces` names
     /// it: that namespace has its own plugin, so this one does nothing.
     pub stand_aside: Option<String>,
+    /// Requests waiting at a stage. Bounded by the stages' own bounds on
+    /// waiters (a stage refuses to wait past them); left by the log phase.
+    waiting: RefCell<Vec<Shared>>,
 }
 
 /// The node's namespace, when `skip` lists it. A namespace that cannot be
@@ -141,7 +113,7 @@ pub enum Flow {
 impl Pipeline {
     /// `fused`: the `tollgate` filter, which follows the policy's
     /// `filter_state`; a separate filter always publishes.
-    pub fn configure(host: &dyn Host, config: &[u8], build: Build, fused: bool) -> Result<Pipeline, String> {
+    pub fn configure(host: &dyn Host, config: &[u8], build: &Build, fused: bool) -> Result<Pipeline, String> {
         let policy = Rc::new(Policy::from_json(config).map_err(|errors| errors.to_string())?);
         let stages = build(&policy, host);
         let label = stages.first().map_or("request", |s| s.name());
@@ -153,6 +125,7 @@ impl Pipeline {
             label,
             stages,
             policy,
+            waiting: RefCell::new(Vec::new()),
         })
     }
 
@@ -160,87 +133,141 @@ impl Pipeline {
         self.stages.iter().map(|s| s.name()).collect()
     }
 
-    /// Runs every stage on the current request.
-    pub fn on_request(&self, host: &dyn Host, context_id: u32, resumed: bool) -> Flow {
-        if self.stand_aside.is_some() {
-            return Flow::Continue;
-        }
-        let headers = match host.request_headers() {
-            Ok(headers) => headers,
-            Err(e) => return self.refuse(host, context_id, &[], RequestDenial::Unreadable, &e.0),
+    /// The request headers phase: reads the request into its context and
+    /// runs the stages. The context is the HTTP context's to keep.
+    pub fn on_request_headers(&self, host: &dyn Host, context_id: u32) -> (Flow, Shared) {
+        let headers = host.request_headers();
+        let started = host.now_nanos();
+        let (mut cx, unreadable) = match headers {
+            Ok(headers) => (RequestContext::new(context_id, headers, started), None),
+            Err(e) => (RequestContext::new(context_id, Vec::new(), started), Some(e.0)),
         };
-        let Some(view) = self.read(host, context_id, &headers) else {
+        cx.publish = self.publish;
+        if self.stand_aside.is_some() {
+            cx.progress = Progress::Skipped;
+            return (Flow::Continue, Rc::new(RefCell::new(cx)));
+        }
+        if let Some(why) = unreadable {
+            self.refuse(host, &mut cx, RequestDenial::Unreadable, &why);
+            return (Flow::Pause, Rc::new(RefCell::new(cx)));
+        }
+        if !self.read(host, &mut cx) {
+            return (Flow::Pause, Rc::new(RefCell::new(cx)));
+        }
+        let shared = Rc::new(RefCell::new(cx));
+        let flow = self.run(host, &shared);
+        (flow, shared)
+    }
+
+    /// Runs the stages from the request's next one until one waits or
+    /// answers, or every stage let it through.
+    fn run(&self, host: &dyn Host, shared: &Shared) -> Flow {
+        // Never re-entered for one request; a busy context is left alone.
+        let Ok(mut cx) = shared.try_borrow_mut() else {
+            warn!("a request's context was busy; left as it is");
             return Flow::Pause;
         };
-        let mut ex = Exchange {
-            context_id,
-            headers: &headers,
-            view: &view,
-            resumed,
-            publish: self.publish,
-            facts: Facts::default(),
-        };
-        for stage in &self.stages {
-            match stage.on_request(&mut ex, host) {
-                Step::Next => {}
-                Step::Wait | Step::Replied => return Flow::Pause,
+        while let Some(stage) = self.stages.get(cx.next) {
+            match stage.on_request(&mut cx, host) {
+                Step::Next => {
+                    cx.next += 1;
+                    cx.resumed = false;
+                }
+                Step::Wait => {
+                    cx.waits += 1;
+                    drop(cx);
+                    self.waiting.borrow_mut().push(shared.clone());
+                    return Flow::Pause;
+                }
+                Step::Replied => {
+                    cx.progress = Progress::Replied;
+                    return Flow::Pause;
+                }
             }
         }
-        let strip = strip_removals(&self.policy.strip_headers, &headers);
-        reply::edit_request_headers(host, context_id, &strip);
-        if resumed {
-            host.resume_request();
-        }
+        let strip = strip_removals(&self.policy.strip_headers, &cx.headers);
+        reply::edit_request_headers(host, cx.context_id, &strip);
+        cx.progress = Progress::Forwarded;
         Flow::Continue
     }
 
     /// The request view; a path it normalized is written back to `:path`,
-    /// so the application is served what was decided. `None` when refused.
-    fn read(&self, host: &dyn Host, context_id: u32, headers: &Headers) -> Option<RequestView> {
+    /// so the application is served what was decided. `false` when refused.
+    fn read(&self, host: &dyn Host, cx: &mut RequestContext) -> bool {
         let view = RequestView::read(
-            first(headers, ":method").unwrap_or_default(),
-            first(headers, ":path"),
-            first(headers, ":authority"),
+            first(&cx.headers, ":method").unwrap_or_default(),
+            first(&cx.headers, ":path"),
+            first(&cx.headers, ":authority"),
             &self.policy,
         );
         let view = match view {
             Ok(view) => view,
             Err(denial) => {
-                self.refuse(host, context_id, headers, denial, denial.detail());
-                return None;
+                self.refuse(host, cx, denial, denial.detail());
+                return false;
             }
         };
         if let Some(served) = &view.served_path {
             if let Err(e) = host.set_request_header(":path", Some(served)) {
                 let why = format!("could not rewrite :path: {}", e.0);
-                self.refuse(host, context_id, headers, RequestDenial::Unreadable, &why);
-                return None;
+                self.refuse(host, cx, RequestDenial::Unreadable, &why);
+                return false;
             }
-            debug!("#{context_id} {}: :path rewritten to its normal form", self.label);
+            debug!("#{} {}: :path rewritten to its normal form", cx.context_id, self.label);
         }
-        Some(view)
+        cx.view = view;
+        true
     }
 
     /// Sends, counts and logs a refusal made before any route is known
     /// (always enforced).
-    fn refuse(
-        &self,
-        host: &dyn Host,
-        context_id: u32,
-        headers: &[(String, Vec<u8>)],
-        denial: RequestDenial,
-        why: &str,
-    ) -> Flow {
+    fn refuse(&self, host: &dyn Host, cx: &mut RequestContext, denial: RequestDenial, why: &str) {
         let reply = denial.denial();
         if denial == RequestDenial::Unreadable {
-            warn!("#{context_id} {}: refused, {why}", self.label);
+            warn!("#{} {}: refused, {why}", cx.context_id, self.label);
         } else {
-            debug!("#{context_id} {}: deny {}: {why}", self.label, reply.reason);
+            debug!("#{} {}: deny {}: {why}", cx.context_id, self.label, reply.reason);
         }
         self.refusals.add(host, denial.metric_index());
-        let reply = reply.reply(first(headers, "x-request-id"), &self.policy.realm);
-        reply::send(host, context_id, &reply);
-        Flow::Pause
+        let reply = reply.reply(cx.request_id(), &self.policy.realm);
+        reply::send(host, cx.context_id, &reply);
+        cx.early = Some(denial);
+        cx.progress = Progress::Replied;
+    }
+
+    /// The response headers phase: stages add headers to a response the
+    /// application gave (never to Tollgate's own replies).
+    pub fn on_response_headers(&self, host: &dyn Host, shared: &Shared) {
+        let Ok(mut cx) = shared.try_borrow_mut() else { return };
+        if cx.progress != Progress::Forwarded {
+            return;
+        }
+        for stage in &self.stages {
+            stage.on_response_headers(&mut cx, host);
+        }
+        for (name, value) in &cx.extras.response_headers {
+            if let Err(e) = host.add_response_header(name, value.as_bytes()) {
+                warn!("#{} could not add response header {name}: {}", cx.context_id, e.0);
+            }
+        }
+    }
+
+    /// The log phase: every stage sees the request's context, in order.
+    /// The request is over: it is never resumed after this.
+    pub fn on_log(&self, host: &dyn Host, shared: &Shared) {
+        self.done(shared);
+        let Ok(cx) = shared.try_borrow() else { return };
+        for stage in &self.stages {
+            stage.on_log(&cx, host);
+        }
+    }
+
+    /// The request is gone (its client left, or it ended): forget it.
+    pub fn done(&self, shared: &Shared) {
+        if let Ok(mut cx) = shared.try_borrow_mut() {
+            cx.done = true;
+        }
+        self.waiting.borrow_mut().retain(|w| !Rc::ptr_eq(w, shared));
     }
 
     pub fn on_tick(&self, host: &dyn Host) {
@@ -257,10 +284,10 @@ impl Pipeline {
         }
     }
 
-    /// The log phase: every stage sees it, in order.
-    pub fn on_log(&self, host: &dyn Host, context_id: u32) {
+    pub fn on_grpc_call_response(&self, host: &dyn Host, token: u32, status: u32, size: usize) {
         for stage in &self.stages {
-            stage.on_log(host, context_id);
+            let woken = stage.on_grpc_call_response(host, token, status, size);
+            self.resume(host, &woken);
         }
     }
 
@@ -272,19 +299,41 @@ impl Pipeline {
         }
     }
 
-    /// Runs waiting requests again, from the start: nothing was applied to
-    /// them before they waited, and reading a served path again is a no-op.
+    /// How many requests wait at a stage now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.borrow().len()
+    }
+
+    /// Runs woken requests again from the stage that waited; the stages
+    /// before it are not run again.
     fn resume(&self, host: &dyn Host, contexts: &[u32]) {
         for &context_id in contexts {
+            let shared = {
+                let mut waiting = self.waiting.borrow_mut();
+                let at = waiting
+                    .iter()
+                    .position(|w| w.try_borrow().is_ok_and(|cx| cx.context_id == context_id));
+                match at {
+                    Some(i) => waiting.swap_remove(i),
+                    None => continue,
+                }
+            };
             // A request whose client went away is no longer there.
-            if host.set_effective_context(context_id).is_ok() {
-                self.on_request(host, context_id, true);
+            let gone = shared.try_borrow().map_or(true, |cx| cx.done);
+            if gone || host.set_effective_context(context_id).is_err() {
+                continue;
+            }
+            if let Ok(mut cx) = shared.try_borrow_mut() {
+                cx.resumed = true;
+            }
+            if self.run(host, &shared) == Flow::Continue {
+                host.resume_request();
             }
         }
     }
 }
 
-/// A root context over a pipeline: one per plugin (root id).
+/// A root context's state over a pipeline: one per plugin (root id).
 pub struct PipelineRoot {
     name: &'static str,
     build: Build,
@@ -293,18 +342,26 @@ pub struct PipelineRoot {
 }
 
 impl PipelineRoot {
-    pub fn new(name: &'static str, build: Build, fused: bool) -> PipelineRoot {
+    pub fn new(
+        name: &'static str,
+        build: impl Fn(&Rc<Policy>, &dyn Host) -> Vec<Box<dyn Stage>> + 'static,
+        fused: bool,
+    ) -> PipelineRoot {
         PipelineRoot {
             name,
-            build,
+            build: Rc::new(build),
             fused,
             pipeline: None,
         }
     }
 
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// `on_configure` over any host: `false` keeps the previous policy.
     pub fn configure(&mut self, host: &dyn Host, config: &[u8]) -> bool {
-        match Pipeline::configure(host, config, self.build, self.fused) {
+        match Pipeline::configure(host, config, &self.build, self.fused) {
             Ok(pipeline) => {
                 info!(
                     "{} configured: stages {:?}, {} routes, {} providers, {} tenants",
@@ -328,7 +385,7 @@ impl PipelineRoot {
             Err(errors) => {
                 // Refuse to start rather than run on part of a policy; a
                 // previous good policy, if any, stays in force.
-                error!("{} rejected its configuration: {errors}", self.name);
+                log::error!("{} rejected its configuration: {errors}", self.name);
                 false
             }
         }
@@ -336,62 +393,5 @@ impl PipelineRoot {
 
     pub fn pipeline(&self) -> Option<Rc<Pipeline>> {
         self.pipeline.clone()
-    }
-}
-
-impl Context for PipelineRoot {
-    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
-        if let Some(pipeline) = &self.pipeline {
-            pipeline.on_http_call_response(&Envoy, token, body_size);
-        }
-    }
-}
-
-impl RootContext for PipelineRoot {
-    fn on_configure(&mut self, size: usize) -> bool {
-        let config = crate::api::Host::plugin_config(&Envoy, size);
-        self.configure(&Envoy, &config)
-    }
-
-    fn on_tick(&mut self) {
-        if let Some(pipeline) = &self.pipeline {
-            pipeline.on_tick(&Envoy);
-        }
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(PipelineHttp {
-            context_id,
-            pipeline: self.pipeline.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct PipelineHttp {
-    context_id: u32,
-    pipeline: Option<Rc<Pipeline>>,
-}
-
-impl Context for PipelineHttp {}
-
-impl HttpContext for PipelineHttp {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let Some(pipeline) = &self.pipeline else {
-            return reply::unconfigured(&Envoy, self.context_id);
-        };
-        match pipeline.on_request(&Envoy, self.context_id, false) {
-            Flow::Continue => Action::Continue,
-            Flow::Pause => Action::Pause,
-        }
-    }
-
-    fn on_log(&mut self) {
-        if let Some(pipeline) = &self.pipeline {
-            pipeline.on_log(&Envoy, self.context_id);
-        }
     }
 }

@@ -3,23 +3,33 @@
 
 use crate::api::first;
 use crate::api::Host;
+use crate::context::RequestContext;
+use crate::pipeline::Step;
 use log::warn;
+use tollgate_core::decision::Action;
+use tollgate_core::policy::Policy;
 use tollgate_core::reply::Reply;
+use tollgate_core::Mode;
 
 /// Sends a local reply (the request then ends).
 pub fn send(host: &dyn Host, context_id: u32, reply: &Reply) {
-    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    send_with(host, context_id, reply, &[]);
+}
+
+/// Sends a local reply with a stage's extra headers.
+pub fn send_with(host: &dyn Host, context_id: u32, reply: &Reply, extra: &[(String, String)]) {
+    let mut headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Err(e) = host.send_reply(u32::from(reply.status), &headers, &reply.body) {
         warn!("#{context_id} could not send local reply: {}", e.0);
     }
 }
 
 /// Fails closed for a filter whose configuration never loaded (503).
-pub fn unconfigured(host: &dyn Host, context_id: u32) -> proxy_wasm::types::Action {
+pub fn unconfigured(host: &dyn Host, context_id: u32) {
     let headers = host.request_headers().unwrap_or_default();
     let reply = tollgate_core::reply::UNCONFIGURED.reply(first(&headers, "x-request-id"), "tollgate");
     send(host, context_id, &reply);
-    proxy_wasm::types::Action::Pause
 }
 
 /// Applies header edits in order: `None` removes every copy, `Some` replaces.
@@ -42,41 +52,56 @@ pub fn set_property(host: &dyn Host, context_id: u32, path: &str, value: &[u8]) 
 /// `request_unreadable`.
 pub fn refuse_unreadable(
     host: &dyn Host,
-    ex: &crate::Exchange<'_>,
+    cx: &mut RequestContext,
     counters: (&crate::Counters, usize),
-    policy: &tollgate_core::policy::Policy,
-    stage: &str,
+    policy: &Policy,
+    stage: &'static str,
     why: &str,
-) -> crate::Step {
+) -> Step {
     use tollgate_core::request::RequestDenial;
-    warn!("#{} {stage}: refused, {why}", ex.context_id);
+    warn!("#{} {stage}: refused, {why}", cx.context_id);
     counters.0.add(host, counters.1);
-    let reply = RequestDenial::Unreadable.denial().reply(ex.request_id(), &policy.realm);
-    send(host, ex.context_id, &reply);
-    crate::Step::Replied
+    let denial = RequestDenial::Unreadable.denial();
+    cx.decide(stage, Mode::Enforce, Action::Deny(denial), None);
+    let reply = denial.reply(cx.request_id(), &policy.realm);
+    send(host, cx.context_id, &reply);
+    Step::Replied
 }
 
-/// What a stage's verdict means for the request: go on (also when only a
-/// shadow denial), or answer it with the denial.
-pub fn conclude(
-    host: &dyn Host,
-    ex: &crate::Exchange<'_>,
-    action: tollgate_core::decision::Action,
-    route: &str,
-    realm: &str,
-) -> crate::Step {
-    use tollgate_core::decision::Action;
-    let context_id = ex.context_id;
-    match action {
-        Action::Allow => crate::Step::Next,
+/// Records a stage's verdict and what it means for the request: go on
+/// (also when only a shadow denial), or answer it with the denial and the
+/// extras the stage asked for.
+pub fn conclude(host: &dyn Host, cx: &mut RequestContext, verdict: Verdict<'_>, realm: &str) -> Step {
+    let context_id = cx.context_id;
+    cx.decide(verdict.stage, verdict.mode, verdict.action, verdict.detail);
+    match verdict.action {
+        Action::Allow => Step::Next,
         Action::ShadowDeny(denial) => {
-            log::info!("#{context_id} shadow: would deny {} on route {route}", denial.reason);
-            crate::Step::Next
+            log::info!(
+                "#{context_id} shadow: would deny {} on route {}",
+                denial.reason,
+                verdict.route
+            );
+            Step::Next
         }
         Action::Deny(denial) => {
-            log::debug!("#{context_id} deny {} on route {route}", denial.reason);
-            send(host, context_id, &denial.reply(ex.request_id(), realm));
-            crate::Step::Replied
+            log::debug!("#{context_id} deny {} on route {}", denial.reason, verdict.route);
+            let mut reply = denial.reply(cx.request_id(), realm);
+            reply.add_fields(&cx.extras.reply_fields);
+            let extra = &cx.extras.reply_headers;
+            send_with(host, context_id, &reply, extra);
+            Step::Replied
         }
     }
+}
+
+/// A stage's verdict on a request, as `conclude` records it.
+#[derive(Debug, Clone)]
+pub struct Verdict<'a> {
+    pub stage: &'static str,
+    pub route: &'a str,
+    pub mode: Mode,
+    pub action: Action,
+    /// A limit's name, or what else the stage's decision was about.
+    pub detail: Option<String>,
 }

@@ -5,10 +5,7 @@
 use log::{error, info};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Bytes, ContextType, LogLevel};
-use std::rc::Rc;
-use tollgate_core::policy::wire::StageName;
-use tollgate_core::policy::Policy;
-use tollgate_host::{Host, PipelineRoot, Stage};
+use tollgate_host::Host;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Commit, `-dirty`, profile: `1a2b3c4d5e6f-dirty/release` (build.rs).
@@ -19,37 +16,10 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ModuleRoot::default()) });
 }}
 
-/// The fused filter: every stage the policy configures, in one context.
-pub const FUSED_ROOT_ID: &str = "tollgate";
-
 /// The filter for a root id, or `None` for an id this module does not hold.
 fn filter_for(root_id: &str) -> Option<Box<dyn RootContext>> {
-    match root_id {
-        FUSED_ROOT_ID => Some(Box::new(fused())),
-        tollgate_jwt::ROOT_ID => Some(Box::new(tollgate_jwt::root())),
-        tollgate_tenant::ROOT_ID => Some(Box::new(tollgate_tenant::root())),
-        _ => None,
-    }
-}
-
-const ROOT_IDS: &[&str] = &[FUSED_ROOT_ID, tollgate_jwt::ROOT_ID, tollgate_tenant::ROOT_ID];
-
-pub fn fused() -> PipelineRoot {
-    PipelineRoot::new(FUSED_ROOT_ID, stages, true)
-}
-
-/// The policy's stages, in their fixed order (`Policy::stages`).
-pub fn stages(policy: &Rc<Policy>, host: &dyn Host) -> Vec<Box<dyn Stage>> {
-    policy
-        .stages
-        .iter()
-        .map(|name| -> Box<dyn Stage> {
-            match name {
-                StageName::Jwt => Box::new(tollgate_jwt::JwtStage::new(policy, host)),
-                StageName::Tenant => Box::new(tollgate_tenant::TenantStage::new(policy, host)),
-            }
-        })
-        .collect()
+    let root = tollgate_stages::root_for(root_id)?;
+    Some(Box::new(tollgate_envoy::Root(root)))
 }
 
 #[derive(Default)]
@@ -63,10 +33,13 @@ impl ModuleRoot {
         if self.inner.is_some() {
             return true;
         }
-        let root_id = tollgate_host::Envoy.root_id();
+        let root_id = tollgate_envoy::Envoy.root_id();
         self.inner = filter_for(&root_id);
         if self.inner.is_none() {
-            error!("tollgate {VERSION}: unknown root_id '{root_id}'; this module holds {ROOT_IDS:?}");
+            error!(
+                "tollgate {VERSION}: unknown root_id '{root_id}'; this module holds {:?}",
+                tollgate_stages::root_ids()
+            );
         }
         self.inner.is_some()
     }
@@ -92,7 +65,7 @@ impl Context for ModuleRoot {
 
 impl RootContext for ModuleRoot {
     fn on_vm_start(&mut self, size: usize) -> bool {
-        tollgate_host::use_host_log_level();
+        tollgate_envoy::use_host_log_level();
         if !self.select() {
             return false;
         }
@@ -145,7 +118,8 @@ impl Context for Unconfigured {}
 
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        tollgate_host::reply::unconfigured(&tollgate_host::Envoy, 0)
+        tollgate_host::reply::unconfigured(&tollgate_envoy::Envoy, 0);
+        proxy_wasm::types::Action::Pause
     }
 }
 

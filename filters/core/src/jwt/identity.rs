@@ -54,15 +54,15 @@ impl Identity {
         };
         let mut state: Vec<(&'static str, Box<[u8]>)> = Vec::new();
         if let Some(sub) = sub {
-            state.push(("tollgate.sub", sub.as_bytes().into()));
+            state.push((crate::state::SUB, sub.as_bytes().into()));
         }
         if let Some(tenant) = tenant_value.and_then(Value::as_str) {
-            state.push(("tollgate.tenant", tenant.as_bytes().into()));
+            state.push((crate::state::TENANT, tenant.as_bytes().into()));
         }
         // Each write is a hostcall: nothing is written for what is absent.
         let roles = claims::string_list(claims::lookup(&claims, &config.roles_claim));
         if !roles.is_empty() {
-            state.push(("tollgate.roles", json(&roles)));
+            state.push((crate::state::ROLES, json(&roles)));
         }
         if !config.claims_to_state.is_empty() {
             let selected: Map<String, Value> = config
@@ -70,7 +70,7 @@ impl Identity {
                 .iter()
                 .filter_map(|c| claims::lookup(&claims, c).map(|v| (c.clone(), v.clone())))
                 .collect();
-            state.push(("tollgate.claims", json(&selected)));
+            state.push((crate::state::CLAIMS, json(&selected)));
         }
         let headers = config
             .claim_to_headers

@@ -727,7 +727,7 @@ impl<'p> JwtDecision<'p> {
     pub fn properties(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
         let identity = self.identity();
         let mut out = Vec::with_capacity(2 + identity.map_or(0, |i| i.state().len()));
-        out.push(("tollgate.decision.jwt", Cow::Owned(self.record())));
+        out.push((crate::state::DECISION_JWT, Cow::Owned(self.record())));
         if let Action::ShadowDeny(denial) = self.action() {
             out.push((
                 crate::tenant::JWT_SHADOW_DENIED,

@@ -368,10 +368,7 @@ impl TryFrom<PolicyDoc> for Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let (mut defaults, mut jwt_defaults) = (defaults, jwt_defaults);
-        let modes = doc.modes.unwrap_or_default();
-        modes.apply(&mut routes, &mut jwt_defaults.mode, &mut defaults.mode);
-        let fallback = Route {
+        let mut fallback = Route {
             name: DEFAULT_ROUTE.to_string(),
             matcher: RouteMatch {
                 path: PathMatch::Any,
@@ -381,6 +378,7 @@ impl TryFrom<PolicyDoc> for Policy {
             tenant: defaults,
             jwt: jwt_defaults,
         };
+        doc.modes.unwrap_or_default().apply(&mut routes, &mut fallback);
         let upper_case_patterns = doc
             .routes
             .iter()

@@ -6,39 +6,104 @@
 
 use super::errors::{index, join, PolicyErrors};
 use super::Route;
+use crate::stage::{StageName, STAGES};
 use crate::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
-/// A mode per stage. `shadow` turns every route of the stage to shadow;
-/// `enforce` (or leaving it out) keeps each route's own mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StageModes {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<Mode>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<Mode>,
-}
+/// A mode per stage (`{jwt: shadow}`). `shadow` turns every route of the
+/// stage to shadow; `enforce` (or leaving it out) keeps each route's own
+/// mode. Keys are the registry's stage names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageModes([Option<Mode>; STAGES.len()]);
 
 impl StageModes {
-    /// `self` where set, else `base`.
-    pub fn over(self, base: StageModes) -> StageModes {
-        StageModes {
-            jwt: self.jwt.or(base.jwt),
-            tenant: self.tenant.or(base.tenant),
+    /// The mode set for a stage, if any.
+    pub fn get(self, stage: StageName) -> Option<Mode> {
+        self.0.get(position(stage)).copied().flatten()
+    }
+
+    pub fn set(&mut self, stage: StageName, mode: Option<Mode>) {
+        if let Some(slot) = self.0.get_mut(position(stage)) {
+            *slot = mode;
         }
     }
 
-    pub fn apply(self, routes: &mut [Route], fallback_jwt: &mut Mode, fallback_tenant: &mut Mode) {
-        if self.jwt == Some(Mode::Shadow) {
-            *fallback_jwt = Mode::Shadow;
-            routes.iter_mut().for_each(|r| r.jwt.mode = Mode::Shadow);
+    /// `self` where set, else `base`.
+    pub fn over(self, base: StageModes) -> StageModes {
+        let mut out = base;
+        for spec in STAGES {
+            if let Some(mode) = self.get(spec.name) {
+                out.set(spec.name, Some(mode));
+            }
         }
-        if self.tenant == Some(Mode::Shadow) {
-            *fallback_tenant = Mode::Shadow;
-            routes.iter_mut().for_each(|r| r.tenant.mode = Mode::Shadow);
+        out
+    }
+
+    /// Puts every route (and the fallback) of a shadowed stage in shadow.
+    pub fn apply(self, routes: &mut [Route], fallback: &mut Route) {
+        for spec in STAGES.iter().filter(|s| self.get(s.name) == Some(Mode::Shadow)) {
+            *(spec.route_mode)(fallback) = Mode::Shadow;
+            routes.iter_mut().for_each(|r| *(spec.route_mode)(r) = Mode::Shadow);
         }
+    }
+}
+
+fn position(stage: StageName) -> usize {
+    STAGES.iter().position(|s| s.name == stage).unwrap_or(usize::MAX)
+}
+
+impl Serialize for StageModes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let set: BTreeMap<StageName, Mode> = STAGES
+            .iter()
+            .filter_map(|s| Some((s.name, self.get(s.name)?)))
+            .collect();
+        set.serialize(serializer)
+    }
+}
+
+/// A map of stage keys to modes; an unknown key is an `unknown field`
+/// error raised inside its value, so its path ends at the key (the policy
+/// decoder then removes it and goes on).
+impl<'de> Deserialize<'de> for StageModes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ModesVisitor)
+    }
+}
+
+struct ModesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ModesVisitor {
+    type Value = StageModes;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map of stage names to modes")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StageModes, A::Error> {
+        let mut modes = StageModes::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let mode = map.next_value_seed(ModeOf(&key))?;
+            if let Some(spec) = crate::stage::by_key(&key) {
+                modes.set(spec.name, Some(mode));
+            }
+        }
+        Ok(modes)
+    }
+}
+
+/// A stage's mode, or `unknown field` when no stage has that key.
+struct ModeOf<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ModeOf<'_> {
+    type Value = Mode;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Mode, D::Error> {
+        if crate::stage::by_key(self.0).is_none() {
+            return Err(serde::de::Error::unknown_field(self.0, crate::stage::KEYS));
+        }
+        Mode::deserialize(deserializer)
     }
 }
 
@@ -322,15 +387,13 @@ mod tests {
 
     #[test]
     fn modes_layer_over_the_mesh_wide_ones() {
-        let mesh = StageModes {
-            jwt: Some(Mode::Shadow),
-            tenant: Some(Mode::Shadow),
-        };
-        let ns = StageModes {
-            jwt: Some(Mode::Enforce),
-            tenant: None,
-        };
+        let mesh: StageModes = serde_json::from_str(r#"{"jwt": "shadow", "tenant": "shadow"}"#).unwrap();
+        let ns: StageModes = serde_json::from_str(r#"{"jwt": "enforce"}"#).unwrap();
         let both = ns.over(mesh);
-        assert_eq!((both.jwt, both.tenant), (Some(Mode::Enforce), Some(Mode::Shadow)));
+        let (jwt, tenant) = (both.get(StageName::Jwt), both.get(StageName::Tenant));
+        assert_eq!((jwt, tenant), (Some(Mode::Enforce), Some(Mode::Shadow)));
+        assert_eq!(serde_json::to_string(&ns).unwrap(), r#"{"jwt":"enforce"}"#);
+        let unknown = serde_json::from_str::<StageModes>(r#"{"audit": "shadow"}"#);
+        assert!(unknown.is_err());
     }
 }

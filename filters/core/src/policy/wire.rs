@@ -54,22 +54,7 @@ pub struct PolicyDoc {
     pub mesh: Option<super::rollout::MeshDoc>,
 }
 
-/// A stage of the fused filter, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageName {
-    Jwt,
-    Tenant,
-}
-
-impl StageName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageName::Jwt => "jwt",
-            StageName::Tenant => "tenant",
-        }
-    }
-}
+pub use crate::stage::StageName;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -57,3 +57,14 @@ fn a_401_always_challenges() {
         Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token expired\"")
     );
 }
+
+#[test]
+fn a_stage_adds_fields_after_the_standard_ones_as_valid_json() {
+    let mut reply = FORBIDDEN.reply(Some(b"r1"), "api");
+    reply.add_fields(&[("limit".into(), "per-\"tenant\"".into())]);
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["limit"], "per-\"tenant\"");
+    assert_eq!(body["request_id"], "r1");
+    let text = String::from_utf8(reply.body).unwrap();
+    assert!(text.ends_with(r#","limit":"per-\"tenant\""}"#), "{text}");
+}

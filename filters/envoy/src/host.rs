@@ -2,10 +2,10 @@
 //! `Result`) are used, never the SDK's trait defaults that unwrap, and
 //! header values are read as bytes: a bad header must not trap the VM.
 
-use crate::api::{Headers, Host, HostError, ReadError};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 use std::time::Duration;
+use tollgate_host::{GrpcCall, Headers, Host, HostError, ReadError, SharedDataError, Versioned};
 
 /// The real host: Envoy, through proxy-wasm.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,12 +30,33 @@ impl Host for Envoy {
         hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value).map_err(failed(name))
     }
 
+    fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value).map_err(failed(name))
+    }
+
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
         hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(failed("local reply"))
     }
 
     fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
         hostcalls::get_property(vec![path]).map_err(|status| ReadError(format!("property {path}: {status:?}")))
+    }
+
+    fn property_path(&self, path: &[&str]) -> Result<Option<Vec<u8>>, ReadError> {
+        hostcalls::get_property(path.to_vec())
+            .map_err(|status| ReadError(format!("property {}: {status:?}", path.join("."))))
+    }
+
+    fn shared_data(&self, key: &str) -> Result<Versioned, ReadError> {
+        hostcalls::get_shared_data(key).map_err(|status| ReadError(format!("shared data {key}: {status:?}")))
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedDataError::CasMismatch),
+            Err(status) => Err(SharedDataError::Refused(format!("shared data {key}: {status:?}"))),
+        }
     }
 
     /// Envoy 1.40 answers `xds.node` only (`node` is not found there);
@@ -70,11 +91,16 @@ impl Host for Envoy {
         let _ = hostcalls::record_metric(id, value);
     }
 
-    fn now_millis(&self) -> u64 {
+    fn now_nanos(&self) -> u64 {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// WASI `random_get`, which Envoy serves from its own secure source.
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        getrandom::fill(buf).map_err(|e| HostError(format!("random_get: {e}")))
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
@@ -85,8 +111,33 @@ impl Host for Envoy {
         let _ = hostcalls::resume_http_request();
     }
 
-    fn dispatch_http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError> {
-        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout).map_err(failed(cluster))
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout).map_err(failed(cluster))
+    }
+
+    fn dispatch_grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        hostcalls::dispatch_grpc_call(
+            call.cluster,
+            call.service,
+            call.method,
+            call.metadata.to_vec(),
+            Some(call.message),
+            call.timeout,
+        )
+        .map_err(failed(call.cluster))
+    }
+
+    fn grpc_call_response(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn http_call_status(&self) -> Vec<u8> {

@@ -13,22 +13,18 @@ use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
 use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, Counter, JwtDenial, JwtRequest, KeyStore, Keys};
 use tollgate_core::policy::Policy;
-use tollgate_host::{reply, Counters, Exchange, Gauges, Host, JwtFacts, PipelineRoot, Stage, Step};
+use tollgate_host::{reply, Counters, Gauges, Host, JwtFacts, RequestContext, Stage, Step, Verdict as StageVerdict};
 
-pub const ROOT_ID: &str = "tollgate.jwt";
+const STAGE: &str = "jwt";
+
+/// The root id this stage runs under alone, for log lines.
+fn root_id() -> &'static str {
+    tollgate_core::stage::StageName::Jwt.spec().root_id
+}
 /// Most requests waiting for a JWKS fetch at once, per worker.
 const MAX_WAITERS: usize = 4096;
 const BUSY_TICK: Duration = Duration::from_millis(100);
 const IDLE_TICK: Duration = Duration::from_millis(1000);
-
-/// The separate jwt filter: a pipeline of this one stage.
-pub fn root() -> PipelineRoot {
-    PipelineRoot::new(
-        ROOT_ID,
-        |policy, host| vec![Box::new(JwtStage::new(policy, host))],
-        false,
-    )
-}
 
 /// Per-worker state: policy, caches, key sets and the requests waiting.
 pub struct JwtStage {
@@ -90,7 +86,8 @@ impl JwtStage {
         };
         let host_verifier = policy.jwt.use_host_verifier && kat::host_passes(&probe);
         info!(
-            "{ROOT_ID}: {} providers; host verify_signature {}",
+            "{}: {} providers; host verify_signature {}",
+            root_id(),
             policy.jwt.providers.len(),
             match (host_verifier, policy.jwt.use_host_verifier) {
                 (true, _) => "in use for RS256/384/512, ES256/384",
@@ -185,7 +182,7 @@ impl JwtStage {
             ("accept", "application/json"),
         ];
         let timeout = Duration::from_millis(remote.timeout_ms);
-        match host.dispatch_http_call(&remote.cluster, &headers, timeout) {
+        match host.dispatch_http_call(&remote.cluster, &headers, None, timeout) {
             Ok(token) => {
                 self.calls.borrow_mut().push((token, p));
                 if let Some(state) = self.jwks.borrow_mut().get_mut(p) {
@@ -220,7 +217,8 @@ impl JwtStage {
         match result {
             Ok((set, skipped)) => {
                 info!(
-                    "{ROOT_ID}: JWKS for provider '{}' fetched: {} keys{}",
+                    "{}: JWKS for provider '{}' fetched: {} keys{}",
+                    root_id(),
                     self.provider_name(p),
                     set.keys.len(),
                     if skipped.is_empty() {
@@ -256,7 +254,8 @@ impl JwtStage {
             "no keys yet"
         };
         warn!(
-            "{ROOT_ID}: JWKS fetch for provider '{}' failed: {why}; {kept}",
+            "{}: JWKS fetch for provider '{}' failed: {why}; {kept}",
+            root_id(),
             self.provider_name(p)
         );
         self.count(host, Counter::JwksFetchFailed);
@@ -295,7 +294,13 @@ impl JwtStage {
 
     /// Counters, filter state and header edits of a decision; the
     /// identity for the stages after this one.
-    fn apply(&self, ex: &mut Exchange<'_>, host: &dyn Host, decision: &jwt::JwtDecision<'_>, request: &JwtRequest<'_>) {
+    fn apply(
+        &self,
+        cx: &RequestContext,
+        host: &dyn Host,
+        decision: &jwt::JwtDecision<'_>,
+        request: &JwtRequest<'_>,
+    ) -> JwtFacts {
         self.counters.add(host, decision.metric_index());
         match decision.cache {
             CacheUse::Hit => self.count(host, Counter::CacheHit),
@@ -305,22 +310,77 @@ impl JwtStage {
         if decision.stale_keys {
             self.count(host, Counter::JwksStaleInUse);
         }
-        if ex.publish {
+        if cx.publish {
             for (key, value) in decision.properties() {
-                reply::set_property(host, ex.context_id, key, &value);
+                reply::set_property(host, cx.context_id, key, &value);
             }
         }
         let action = decision.action();
-        ex.facts.jwt = Some(JwtFacts {
+        let facts = JwtFacts {
             identity: decision.verdict.as_ref().ok().and_then(Option::clone),
             shadow_denied: matches!(action, Verdict::ShadowDeny(_)),
-        });
+        };
         // A refused request ends here: its edits would be hostcalls for nothing.
         if !matches!(action, Verdict::Deny(_)) {
             let edits = decision.header_edits(&self.policy, request);
             let edits: Vec<(&str, Option<&str>)> = edits.iter().map(|(k, v)| (*k, v.as_deref())).collect();
-            reply::edit_request_headers(host, ex.context_id, &edits);
+            reply::edit_request_headers(host, cx.context_id, &edits);
         }
+        facts
+    }
+}
+
+impl JwtStage {
+    /// Decides on the request and applies what goes to the host (counters,
+    /// filter state, header edits); `None` when it waits for keys.
+    fn decide<'p>(
+        &'p self,
+        cx: &RequestContext,
+        host: &dyn Host,
+        request: &JwtRequest<'_>,
+    ) -> Option<(StageVerdict<'p>, JwtFacts)> {
+        let context_id = cx.context_id;
+        let verifier = EnvoyVerifier {
+            host,
+            enabled: self.host_verifier,
+            checked: Cell::new(0),
+            skip: host.skips_signatures(),
+        };
+        let decision = {
+            let mut caches = self.caches.borrow_mut();
+            jwt::decide(&self.policy, request, self, &verifier, &mut caches)
+        };
+        if decision.cache == CacheUse::Miss {
+            let sizes = self.caches.borrow().sizes();
+            for (i, size) in sizes.into_iter().enumerate() {
+                self.gauges.set(host, i, size);
+            }
+        }
+        // A request waits at most once for keys: woken, it is decided on
+        // what there is.
+        if !cx.resumed {
+            if let Some(p) = self.wait_for(host, &decision, request.now) {
+                self.waiters.borrow_mut().push((context_id, p));
+                self.set_tick(host, BUSY_TICK);
+                debug!(
+                    "#{context_id} waits for the JWKS of provider '{}'",
+                    self.provider_name(p)
+                );
+                return None;
+            }
+        }
+        if verifier.checked.get() > 0 {
+            self.count(host, Counter::SignatureHost);
+        }
+        let facts = self.apply(cx, host, &decision, request);
+        let verdict = StageVerdict {
+            stage: STAGE,
+            route: &decision.route.name,
+            mode: decision.mode(),
+            action: decision.action(),
+            detail: None,
+        };
+        Some((verdict, facts))
     }
 }
 
@@ -331,56 +391,26 @@ fn take_call(calls: &mut Vec<(u32, usize)>, token: u32) -> Option<usize> {
 
 impl Stage for JwtStage {
     fn name(&self) -> &'static str {
-        "jwt"
+        STAGE
     }
 
-    fn on_request(&self, ex: &mut Exchange<'_>, host: &dyn Host) -> Step {
-        let policy = &*self.policy;
-        let context_id = ex.context_id;
+    fn on_request(&self, cx: &mut RequestContext, host: &dyn Host) -> Step {
         // The clock is a host call: read here, where it is needed.
         let now = host.now_millis() / 1000;
         self.now.set(now);
-        let view = ex.view;
         let request = JwtRequest {
-            head: view.head(),
-            route: view.route,
+            head: cx.view.head(),
+            route: cx.view.route,
             // The served `:path`: a query-token strip edits the rewritten path.
-            raw_path: view.target(ex.raw_path()),
-            headers: ex.headers,
+            raw_path: cx.view.target(cx.raw_path()),
+            headers: &cx.headers,
             now,
         };
-        let verifier = EnvoyVerifier {
-            host,
-            enabled: self.host_verifier,
-            checked: Cell::new(0),
-            skip: host.skips_signatures(),
+        let Some((verdict, facts)) = self.decide(cx, host, &request) else {
+            return Step::Wait;
         };
-        let decision = {
-            let mut caches = self.caches.borrow_mut();
-            jwt::decide(policy, &request, self, &verifier, &mut caches)
-        };
-        if decision.cache == CacheUse::Miss {
-            let sizes = self.caches.borrow().sizes();
-            for (i, size) in sizes.into_iter().enumerate() {
-                self.gauges.set(host, i, size);
-            }
-        }
-        if !ex.resumed {
-            if let Some(p) = self.wait_for(host, &decision, now) {
-                self.waiters.borrow_mut().push((context_id, p));
-                self.set_tick(host, BUSY_TICK);
-                debug!(
-                    "#{context_id} waits for the JWKS of provider '{}'",
-                    self.provider_name(p)
-                );
-                return Step::Wait;
-            }
-        }
-        if verifier.checked.get() > 0 {
-            self.count(host, Counter::SignatureHost);
-        }
-        self.apply(ex, host, &decision, &request);
-        reply::conclude(host, ex, decision.action(), &decision.route.name, &policy.realm)
+        cx.facts.jwt = Some(facts);
+        reply::conclude(host, cx, verdict, &self.policy.realm)
     }
 
     fn on_tick(&self, host: &dyn Host) -> Vec<u32> {

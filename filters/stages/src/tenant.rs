@@ -6,19 +6,11 @@ use std::rc::Rc;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::RequestDenial;
+use tollgate_core::state;
 use tollgate_core::tenant::{self, TenantRequest};
-use tollgate_host::{reply, Counters, Exchange, Host, PipelineRoot, Stage, Step};
+use tollgate_host::{reply, Counters, Host, RequestContext, Stage, Step, TenantFacts, Verdict};
 
-pub const ROOT_ID: &str = "tollgate.tenant";
-
-/// The separate tenant filter: a pipeline of this one stage.
-pub fn root() -> PipelineRoot {
-    PipelineRoot::new(
-        ROOT_ID,
-        |policy, host| vec![Box::new(TenantStage::new(policy, host))],
-        false,
-    )
-}
+const STAGE: &str = "tenant";
 
 /// The verified tenant claim, and whether the jwt stage shadow-denied.
 type Verified<'e> = (Option<Cow<'e, [u8]>>, bool);
@@ -43,15 +35,15 @@ impl TenantStage {
     /// pipeline, else from filter state (a separate jwt filter). Host calls
     /// only when the claim is a source, and for the marker only when the
     /// claim is absent. `Err` when the host failed a read.
-    fn jwt_facts<'e>(&self, ex: &'e Exchange<'_>, host: &dyn Host) -> Result<Verified<'e>, String> {
+    fn jwt_facts<'e>(&self, cx: &'e RequestContext, host: &dyn Host) -> Result<Verified<'e>, String> {
         if !self.claim_is_source {
             return Ok((None, false));
         }
-        if let Some(facts) = &ex.facts.jwt {
+        if let Some(facts) = &cx.facts.jwt {
             let claim = facts.tenant();
             return Ok((claim.map(Cow::Borrowed), claim.is_none() && facts.shadow_denied));
         }
-        let claim = host.property("tollgate.tenant").map_err(|e| e.0)?;
+        let claim = host.property(state::TENANT).map_err(|e| e.0)?;
         let shadow = match claim {
             Some(_) => false,
             None => host.property(tenant::JWT_SHADOW_DENIED).map_err(|e| e.0)?.is_some(),
@@ -62,35 +54,60 @@ impl TenantStage {
 
 impl Stage for TenantStage {
     fn name(&self) -> &'static str {
-        "tenant"
+        STAGE
     }
 
-    fn on_request(&self, ex: &mut Exchange<'_>, host: &dyn Host) -> Step {
-        let policy = &*self.policy;
-        let context_id = ex.context_id;
-        let (claim, jwt_shadow_denied) = match self.jwt_facts(ex, host) {
-            Ok(facts) => facts,
+    fn on_request(&self, cx: &mut RequestContext, host: &dyn Host) -> Step {
+        match self.decide(cx, host) {
+            Ok((verdict, facts)) => {
+                cx.facts.tenant = facts;
+                reply::conclude(host, cx, verdict, &self.policy.realm)
+            }
             Err(why) => {
                 let counter = (&self.counters, tenant::request_metric_index(RequestDenial::Unreadable));
-                return reply::refuse_unreadable(host, ex, counter, policy, "tenant", &why);
+                reply::refuse_unreadable(host, cx, counter, &self.policy, STAGE, &why)
             }
-        };
-        let header_values = tenant::header_values(&policy.tenant, ex.headers);
+        }
+    }
+}
+
+impl TenantStage {
+    /// Decides on the request and applies what goes to the host (counter,
+    /// filter state, header edits). `Err` when the host failed a read.
+    fn decide(&self, cx: &RequestContext, host: &dyn Host) -> Result<(Verdict<'_>, Option<TenantFacts>), String> {
+        let policy = &*self.policy;
+        let context_id = cx.context_id;
+        let (claim, jwt_shadow_denied) = self.jwt_facts(cx, host)?;
+        let header_values = tenant::header_values(&policy.tenant, &cx.headers);
         let request = TenantRequest {
-            head: ex.view.head(),
+            head: cx.view.head(),
             claim: claim.as_deref(),
             header_values: &header_values,
             jwt_shadow_denied,
         };
-        let decision = tenant::decide_on(policy, ex.view.route(policy), &request);
+        let decision = tenant::decide_on(policy, cx.view.route(policy), &request);
         self.counters.add(host, decision.metric_index());
-        if ex.publish {
+        if cx.publish {
             for (key, value) in decision.properties() {
                 reply::set_property(host, context_id, key, &value);
             }
         }
-        let edits = decision.header_edits(&policy.tenant, ex.headers);
+        let edits = decision.header_edits(&policy.tenant, &cx.headers);
         reply::edit_request_headers(host, context_id, &edits);
-        reply::conclude(host, ex, decision.action(), &decision.route.name, &policy.realm)
+        let facts = match &decision.verdict {
+            Ok(Some(resolved)) => Some(TenantFacts {
+                id: resolved.tenant.id.clone(),
+                tier: Some(resolved.tenant.tier.clone()),
+            }),
+            _ => None,
+        };
+        let verdict = Verdict {
+            stage: STAGE,
+            route: &decision.route.name,
+            mode: decision.mode(),
+            action: decision.action(),
+            detail: None,
+        };
+        Ok((verdict, facts))
     }
 }

@@ -4,6 +4,20 @@
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// Sets `value` at `path` in `json`, making objects on the way (a
+/// non-object on the way is replaced): never panics, unlike `json[key] =`.
+fn set(json: &mut Value, path: &[&str], value: Value) {
+    let mut at = json;
+    for key in path {
+        if !at.is_object() {
+            *at = Value::Object(serde_json::Map::new());
+        }
+        let Value::Object(map) = at else { return };
+        at = map.entry(key.to_string()).or_insert(Value::Null);
+    }
+    *at = value;
+}
+
 /// One wasm filter in the chain.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -79,8 +93,6 @@ impl Delivery {
     }
 }
 
-/// The stages a fused filter runs (root ids `tollgate.<stage>`).
-pub const STAGES: [&str; 2] = ["jwt", "tenant"];
 
 /// Each run of consecutive `tollgate.<stage>` filters with one policy as
 /// one `tollgate` filter whose policy lists those stages.
@@ -88,16 +100,20 @@ pub fn fuse(filters: &[Filter]) -> Vec<Filter> {
     let mut out: Vec<Filter> = Vec::new();
     let mut stages: Vec<String> = Vec::new();
     for filter in filters {
-        let stage = filter.root_id.strip_prefix("tollgate.").filter(|s| STAGES.contains(s));
+        let stage = tollgate_core::stage::by_root_id(&filter.root_id).map(|s| s.key);
         let Some(stage) = stage else {
             stages.clear();
             out.push(filter.clone());
             continue;
         };
         let open = !stages.is_empty();
-        if let Some(last) = out.last_mut().filter(|f| open && f.root_id == "tollgate") {
+        // Filters with another policy start a fused filter of their own.
+        let same_policy = |f: &Filter| f.original.as_deref() == Some(filter.config.as_str());
+        if let Some(last) = out
+            .last_mut()
+            .filter(|f| open && f.root_id == tollgate_core::stage::FUSED_ROOT_ID && same_policy(f))
+        {
             let original = last.original.clone().unwrap_or_default();
-            assert_eq!(original, filter.config, "fused filters must share one policy");
             stages.push(stage.to_string());
             last.config = with_stages(&original, &stages);
         } else {
@@ -206,19 +222,28 @@ impl Bootstrap {
                     .parent()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default();
-                bootstrap["dynamic_resources"] = json!({"lds_config": {
+                let lds = json!({"lds_config": {
                     "resource_api_version": "V3",
                     "path_config_source": {"path": path, "watched_directory": {"path": dir}},
                 }});
+                set(&mut bootstrap, &["dynamic_resources"], lds);
             }
-            None => bootstrap["static_resources"]["listeners"] = json!([self.listener()]),
+            None => set(
+                &mut bootstrap,
+                &["static_resources", "listeners"],
+                json!([self.listener()]),
+            ),
         }
         // xDS needs a node id and cluster, even from a file.
         if self.node_metadata.is_some() || self.lds_path.is_some() {
-            bootstrap["node"] = json!({"id": "tollgate-test", "cluster": "tollgate-test"});
+            set(
+                &mut bootstrap,
+                &["node"],
+                json!({"id": "tollgate-test", "cluster": "tollgate-test"}),
+            );
         }
         if let Some(metadata) = &self.node_metadata {
-            bootstrap["node"]["metadata"] = metadata.clone();
+            set(&mut bootstrap, &["node", "metadata"], metadata.clone());
         }
         bootstrap
     }
@@ -226,7 +251,11 @@ impl Bootstrap {
     /// The file LDS reads: a discovery response holding the listener.
     pub fn lds_resources(&self, version: &str) -> Value {
         let mut listener = self.listener();
-        listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        set(
+            &mut listener,
+            &["@type"],
+            json!("type.googleapis.com/envoy.config.listener.v3.Listener"),
+        );
         json!({"version_info": version, "resources": [listener]})
     }
 
@@ -255,13 +284,17 @@ impl Bootstrap {
             "http_filters": http_filters,
         });
         if let Some(action) = &self.escaped_slashes_action {
-            manager["path_with_escaped_slashes_action"] = json!(action);
+            set(&mut manager, &["path_with_escaped_slashes_action"], json!(action));
         }
         if let Some(action) = &self.underscores_action {
-            manager["common_http_protocol_options"] = json!({"headers_with_underscores_action": action});
+            set(
+                &mut manager,
+                &["common_http_protocol_options"],
+                json!({"headers_with_underscores_action": action}),
+            );
         }
         if let Some(path) = &self.access_log {
-            manager["access_log"] = json_access_log(path);
+            set(&mut manager, &["access_log"], json_access_log(path));
         }
         json!({
             "name": "ingress",

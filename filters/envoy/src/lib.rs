@@ -1,0 +1,108 @@
+//! The proxy-wasm edge: the only crate of the filters that speaks
+//! proxy-wasm. `Envoy` is the `Host` over Envoy's hostcalls; `Root` and
+//! `Http` are the root and HTTP contexts over a `tollgate_host` pipeline.
+
+mod host;
+
+pub use host::{use_host_log_level, Envoy};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+use tollgate_host::{Flow, Host, Pipeline, PipelineRoot, Shared};
+
+/// A plugin's root context over a pipeline.
+pub struct Root(pub PipelineRoot);
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        if let Some(pipeline) = self.0.pipeline() {
+            pipeline.on_http_call_response(&Envoy, token, body_size);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(pipeline) = self.0.pipeline() {
+            pipeline.on_grpc_call_response(&Envoy, token, status, size);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let config = Envoy.plugin_config(size);
+        self.0.configure(&Envoy, &config)
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(pipeline) = self.0.pipeline() {
+            pipeline.on_tick(&Envoy);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            context_id,
+            pipeline: self.0.pipeline(),
+            request: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One request's HTTP context: it keeps the request context to the end.
+pub struct Http {
+    context_id: u32,
+    pipeline: Option<Rc<Pipeline>>,
+    request: Option<Shared>,
+}
+
+impl Context for Http {
+    /// The stream is gone (its client may have left while it waited).
+    fn on_done(&mut self) -> bool {
+        if let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) {
+            pipeline.done(request);
+        }
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let Some(pipeline) = &self.pipeline else {
+            tollgate_host::reply::unconfigured(&Envoy, self.context_id);
+            return Action::Pause;
+        };
+        let (flow, request) = pipeline.on_request_headers(&Envoy, self.context_id);
+        self.request = Some(request);
+        match flow {
+            Flow::Continue => Action::Continue,
+            Flow::Pause => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) {
+            pipeline.on_response_headers(&Envoy, request);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) {
+            pipeline.on_log(&Envoy, request);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_never_skips_signature_checks() {
+        assert!(!Envoy.skips_signatures());
+    }
+}
