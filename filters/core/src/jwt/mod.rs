@@ -24,7 +24,7 @@ use crate::request::RequestDenial;
 use crate::route::RequestHead;
 use crate::Mode;
 use cache::Cache;
-use config::{Provider, TokenSource};
+use config::{ClaimRule, Provider, TokenSource};
 use identity::TenantClaim;
 use jwk::{Alg, KeySet};
 use serde_json::Value;
@@ -254,8 +254,9 @@ pub fn decide<'p>(
             return decision;
         }
     };
+    let methods = acted_methods(policy, &rj.rules, req);
     let Some((token, provider, source)) = found else {
-        let rule_applies = rj.rules.iter().any(|r| claims::applies(r, req.head.method));
+        let rule_applies = rj.rules.iter().any(|r| claims::applies_any(r, &methods));
         let deny_rules = rule_applies && rj.rules_without_token == RulesWithoutToken::Deny;
         if rj.requirement == Requirement::Required || deny_rules {
             decision.verdict = Err(JwtDenial::Missing);
@@ -275,10 +276,19 @@ pub fn decide<'p>(
     )
     .and_then(|identity| {
         check_tenant(policy, route, &identity)?;
-        claims::check_rules(&rj.rules, req.head.method, &identity.claims)?;
+        claims::check_rules_any(&rj.rules, &methods, &identity.claims)?;
         Ok(Some(identity))
     });
     decision
+}
+
+/// The methods the application may act on (`request::acted_methods`);
+/// only read by method-scoped rules, so not gathered without one.
+fn acted_methods(policy: &Policy, rules: &[ClaimRule], req: &JwtRequest<'_>) -> Vec<String> {
+    if rules.iter().all(|r| r.methods.is_empty()) {
+        return Vec::new();
+    }
+    crate::request::acted_methods(req.head.method, req.raw_path, req.headers, &policy.strip_headers)
 }
 
 /// The tenant claim must be a string when present (else the tenant filter
