@@ -6,7 +6,7 @@
 
 use crate::jwt::config::TokenSource;
 use crate::jwt::JwtDenial;
-use crate::params::{query_params, same_param};
+use crate::params::{query_params, same_param, unnamed_pieces};
 use crate::policy::wire::Requirement;
 use crate::policy::{Policy, Route};
 use crate::reply::Denial;
@@ -129,6 +129,22 @@ pub fn read_form(token_names: &[&str], content_type: Option<&[u8]>, body: &[u8])
         }
     }
     Ok(found)
+}
+
+/// The body without the parameters whose name reads as one of `names`
+/// (`same_param`), every other byte and separator kept: a token source is
+/// emptied there as in the query (`forward: false`). `None` when nothing
+/// is removed.
+pub fn without_params(body: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    let kept = unnamed_pieces(body, names)?;
+    let mut out = Vec::with_capacity(body.len());
+    for (i, (sep, piece)) in kept.into_iter().enumerate() {
+        if i > 0 {
+            out.push(sep.unwrap_or(b'&'));
+        }
+        out.extend_from_slice(piece);
+    }
+    Some(out)
 }
 
 #[cfg(test)]

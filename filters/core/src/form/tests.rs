@@ -135,3 +135,15 @@ fn a_route_listing_methods_makes_overrides_matter_everywhere() {
     assert!(needs_body(&p, &p.fallback, FORM));
     assert!(!needs_body(&p, &p.fallback, Some(b"text/plain")));
 }
+
+#[test]
+fn token_parameters_are_removed_keeping_every_other_byte() {
+    let names = ["access_token"];
+    let strip = |body: &str| without_params(body.as_bytes(), &names).map(|b| String::from_utf8(b).unwrap());
+    assert_eq!(strip("a=%41&access_token=x;b=c+d"), Some("a=%41;b=c+d".into()));
+    assert_eq!(strip("ACCESS.TOKEN=x&a=1"), Some("a=1".into()));
+    assert_eq!(strip("access_token=x"), Some(String::new()));
+    assert_eq!(strip("a=1&&access%5Ftoken=x&b"), Some("a=1&&b".into()));
+    assert_eq!(strip("a=1&access-token=x"), None);
+    assert_eq!(without_params(b"access_token=x", &[]), None);
+}

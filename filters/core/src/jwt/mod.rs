@@ -16,7 +16,7 @@ pub mod verify;
 
 use crate::decision::{self, Action};
 use crate::headers;
-use crate::params::{decoded_name, query_params, same_param};
+use crate::params::{decoded_name, query_params, same_param, unnamed_pieces};
 use crate::policy::wire::{HeaderSourceDoc, Requirement, RulesWithoutToken};
 use crate::policy::{Policy, Route, RouteIndex};
 use crate::reply::Denial;
@@ -550,25 +550,7 @@ fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
     }
     let q = raw_path.iter().position(|b| *b == b'?')?;
     let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
-    let named = |piece: &[u8]| names.iter().any(|n| same_param(&decoded_name(piece), n));
-    // Most queries carry no token: nothing is built for them.
-    if !query.split(|b| *b == b'&' || *b == b';').any(named) {
-        return None;
-    }
-    // (separator before, piece): the first has none.
-    let mut sep = None;
-    let mut pieces: Vec<(Option<u8>, &[u8])> = Vec::new();
-    let mut rest = query;
-    while let Some(i) = rest.iter().position(|b| *b == b'&' || *b == b';') {
-        pieces.push((sep, rest.get(..i)?));
-        sep = rest.get(i).copied();
-        rest = rest.get(i + 1..)?;
-    }
-    pieces.push((sep, rest));
-    let kept: Vec<(Option<u8>, &[u8])> = pieces.iter().copied().filter(|(_, p)| !named(p)).collect();
-    if kept.len() == pieces.len() {
-        return None;
-    }
+    let kept = unnamed_pieces(query, names)?;
     let mut out = path.to_vec();
     for (i, (sep, piece)) in kept.into_iter().enumerate() {
         out.push(if i == 0 { b'?' } else { sep.unwrap_or(b'&') });
