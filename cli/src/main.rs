@@ -54,7 +54,11 @@ enum Command {
     /// What changes between two policies, per namespace and per filter
     Diff { old: PathBuf, new: PathBuf },
     /// Check WasmPlugin manifests against Istio's CRD (schema and CEL rules)
-    CheckManifests { dir: PathBuf },
+    CheckManifests {
+        /// Files, folders (their .yaml/.yml files, recursively) or - for standard input
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Build the OCI image of tollgate.wasm (an OCI image layout) and push it; prints the
     /// manifest digest, which a WasmPlugin's `sha256` pins (hex part)
     Package {
@@ -167,7 +171,7 @@ fn main() {
                 render::run(&policy, &out, &options)
             }),
         Command::Diff { old, new } => diff::run(&old, &new),
-        Command::CheckManifests { dir } => manifests::run(&dir),
+        Command::CheckManifests { paths } => manifests::run(&paths),
         Command::Package {
             wasm,
             out,

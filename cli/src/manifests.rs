@@ -256,17 +256,43 @@ impl Report {
 }
 
 /// Checks every `.yaml`/`.yml` file under `dir` (subdirectories included,
-/// in name order).
+/// in name order); `dir` may also be one file (`check_paths`).
 pub fn check_dir(dir: &Path) -> Result<Report, String> {
+    check_paths(&[dir.to_path_buf()])
+}
+
+/// Checks what `kubectl apply -f` would read from each path, in order: a
+/// folder's `.yaml`/`.yml` files (subdirectories included, in name order),
+/// a file whatever its name, and `-` standard input.
+pub fn check_paths(paths: &[PathBuf]) -> Result<Report, String> {
     let checker = Checker::new()?;
-    let mut files = Vec::new();
-    yaml_files(dir, &mut files)?;
     let mut report = Report::default();
-    for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        report.check_text(&checker, &file, &text);
+    for path in paths {
+        for file in files_of(path)? {
+            let text = read(&file)?;
+            report.check_text(&checker, &file, &text);
+        }
     }
     Ok(report)
+}
+
+/// The files one argument names: a named file is read as given (kubectl
+/// filters extensions only inside folders).
+fn files_of(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_dir() {
+        let mut files = Vec::new();
+        yaml_files(path, &mut files)?;
+        Ok(files)
+    } else {
+        Ok(vec![path.to_path_buf()])
+    }
+}
+
+fn read(file: &Path) -> Result<String, String> {
+    if file == Path::new("-") {
+        return std::io::read_to_string(std::io::stdin()).map_err(|e| format!("standard input: {e}"));
+    }
+    std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -283,10 +309,10 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// `tollgate check-manifests DIR`: every problem, then a summary; an error
-/// (a non-zero exit) if there was any problem or no WasmPlugin at all.
-pub fn run(dir: &Path) -> Result<(), String> {
-    let report = check_dir(dir)?;
+/// `tollgate check-manifests PATH...`: every problem, then a summary; an
+/// error (a non-zero exit) if there was any problem or no WasmPlugin at all.
+pub fn run(paths: &[PathBuf]) -> Result<(), String> {
+    let report = check_paths(paths)?;
     for problem in &report.problems {
         println!("{problem}");
     }
@@ -301,7 +327,8 @@ pub fn run(dir: &Path) -> Result<(), String> {
         return Err(format!("{} problem(s); {summary}", report.problems.len()));
     }
     if report.plugins == 0 {
-        return Err(format!("no WasmPlugin found under {}; {summary}", dir.display()));
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!("no WasmPlugin found in {}; {summary}", names.join(", ")));
     }
     println!("ok: {summary}");
     Ok(())

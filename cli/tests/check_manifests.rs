@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tollgate_cli::manifests::{check_dir, crd_rules, Checker, Report};
+use tollgate_cli::manifests::{check_dir, check_paths, crd_rules, Checker, Report};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests").join(kind);
@@ -136,6 +136,70 @@ fn the_command_lists_every_problem_and_fails() {
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no WasmPlugin found"));
     std::fs::remove_dir_all(&empty).unwrap();
+}
+
+/// As `kubectl apply -f`: a file is checked as given (any name), several
+/// paths are checked in order, and a missing one is an error naming it.
+#[test]
+fn files_and_several_paths_are_checked() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests");
+    let file = root.join("invalid/cel-url-scheme.yaml");
+    let one = check_dir(&file).unwrap();
+    assert_eq!((one.files, one.plugins, one.problems.len()), (1, 1, 1));
+    assert_eq!(one.problems[0].file, file);
+    let both = check_paths(&[file.clone(), root.join("valid")]).unwrap();
+    assert_eq!(both.files, 1 + fixtures("valid").len());
+    assert_eq!(both.problems.len(), 1);
+    // Its own folder: `tempdir()` is removed by another test.
+    let dir = std::env::temp_dir().join(format!("tollgate-check-manifest-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("plugin.txt");
+    std::fs::copy(&file, &plain).unwrap();
+    assert_eq!(check_paths(&[plain]).unwrap().problems.len(), 1);
+    // Inside a folder only .yaml/.yml files count.
+    assert_eq!(check_dir(&dir).unwrap().files, 0);
+    let missing = root.join("no-such.yaml");
+    let err = check_paths(std::slice::from_ref(&missing)).unwrap_err();
+    assert!(err.starts_with(&missing.display().to_string()), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_command_takes_files_folders_and_standard_input() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests");
+    let valid = fixtures("valid");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("check-manifests")
+        .arg(&valid[0])
+        .arg(root.join("valid"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let want = format!("in {} file(s)", valid.len() + 1);
+    assert!(stdout.contains(&want), "{stdout}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check-manifests", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::fs::read(root.join("invalid/cel-url-scheme.yaml")).unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("-: document 1 (tollgate): spec.url:"), "{stdout}");
+
+    let none = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("check-manifests")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2), "a path is required");
 }
 
 fn tempdir() -> PathBuf {

@@ -111,7 +111,12 @@ fn attack_override_headers_reach_the_application() {
             .header("x-forwarded-host", "ned-001.tenants.example.com")
             .header("forwarded", "host=ned-001.tenants.example.com")
             .header("x-original-url", "/api/trino/admin")
-            .header("x-http-method-override", "DELETE"),
+            .header("x-original-uri", "/api/trino/admin")
+            .header("x_forwarded_uri", "/api/trino/admin")
+            .header("x-forwarded-path", "/api/trino/admin")
+            .header("x-http-method-override", "DELETE")
+            .header("x-original-method", "DELETE")
+            .header("x-forwarded-method", "DELETE"),
     );
     assert_eq!(r.status, 200, "{}", what(&r));
     assert_eq!(upstream_values(&r, "x-tenant-id"), vec!["STD-001".to_string()]);
@@ -119,7 +124,12 @@ fn attack_override_headers_reach_the_application() {
         "x-forwarded-host",
         "forwarded",
         "x-original-url",
+        "x-original-uri",
+        "x_forwarded_uri",
+        "x-forwarded-path",
         "x-http-method-override",
+        "x-original-method",
+        "x-forwarded-method",
     ] {
         assert!(upstream_values(&r, h).is_empty(), "{h} reached the app: {}", what(&r));
     }

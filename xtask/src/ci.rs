@@ -61,7 +61,7 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
         render::run(true, render::DEFAULT_IMAGE, false)
     })?;
     step("rendered manifests fit Istio's CRD (schema and CEL rules)", || {
-        tollgate_cli::manifests::run(&crate::util::root().join(render::PLUGINS))
+        tollgate_cli::manifests::run(&[crate::util::root().join(render::PLUGINS)])
     })?;
     step("unit tests (native)", || {
         run(cargo().args(["test", "--workspace", "--exclude", "tollgate-integration"]))

@@ -2,6 +2,7 @@
 //! proxy-wasm, so it is unit-tested natively and in wasm32.
 
 pub mod decision;
+pub mod form;
 pub mod headers;
 pub mod jwt;
 pub mod params;

@@ -32,3 +32,24 @@ pub fn query_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|b| *b == b'&')
         .flat_map(|piece| std::iter::once(piece).chain(piece.split(|b| *b == b';').skip(1)))
 }
+
+/// The `&`/`;` pieces of a query or form, each with the separator sent
+/// before it (the first has none), but those whose decoded name reads as
+/// one of `names` (`same_param`). `None` when no piece is named.
+pub fn unnamed_pieces<'q>(query: &'q [u8], names: &[&str]) -> Option<Vec<(Option<u8>, &'q [u8])>> {
+    let named = |piece: &[u8]| names.iter().any(|n| same_param(&decoded_name(piece), n));
+    // Most carry no such name: nothing is built for them.
+    if !query.split(|b| *b == b'&' || *b == b';').any(named) {
+        return None;
+    }
+    let mut sep = None;
+    let mut pieces: Vec<(Option<u8>, &[u8])> = Vec::new();
+    let mut rest = query;
+    while let Some(i) = rest.iter().position(|b| *b == b'&' || *b == b';') {
+        pieces.push((sep, rest.get(..i)?));
+        sep = rest.get(i).copied();
+        rest = rest.get(i + 1..)?;
+    }
+    pieces.push((sep, rest));
+    Some(pieces.into_iter().filter(|(_, p)| !named(p)).collect())
+}

@@ -3,6 +3,7 @@
 //! `:authority` it gives the normalized method, host and path, and the new
 //! `:path` when the served one must change; or the refusal.
 
+use crate::headers::same_variable;
 use crate::path::{self, CaseReading, EscapedSlashes, Normalization, PathError, PathSettings};
 use crate::policy::{Policy, Route, RouteIndex};
 use crate::reply::Denial;
@@ -178,12 +179,7 @@ impl RequestView {
                 Err(from_path(error))
             }
         };
-        for method in &self.method_overrides {
-            let head = RequestHead { method, ..self.head() };
-            if !std::ptr::eq(policy.route_as(&head, Case::Sensitive), decided.0) {
-                return Err(from_path(path::REROUTING_METHOD));
-            }
-        }
+        self.check_methods(policy, decided.0, &self.method_overrides)?;
         let decoded = self.slashes_decoded(policy)?;
         if let Some(decoded) = &decoded {
             check(decoded, Case::Sensitive, path::REROUTING_SLASH)?;
@@ -198,6 +194,24 @@ impl RequestView {
             }
         }
         Ok(decided.0)
+    }
+
+    /// Each method the application may act on instead of `:method` (a
+    /// `_method` in a form body, a method header the policy does not strip:
+    /// `header_method_overrides`) must pick the decided route, as the query's
+    /// `_method` values must in `read`.
+    pub fn check_method_overrides(&self, policy: &Policy, methods: &[String]) -> Result<(), RequestDenial> {
+        self.check_methods(policy, self.route(policy), methods)
+    }
+
+    fn check_methods(&self, policy: &Policy, decided: &Route, methods: &[String]) -> Result<(), RequestDenial> {
+        for method in methods {
+            let head = RequestHead { method, ..self.head() };
+            if !std::ptr::eq(policy.route_as(&head, Case::Sensitive), decided) {
+                return Err(from_path(path::REROUTING_METHOD));
+            }
+        }
+        Ok(())
     }
 
     /// The path as an application that decodes escaped separators reads
@@ -242,6 +256,58 @@ impl RequestView {
     pub fn target<'a>(&'a self, raw_path: &'a [u8]) -> &'a [u8] {
         self.served_path.as_deref().unwrap_or(raw_path)
     }
+}
+
+/// Headers read as the method instead of `:method`: by the application
+/// (Express method-override, ASP.NET, Laravel) or by an auth server behind
+/// the sidecar (`x-original-method` from nginx `auth_request` set-ups,
+/// `x-forwarded-method` from Traefik ForwardAuth: Authelia authorizes on them).
+pub const METHOD_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-forwarded-method",
+];
+
+/// Every method the application may act on, upper-cased, each once: the
+/// request's own, the `_method` values of `target`'s query, and those of
+/// the method headers the policy leaves in (`header_method_overrides`). A
+/// method-scoped decision binds the request when it binds any of them.
+pub fn acted_methods(method: &str, target: &[u8], headers: &[(String, Vec<u8>)], strip: &[String]) -> Vec<String> {
+    let at = target.iter().position(|b| *b == b'?').unwrap_or(target.len());
+    let (_, query) = target.split_at(at);
+    let mut out = vec![method.to_ascii_uppercase()];
+    for m in method_overrides(query)
+        .into_iter()
+        .chain(header_method_overrides(headers, strip))
+    {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// The methods in `METHOD_HEADERS` headers (any `_`/`-` spelling) that
+/// `strip` does not remove, upper-cased: each comma-separated item, since
+/// Express's method-override reads the last and others the first.
+pub fn header_method_overrides(headers: &[(String, Vec<u8>)], strip: &[String]) -> Vec<String> {
+    let left_in = |name: &str| {
+        METHOD_HEADERS.iter().any(|h| same_variable(name, h)) && !strip.iter().any(|s| same_variable(name, s))
+    };
+    headers
+        .iter()
+        .filter(|(name, _)| left_in(name))
+        .flat_map(|(_, value)| {
+            let items: Vec<String> = String::from_utf8_lossy(value)
+                .split(',')
+                .map(|m| m.trim().to_ascii_uppercase())
+                .filter(|m| !m.is_empty())
+                .collect();
+            items
+        })
+        .collect()
 }
 
 /// The `_method` values of a query (`?` and all), parameters split as

@@ -91,9 +91,20 @@ pub fn check_audience(provider: &Provider, claims: &Map<String, Value>) -> Resul
     }
 }
 
-/// Every rule that applies to the method must hold.
+/// Every rule that applies to the method must hold (`check_rules_any`).
 pub fn check_rules(rules: &[ClaimRule], method: &str, claims: &Map<String, Value>) -> Result<(), JwtDenial> {
-    for rule in rules.iter().filter(|r| applies(r, method)) {
+    check_rules_any(rules, &[method], claims)
+}
+
+/// Every rule that applies to any of the methods the application may act
+/// on (`request::acted_methods`) must hold: a `GET ?_method=POST` is bound
+/// by the POST rules too.
+pub fn check_rules_any<M: AsRef<str>>(
+    rules: &[ClaimRule],
+    methods: &[M],
+    claims: &Map<String, Value>,
+) -> Result<(), JwtDenial> {
+    for rule in rules.iter().filter(|r| applies_any(r, methods)) {
         let value = lookup(claims, &rule.claim);
         let holds = match &rule.test {
             ClaimTest::Equals(want) => value == Some(want),
@@ -110,7 +121,14 @@ pub fn check_rules(rules: &[ClaimRule], method: &str, claims: &Map<String, Value
 /// Whether a rule binds requests of this method (`route::method_covers`:
 /// case ignored, `GET` binds `HEAD`).
 pub fn applies(rule: &ClaimRule, method: &str) -> bool {
-    rule.methods.is_empty() || rule.methods.iter().any(|m| crate::route::method_covers(m, method))
+    applies_any(rule, &[method])
+}
+
+/// Whether a rule binds a request the application may act on as any of
+/// `methods`.
+pub fn applies_any<M: AsRef<str>>(rule: &ClaimRule, methods: &[M]) -> bool {
+    let covers = |listed: &String| methods.iter().any(|m| crate::route::method_covers(listed, m.as_ref()));
+    rule.methods.is_empty() || rule.methods.iter().any(covers)
 }
 
 /// An array holding `item`, or a space-delimited string with it as a word.

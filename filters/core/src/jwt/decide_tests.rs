@@ -1347,3 +1347,113 @@ fn a_verifier_that_skips_signatures_still_checks_times_issuer_and_audience() {
         assert_eq!(decide_with(&token, &Trusting, &mut caches), Err(reason));
     }
 }
+
+// ---- attack review 3: every method the application may act on ----
+
+/// A `_method` in the query makes Laravel, Symfony and Express's
+/// method-override act on a GET as that method: the method's rules bind it.
+/// Before, only the request's own method chose the rules, so an analyst's
+/// `GET /api/trino?_method=POST` skipped the POST-only rule.
+#[test]
+fn attack3_query_method_override_is_bound_by_its_rules() {
+    let mut f = Fixture::new();
+    let analyst = with_claims(json!({"roles": ["analyst"]}));
+    let auth = [("authorization", analyst.as_str())];
+    assert_eq!(f.reason("GET", "/api/trino", &auth), Ok(true));
+    for path in [
+        "/api/trino?_method=POST",
+        "/api/trino?_method=post",
+        "/api/trino?a=1&%5FMETHOD=Post",
+        "/api/trino?a=1;_method=POST",
+        "/api/trino?_method=PUT&_method=POST",
+    ] {
+        assert_eq!(f.reason("GET", path, &auth), Err("insufficient_scope"), "{path}");
+    }
+    // Not a method any POST rule covers.
+    assert_eq!(f.reason("GET", "/api/trino?_method=PATCH", &auth), Ok(true));
+    let engineer = bearer(&mint(&claims()));
+    let auth = [("authorization", engineer.as_str())];
+    assert_eq!(f.reason("GET", "/api/trino?_method=POST", &auth), Ok(true));
+}
+
+/// On an optional route, a POST rule asks for a token: also when the POST
+/// comes as a `_method` override.
+#[test]
+fn attack3_query_method_override_needs_the_token_its_rules_need() {
+    let mut f = Fixture::new();
+    assert_eq!(f.reason("GET", "/optional-rules", &[]), Ok(false));
+    assert_eq!(
+        f.reason("GET", "/optional-rules?_method=POST", &[]),
+        Err("token_missing")
+    );
+    assert_eq!(f.reason("GET", "/optional-skip?_method=POST", &[]), Ok(false));
+}
+
+/// A GET-only rule binds a POST the application acts on as GET (`HEAD`
+/// too: `GET` covers it).
+#[test]
+fn attack3_a_rule_binds_when_any_acted_method_matches() {
+    let mut f = attack_fixture();
+    let auth = bearer(&mint(&claims())); // no reports:read
+    let auth = [("authorization", auth.as_str())];
+    for path in ["/api/reports/q1?_method=GET", "/api/reports/q1?_method=head"] {
+        assert_eq!(f.reason("POST", path, &auth), Err("insufficient_scope"), "{path}");
+    }
+    assert_eq!(f.reason("POST", "/api/reports/q1", &auth), Ok(true));
+}
+
+fn unstripped_fixture(strip: Value) -> Fixture {
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let doc = json!({
+        "version": 1,
+        "strip_headers": strip,
+        "routes": [
+            {"name": "trino", "match": {"prefix": "/api/trino"}, "jwt": {"requirement": "required", "rules": [
+                {"claim": "roles", "contains": "data-engineer", "methods": ["POST"]},
+            ]}},
+        ],
+        "jwt": {"providers": [
+            {"name": "platform", "issuer": "https://idp.test", "audiences": ["254carbon-api"], "local_jwks": jwks},
+        ]},
+    });
+    let policy = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    let caches = Caches::new(&policy);
+    Fixture {
+        policy,
+        caches,
+        host: CountingHost(Cell::new(0)),
+        store: Store(Keys::Unavailable),
+    }
+}
+
+/// A method header the policy leaves in reaches the application, which (or
+/// whose auth middleware) acts on it: its method's rules bind. One the
+/// policy strips never reaches it, and binds nothing.
+#[test]
+fn attack3_method_headers_left_in_are_bound_by_their_rules() {
+    let analyst = with_claims(json!({"roles": ["analyst"]}));
+    let mut kept = unstripped_fixture(json!([]));
+    for (name, value) in [
+        ("x-http-method-override", "POST"),
+        ("X_HTTP_Method_Override", "post"),
+        ("x-http-method", "POST"),
+        ("x-method-override", "DELETE, POST"),
+        ("x-original-method", "POST"),
+        ("x-forwarded-method", "POST"),
+    ] {
+        let headers = [("authorization", analyst.as_str()), (name, value)];
+        assert_eq!(
+            kept.reason("GET", "/api/trino", &headers),
+            Err("insufficient_scope"),
+            "{name}"
+        );
+    }
+    let mut stripped = unstripped_fixture(json!(["x-http-method-override"]));
+    let headers = [("authorization", analyst.as_str()), ("x_http_method_override", "POST")];
+    assert_eq!(stripped.reason("GET", "/api/trino", &headers), Ok(true));
+    let headers = [("authorization", analyst.as_str()), ("x-forwarded-method", "POST")];
+    assert_eq!(
+        stripped.reason("GET", "/api/trino", &headers),
+        Err("insufficient_scope")
+    );
+}

@@ -16,7 +16,7 @@ pub mod verify;
 
 use crate::decision::{self, Action};
 use crate::headers;
-use crate::params::{decoded_name, query_params, same_param};
+use crate::params::{decoded_name, query_params, same_param, unnamed_pieces};
 use crate::policy::wire::{HeaderSourceDoc, Requirement, RulesWithoutToken};
 use crate::policy::{Policy, Route, RouteIndex};
 use crate::reply::Denial;
@@ -24,7 +24,7 @@ use crate::request::RequestDenial;
 use crate::route::RequestHead;
 use crate::Mode;
 use cache::Cache;
-use config::{Provider, TokenSource};
+use config::{ClaimRule, Provider, TokenSource};
 use identity::TenantClaim;
 use jwk::{Alg, KeySet};
 use serde_json::Value;
@@ -254,8 +254,9 @@ pub fn decide<'p>(
             return decision;
         }
     };
+    let methods = acted_methods(policy, &rj.rules, req);
     let Some((token, provider, source)) = found else {
-        let rule_applies = rj.rules.iter().any(|r| claims::applies(r, req.head.method));
+        let rule_applies = rj.rules.iter().any(|r| claims::applies_any(r, &methods));
         let deny_rules = rule_applies && rj.rules_without_token == RulesWithoutToken::Deny;
         if rj.requirement == Requirement::Required || deny_rules {
             decision.verdict = Err(JwtDenial::Missing);
@@ -275,10 +276,19 @@ pub fn decide<'p>(
     )
     .and_then(|identity| {
         check_tenant(policy, route, &identity)?;
-        claims::check_rules(&rj.rules, req.head.method, &identity.claims)?;
+        claims::check_rules_any(&rj.rules, &methods, &identity.claims)?;
         Ok(Some(identity))
     });
     decision
+}
+
+/// The methods the application may act on (`request::acted_methods`);
+/// only read by method-scoped rules, so not gathered without one.
+fn acted_methods(policy: &Policy, rules: &[ClaimRule], req: &JwtRequest<'_>) -> Vec<String> {
+    if rules.iter().all(|r| r.methods.is_empty()) {
+        return Vec::new();
+    }
+    crate::request::acted_methods(req.head.method, req.raw_path, req.headers, &policy.strip_headers)
 }
 
 /// The tenant claim must be a string when present (else the tenant filter
@@ -540,25 +550,7 @@ fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
     }
     let q = raw_path.iter().position(|b| *b == b'?')?;
     let (path, query) = (raw_path.get(..q)?, raw_path.get(q + 1..)?);
-    let named = |piece: &[u8]| names.iter().any(|n| same_param(&decoded_name(piece), n));
-    // Most queries carry no token: nothing is built for them.
-    if !query.split(|b| *b == b'&' || *b == b';').any(named) {
-        return None;
-    }
-    // (separator before, piece): the first has none.
-    let mut sep = None;
-    let mut pieces: Vec<(Option<u8>, &[u8])> = Vec::new();
-    let mut rest = query;
-    while let Some(i) = rest.iter().position(|b| *b == b'&' || *b == b';') {
-        pieces.push((sep, rest.get(..i)?));
-        sep = rest.get(i).copied();
-        rest = rest.get(i + 1..)?;
-    }
-    pieces.push((sep, rest));
-    let kept: Vec<(Option<u8>, &[u8])> = pieces.iter().copied().filter(|(_, p)| !named(p)).collect();
-    if kept.len() == pieces.len() {
-        return None;
-    }
+    let kept = unnamed_pieces(query, names)?;
     let mut out = path.to_vec();
     for (i, (sep, piece)) in kept.into_iter().enumerate() {
         out.push(if i == 0 { b'?' } else { sep.unwrap_or(b'&') });

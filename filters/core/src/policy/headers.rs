@@ -6,19 +6,27 @@ use super::errors::{index, join, PolicyErrors};
 use super::wire::PolicyDoc;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Headers that make frameworks use another path (Symfony, IIS URL Rewrite:
-/// `x-original-url`, `x-rewrite-url`), method (Express method-override,
-/// Laravel, ASP.NET: `x-http-method-override`, `x-http-method`,
-/// `x-method-override`) or host and prefix (Django, Express `trust proxy`,
-/// Spring: `x-forwarded-host`, `x-forwarded-prefix`, `forwarded`) than the
-/// ones the filters decided on. The sidecar is the application's last hop,
-/// so no one it trusts sent them.
+/// Headers that make frameworks, or auth middlewares behind the sidecar,
+/// use another path or URL (Symfony, IIS URL Rewrite: `x-original-url`,
+/// `x-rewrite-url`; nginx `auth_request` set-ups: `x-original-uri`; Traefik
+/// ForwardAuth, read by Authelia: `x-forwarded-uri`; Kong: `x-forwarded-path`),
+/// method (`request::METHOD_HEADERS`) or host and prefix (Django, Express
+/// `trust proxy`, Spring: `x-forwarded-host`, `x-forwarded-prefix`,
+/// `forwarded`) than the ones the filters decided on. The sidecar is the
+/// application's last hop, so no one it trusts sent them. None is one Envoy
+/// sets before the filters run (`x-forwarded-for`, `x-forwarded-proto`), and
+/// `x-envoy-original-path` is Envoy's (reserved).
 pub const DEFAULT_STRIP: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-method",
+    "x-forwarded-method",
     "x-forwarded-host",
     "x-forwarded-prefix",
     "forwarded",

@@ -17,6 +17,48 @@ fn a_minimal_policy_compiles() {
     assert_eq!(p.strip_headers, headers::DEFAULT_STRIP);
 }
 
+/// The URL and method families of override headers are stripped by
+/// default; none of them is a name a policy could not list, or one Envoy
+/// sets before the filters run.
+#[test]
+fn the_default_strip_list_covers_the_override_families() {
+    for name in [
+        "x-original-url",
+        "x-original-uri",
+        "x-forwarded-uri",
+        "x-forwarded-path",
+        "x-forwarded-prefix",
+        "x-original-method",
+        "x-forwarded-method",
+    ] {
+        assert!(headers::DEFAULT_STRIP.contains(&name), "{name}");
+    }
+    for name in crate::request::METHOD_HEADERS {
+        assert!(headers::DEFAULT_STRIP.contains(name), "{name}");
+    }
+    for name in headers::DEFAULT_STRIP {
+        assert_eq!(headers::check_managed(name), Ok(()), "{name}");
+        assert!(!["x-forwarded-for", "x-forwarded-proto", "x-request-id"].contains(name));
+    }
+    let strip: Vec<String> = headers::DEFAULT_STRIP.iter().map(|n| n.to_string()).collect();
+    let sent: Vec<(String, Vec<u8>)> = [
+        "X_Forwarded_Uri",
+        "x-original-uri",
+        "x-forwarded-method",
+        "x-forwarded-proto",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), b"v".to_vec()))
+    .collect();
+    let removed: Vec<&str> = crate::headers::strip_removals(&strip, &sent)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(removed, ["X_Forwarded_Uri", "x-original-uri", "x-forwarded-method"]);
+    // Stripped, they never reach the application: no rule reads them.
+    assert!(crate::request::header_method_overrides(&sent, &strip).is_empty());
+}
+
 #[test]
 fn reports_every_error_with_its_path() {
     let errors = errors_of(serde_json::json!({

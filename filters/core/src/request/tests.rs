@@ -298,3 +298,53 @@ fn the_view_keeps_the_route_it_decided_on() {
         assert_eq!(policy.route(&view.head()).name, route);
     }
 }
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn acted_methods_are_the_method_the_query_overrides_and_the_headers_left_in() {
+    let none: Vec<String> = Vec::new();
+    let h = headers(&[
+        ("x-http-method-override", "put"),
+        ("X_Forwarded_Method", " patch , delete,"),
+        ("x-original-method", "POST"),
+        ("x-http-method-overrides", "TRACE"),
+        ("x-method", "TRACE"),
+    ]);
+    assert_eq!(
+        acted_methods("get", b"/x?_method=post&_method=GET", &h, &none),
+        ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    );
+    let strip = vec!["x-http-method-override".to_string(), "x-forwarded-method".to_string()];
+    assert_eq!(acted_methods("GET", b"/x", &h, &strip), ["GET", "POST"]);
+    assert_eq!(acted_methods("HEAD", b"/x?", &[], &none), ["HEAD"]);
+    // The query starts at the first `?`; `_method` in the path is not one.
+    assert_eq!(acted_methods("GET", b"/_method=POST/x", &[], &none), ["GET"]);
+    assert_eq!(header_method_overrides(&h, &strip), ["POST"]);
+}
+
+#[test]
+fn a_method_override_from_a_body_or_header_must_keep_the_route() {
+    let doc = serde_json::json!({
+        "version": 1,
+        "routes": [
+            {"name": "purge", "match": {"prefix": "/api/purge", "methods": ["DELETE"]}},
+            {"name": "reports", "match": {"prefix": "/api/reports", "methods": ["GET", "POST"]}},
+        ],
+    });
+    let policy = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    let view = RequestView::read(b"POST", Some(b"/api/purge/all"), Some(b"h"), &policy).unwrap();
+    assert_eq!(
+        view.check_method_overrides(&policy, &["DELETE".to_string()]),
+        Err(RequestDenial::PathInvalid(path::REROUTING_METHOD.0))
+    );
+    assert_eq!(view.check_method_overrides(&policy, &["PUT".to_string()]), Ok(()));
+    let view = RequestView::read(b"POST", Some(b"/api/reports/q"), Some(b"h"), &policy).unwrap();
+    assert_eq!(view.check_method_overrides(&policy, &["head".to_string()]), Ok(()));
+    assert_eq!(view.check_method_overrides(&policy, &[]), Ok(()));
+}
