@@ -93,7 +93,6 @@ impl Delivery {
     }
 }
 
-
 /// Each run of consecutive `tollgate.<stage>` filters with one policy as
 /// one `tollgate` filter whose policy lists those stages.
 pub fn fuse(filters: &[Filter]) -> Vec<Filter> {

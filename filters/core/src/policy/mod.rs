@@ -94,15 +94,28 @@ pub struct RouteTenant {
 impl Policy {
     /// Parses and compiles a JSON policy, reporting every error with its path:
     /// structural ones from decoding and, for what did decode, semantic ones.
+    /// The filters' entry: `mesh` (the tool's section) is not checked.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
-        Policy::from_read(read_json(bytes)?)
+        Policy::compile(read_json(bytes)?, |_, _| {})
     }
 
     /// Compiles a document read strictly from any format (the CLI reads
-    /// YAML), with the same checks as `from_json`.
+    /// YAML), with the checks of `from_json` and of the `mesh` section.
     pub fn from_read(read: strict::Read) -> Result<Policy, PolicyErrors> {
+        Policy::compile(read, rollout::check_mesh)
+    }
+
+    /// A JSON policy as the tool checks it (`from_read`).
+    pub fn from_json_checked(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
+        Policy::from_read(read_json(bytes)?)
+    }
+
+    fn compile(read: strict::Read, check_mesh: fn(&Value, &mut PolicyErrors)) -> Result<Policy, PolicyErrors> {
         let nulls = read.nulls;
         let (doc, mut errors) = decode_doc(read.value, read.errors);
+        if let Some(mesh) = doc.as_ref().and_then(|d| d.doc.mesh.as_ref()) {
+            check_mesh(mesh, &mut errors);
+        }
         let result = match doc {
             None => Err(errors),
             Some(doc) => match Policy::try_from(doc.doc) {
@@ -353,9 +366,6 @@ impl TryFrom<PolicyDoc> for Policy {
         headers::check_collisions(&doc, tenant_headers, &mut errors);
         let strip_headers = headers::compile_strip(&doc, tenant_headers, &mut errors);
         let stages = compile_stages(&doc, &routes, &defaults, &mut errors);
-        if let Some(mesh) = &doc.mesh {
-            mesh.check(&mut errors);
-        }
         let skip_namespaces = doc.skip_namespaces.clone().unwrap_or_default();
         rollout::check_skip_namespaces(&skip_namespaces, &mut errors);
         let realm = doc.realm.unwrap_or_else(|| "tollgate".to_string());

@@ -107,6 +107,13 @@ impl<'de> serde::de::DeserializeSeed<'de> for ModeOf<'_> {
     }
 }
 
+/// Decodes and checks the `mesh` section (the tool's; see `PolicyDoc::mesh`).
+pub fn check_mesh(value: &serde_json::Value, errors: &mut PolicyErrors) {
+    if let Some(mesh) = super::decode::decode::<MeshDoc>(value.clone(), "mesh", errors) {
+        mesh.check(errors);
+    }
+}
+
 /// How the policy is laid over an Istio mesh (`tollgate render`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@ use super::*;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn errors_of(doc: serde_json::Value) -> PolicyErrors {
-    Policy::from_json(doc.to_string().as_bytes()).unwrap_err()
+    Policy::from_json_checked(doc.to_string().as_bytes()).unwrap_err()
 }
 
 #[test]
@@ -1198,4 +1198,14 @@ fn jwks_cluster_names_are_checked() {
             "{cluster}: {got:?}"
         );
     }
+}
+
+#[test]
+fn the_mesh_section_is_the_tools_to_check_and_the_filters_to_ignore() {
+    let doc = serde_json::json!({"version": 1, "mesh": {"namespaces": [{"name": "Bad_NS"}], "colour": 1}});
+    let errors = errors_of(doc.clone()).to_string();
+    assert!(errors.contains("mesh.colour: unknown field"), "{errors}");
+    assert!(errors.contains("mesh.namespaces[0].name"), "{errors}");
+    // Render never sends `mesh` to a filter; one that has it runs on the rest.
+    assert!(Policy::from_json(doc.to_string().as_bytes()).is_ok());
 }
