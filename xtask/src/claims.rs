@@ -71,3 +71,29 @@ mod tests {
         assert!(missing.is_empty(), "README names tests that do not exist: {missing:?}");
     }
 }
+
+/// The README's filter-state table is `tollgate_core::state::KEYS`, row for row.
+#[cfg(test)]
+mod state_table {
+    use crate::util::root;
+
+    #[test]
+    fn the_readme_filter_state_table_is_the_code_s() {
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap_or_default();
+        let section = readme
+            .split("### Filter state\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap_or_default();
+        let rows: Vec<String> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(str::to_string)
+            .collect();
+        let expected: Vec<String> = tollgate_core::state::KEYS
+            .iter()
+            .map(|(key, by, what)| format!("| `{key}` | {by} | {what} |"))
+            .collect();
+        assert_eq!(rows, expected);
+    }
+}
