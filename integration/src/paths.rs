@@ -37,6 +37,11 @@ pub fn state_setter_wasm() -> PathBuf {
     wasm_dir().join("state_setter.wasm")
 }
 
+/// The test-only filter that runs the Envoy host's calls (host.rs).
+pub fn host_probe_wasm() -> PathBuf {
+    wasm_dir().join("host_probe.wasm")
+}
+
 /// The test-only filter that traps its VM on a marked request.
 pub fn trap_wasm() -> PathBuf {
     wasm_dir().join("trap_on_marker.wasm")

@@ -193,13 +193,15 @@ fn envoy_version(binary: &Path) -> Option<String> {
 }
 
 /// The crates built to wasm32-wasip1: the module and the test-only filters.
-pub const WASM_CRATES: [&str; 6] = [
+pub const WASM_CRATES: [&str; 8] = [
     "-p",
     "tollgate-module",
     "-p",
     "tollgate-test-state-setter",
     "-p",
     "tollgate-test-trap-on-marker",
+    "-p",
+    "tollgate-test-host-probe",
 ];
 
 pub fn build_wasm() -> Result<(), String> {

@@ -1,0 +1,95 @@
+//! `tollgate_envoy::Envoy`, the `Host` the filters run on, against a real
+//! Envoy: properties by path, shared data with compare-and-swap, the clock
+//! in nanoseconds, the random source, HTTP calls with a body, gRPC calls
+//! and their callback, and response headers. The filter is the test-only
+//! `host_probe.wasm`, which answers with what each call gave.
+//!
+//! `#[ignore]`: run once, by the step of `cargo xtask ci` that runs these
+//! (`--ignored`), not again in each delivery mode of the suite.
+
+#![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::require_artefacts;
+use serde_json::Value;
+use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
+
+fn start() -> (Echo, Envoy) {
+    require_artefacts();
+    let probe = paths::host_probe_wasm();
+    paths::require(&probe, "cargo xtask build").unwrap();
+    let echo = Echo::start();
+    let mut bootstrap = Bootstrap::new(echo.port());
+    bootstrap.delivery = Delivery::Split;
+    bootstrap = bootstrap.filter(Filter {
+        name: "probe".into(),
+        root_id: String::new(),
+        wasm: probe.display().to_string(),
+        config: String::new(),
+        original: None,
+    });
+    let envoy = Envoy::start(&bootstrap.to_json());
+    (echo, envoy)
+}
+
+fn probe(envoy: &Envoy, what: &str) -> Value {
+    let response = envoy.send(&Request::get("/probe/path?q=1").header("x-probe", what));
+    assert_eq!(response.status, 200, "{what}: {}\n{}", response.text(), envoy.log());
+    response.json()
+}
+
+#[test]
+#[ignore]
+fn the_envoy_host_calls_work_against_a_real_envoy() {
+    let (_echo, envoy) = start();
+
+    let sync = probe(&envoy, "sync");
+    // Properties by path: the client's address and the request's path.
+    let source = sync["source_address"].as_str().unwrap_or_default();
+    assert!(source.starts_with("127.0.0.1:"), "{sync}");
+    assert_eq!(sync["request_path"], "/probe/path?q=1", "{sync}");
+    // Shared data: a write, a read with its version, a CAS write with that
+    // version, and a second one with the same (now stale) version refused.
+    let shared = &sync["shared"];
+    assert_eq!(shared["first_write"], true, "{sync}");
+    assert_eq!(shared["read"], "1", "{sync}");
+    assert_eq!(shared["cas_write"], true, "{sync}");
+    assert_eq!(shared["stale_cas_refused"], true, "{sync}");
+    assert_eq!(shared["after"], "2", "{sync}");
+    // The clock in nanoseconds: a real Unix time, not rounded to milliseconds.
+    let nanos: Vec<u64> = sync["nanos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert!(nanos.iter().all(|n| *n > 1_700_000_000_000_000_000), "{sync}");
+    assert!(nanos.windows(2).all(|w| w[0] <= w[1]), "{sync}");
+    assert!(nanos.iter().any(|n| n % 1_000_000 != 0), "{sync}");
+    // WASI random_get: two draws, both non-zero and different.
+    assert_eq!(sync["random"]["ok"], true, "{sync}");
+    assert_eq!(sync["random"]["differ"], true, "{sync}");
+    assert_eq!(sync["random"]["nonzero"], true, "{sync}");
+
+    // An HTTP call with a body reaches the cluster, and its answer comes back.
+    let http = probe(&envoy, "http");
+    assert_eq!(http["status"], "200", "{http}");
+    let echoed: Value = serde_json::from_str(http["body"].as_str().unwrap_or_default()).unwrap();
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["path"], "/probe");
+    assert_eq!(echoed["body"], "probe-body");
+
+    // A gRPC call is dispatched and its callback arrives with a status (the
+    // echo upstream is no gRPC server, so not OK); an unknown cluster is
+    // refused at dispatch.
+    let grpc = probe(&envoy, "grpc");
+    assert!(grpc["grpc_status"].as_u64().is_some_and(|s| s != 0), "{grpc}");
+    let unknown = probe(&envoy, "grpc-unknown");
+    assert!(unknown["dispatch_error"].is_string(), "{unknown}");
+
+    // A response the filter lets through gets the header it added.
+    let passed = envoy.send(&Request::get("/through"));
+    assert_eq!(passed.status, 200);
+    assert_eq!(passed.header("x-probe-added"), Some("1"));
+}
