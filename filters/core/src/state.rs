@@ -19,8 +19,12 @@ pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
 pub const DECISION_JWT: &str = "tollgate.decision.jwt";
 pub const DECISION_TENANT: &str = "tollgate.decision.tenant";
 
+/// The fused filter's one record: every stage's decision, the roles,
+/// claims and tier (`combined_record`).
+pub const DECISION: &str = "tollgate.decision";
+
 /// Every key, with who writes it and what it holds (the README's table).
-pub const KEYS: [(&str, &str, &str); 8] = [
+pub const KEYS: [(&str, &str, &str); 9] = [
     (SUB, "jwt", "the verified token's `sub`"),
     (
         TENANT,
@@ -37,4 +41,76 @@ pub const KEYS: [(&str, &str, &str); 8] = [
     ),
     (DECISION_JWT, "jwt", "the jwt decision record (JSON)"),
     (DECISION_TENANT, "tenant", "the tenant decision record (JSON)"),
+    (
+        DECISION,
+        "the fused filter",
+        "every stage's record, `roles`, `claims` and `tier` in one JSON object, instead of the six keys above it",
+    ),
 ];
+
+/// The fused filter's `tollgate.decision`: `{"<stage>": <its record>, ...,
+/// "roles": [...], "claims": {...}, "tier": "..."}`, from the records the
+/// stages made and the identity's prepared JSON (`Identity::state`).
+/// Written in one host call instead of one per key.
+pub fn combined_record<'k, 'v>(
+    records: &[(&str, Vec<u8>)],
+    identity: impl Iterator<Item = (&'k str, &'v [u8])>,
+    tier: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + records.iter().map(|(_, r)| r.len() + 12).sum::<usize>());
+    out.push(b'{');
+    let field = |out: &mut Vec<u8>, name: &str, json: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(json);
+    };
+    for (stage, record) in records {
+        field(&mut out, stage, record);
+    }
+    for (key, json) in identity {
+        match key {
+            ROLES => field(&mut out, "roles", json),
+            CLAIMS => field(&mut out, "claims", json),
+            _ => {}
+        }
+    }
+    if let Some(tier) = tier {
+        let quoted = serde_json::to_vec(tier).unwrap_or_default();
+        field(&mut out, "tier", &quoted);
+    }
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_combined_record_is_one_json_object_of_every_part() {
+        let records = vec![
+            ("jwt", br#"{"filter":"jwt","outcome":"allow"}"#.to_vec()),
+            ("tenant", br#"{"filter":"tenant","outcome":"deny"}"#.to_vec()),
+        ];
+        let identity = [
+            (SUB, &b"ann"[..]),
+            (ROLES, &br#"["analyst"]"#[..]),
+            (CLAIMS, &br#"{"scope":"read"}"#[..]),
+        ];
+        let record = combined_record(&records, identity.into_iter(), Some("pre\"mium"));
+        let json: serde_json::Value = serde_json::from_slice(&record).unwrap_or_default();
+        assert_eq!(json["jwt"]["outcome"], "allow");
+        assert_eq!(json["tenant"]["outcome"], "deny");
+        assert_eq!(json["roles"][0], "analyst");
+        assert_eq!(json["claims"]["scope"], "read");
+        assert_eq!(json["tier"], "pre\"mium");
+        assert!(json.get("sub").is_none(), "sub has a key of its own");
+        assert_eq!(combined_record(&[], std::iter::empty(), None), b"{}");
+    }
+}

@@ -62,6 +62,20 @@ pub struct Extras {
     pub response_headers: Vec<(String, String)>,
 }
 
+/// What goes to filter state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Every stage writes its keys (`tollgate_core::state`): a separate
+    /// filter, which the next Tollgate filter reads.
+    Keys,
+    /// The fused filter: stages leave their records in the context and the
+    /// pipeline writes `tollgate.sub`, `tollgate.tenant` and one
+    /// `tollgate.decision` (three host calls instead of seven).
+    Record,
+    /// `filter_state: false`: nothing.
+    Off,
+}
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -84,8 +98,10 @@ pub struct RequestContext {
     pub view: RequestView,
     /// Refused before any stage (the view is then empty).
     pub early: Option<RequestDenial>,
-    /// Write outputs to filter state.
-    pub publish: bool,
+    /// What goes to filter state.
+    pub publish: Publish,
+    /// Each stage's decision record, kept for `Publish::Record`.
+    pub records: Vec<(&'static str, Vec<u8>)>,
     pub facts: Facts,
     /// Each stage's decision, in stage order.
     pub decisions: Vec<StageDecision>,
@@ -110,7 +126,8 @@ impl RequestContext {
             headers,
             view: RequestView::default(),
             early: None,
-            publish: true,
+            publish: Publish::Keys,
+            records: Vec::new(),
             facts: Facts::default(),
             decisions: Vec::new(),
             extras: Extras::default(),

@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod reply;
 
 pub use api::{first, GrpcCall, Headers, Host, HostError, ReadError, SharedDataError, Versioned};
-pub use context::{Extras, Facts, JwtFacts, Progress, RequestContext, StageDecision, TenantFacts};
+pub use context::{Extras, Facts, JwtFacts, Progress, Publish, RequestContext, StageDecision, TenantFacts};
 pub use counters::{Counters, Gauges};
 pub use pipeline::{Build, Flow, Pipeline, PipelineRoot, Shared, Stage, Step};
 pub use reply::Verdict;

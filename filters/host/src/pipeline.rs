@@ -14,7 +14,7 @@
 //! the application, so its edits are never seen.
 
 use crate::api::{first, Host};
-use crate::context::{Progress, RequestContext};
+use crate::context::{Progress, Publish, RequestContext};
 use crate::counters::Counters;
 use crate::reply;
 use log::{debug, info, warn};
@@ -23,6 +23,7 @@ use std::rc::Rc;
 use tollgate_core::headers::strip_removals;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::{self, RequestDenial, RequestView};
+use tollgate_core::state;
 
 /// What a stage tells the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub struct Pipeline {
     /// name, as the separate filters count them.
     refusals: Counters,
     label: &'static str,
-    publish: bool,
+    publish: Publish,
     /// The sidecar's namespace when the policy's `skip_namespaces` names
     /// it: that namespace has its own plugin, so this one does nothing.
     pub stand_aside: Option<String>,
@@ -103,6 +104,27 @@ fn skipped_namespace(host: &dyn Host, skip: &[String]) -> Option<String> {
     skip.contains(&namespace).then_some(namespace)
 }
 
+/// The fused filter's filter state, once its stages have decided:
+/// `tollgate.sub`, `tollgate.tenant` and the one `tollgate.decision`.
+fn publish_record(host: &dyn Host, cx: &RequestContext) {
+    if cx.publish != Publish::Record || cx.records.is_empty() {
+        return;
+    }
+    let identity = cx.facts.jwt.as_ref().and_then(|j| j.identity.as_deref());
+    let identity_state = identity.into_iter().flat_map(|i| i.state());
+    let tenant = cx.facts.tenant.as_ref();
+    let record = state::combined_record(&cx.records, identity_state, tenant.and_then(|t| t.tier.as_deref()));
+    reply::set_property(host, cx.context_id, state::DECISION, &record);
+    let sub = identity.and_then(|i| i.state().find(|(k, _)| *k == state::SUB).map(|(_, v)| v));
+    if let Some(sub) = sub {
+        reply::set_property(host, cx.context_id, state::SUB, sub);
+    }
+    let claimed = || cx.facts.jwt.as_ref().and_then(|j| j.tenant());
+    if let Some(tenant) = tenant.map(|t| t.id.as_bytes()).or_else(claimed) {
+        reply::set_property(host, cx.context_id, state::TENANT, tenant);
+    }
+}
+
 /// How the pipeline ran for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -121,7 +143,11 @@ impl Pipeline {
         Ok(Pipeline {
             stand_aside,
             refusals: Counters::define(host, &request::metric_names(label)),
-            publish: !fused || policy.filter_state,
+            publish: match (fused, policy.filter_state) {
+                (false, _) => Publish::Keys,
+                (true, true) => Publish::Record,
+                (true, false) => Publish::Off,
+            },
             label,
             stages,
             policy,
@@ -181,6 +207,7 @@ impl Pipeline {
                 }
                 Step::Replied => {
                     cx.progress = Progress::Replied;
+                    publish_record(host, &cx);
                     return Flow::Pause;
                 }
             }
@@ -188,6 +215,7 @@ impl Pipeline {
         let strip = strip_removals(&self.policy.strip_headers, &cx.headers);
         reply::edit_request_headers(host, cx.context_id, &strip);
         cx.progress = Progress::Forwarded;
+        publish_record(host, &cx);
         Flow::Continue
     }
 

@@ -13,7 +13,9 @@ use tollgate_core::jwt::jwks::{JwksState, Tick};
 use tollgate_core::jwt::verify::HostVerifier;
 use tollgate_core::jwt::{self, der, kat, CacheUse, Caches, Counter, JwtDenial, JwtRequest, KeyStore, Keys};
 use tollgate_core::policy::Policy;
-use tollgate_host::{reply, Counters, Gauges, Host, JwtFacts, RequestContext, Stage, Step, Verdict as StageVerdict};
+use tollgate_host::{
+    reply, Counters, Gauges, Host, JwtFacts, Publish, RequestContext, Stage, Step, Verdict as StageVerdict,
+};
 
 const STAGE: &str = "jwt";
 
@@ -310,7 +312,7 @@ impl JwtStage {
         if decision.stale_keys {
             self.count(host, Counter::JwksStaleInUse);
         }
-        if cx.publish {
+        if cx.publish == Publish::Keys {
             for (key, value) in decision.properties() {
                 reply::set_property(host, cx.context_id, key, &value);
             }
@@ -338,7 +340,7 @@ impl JwtStage {
         cx: &RequestContext,
         host: &dyn Host,
         request: &JwtRequest<'_>,
-    ) -> Option<(StageVerdict<'p>, JwtFacts)> {
+    ) -> Option<(StageVerdict<'p>, JwtFacts, Option<Vec<u8>>)> {
         let context_id = cx.context_id;
         let verifier = EnvoyVerifier {
             host,
@@ -380,7 +382,8 @@ impl JwtStage {
             action: decision.action(),
             detail: None,
         };
-        Some((verdict, facts))
+        let record = (cx.publish == Publish::Record).then(|| decision.record());
+        Some((verdict, facts, record))
     }
 }
 
@@ -406,10 +409,11 @@ impl Stage for JwtStage {
             headers: &cx.headers,
             now,
         };
-        let Some((verdict, facts)) = self.decide(cx, host, &request) else {
+        let Some((verdict, facts, record)) = self.decide(cx, host, &request) else {
             return Step::Wait;
         };
         cx.facts.jwt = Some(facts);
+        cx.records.extend(record.map(|r| (STAGE, r)));
         reply::conclude(host, cx, verdict, &self.policy.realm)
     }
 

@@ -8,9 +8,12 @@ use tollgate_core::policy::Policy;
 use tollgate_core::request::RequestDenial;
 use tollgate_core::state;
 use tollgate_core::tenant::{self, TenantRequest};
-use tollgate_host::{reply, Counters, Host, RequestContext, Stage, Step, TenantFacts, Verdict};
+use tollgate_host::{reply, Counters, Host, Publish, RequestContext, Stage, Step, TenantFacts, Verdict};
 
 const STAGE: &str = "tenant";
+
+/// A decision's verdict, the tenant for later stages, the fused record.
+type Decided<'p> = (Verdict<'p>, Option<TenantFacts>, Option<Vec<u8>>);
 
 /// The verified tenant claim, and whether the jwt stage shadow-denied.
 type Verified<'e> = (Option<Cow<'e, [u8]>>, bool);
@@ -59,8 +62,9 @@ impl Stage for TenantStage {
 
     fn on_request(&self, cx: &mut RequestContext, host: &dyn Host) -> Step {
         match self.decide(cx, host) {
-            Ok((verdict, facts)) => {
+            Ok((verdict, facts, record)) => {
                 cx.facts.tenant = facts;
+                cx.records.extend(record.map(|r| (STAGE, r)));
                 reply::conclude(host, cx, verdict, &self.policy.realm)
             }
             Err(why) => {
@@ -74,7 +78,7 @@ impl Stage for TenantStage {
 impl TenantStage {
     /// Decides on the request and applies what goes to the host (counter,
     /// filter state, header edits). `Err` when the host failed a read.
-    fn decide(&self, cx: &RequestContext, host: &dyn Host) -> Result<(Verdict<'_>, Option<TenantFacts>), String> {
+    fn decide(&self, cx: &RequestContext, host: &dyn Host) -> Result<Decided<'_>, String> {
         let policy = &*self.policy;
         let context_id = cx.context_id;
         let (claim, jwt_shadow_denied) = self.jwt_facts(cx, host)?;
@@ -87,11 +91,12 @@ impl TenantStage {
         };
         let decision = tenant::decide_on(policy, cx.view.route(policy), &request);
         self.counters.add(host, decision.metric_index());
-        if cx.publish {
+        if cx.publish == Publish::Keys {
             for (key, value) in decision.properties() {
                 reply::set_property(host, context_id, key, &value);
             }
         }
+        let record = (cx.publish == Publish::Record).then(|| decision.record());
         let edits = decision.header_edits(&policy.tenant, &cx.headers);
         reply::edit_request_headers(host, context_id, &edits);
         let facts = match &decision.verdict {
@@ -108,6 +113,6 @@ impl TenantStage {
             action: decision.action(),
             detail: None,
         };
-        Ok((verdict, facts))
+        Ok((verdict, facts, record))
     }
 }

@@ -186,6 +186,35 @@ fn the_fused_filter_reads_the_request_once_and_hands_facts_over_in_memory() {
 }
 
 #[test]
+fn the_fused_filter_writes_sub_tenant_and_one_decision_record() {
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(provider()));
+    let request = get(
+        "/api/datahub/x",
+        &[("authorization", &format!("Bearer {}", token("ACME")))],
+    );
+    assert_eq!(run(&host, &[&fused], 1, &request), Flow::Continue);
+    let trace = host.trace.borrow().clone();
+    assert_eq!(trace.iter().filter(|c| *c == "set_property").count(), 3, "{trace:?}");
+    let state = host.request(1).state;
+    let mut keys: Vec<&str> = state.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["tollgate.decision", "tollgate.sub", "tollgate.tenant"]);
+    let record: Value = serde_json::from_slice(&state["tollgate.decision"]).unwrap();
+    assert_eq!(record["jwt"]["outcome"], "allow");
+    assert_eq!(record["jwt"]["route"], "datahub");
+    assert_eq!(record["tenant"]["tenant"], "ACME");
+    assert_eq!(record["roles"], json!(["analyst"]));
+    assert_eq!(record["tier"], "premium");
+    // A refused request has its record too.
+    let refused = get("/api/datahub/x", &[("authorization", "Bearer not.a.token")]);
+    assert_eq!(run(&host, &[&fused], 2, &refused), Flow::Pause);
+    let record: Value = serde_json::from_slice(&host.request(2).state["tollgate.decision"]).unwrap();
+    assert_eq!(record["jwt"]["outcome"], "deny");
+    assert!(record.get("tenant").is_none(), "the tenant stage never ran");
+}
+
+#[test]
 fn filter_state_can_be_turned_off_for_the_fused_filter_only() {
     let mut policy = policy(provider());
     policy["filter_state"] = json!(false);

@@ -733,7 +733,8 @@ impl<'p> JwtDecision<'p> {
     }
 
     /// JSON for `tollgate.decision.jwt`; `provider` and `sub` when verified.
-    fn record(&self) -> Vec<u8> {
+    /// The decision for `tollgate.decision.jwt` (and the fused record).
+    pub fn record(&self) -> Vec<u8> {
         let fields = self.identity().map_or(&[][..], Identity::record_fields);
         decision::write_record("jwt", &self.route.name, self.mode(), self.action(), fields)
     }
