@@ -72,6 +72,21 @@ fn the_envoy_host_calls_work_against_a_real_envoy() {
     assert_eq!(sync["random"]["differ"], true, "{sync}");
     assert_eq!(sync["random"]["nonzero"], true, "{sync}");
 
+    // The raw header map read gives what the SDK's copying read gives,
+    // odd values and repeated names included.
+    let odd = Request::get("/probe")
+        .header("x-probe", "headers")
+        .header("x-dup", "1")
+        .header("x-dup", "2")
+        .header("x-empty", "")
+        .header_bytes("x-high", b"caf\xc3\xa9 \xff")
+        .header("x-long", &"v".repeat(4000));
+    let response = envoy.send(&odd);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let headers = response.json();
+    assert_eq!(headers["same"], true, "{headers}");
+    assert!(headers["count"].as_u64().unwrap_or_default() >= 9, "{headers}");
+
     // An HTTP call with a body reaches the cluster, and its answer comes back.
     let http = probe(&envoy, "http");
     assert_eq!(http["status"], "200", "{http}");

@@ -137,7 +137,7 @@ fn attack_shadow_mismatch_does_not_forward_the_client_tenant() {
         "tenants": [{"id": "STD-001", "tier": "premium"}, {"id": "NED-001"}],
     });
     let p = Policy::from_json(doc.to_string().as_bytes()).unwrap();
-    let headers = vec![("x-tenant-id".to_string(), b"NED-001".to_vec())];
+    let headers = crate::header_map::HeaderMap::from_pairs([("x-tenant-id", b"NED-001")]);
     let values: Vec<&[u8]> = vec![b"NED-001"];
     let head = RequestHead {
         method: "GET",

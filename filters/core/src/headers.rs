@@ -18,10 +18,10 @@ fn fold(b: u8) -> u8 {
 
 /// The names, as sent, of every request header a CGI-style server would
 /// read as `managed`, `managed` itself included, each once.
-pub fn spellings<'h>(headers: &'h [(String, Vec<u8>)], managed: &str) -> Vec<&'h str> {
+pub fn spellings<'h>(headers: &'h crate::header_map::HeaderMap, managed: &str) -> Vec<&'h str> {
     let mut out: Vec<&str> = Vec::new();
     for (name, _) in headers {
-        if same_variable(name, managed) && !out.contains(&name.as_str()) {
+        if same_variable(name, managed) && !out.contains(&name) {
             out.push(name);
         }
     }
@@ -30,7 +30,11 @@ pub fn spellings<'h>(headers: &'h [(String, Vec<u8>)], managed: &str) -> Vec<&'h
 
 /// Removals for every spelling of `managed` the client sent other than
 /// `managed` itself, added to `edits` unless already there.
-pub fn remove_other_spellings(edits: &mut Vec<(String, Option<String>)>, headers: &[(String, Vec<u8>)], managed: &str) {
+pub fn remove_other_spellings(
+    edits: &mut Vec<(String, Option<String>)>,
+    headers: &crate::header_map::HeaderMap,
+    managed: &str,
+) {
     for name in spellings(headers, managed) {
         if name != managed && !edits.iter().any(|(h, v)| h == name && v.is_none()) {
             edits.push((name.to_string(), None));
@@ -40,11 +44,14 @@ pub fn remove_other_spellings(edits: &mut Vec<(String, Option<String>)>, headers
 
 /// Removals for every header the client sent whose name is one of `strip`
 /// in some spelling, each once: only names actually sent cost a hostcall.
-pub fn strip_removals<'h>(strip: &[String], headers: &'h [(String, Vec<u8>)]) -> Vec<(&'h str, Option<&'h str>)> {
+pub fn strip_removals<'h>(
+    strip: &[String],
+    headers: &'h crate::header_map::HeaderMap,
+) -> Vec<(&'h str, Option<&'h str>)> {
     let mut out: Vec<(&str, Option<&str>)> = Vec::new();
     for (name, _) in headers {
         let listed = strip.iter().any(|s| same_variable(name, s));
-        if listed && !out.iter().any(|(n, _)| *n == name.as_str()) {
+        if listed && !out.iter().any(|(n, _)| *n == name) {
             out.push((name, None));
         }
     }
@@ -76,13 +83,15 @@ mod tests {
     #[test]
     fn other_spellings_become_removals_once() {
         let h = |n: &str| (n.to_string(), b"v".to_vec());
-        let headers = vec![
+        let headers: crate::header_map::HeaderMap = [
             h("x_user_id"),
             h("x-user-id"),
             h("x_user_id"),
             h("x-user_id"),
             h("host"),
-        ];
+        ]
+        .into_iter()
+        .collect();
         let mut edits = vec![("x-user-id".to_string(), None)];
         remove_other_spellings(&mut edits, &headers, "x-user-id");
         assert_eq!(
@@ -102,13 +111,15 @@ mod tests {
     #[test]
     fn stripped_headers_are_removed_in_every_spelling_sent_once() {
         let h = |n: &str| (n.to_string(), b"v".to_vec());
-        let headers = vec![
+        let headers: crate::header_map::HeaderMap = [
             h("x-original-url"),
             h("X_Original_URL"),
             h("x-original-url"),
             h("x-original-urls"),
             h("forwarded"),
-        ];
+        ]
+        .into_iter()
+        .collect();
         let strip = vec!["x-original-url".to_string(), "x-http-method".to_string()];
         assert_eq!(
             strip_removals(&strip, &headers),

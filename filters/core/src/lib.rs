@@ -3,6 +3,7 @@
 
 pub mod decision;
 pub mod form;
+pub mod header_map;
 pub mod headers;
 pub mod jwt;
 pub mod params;

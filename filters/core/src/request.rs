@@ -274,7 +274,12 @@ pub const METHOD_HEADERS: &[&str] = &[
 /// request's own, the `_method` values of `target`'s query, and those of
 /// the method headers the policy leaves in (`header_method_overrides`). A
 /// method-scoped decision binds the request when it binds any of them.
-pub fn acted_methods(method: &str, target: &[u8], headers: &[(String, Vec<u8>)], strip: &[String]) -> Vec<String> {
+pub fn acted_methods(
+    method: &str,
+    target: &[u8],
+    headers: &crate::header_map::HeaderMap,
+    strip: &[String],
+) -> Vec<String> {
     let at = target.iter().position(|b| *b == b'?').unwrap_or(target.len());
     let (_, query) = target.split_at(at);
     let mut out = vec![method.to_ascii_uppercase()];
@@ -292,7 +297,7 @@ pub fn acted_methods(method: &str, target: &[u8], headers: &[(String, Vec<u8>)],
 /// The methods in `METHOD_HEADERS` headers (any `_`/`-` spelling) that
 /// `strip` does not remove, upper-cased: each comma-separated item, since
 /// Express's method-override reads the last and others the first.
-pub fn header_method_overrides(headers: &[(String, Vec<u8>)], strip: &[String]) -> Vec<String> {
+pub fn header_method_overrides(headers: &crate::header_map::HeaderMap, strip: &[String]) -> Vec<String> {
     let left_in = |name: &str| {
         METHOD_HEADERS.iter().any(|h| same_variable(name, h)) && !strip.iter().any(|s| same_variable(name, s))
     };

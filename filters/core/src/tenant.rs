@@ -29,11 +29,11 @@ pub struct TenantRequest<'a> {
 /// Every value of the tenant header, in each spelling a CGI-style server
 /// reads as the same variable (`x_tenant_id`): all are sources, so a
 /// disagreeing one is refused rather than silently dropped.
-pub fn header_values<'h>(config: &TenantConfig, headers: &'h [(String, Vec<u8>)]) -> Vec<&'h [u8]> {
+pub fn header_values<'h>(config: &TenantConfig, headers: &'h crate::header_map::HeaderMap) -> Vec<&'h [u8]> {
     headers
         .iter()
         .filter(|(name, _)| crate::headers::same_variable(name, &config.header))
-        .map(|(_, value)| value.as_slice())
+        .map(|(_, value)| value)
         .collect()
 }
 
@@ -250,7 +250,7 @@ impl<'p> TenantDecision<'p> {
     pub fn header_edits<'a>(
         &self,
         config: &'a TenantConfig,
-        headers: &'a [(String, Vec<u8>)],
+        headers: &'a crate::header_map::HeaderMap,
     ) -> Vec<(&'a str, Option<&'a str>)>
     where
         'p: 'a,
@@ -314,8 +314,8 @@ impl<'p> TenantDecision<'p> {
 
 /// The request already has exactly this header once, with this value:
 /// setting it would be a hostcall for nothing.
-fn holds_only(headers: &[(String, Vec<u8>)], name: &str, value: &str) -> bool {
-    let mut copies = headers.iter().filter(|(k, _)| k == name);
+fn holds_only(headers: &crate::header_map::HeaderMap, name: &str, value: &str) -> bool {
+    let mut copies = headers.iter().filter(|(k, _)| *k == name);
     matches!((copies.next(), copies.next()), (Some((_, v)), None) if v == value.as_bytes())
 }
 

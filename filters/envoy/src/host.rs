@@ -16,13 +16,15 @@ fn failed<S: std::fmt::Debug>(what: &str) -> impl FnOnce(S) -> HostError + '_ {
 }
 
 impl Host for Envoy {
-    /// Every request has `:method`, so a map without it is a failed read,
-    /// not a request. (The SDK traps on any other status.)
+    /// The raw map (`raw.rs`), read without a copy per pair. Every request
+    /// has `:method`, so a map without it is a failed read, not a request.
     fn request_headers(&self) -> Result<Headers, ReadError> {
-        match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) if headers.iter().any(|(k, _)| k == ":method") => Ok(headers),
+        let buffer = crate::raw::request_header_map()
+            .map_err(|status| ReadError(format!("request headers: status {status}")))?;
+        match Headers::from_wire(buffer) {
+            Ok(headers) if headers.first(":method").is_some() => Ok(headers),
             Ok(_) => Err(ReadError("request headers are empty or have no :method".into())),
-            Err(status) => Err(ReadError(format!("request headers: {status:?}"))),
+            Err(e) => Err(ReadError(format!("request headers: {e:?}"))),
         }
     }
 

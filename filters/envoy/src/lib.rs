@@ -3,6 +3,7 @@
 //! `Http` are the root and HTTP contexts over a `tollgate_host` pipeline.
 
 mod host;
+mod raw;
 
 pub use host::{use_host_log_level, Envoy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

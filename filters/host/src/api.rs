@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-/// Request headers as (name, value bytes).
-pub type Headers = Vec<(String, Vec<u8>)>;
+/// Request headers: one buffer, read without a copy per pair.
+pub type Headers = tollgate_core::header_map::HeaderMap;
 
 /// First value of a header (names are lower-case in Envoy).
-pub fn first<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+pub fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
+    headers.first(name)
 }
 
 /// A host read that failed: the request must not be decided on it.

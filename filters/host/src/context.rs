@@ -3,7 +3,7 @@
 //! exchange, so a stage after a wait, a response-headers edit and the
 //! audit record all see the same request, facts and decisions.
 
-use crate::api::first;
+use crate::api::{first, Headers};
 use std::rc::Rc;
 use tollgate_core::decision::Action;
 use tollgate_core::jwt::Identity;
@@ -94,7 +94,7 @@ pub enum Progress {
 pub struct RequestContext {
     pub context_id: u32,
     /// The request headers as read once, before any edit.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
     pub view: RequestView,
     /// Refused before any stage (the view is then empty).
     pub early: Option<RequestDenial>,
@@ -120,7 +120,7 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    pub fn new(context_id: u32, headers: Vec<(String, Vec<u8>)>, started_nanos: u64) -> RequestContext {
+    pub fn new(context_id: u32, headers: Headers, started_nanos: u64) -> RequestContext {
         RequestContext {
             context_id,
             headers,

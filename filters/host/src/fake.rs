@@ -16,7 +16,7 @@ pub struct SentReply {
 
 #[derive(Debug, Default, Clone)]
 pub struct FakeRequest {
-    pub headers: Headers,
+    pub headers: Vec<(String, Vec<u8>)>,
     pub state: HashMap<String, Vec<u8>>,
     pub reply: Option<SentReply>,
     pub resumed: usize,
@@ -171,7 +171,7 @@ impl Host for FakeHost {
         if self.fails("request_headers") {
             return Err(ReadError("request headers: failed".into()));
         }
-        self.with_current(|r| r.headers.clone())
+        self.with_current(|r| Headers::from_pairs(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()))))
             .ok_or(ReadError("no current request".into()))
     }
 

@@ -13,7 +13,7 @@
 //! arrived (`RequestContext::headers`), and a refused request never reaches
 //! the application, so its edits are never seen.
 
-use crate::api::{first, Host};
+use crate::api::{first, Headers, Host};
 use crate::context::{Progress, Publish, RequestContext};
 use crate::counters::Counters;
 use crate::reply;
@@ -166,7 +166,7 @@ impl Pipeline {
         let started = host.now_nanos();
         let (mut cx, unreadable) = match headers {
             Ok(headers) => (RequestContext::new(context_id, headers, started), None),
-            Err(e) => (RequestContext::new(context_id, Vec::new(), started), Some(e.0)),
+            Err(e) => (RequestContext::new(context_id, Headers::new(), started), Some(e.0)),
         };
         cx.publish = self.publish;
         if self.stand_aside.is_some() {

@@ -53,6 +53,17 @@ fn sync_probe() -> Value {
     })
 }
 
+/// The raw read (`Envoy::request_headers`) against the SDK's own copy.
+fn headers_probe(ours: &tollgate_host::Headers) -> Value {
+    let sdk = proxy_wasm::hostcalls::get_map_bytes(proxy_wasm::types::MapType::HttpRequestHeaders).unwrap_or_default();
+    let same = ours.len() == sdk.len()
+        && ours
+            .iter()
+            .zip(&sdk)
+            .all(|((k, v), (sk, sv))| k == sk && v == sv.as_slice());
+    json!({"same": same, "count": ours.len()})
+}
+
 impl Context for Probe {
     fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
         let status = String::from_utf8_lossy(&Envoy.http_call_status()).into_owned();
@@ -72,6 +83,7 @@ impl HttpContext for Probe {
         let what = first(&headers, "x-probe").map(|v| String::from_utf8_lossy(v).into_owned());
         match what.as_deref() {
             Some("sync") => answer(&sync_probe()),
+            Some("headers") => answer(&headers_probe(&headers)),
             Some("http") => {
                 let call = [(":method", "POST"), (":path", "/probe"), (":authority", "upstream")];
                 let sent = Envoy.dispatch_http_call("upstream", &call, Some(b"probe-body"), Duration::from_secs(5));

@@ -134,7 +134,7 @@ impl Fixture {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (JwtDecision<'_>, Vec<(String, Option<String>)>) {
-        let headers: Vec<(String, Vec<u8>)> = headers
+        let headers: crate::header_map::HeaderMap = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
@@ -1121,7 +1121,7 @@ fn cached_round(f: &Fixture, caches: &mut Caches, req: &JwtRequest<'_>) -> usize
 fn cached_token_rounds() {
     let mut f = Fixture::new();
     let token = mint(&claims());
-    let headers: Vec<(String, Vec<u8>)> = [
+    let headers: crate::header_map::HeaderMap = [
         (":authority", "api.example.com"),
         (":method", "GET"),
         (":path", "/api/trino/v1/statement?catalog=hive"),
@@ -1296,7 +1296,7 @@ fn a_verifier_that_skips_signatures_still_checks_times_issuer_and_audience() {
     let mut caches = Caches::new(&policy);
     let store = Store(Keys::Unavailable);
     let decide_with = |token: &str, verifier: &dyn HostVerifier, caches: &mut Caches| {
-        let headers = vec![("authorization".to_string(), bearer(token).into_bytes())];
+        let headers = crate::header_map::HeaderMap::from_pairs([("authorization", bearer(token).into_bytes())]);
         let req = JwtRequest {
             route: None,
             head: RequestHead {

@@ -205,7 +205,7 @@ pub struct JwtRequest<'a> {
     pub route: Option<RouteIndex>,
     /// The raw `:path`, for query-parameter tokens.
     pub raw_path: &'a [u8],
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a crate::header_map::HeaderMap,
     /// Unix seconds.
     pub now: u64,
 }
@@ -530,10 +530,10 @@ fn query(raw_path: &[u8]) -> Option<&[u8]> {
 }
 
 /// Every cookie as (name, value), names raw.
-fn cookies(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &str)> {
+fn cookies(headers: &crate::header_map::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .iter()
-        .filter(|(k, _)| k == "cookie")
+        .filter(|(k, _)| *k == "cookie")
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.split_once('=').map(|(k, v)| (k.trim(), v.trim())))
@@ -562,10 +562,10 @@ fn strip_params(raw_path: &[u8], names: &[&str]) -> Option<String> {
 /// Every cookie but those whose decoded name reads as one of `names`
 /// (`same_param`), as one `cookie` header ("" when none is left). `None`
 /// when nothing is removed.
-fn strip_cookies(headers: &[(String, Vec<u8>)], names: &[&str]) -> Option<String> {
+fn strip_cookies(headers: &crate::header_map::HeaderMap, names: &[&str]) -> Option<String> {
     let all: Vec<&str> = headers
         .iter()
-        .filter(|(k, _)| k == "cookie")
+        .filter(|(k, _)| *k == "cookie")
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
@@ -743,7 +743,11 @@ impl<'p> JwtDecision<'p> {
 /// Removals for every spelling of `managed` the client sent other than
 /// `managed` itself, added to `edits` unless already there
 /// (`headers::remove_other_spellings`, borrowing the names).
-fn remove_other_spellings<'a>(edits: &mut Vec<HeaderEdit<'a>>, headers: &'a [(String, Vec<u8>)], managed: &str) {
+fn remove_other_spellings<'a>(
+    edits: &mut Vec<HeaderEdit<'a>>,
+    headers: &'a crate::header_map::HeaderMap,
+    managed: &str,
+) {
     for (name, _) in headers {
         // The length first, inline: most names differ in it.
         let other = name.len() == managed.len() && name != managed && headers::same_variable(name, managed);

@@ -41,7 +41,7 @@ fn the_default_strip_list_covers_the_override_families() {
         assert!(!["x-forwarded-for", "x-forwarded-proto", "x-request-id"].contains(name));
     }
     let strip: Vec<String> = headers::DEFAULT_STRIP.iter().map(|n| n.to_string()).collect();
-    let sent: Vec<(String, Vec<u8>)> = [
+    let sent: crate::header_map::HeaderMap = [
         "X_Forwarded_Uri",
         "x-original-uri",
         "x-forwarded-method",

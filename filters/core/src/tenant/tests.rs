@@ -266,7 +266,7 @@ fn client_routing_headers_never_pass_through() {
     };
     let allowed = decision_for("/api/datahub", &[b"std-001"]);
     assert_eq!(
-        allowed.header_edits(&p.tenant, &[]),
+        allowed.header_edits(&p.tenant, &crate::header_map::HeaderMap::default()),
         vec![("x-tenant-id", Some("STD-001")), ("x-tenant-tier", Some("premium"))]
     );
     let props = allowed.properties();
@@ -291,7 +291,9 @@ fn client_routing_headers_never_pass_through() {
     );
     let no_tenant = decision_for("/other", &[]);
     // Nothing sent, nothing to remove.
-    assert!(no_tenant.header_edits(&p.tenant, &[]).is_empty());
+    assert!(no_tenant
+        .header_edits(&p.tenant, &crate::header_map::HeaderMap::default())
+        .is_empty());
     let sent = headers(&[("x-tenant-tier", "gold"), ("x-tenant-id", "x")]);
     assert_eq!(
         no_tenant.header_edits(&p.tenant, &sent),
@@ -299,12 +301,17 @@ fn client_routing_headers_never_pass_through() {
     );
     assert_eq!(no_tenant.properties().len(), 1);
     let shadow = decision_for("/api/superset", &[b"OLD-001"]);
-    assert_eq!(shadow.header_edits(&p.tenant, &[]), vec![("x-tenant-tier", None)]);
+    assert_eq!(
+        shadow.header_edits(&p.tenant, &crate::header_map::HeaderMap::default()),
+        vec![("x-tenant-tier", None)]
+    );
     let denied = decision_for("/api/datahub", &[b"OLD-001"]);
-    assert!(denied.header_edits(&p.tenant, &[]).is_empty());
+    assert!(denied
+        .header_edits(&p.tenant, &crate::header_map::HeaderMap::default())
+        .is_empty());
 }
 
-fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+fn headers(pairs: &[(&str, &str)]) -> crate::header_map::HeaderMap {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -394,7 +401,7 @@ fn a_jwt_shadow_denial_never_gets_a_client_chosen_tenant_stamped() {
         };
         let d = decide(&p, &request);
         let edits: Vec<(String, Option<String>)> = d
-            .header_edits(&p.tenant, &[])
+            .header_edits(&p.tenant, &crate::header_map::HeaderMap::default())
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
             .collect();
@@ -445,7 +452,8 @@ fn a_shadow_denial_gets_the_verified_tenant_header_or_none() {
         };
         let d = decide(&p, &request);
         assert!(matches!(d.action(), Action::ShadowDeny(_)), "{claim:?} {sent}");
-        d.header_edits(&p.tenant, &[])
+        static NONE: crate::header_map::HeaderMap = crate::header_map::HeaderMap::new();
+        d.header_edits(&p.tenant, &NONE)
     };
     // The token proves STD-001 (written std-001): the app gets STD-001.
     assert_eq!(
