@@ -109,7 +109,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
                 .to_string(),
         );
     }
-    let (flow, _request) = pipeline.on_request_headers(&host, CONTEXT);
+    let (flow, _request) = pipeline.on_request_headers(&host, CONTEXT, true);
     let flow = answer_fetches(&pipeline, &host, request, flow, &mut notes);
     let mut out = Map::new();
     if let Some(plugin) = plugin {

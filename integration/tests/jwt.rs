@@ -591,6 +591,50 @@ fn tokens_in_query_or_cookie_do_not_reach_the_app() {
     assert_eq!(upstream_values(&by_cookie, "cookie"), ["theme=dark"]);
 }
 
+/// RFC 6750 2.2 (a token in a form-encoded body): Envoy sends the headers
+/// on before a filter sees the body, so such a token could neither be
+/// verified before the identity headers were set nor removed; the body is
+/// held whole and the request refused (400 `token_in_form_body`, even an
+/// unsigned token beside a good header token) before any of it reaches the
+/// application. A form `_method=POST` must meet the POST rule. A form with
+/// neither passes whole.
+#[test]
+fn a_token_in_a_form_body_is_refused_before_the_body_reaches_the_app() {
+    let chain = start(&policy(local_provider()), None, false);
+    let jwt = token(&claims());
+    let form = |path: &str, body: &str, auth: &str| {
+        let mut request = Request::get(path)
+            .method("POST")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", auth);
+        request.body = body.as_bytes().to_vec();
+        request
+    };
+    let good = bearer(&jwt);
+    let with_token = chain
+        .envoy
+        .send(&form("/api/datahub/x", &format!("a=1&access_token={jwt}&b=2"), &good));
+    assert_eq!(with_token.status, 400, "{}", with_token.text());
+    assert_eq!(with_token.json()["reason"], "token_in_form_body");
+    let unsigned = "a=1&access_token=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.";
+    let forged = chain.envoy.send(&form("/api/datahub/x", unsigned, &good));
+    assert_eq!(forged.status, 400, "{}", forged.text());
+    let analyst = bearer(&token(&json!({
+        "iss": ISSUER, "aud": "254carbon-api", "exp": now() + 600, "roles": ["analyst"], "scope": "trino:query",
+    })));
+    let mut get_as_post = form("/api/trino/v1", "_method=POST", &analyst);
+    get_as_post.method = "GET".into();
+    let response = chain.envoy.send(&get_as_post);
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert_eq!(response.json()["reason"], "insufficient_scope");
+    let plain = chain.envoy.send(&form("/api/datahub/x", "a=1&b=2", &good));
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(plain.json()["body"], "a=1&b=2");
+    let big = "a=".to_string() + &"x".repeat(70 * 1024);
+    let over = chain.envoy.send(&form("/api/datahub/x", &big, &good));
+    assert_eq!(over.status, 413, "{}", over.text());
+}
+
 /// `forward: true`: the verified token stays where it came; every other
 /// token (another source, a PHP/ASP.NET spelling of a parameter, a route
 /// that checks none) never reaches the app.

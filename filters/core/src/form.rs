@@ -23,6 +23,19 @@ pub const TOO_LARGE: Denial = Denial {
     bearer_error: None,
 };
 
+/// A token in a form body. Envoy forwards the request headers before a
+/// filter can see the body (Istio's WasmPlugin cannot set Envoy's
+/// `allow_on_headers_stop_iteration`), so the token could be neither
+/// verified before the application's identity headers were set nor
+/// removed from what the application reads: it is refused, and the body
+/// never reaches the application.
+pub const TOKEN_IN_BODY: Denial = Denial {
+    status: 400,
+    reason: "token_in_form_body",
+    message: "an access token in a form body is not accepted: send it in the Authorization header",
+    bearer_error: Some("invalid_request"),
+};
+
 /// Whether a `content-type` value is a form: the media type
 /// `application/x-www-form-urlencoded` in any case, parameters ignored.
 pub fn is_form(content_type: &[u8]) -> bool {
@@ -129,6 +142,38 @@ pub fn read_form(token_names: &[&str], content_type: Option<&[u8]>, body: &[u8])
         }
     }
     Ok(found)
+}
+
+/// What a form body means once the headers were decided and sent on: a
+/// token in it is refused (`TOKEN_IN_BODY`); its `_method` values must meet
+/// the route's method-scoped claim rules as the request's own method did
+/// (`claims`: the verified token's, `None` without one). The route staying
+/// the same is `RequestView::check_method_overrides`'s.
+pub fn judge_body(
+    route: &Route,
+    claims: Option<&serde_json::Map<String, serde_json::Value>>,
+    findings: &FormFindings,
+) -> Result<(), Denial> {
+    if findings.token != FormToken::Absent {
+        return Err(TOKEN_IN_BODY);
+    }
+    let rj = &route.jwt;
+    let methods = &findings.method_overrides;
+    if methods.is_empty() || rj.requirement == Requirement::None {
+        return Ok(());
+    }
+    match claims {
+        Some(claims) => crate::jwt::claims::check_rules_any(&rj.rules, methods, claims).map_err(|d| d.denial()),
+        None => {
+            let applies = rj.rules.iter().any(|r| crate::jwt::claims::applies_any(r, methods));
+            let deny = applies && rj.rules_without_token == crate::policy::wire::RulesWithoutToken::Deny;
+            if deny {
+                Err(JwtDenial::Missing.denial())
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The body without the parameters whose name reads as one of `names`

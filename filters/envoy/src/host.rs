@@ -32,6 +32,12 @@ impl Host for Envoy {
         hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value).map_err(failed(name))
     }
 
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, ReadError> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .map(Option::unwrap_or_default)
+            .map_err(|status| ReadError(format!("request body: {status:?}")))
+    }
+
     fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {
         hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value).map_err(failed(name))
     }

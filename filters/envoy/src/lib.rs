@@ -71,14 +71,27 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let Some(pipeline) = &self.pipeline else {
             tollgate_host::reply::unconfigured(&Envoy, self.context_id);
             return Action::Pause;
         };
-        let (flow, request) = pipeline.on_request_headers(&Envoy, self.context_id);
+        let (flow, request) = pipeline.on_request_headers(&Envoy, self.context_id, end_of_stream);
         self.request = Some(request);
         match flow {
+            Flow::Continue => Action::Continue,
+            Flow::Pause => Action::Pause,
+        }
+    }
+
+    /// A form body the pipeline checks is held (`Pause` is Envoy's
+    /// StopIterationAndBuffer: the application gets none of it) until its
+    /// end, then judged.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) else {
+            return Action::Continue;
+        };
+        match pipeline.on_request_body(&Envoy, request, body_size, end_of_stream) {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
         }

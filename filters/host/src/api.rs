@@ -49,6 +49,8 @@ pub trait Host {
     fn request_headers(&self) -> Result<Headers, ReadError>;
     /// Replaces every copy of a request header (`None`: removes them).
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError>;
+    /// The request body buffered so far (request body phase), up to `size`.
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, ReadError>;
     /// Adds a response header (response headers phase).
     fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;

@@ -100,6 +100,11 @@ pub struct RequestContext {
     pub early: Option<RequestDenial>,
     /// What goes to filter state.
     pub publish: Publish,
+    /// A form body's findings (`form::read_form`), once it was read.
+    pub form: Option<tollgate_core::form::FormFindings>,
+    /// The request body is held and judged (a form that may hold a token
+    /// or `_method`).
+    pub awaits_body: bool,
     /// Each stage's decision record, kept for `Publish::Record`.
     pub records: Vec<(&'static str, Vec<u8>)>,
     pub facts: Facts,
@@ -128,6 +133,8 @@ impl RequestContext {
             early: None,
             publish: Publish::Keys,
             records: Vec::new(),
+            form: None,
+            awaits_body: false,
             facts: Facts::default(),
             decisions: Vec::new(),
             extras: Extras::default(),

@@ -22,6 +22,8 @@ pub struct FakeRequest {
     pub resumed: usize,
     /// Headers added to the application's response.
     pub response_headers: Vec<(String, Vec<u8>)>,
+    /// The request body as buffered (and as the filters left it).
+    pub body: Vec<u8>,
     /// Properties by path, joined with '.' (`source.address`).
     pub attributes: HashMap<String, Vec<u8>>,
 }
@@ -189,6 +191,12 @@ impl Host for FakeHost {
             }
         })
         .ok_or(HostError("no current request".into()))
+    }
+
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, ReadError> {
+        self.note("request_body");
+        self.with_current(|r| r.body.get(..size.min(r.body.len())).unwrap_or_default().to_vec())
+            .ok_or(ReadError("no current request".into()))
     }
 
     fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {

@@ -20,6 +20,8 @@ use crate::reply;
 use log::{debug, info, warn};
 use std::cell::RefCell;
 use std::rc::Rc;
+use tollgate_core::decision::Action;
+use tollgate_core::form;
 use tollgate_core::headers::strip_removals;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::{self, RequestDenial, RequestView};
@@ -160,8 +162,10 @@ impl Pipeline {
     }
 
     /// The request headers phase: reads the request into its context and
-    /// runs the stages. The context is the HTTP context's to keep.
-    pub fn on_request_headers(&self, host: &dyn Host, context_id: u32) -> (Flow, Shared) {
+    /// runs the stages. A form body that may hold a token or `_method` is
+    /// then checked in the body phase (`end_of_stream`: there is no body).
+    /// The context is the HTTP context's to keep.
+    pub fn on_request_headers(&self, host: &dyn Host, context_id: u32, end_of_stream: bool) -> (Flow, Shared) {
         let headers = host.request_headers();
         let started = host.now_nanos();
         let (mut cx, unreadable) = match headers {
@@ -180,9 +184,70 @@ impl Pipeline {
         if !self.read(host, &mut cx) {
             return (Flow::Pause, Rc::new(RefCell::new(cx)));
         }
+        let route = cx.view.route(&self.policy);
+        cx.awaits_body = !end_of_stream && form::needs_body(&self.policy, route, first(&cx.headers, "content-type"));
         let shared = Rc::new(RefCell::new(cx));
         let flow = self.run(host, &shared);
         (flow, shared)
+    }
+
+    /// The request body phase. Envoy has sent the headers on (Istio cannot
+    /// set Envoy's `allow_on_headers_stop_iteration`), so a form body the
+    /// stages let through is held whole (bounded by
+    /// `form::MAX_FORM_BODY_BYTES`, a longer one refused with 413) and
+    /// judged before any of it reaches the application: a token in it is
+    /// refused, its `_method` must keep the route and meet the claim rules.
+    /// Other bodies pass untouched.
+    pub fn on_request_body(&self, host: &dyn Host, shared: &Shared, body_size: usize, end_of_stream: bool) -> Flow {
+        let awaits = shared
+            .try_borrow()
+            .is_ok_and(|cx| cx.awaits_body && cx.progress == Progress::Forwarded);
+        if !awaits {
+            return Flow::Continue;
+        }
+        if body_size > form::MAX_FORM_BODY_BYTES {
+            self.refuse_body(host, shared, form::TOO_LARGE);
+            return Flow::Pause;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        match self.judge_body(host, shared, body_size) {
+            Ok(()) => Flow::Continue,
+            Err(denial) => {
+                self.refuse_body(host, shared, denial);
+                Flow::Pause
+            }
+        }
+    }
+
+    fn judge_body(&self, host: &dyn Host, shared: &Shared, size: usize) -> Result<(), tollgate_core::reply::Denial> {
+        let unreadable = RequestDenial::Unreadable.denial();
+        let body = host.request_body(size).map_err(|_| unreadable)?;
+        let Ok(mut cx) = shared.try_borrow_mut() else {
+            return Err(unreadable);
+        };
+        cx.awaits_body = false;
+        let route = cx.view.route(&self.policy);
+        let names = form::token_params(&self.policy, route);
+        let findings = form::read_form(&names, first(&cx.headers, "content-type"), &body)?;
+        cx.view
+            .check_method_overrides(&self.policy, &findings.method_overrides)
+            .map_err(|d| d.denial())?;
+        let identity = cx.facts.jwt.as_ref().and_then(|j| j.identity.clone());
+        form::judge_body(route, identity.as_deref().map(|i| &i.claims), &findings)?;
+        cx.form = Some(findings);
+        Ok(())
+    }
+
+    fn refuse_body(&self, host: &dyn Host, shared: &Shared, denial: tollgate_core::reply::Denial) {
+        let Ok(mut cx) = shared.try_borrow_mut() else { return };
+        debug!("#{} {}: deny {} (form body)", cx.context_id, self.label, denial.reason);
+        let reply = denial.reply(cx.request_id(), &self.policy.realm);
+        reply::send(host, cx.context_id, &reply);
+        cx.awaits_body = false;
+        cx.progress = Progress::Replied;
+        cx.decide("form", tollgate_core::Mode::Enforce, Action::Deny(denial), None);
     }
 
     /// Runs the stages from the request's next one until one waits or

@@ -156,7 +156,7 @@ fn request(host: &FakeHost, root: &PipelineRoot, id: u32, path: &str) -> (Flow, 
             ("x-secret", "s"),
         ],
     );
-    root.pipeline().unwrap().on_request_headers(host, id)
+    root.pipeline().unwrap().on_request_headers(host, id, true)
 }
 
 fn tick(host: &FakeHost, root: &PipelineRoot) {

@@ -88,7 +88,7 @@ fn run(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(String, St
     host.now_ms.set(NOW * 1000);
     host.begin(id, &headers);
     for root in roots {
-        let flow = root.pipeline().unwrap().on_request_headers(host, id).0;
+        let flow = root.pipeline().unwrap().on_request_headers(host, id, true).0;
         if flow == Flow::Pause {
             return flow;
         }
@@ -484,4 +484,91 @@ fn cache_gauges_follow_the_caches_within_their_bounds() {
     ask(20, &forged);
     assert_eq!(host.request(20).reply.map(|r| r.status), Some(401));
     assert_eq!(host.gauge("tollgate.jwt.refused_cache_entries"), Some(1));
+}
+
+/// A form POST on a route whose provider reads `access_token`.
+fn form_setup() -> (FakeHost, PipelineRoot) {
+    let mut provider = provider();
+    provider["from_params"] = json!(["access_token"]);
+    let host = FakeHost::default();
+    let fused = configured(&host, crate::fused, &policy(provider));
+    (host, fused)
+}
+
+/// Sends the headers (not the end of the stream), then the body.
+fn post_form(host: &FakeHost, root: &PipelineRoot, id: u32, extra: &[(&str, &str)], body: &str) -> (Flow, Flow) {
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", "/api/datahub/x"),
+        (":authority", "api.test"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let length = body.len().to_string();
+    headers.push(("content-length", &length));
+    headers.extend_from_slice(extra);
+    host.now_ms.set(NOW * 1000);
+    host.begin(id, &headers);
+    host.requests.borrow_mut().get_mut(&id).unwrap().body = body.as_bytes().to_vec();
+    let pipeline = root.pipeline().unwrap();
+    let (first, cx) = pipeline.on_request_headers(host, id, false);
+    let second = pipeline.on_request_body(host, &cx, body.len(), true);
+    (first, second)
+}
+
+#[test]
+fn a_token_in_a_form_body_is_refused_before_the_body_reaches_the_app() {
+    let (host, fused) = form_setup();
+    let body = format!("a=1&access_token={}&b=2", token("ACME"));
+    let bearer = format!("Bearer {}", token("ACME"));
+    // The headers are decided and sent on; the body is held and judged.
+    let flows = post_form(&host, &fused, 1, &[("authorization", &bearer)], &body);
+    assert_eq!(flows, (Flow::Continue, Flow::Pause));
+    let reply = host.request(1).reply.unwrap();
+    assert_eq!(reply.status, 400);
+    assert!(String::from_utf8_lossy(&reply.body).contains("token_in_form_body"));
+    // Without a header token the headers already lack one: 401.
+    assert_eq!(post_form(&host, &fused, 4, &[], &body).0, Flow::Pause);
+    assert_eq!(host.request(4).reply.map(|r| r.status), Some(401));
+    let unsigned = "access_token=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.";
+    post_form(&host, &fused, 2, &[("authorization", &bearer)], unsigned);
+    assert_eq!(host.request(2).reply.map(|r| r.status), Some(400));
+    // A form without a token goes on whole.
+    let flows = post_form(&host, &fused, 3, &[("authorization", &bearer)], "a=1&b=2");
+    assert_eq!(flows, (Flow::Continue, Flow::Continue));
+    assert!(host.request(3).reply.is_none());
+}
+
+#[test]
+fn a_form_body_over_the_bound_is_refused_and_other_bodies_pass() {
+    let (host, fused) = form_setup();
+    let pipeline = fused.pipeline().unwrap();
+    let bearer = format!("Bearer {}", token("ACME"));
+    host.now_ms.set(NOW * 1000);
+    host.begin(
+        1,
+        &[
+            (":method", "POST"),
+            (":path", "/api/datahub/x"),
+            (":authority", "api.test"),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("authorization", &bearer),
+        ],
+    );
+    let (_, cx) = pipeline.on_request_headers(&host, 1, false);
+    let big = tollgate_core::form::MAX_FORM_BODY_BYTES + 1;
+    assert_eq!(pipeline.on_request_body(&host, &cx, big, false), Flow::Pause);
+    assert_eq!(host.request(1).reply.map(|r| r.status), Some(413));
+    // A JSON body is not waited for: the stages decide on the headers.
+    host.begin(
+        2,
+        &[
+            (":method", "POST"),
+            (":path", "/open"),
+            (":authority", "api.test"),
+            ("content-type", "application/json"),
+        ],
+    );
+    let (flow, cx) = pipeline.on_request_headers(&host, 2, false);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(pipeline.on_request_body(&host, &cx, 10, true), Flow::Continue);
 }
