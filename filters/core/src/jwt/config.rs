@@ -402,10 +402,10 @@ pub fn check_cluster(name: &str) -> Result<(), String> {
         return Err("must name an Envoy cluster".into());
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "'{}' must not hold spaces or control characters",
-            name.escape_debug()
-        ));
+        // Collected rather than formatted: `EscapeDebug`'s `Display` costs
+        // 2.4 KB of tollgate.wasm.
+        let shown: String = name.escape_debug().collect();
+        return Err(format!("'{shown}' must not hold spaces or control characters"));
     }
     if name.starts_with(ISTIO_OUTBOUND) && istio_cluster(name).is_none() {
         return Err(format!(

@@ -79,6 +79,19 @@ impl State {
     }
 }
 
+/// `v`'s `Display` for the values `Number` refuses (NaN and the infinities),
+/// written out: formatting an `f64` links core's float printing (about
+/// 13 KB of tollgate.wasm) for a message only YAML can cause.
+fn non_finite(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v < 0.0 {
+        "-inf"
+    } else {
+        "inf"
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Seed<'a> {
     state: &'a RefCell<State>,
@@ -115,7 +128,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         // YAML has .inf and .nan, which JSON (and Value) cannot hold.
         Number::from_f64(v)
             .map(Value::Number)
-            .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
+            .ok_or_else(|| E::custom(format_args!("{} is not a finite number", non_finite(v))))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -179,5 +192,15 @@ impl<'de> Visitor<'de> for Seed<'_> {
 
     fn visit_enum<A: serde::de::EnumAccess<'de>>(self, _: A) -> Result<Value, A::Error> {
         Err(A::Error::custom("tagged values are not allowed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn non_finite_is_what_display_writes() {
+        for v in [f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(super::non_finite(v), v.to_string());
+        }
     }
 }

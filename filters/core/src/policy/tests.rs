@@ -1201,6 +1201,21 @@ fn jwks_cluster_names_are_checked() {
 }
 
 #[test]
+fn a_cluster_name_with_spaces_is_shown_as_escape_debug_displays_it() {
+    for name in [
+        "my idp",
+        "idp\t",
+        "\u{301}a b",
+        "a\u{301} b",
+        "it's \"x\"\n",
+        "a\u{7f}\u{200b} \\",
+    ] {
+        let want = format!("'{}' must not hold spaces or control characters", name.escape_debug());
+        assert_eq!(crate::jwt::config::check_cluster(name), Err(want), "{name:?}");
+    }
+}
+
+#[test]
 fn the_mesh_section_is_the_tools_to_check_and_the_filters_to_ignore() {
     let doc = serde_json::json!({"version": 1, "mesh": {"namespaces": [{"name": "Bad_NS"}], "colour": 1}});
     let errors = errors_of(doc.clone()).to_string();
