@@ -34,7 +34,6 @@ fuzz_target!(|data: &[u8]| {
         raw_path,
         headers: &req.headers,
         now: tollgate_fuzz::NOW,
-        form: None,
     };
     let mut caches = Caches::new(policy);
     let first = jwt::decide(policy, &jwt_req, &NoRemote, &NoHost, &mut caches);

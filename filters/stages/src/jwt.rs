@@ -408,7 +408,6 @@ impl Stage for JwtStage {
             raw_path: cx.view.target(cx.raw_path()),
             headers: &cx.headers,
             now,
-            form: cx.form.as_ref(),
         };
         let Some((verdict, facts, record)) = self.decide(cx, host, &request) else {
             return Step::Wait;

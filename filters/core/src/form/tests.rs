@@ -147,3 +147,39 @@ fn token_parameters_are_removed_keeping_every_other_byte() {
     assert_eq!(strip("a=1&access-token=x"), None);
     assert_eq!(without_params(b"access_token=x", &[]), None);
 }
+
+/// A form's `_method` values meet the route's method-scoped rules as the
+/// request's own method does; a token is refused whatever else.
+#[test]
+fn a_judged_body_binds_method_rules_and_refuses_tokens() {
+    let policy = crate::policy::Policy::from_json(
+        br#"{"version": 1,
+        "routes": [{"name": "trino", "match": {"prefix": "/api/trino"}, "jwt": {"requirement": "required",
+            "rules": [{"claim": "roles", "contains": "data-engineer", "methods": ["POST"]}]}}],
+        "jwt": {"providers": [{"name": "p", "issuer": "https://idp.test", "from_params": ["access_token"],
+            "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]}}"#,
+    )
+    .unwrap();
+    let route = &policy.routes[0];
+    let analyst: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"roles": ["analyst"]}"#).unwrap();
+    let engineer: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"roles": ["data-engineer"]}"#).unwrap();
+    let form = |body: &str| {
+        read_form(
+            &["access_token"],
+            Some(b"application/x-www-form-urlencoded"),
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(judge_body(route, Some(&analyst), &form("a=1")), Ok(()));
+    let as_post = form("_method=post");
+    assert_eq!(
+        judge_body(route, Some(&analyst), &as_post).map_err(|d| d.reason),
+        Err("insufficient_scope")
+    );
+    assert_eq!(judge_body(route, Some(&engineer), &as_post), Ok(()));
+    let with_token = form("access_token=x.y.z");
+    assert_eq!(judge_body(route, Some(&engineer), &with_token), Err(TOKEN_IN_BODY));
+}

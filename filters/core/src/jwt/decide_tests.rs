@@ -149,7 +149,6 @@ impl Fixture {
             raw_path: path.as_bytes(),
             headers: &headers,
             now: NOW,
-            form: None,
         };
         let d = decide(&self.policy, &req, &self.store, &self.host, &mut self.caches);
         let edits = d
@@ -158,38 +157,6 @@ impl Fixture {
             .map(|(k, v)| (k.to_string(), v.map(Cow::into_owned)))
             .collect();
         (d, edits)
-    }
-
-    /// The verdict with a form body's findings (`form::read_form`).
-    fn reason_with_form(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Result<bool, &'static str> {
-        let headers: crate::header_map::HeaderMap = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        let norm = crate::path::normalize(path.as_bytes()).unwrap_or_default();
-        let form = crate::form::read_form(
-            &["access_token"],
-            Some(b"application/x-www-form-urlencoded"),
-            body.as_bytes(),
-        )
-        .map_err(|d| d.reason)?;
-        let req = JwtRequest {
-            route: None,
-            head: RequestHead {
-                method,
-                host: "api.example.com",
-                path: &norm,
-            },
-            raw_path: path.as_bytes(),
-            headers: &headers,
-            now: NOW,
-            form: Some(&form),
-        };
-        let d = decide(&self.policy, &req, &self.store, &self.host, &mut self.caches);
-        d.verdict.map(|i| i.is_some()).map_err(|d| d.denial().reason)
     }
 
     fn edits(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
@@ -366,11 +333,6 @@ fn claim_rules_per_route_and_method() {
     assert_eq!(f.reason("GET", "/admin", &[("authorization", &engineer)]), Ok(true));
     assert_eq!(
         f.reason("GET", "/admin", &[("authorization", &analyst)]),
-        Err("insufficient_scope")
-    );
-    // A form body's `_method=POST` makes the POST rule apply to a GET.
-    assert_eq!(
-        f.reason_with_form("GET", "/api/trino", &[("authorization", &analyst)], "_method=post"),
         Err("insufficient_scope")
     );
     let denial = JwtDenial::InsufficientScope.denial();
@@ -1183,7 +1145,6 @@ fn cached_token_rounds() {
         raw_path: b"/api/trino/v1/statement?catalog=hive",
         headers: &headers,
         now: NOW,
-        form: None,
     };
     let mut caches = std::mem::replace(&mut f.caches, Caches::new(&f.policy));
     let first = decide(&f.policy, &req, &f.store, &f.host, &mut caches);
@@ -1346,7 +1307,6 @@ fn a_verifier_that_skips_signatures_still_checks_times_issuer_and_audience() {
             raw_path: b"/api/trino/v1",
             headers: &headers,
             now: NOW,
-            form: None,
         };
         match decide(&policy, &req, &store, verifier, caches).verdict {
             Ok(identity) => Ok(identity.map(|i| i.claims.get("sub").cloned())),
@@ -1495,38 +1455,5 @@ fn attack3_method_headers_left_in_are_bound_by_their_rules() {
     assert_eq!(
         stripped.reason("GET", "/api/trino", &headers),
         Err("insufficient_scope")
-    );
-}
-
-/// RFC 6750 2.2: a token in a form body is one more source, verified like
-/// the others; with a token elsewhere too, or two in the body, it is
-/// `token_malformed`; an unsigned one is refused.
-#[test]
-fn a_form_body_token_is_one_more_source() {
-    let mut f = Fixture::new();
-    let token = mint(&claims());
-    let body = format!("a=1&access_token={token}");
-    assert_eq!(f.reason_with_form("POST", "/api/trino", &[], &body), Ok(true));
-    let header = bearer(&token);
-    assert_eq!(
-        f.reason_with_form("POST", "/api/trino", &[("authorization", &header)], &body),
-        Err("token_malformed")
-    );
-    let twice = format!("access_token={token}&access%5Ftoken={token}");
-    assert_eq!(
-        f.reason_with_form("POST", "/api/trino", &[], &twice),
-        Err("token_malformed")
-    );
-    let unsigned = format!(
-        "access_token={}",
-        token.rsplit_once('.').map(|(h, _)| h).unwrap_or_default()
-    );
-    assert!(f
-        .reason_with_form("POST", "/api/trino", &[], &format!("{unsigned}."))
-        .is_err());
-    // No token in the body: the header decides alone.
-    assert_eq!(
-        f.reason_with_form("POST", "/api/trino", &[("authorization", &header)], "a=1"),
-        Ok(true)
     );
 }

@@ -208,10 +208,6 @@ pub struct JwtRequest<'a> {
     pub headers: &'a crate::header_map::HeaderMap,
     /// Unix seconds.
     pub now: u64,
-    /// What a form-encoded body held (`form::read_form`), when the glue
-    /// read one: its token is one more source, its `_method` values more
-    /// methods the application may act on.
-    pub form: Option<&'a crate::form::FormFindings>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,9 +247,7 @@ pub fn decide<'p>(
     if rj.requirement == Requirement::None {
         return decision;
     }
-    let found =
-        find_token(policy, &rj.providers, req).and_then(|found| with_form_token(policy, &rj.providers, req, found));
-    let found = match found {
+    let found = match find_token(policy, &rj.providers, req) {
         Ok(found) => found,
         Err(denial) => {
             decision.verdict = Err(denial);
@@ -288,53 +282,14 @@ pub fn decide<'p>(
     decision
 }
 
-/// The methods the application may act on (`request::acted_methods`, and
-/// a form body's `_method` values); only read by method-scoped rules, so
-/// not gathered without one.
+/// The methods the application may act on (`request::acted_methods`);
+/// only read by method-scoped rules, so not gathered without one. (A form
+/// body's `_method` values are judged in the body phase: `form::judge_body`.)
 fn acted_methods(policy: &Policy, rules: &[ClaimRule], req: &JwtRequest<'_>) -> Vec<String> {
     if rules.iter().all(|r| r.methods.is_empty()) {
         return Vec::new();
     }
-    let mut methods = crate::request::acted_methods(req.head.method, req.raw_path, req.headers, &policy.strip_headers);
-    for method in req.form.iter().flat_map(|f| &f.method_overrides) {
-        if !methods.contains(method) {
-            methods.push(method.clone());
-        }
-    }
-    methods
-}
-
-/// A form body's token (RFC 6750 2.2) as one more source, under the first
-/// of the route's providers that reads parameters. A token there and one
-/// in another source are two tokens: `token_malformed`, since which one
-/// the application reads is its own choice.
-fn with_form_token<'r>(
-    policy: &Policy,
-    providers: &[usize],
-    req: &JwtRequest<'r>,
-    found: Option<(Cow<'r, str>, usize, usize)>,
-) -> Result<Option<(Cow<'r, str>, usize, usize)>, JwtDenial> {
-    let Some(form) = req.form else {
-        return Ok(found);
-    };
-    let token = match &form.token {
-        crate::form::FormToken::Absent => return Ok(found),
-        crate::form::FormToken::Malformed => return Err(JwtDenial::Malformed),
-        crate::form::FormToken::Found(token) if !token.is_empty() => token,
-        crate::form::FormToken::Found(_) => return Ok(found),
-    };
-    if found.is_some() {
-        return Err(JwtDenial::Malformed);
-    }
-    let source = providers.iter().find_map(|&p| {
-        let provider = policy.jwt.providers.get(p)?;
-        let s = provider
-            .sources
-            .iter()
-            .position(|s| matches!(s, TokenSource::Param(_)))?;
-        Some((p, s))
-    });
-    Ok(source.map(|(p, s)| (Cow::Owned(token.clone()), p, s)))
+    crate::request::acted_methods(req.head.method, req.raw_path, req.headers, &policy.strip_headers)
 }
 
 /// The tenant claim must be a string when present (else the tenant filter
