@@ -430,9 +430,17 @@ fn jwt_claims(policy: &Policy, request: &Request, sent: &[(String, String)]) -> 
         policy,
     )
     .ok()
-    .map(|view| (view.method.clone(), policy.route(&view.head()).clone()));
+    .map(|view| {
+        // Every method the application may act on (`_method`, override
+        // headers the policy leaves in), as the jwt stage judges rules.
+        let headers: tollgate_core::header_map::HeaderMap =
+            sent.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+        let target = get(":path").unwrap_or_default();
+        let methods = tollgate_core::request::acted_methods(&view.method, target, &headers, &policy.strip_headers);
+        (methods, policy.route(&view.head()).clone())
+    });
     let mut rules = Vec::new();
-    if let Some((method, route)) = &route {
+    if let Some((acted, route)) = &route {
         for rule in &route.jwt.rules {
             names.push(rule.claim.clone());
             let test = match &rule.test {
@@ -440,13 +448,13 @@ fn jwt_claims(policy: &Policy, request: &Request, sent: &[(String, String)]) -> 
                 ClaimTest::Contains(v) => format!("contains {v}"),
                 ClaimTest::AnyOf(v) => format!("any of {}", v.join(", ")),
             };
-            let applies = claims::applies(rule, method);
+            let applies = claims::applies_any(rule, acted);
             let methods = if rule.methods.is_empty() {
                 "every method".to_string()
             } else {
                 rule.methods.join(", ")
             };
-            let holds = claims::check_rules(std::slice::from_ref(rule), method, &parsed.claims).is_ok();
+            let holds = claims::check_rules_any(std::slice::from_ref(rule), acted, &parsed.claims).is_ok();
             rules.push(json!({
                 "claim": rule.claim, "test": test, "methods": methods,
                 "applies": applies, "holds": applies && holds,
