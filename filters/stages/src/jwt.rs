@@ -398,8 +398,10 @@ impl Stage for JwtStage {
     }
 
     fn on_request(&self, cx: &mut RequestContext, host: &dyn Host) -> Step {
-        // The clock is a host call: read here, where it is needed.
-        let now = host.now_millis() / 1000;
+        // The request's start (one clock read per request, by the
+        // pipeline); after a wait, the clock again.
+        let nanos = if cx.resumed { host.now_nanos() } else { cx.started_nanos };
+        let now = nanos / 1_000_000_000;
         self.now.set(now);
         let request = JwtRequest {
             head: cx.view.head(),
