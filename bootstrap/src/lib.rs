@@ -43,6 +43,17 @@ impl Filter {
         }
     }
 
+    /// A test-only filter that needs no root id nor configuration.
+    pub fn test_only(name: &str, wasm: &Path) -> Filter {
+        Filter {
+            name: name.to_string(),
+            root_id: String::new(),
+            wasm: wasm.display().to_string(),
+            config: String::new(),
+            original: None,
+        }
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "name": self.name,

@@ -22,13 +22,7 @@ fn start() -> (Echo, Envoy) {
     let echo = Echo::start();
     let mut bootstrap = Bootstrap::new(echo.port());
     bootstrap.delivery = Delivery::Split;
-    bootstrap = bootstrap.filter(Filter {
-        name: "probe".into(),
-        root_id: String::new(),
-        wasm: probe.display().to_string(),
-        config: String::new(),
-        original: None,
-    });
+    bootstrap = bootstrap.filter(Filter::test_only("probe", &probe));
     let envoy = Envoy::start(&bootstrap.to_json());
     (echo, envoy)
 }

@@ -33,13 +33,7 @@ fn start(failure_policy: Option<&str>, fail_open: Option<bool>) -> (Echo, Envoy)
     let echo = Echo::start();
     let mut bootstrap = Bootstrap::new(echo.port());
     bootstrap.delivery = Delivery::Split;
-    bootstrap = bootstrap.filter(Filter {
-        name: "trap".into(),
-        root_id: String::new(),
-        wasm: trap.display().to_string(),
-        config: String::new(),
-        original: None,
-    });
+    bootstrap = bootstrap.filter(Filter::test_only("trap", &trap));
     let mut config = bootstrap.to_json();
     let plugin = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
         ["http_filters"][0]["typed_config"]["config"];

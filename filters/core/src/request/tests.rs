@@ -300,10 +300,7 @@ fn the_view_keeps_the_route_it_decided_on() {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> crate::header_map::HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
+    pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
 }
 
 #[test]

@@ -312,10 +312,7 @@ fn client_routing_headers_never_pass_through() {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> crate::header_map::HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
+    pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
 }
 
 #[test]
