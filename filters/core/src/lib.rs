@@ -6,6 +6,7 @@ pub mod form;
 pub mod header_map;
 pub mod headers;
 pub mod jwt;
+pub mod metrics;
 pub mod params;
 pub mod path;
 pub mod policy;

@@ -232,10 +232,9 @@ impl<'p> TenantDecision<'p> {
     /// Index of `metric()` in `metric_names()`.
     pub fn metric_index(&self) -> usize {
         match (self.verdict, self.mode()) {
-            (Ok(Some(_)), _) => 0,
-            (Ok(None), _) => 1,
-            (Err(d), Mode::Enforce) => DENIED_METRICS + d.index(),
-            (Err(d), Mode::Shadow) => SHADOW_DENIED_METRICS + d.index(),
+            (Ok(Some(_)), _) => METRICS.own(0),
+            (Ok(None), _) => METRICS.own(1),
+            (Err(d), mode) => METRICS.denied(d.index(), mode),
         }
     }
 
@@ -342,33 +341,21 @@ impl TenantDenial {
     }
 }
 
-/// Where `tollgate.tenant.denied.*`, `...shadow_denied.*` and the request
-/// refusals (`request::metric_names`) start in `metric_names()`.
-const DENIED_METRICS: usize = 2;
-const SHADOW_DENIED_METRICS: usize = DENIED_METRICS + TenantDenial::ALL.len();
-const REQUEST_METRICS: usize = SHADOW_DENIED_METRICS + TenantDenial::ALL.len();
+/// The tenant stage's own counters, then per denial (`TenantDenial::ALL`).
+const OWN_METRICS: [&str; 2] = ["allowed", "allowed_without_tenant"];
+const METRICS: crate::metrics::MetricTable =
+    crate::metrics::MetricTable::new(OWN_METRICS.len(), TenantDenial::ALL.len());
 
 /// Index of `denial.metric("tenant")` in `metric_names()`.
 pub fn request_metric_index(denial: crate::request::RequestDenial) -> usize {
-    REQUEST_METRICS + denial.metric_index()
+    METRICS.request(denial)
 }
 
 /// Every counter the tenant filter keeps, defined once at configure time.
 /// Indices: `TenantDecision::metric_index`, `request_metric_index`.
 pub fn metric_names() -> Vec<String> {
-    let mut names = vec![
-        "tollgate.tenant.allowed".to_string(),
-        "tollgate.tenant.allowed_without_tenant".to_string(),
-    ];
-    for mode in [Mode::Enforce, Mode::Shadow] {
-        names.extend(
-            TenantDenial::ALL
-                .iter()
-                .map(|d| Action::new(Some(d.denial()), mode).metric("tenant", "")),
-        );
-    }
-    names.extend(crate::request::metric_names("tenant"));
-    names
+    let denials: Vec<crate::reply::Denial> = TenantDenial::ALL.iter().map(|d| d.denial()).collect();
+    METRICS.names("tenant", &OWN_METRICS, &denials)
 }
 
 #[cfg(test)]

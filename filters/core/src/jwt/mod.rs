@@ -634,8 +634,7 @@ impl<'p> JwtDecision<'p> {
         match (&self.verdict, self.mode()) {
             (Ok(Some(_)), _) => Counter::Allowed.index(),
             (Ok(None), _) => Counter::AllowedWithoutToken.index(),
-            (Err(d), Mode::Enforce) => DENIED_METRICS + d.index(),
-            (Err(d), Mode::Shadow) => SHADOW_DENIED_METRICS + d.index(),
+            (Err(d), mode) => METRICS.denied(d.index(), mode),
         }
     }
 
@@ -802,7 +801,7 @@ impl Counter {
 
     /// Index in `metric_names()`.
     pub fn index(self) -> usize {
-        self as usize
+        METRICS.own(self as usize)
     }
 }
 
@@ -813,29 +812,24 @@ impl JwtDenial {
     }
 }
 
-/// Where `tollgate.jwt.denied.*`, `...shadow_denied.*` and the request
-/// refusals (`request::metric_names`) start in `metric_names()`.
-const DENIED_METRICS: usize = Counter::ALL.len();
-const SHADOW_DENIED_METRICS: usize = DENIED_METRICS + JwtDenial::ALL.len();
-const REQUEST_METRICS: usize = SHADOW_DENIED_METRICS + JwtDenial::ALL.len();
+/// The jwt stage's counters: `Counter`s, then per denial (`JwtDenial::ALL`).
+const METRICS: crate::metrics::MetricTable = crate::metrics::MetricTable::new(Counter::ALL.len(), JwtDenial::ALL.len());
 
 /// Index of `denial.metric("jwt")` in `metric_names()`.
 pub fn request_metric_index(denial: RequestDenial) -> usize {
-    REQUEST_METRICS + denial.metric_index()
+    METRICS.request(denial)
 }
 
 /// Every counter the jwt filter keeps, defined once at configure time.
 /// Indices: `Counter::index`, `JwtDecision::metric_index`,
 /// `request_metric_index`.
 pub fn metric_names() -> Vec<String> {
-    let mut names: Vec<String> = Counter::ALL.iter().map(|c| c.name().to_string()).collect();
-    for action in ["denied", "shadow_denied"] {
-        for d in JwtDenial::ALL {
-            names.push(format!("tollgate.jwt.{action}.{}", d.denial().reason));
-        }
-    }
-    names.extend(crate::request::metric_names("jwt"));
-    names
+    let own: Vec<&str> = Counter::ALL
+        .iter()
+        .map(|c| c.name().strip_prefix("tollgate.jwt.").unwrap_or_default())
+        .collect();
+    let denials: Vec<crate::reply::Denial> = JwtDenial::ALL.iter().map(|d| d.denial()).collect();
+    METRICS.names("jwt", &own, &denials)
 }
 
 #[cfg(test)]
