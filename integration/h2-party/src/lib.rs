@@ -1,6 +1,9 @@
 //! HTTP/2 test parties: an h2c client (prior knowledge, one request per
-//! connection). Every exchange is bounded by `TIMEOUT`.
+//! connection), a gRPC upstream answering one unary method with what it
+//! received, and a gRPC client built on tonic. Every exchange is bounded by
+//! `TIMEOUT`; the upstream stops when dropped.
 
+pub mod grpc;
 pub mod h2c;
 
 use std::time::Duration;
