@@ -35,20 +35,43 @@ pub fn send(
     headers: &[(String, Vec<u8>)],
     body: &[u8],
 ) -> Result<Answer, String> {
-    current_thread()?.block_on(async {
-        tokio::time::timeout(TIMEOUT, exchange(addr, method, target, headers, body))
-            .await
-            .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
-    })
+    send_with_trailers(addr, method, target, headers, body, &[])
 }
 
-async fn exchange(
+/// As `send`, the body followed by a trailers frame when `trailers` is not
+/// empty (the stream then ends on the trailers, not on the last DATA frame).
+pub fn send_with_trailers(
     addr: SocketAddr,
     method: &str,
     target: &str,
     headers: &[(String, Vec<u8>)],
     body: &[u8],
+    trailers: &[(String, Vec<u8>)],
 ) -> Result<Answer, String> {
+    let request = Outgoing {
+        method,
+        target,
+        headers,
+        body,
+        trailers,
+    };
+    current_thread()?.block_on(async {
+        tokio::time::timeout(TIMEOUT, exchange(addr, &request))
+            .await
+            .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    method: &'a str,
+    target: &'a str,
+    headers: &'a [(String, Vec<u8>)],
+    body: &'a [u8],
+    trailers: &'a [(String, Vec<u8>)],
+}
+
+async fn exchange(addr: SocketAddr, outgoing: &Outgoing<'_>) -> Result<Answer, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -60,18 +83,19 @@ async fn exchange(
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let answer = request(client, method, target, headers, body).await;
+    let answer = request(client, outgoing).await;
     driver.abort();
     answer
 }
 
-async fn request(
-    client: h2::client::SendRequest<Bytes>,
-    method: &str,
-    target: &str,
-    headers: &[(String, Vec<u8>)],
-    body: &[u8],
-) -> Result<Answer, String> {
+async fn request(client: h2::client::SendRequest<Bytes>, outgoing: &Outgoing<'_>) -> Result<Answer, String> {
+    let Outgoing {
+        method,
+        target,
+        headers,
+        body,
+        trailers,
+    } = *outgoing;
     let is_host = |name: &str| name.eq_ignore_ascii_case("host");
     let authority = headers
         .iter()
@@ -94,12 +118,21 @@ async fn request(
     }
     let mut client = client.ready().await.map_err(|e| format!("h2 not ready: {e}"))?;
     let (answer, mut stream) = client
-        .send_request(request, body.is_empty())
+        .send_request(request, body.is_empty() && trailers.is_empty())
         .map_err(|e| format!("send: {e}"))?;
     if !body.is_empty() {
         stream
-            .send_data(Bytes::copy_from_slice(body), true)
+            .send_data(Bytes::copy_from_slice(body), trailers.is_empty())
             .map_err(|e| format!("send body: {e}"))?;
+    }
+    if !trailers.is_empty() {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in trailers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("trailer {name:?}: {e}"))?;
+            let value = HeaderValue::from_bytes(value).map_err(|e| format!("value of {name}: {e}"))?;
+            map.append(name, value);
+        }
+        stream.send_trailers(map).map_err(|e| format!("send trailers: {e}"))?;
     }
     let response = answer.await.map_err(|e| format!("answer: {e}"))?;
     let status = response.status().as_u16();
