@@ -181,6 +181,11 @@ pub struct Bootstrap {
     pub delivery: Delivery,
     /// `node.metadata` (Istio sets `NAMESPACE`, `WORKLOAD_NAME`, ...).
     pub node_metadata: Option<Value>,
+    /// The `upstream` cluster speaks HTTP/2 with prior knowledge (h2c), as
+    /// a gRPC server does; `false` (the default): HTTP/1.1. Downstream, the
+    /// connection manager's `codec_type` is left at its default, `AUTO`,
+    /// which takes HTTP/1.1 and prior-knowledge h2c on the same listener.
+    pub upstream_http2: bool,
     /// The listener comes from this file by LDS (`path_config_source`,
     /// its directory watched) instead of `static_resources`; the file is
     /// what `lds_resources` gives (see `xds::WatchedFile`).
@@ -205,6 +210,7 @@ impl Bootstrap {
             delivery: Delivery::from_env(),
             node_metadata: None,
             lds_path: None,
+            upstream_http2: false,
         }
     }
 
@@ -219,7 +225,18 @@ impl Bootstrap {
     }
 
     pub fn to_json(&self) -> Value {
-        let mut clusters = vec![cluster("upstream", self.upstream_port)];
+        let mut upstream = cluster("upstream", self.upstream_port);
+        if self.upstream_http2 {
+            set(
+                &mut upstream,
+                &["typed_extension_protocol_options"],
+                json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }}),
+            );
+        }
+        let mut clusters = vec![upstream];
         clusters.extend(self.clusters.iter().map(|(name, port)| cluster(name, *port)));
         let mut bootstrap = json!({
             "admin": {"address": socket(self.admin_port)},
@@ -401,6 +418,29 @@ mod tests {
         assert_eq!(
             fused[1].config,
             r#"{"stages":["jwt","tenant"],"version":1,"realm":"a","realm":"b"}"#
+        );
+    }
+
+    #[test]
+    fn the_upstream_speaks_http2_only_when_asked() {
+        let options = "/static_resources/clusters/0/typed_extension_protocol_options";
+        let mut bootstrap = Bootstrap::new(8080);
+        assert_eq!(bootstrap.to_json().pointer(options), None);
+        // Downstream: `codec_type` unset, Envoy's AUTO (HTTP/1.1 and h2c).
+        assert_eq!(
+            bootstrap
+                .listener()
+                .pointer("/filter_chains/0/filters/0/typed_config/codec_type"),
+            None
+        );
+        bootstrap.upstream_http2 = true;
+        let json = bootstrap.to_json();
+        let http = json
+            .pointer(options)
+            .and_then(|o| o.get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+        assert_eq!(
+            http.and_then(|h| h.pointer("/explicit_http_config/http2_protocol_options")),
+            Some(&json!({}))
         );
     }
 

@@ -66,9 +66,18 @@ mod tests {
         let names = table.names("x", &["allowed", "other"], &denials);
         let at = |i: usize| names.get(i).cloned().unwrap_or_default();
         assert_eq!(at(table.own(1)), "tollgate.x.other");
-        assert_eq!(at(table.denied(1, Mode::Enforce)), "tollgate.x.denied.token_in_form_body");
-        assert_eq!(at(table.denied(0, Mode::Shadow)), "tollgate.x.shadow_denied.form_body_too_large");
-        assert_eq!(at(table.request(RequestDenial::Unreadable)), "tollgate.x.denied.request_unreadable");
+        assert_eq!(
+            at(table.denied(1, Mode::Enforce)),
+            "tollgate.x.denied.token_in_form_body"
+        );
+        assert_eq!(
+            at(table.denied(0, Mode::Shadow)),
+            "tollgate.x.shadow_denied.form_body_too_large"
+        );
+        assert_eq!(
+            at(table.request(RequestDenial::Unreadable)),
+            "tollgate.x.denied.request_unreadable"
+        );
         assert_eq!(names.len(), 2 + 2 * 2 + RequestDenial::ALL.len());
     }
 }

@@ -97,6 +97,17 @@ impl HttpContext for Http {
         }
     }
 
+    /// An HTTP/2 body may end with trailers, not a last body callback.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) else {
+            return Action::Continue;
+        };
+        match pipeline.on_request_trailers(&Envoy, request) {
+            Flow::Continue => Action::Continue,
+            Flow::Pause => Action::Pause,
+        }
+    }
+
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) {
             pipeline.on_response_headers(&Envoy, request);

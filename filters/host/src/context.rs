@@ -105,6 +105,8 @@ pub struct RequestContext {
     /// The request body is held and judged (a form that may hold a token
     /// or `_method`).
     pub awaits_body: bool,
+    /// How much of that body is held so far.
+    pub body_size: usize,
     /// Each stage's decision record, kept for `Publish::Record`.
     pub records: Vec<(&'static str, Vec<u8>)>,
     pub facts: Facts,
@@ -135,6 +137,7 @@ impl RequestContext {
             records: Vec::new(),
             form: None,
             awaits_body: false,
+            body_size: 0,
             facts: Facts::default(),
             decisions: Vec::new(),
             extras: Extras::default(),

@@ -209,9 +209,30 @@ impl Pipeline {
             self.refuse_body(host, shared, form::TOO_LARGE);
             return Flow::Pause;
         }
+        if let Ok(mut cx) = shared.try_borrow_mut() {
+            cx.body_size = body_size;
+        }
         if !end_of_stream {
             return Flow::Pause;
         }
+        self.body_ends(host, shared, body_size)
+    }
+
+    /// The request trailers phase: an HTTP/2 body that ends with trailers
+    /// has no body callback at its end, so a held form is judged here.
+    pub fn on_request_trailers(&self, host: &dyn Host, shared: &Shared) -> Flow {
+        let held = shared
+            .try_borrow()
+            .ok()
+            .filter(|cx| cx.awaits_body && cx.progress == Progress::Forwarded)
+            .map(|cx| cx.body_size);
+        match held {
+            Some(size) => self.body_ends(host, shared, size),
+            None => Flow::Continue,
+        }
+    }
+
+    fn body_ends(&self, host: &dyn Host, shared: &Shared, body_size: usize) -> Flow {
         match self.judge_body(host, shared, body_size) {
             Ok(()) => Flow::Continue,
             Err(denial) => {

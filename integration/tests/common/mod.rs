@@ -1,6 +1,8 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use serde_json::{json, Value};
 use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter, Response};
 
