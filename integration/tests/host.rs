@@ -1,7 +1,7 @@
 //! `tollgate_envoy::Envoy`, the `Host` the filters run on, against a real
 //! Envoy: properties by path, shared data with compare-and-swap, the clock
 //! in nanoseconds, the random source, HTTP calls with a body, gRPC calls
-//! and their callback, and response headers. The filter is the test-only
+//! to a real gRPC server and their answers, and response headers. The filter is the test-only
 //! `host_probe.wasm`, which answers with what each call gave.
 //!
 //! `#[ignore]`: run once, by the step of `cargo xtask ci` that runs these
@@ -13,18 +13,30 @@ mod common;
 
 use common::require_artefacts;
 use serde_json::Value;
-use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
+use tollgate_h2_party::grpc::Upstream;
+use tollgate_integration::{docker, paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
 
-fn start() -> (Echo, Envoy) {
+/// The echo upstream, a gRPC upstream (cluster `grpc`, h2c) and Envoy.
+fn start() -> (Echo, Upstream, Envoy) {
     require_artefacts();
     let probe = paths::host_probe_wasm();
     paths::require(&probe, "cargo xtask build").unwrap();
     let echo = Echo::start();
-    let mut bootstrap = Bootstrap::new(echo.port());
+    let grpc = Upstream::start_on(&format!("{}:0", docker::party_host())).unwrap();
+    let mut bootstrap = Bootstrap::new(echo.port()).cluster("grpc", grpc.port());
     bootstrap.delivery = Delivery::Split;
     bootstrap = bootstrap.filter(Filter::test_only("probe", &probe));
-    let envoy = Envoy::start(&bootstrap.to_json());
-    (echo, envoy)
+    let mut config = bootstrap.to_json();
+    let clusters = config["static_resources"]["clusters"].as_array_mut().unwrap();
+    let grpc_cluster = clusters.iter_mut().find(|c| c["name"] == "grpc").unwrap();
+    grpc_cluster["typed_extension_protocol_options"] = serde_json::json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    });
+    let envoy = Envoy::start(&config);
+    (echo, grpc, envoy)
 }
 
 fn probe(envoy: &Envoy, what: &str) -> Value {
@@ -36,7 +48,7 @@ fn probe(envoy: &Envoy, what: &str) -> Value {
 #[test]
 #[ignore]
 fn the_envoy_host_calls_work_against_a_real_envoy() {
-    let (_echo, envoy) = start();
+    let (_echo, _grpc, envoy) = start();
 
     let sync = probe(&envoy, "sync");
     // Properties by path: the client's address and the request's path.
@@ -89,11 +101,19 @@ fn the_envoy_host_calls_work_against_a_real_envoy() {
     assert_eq!(echoed["path"], "/probe");
     assert_eq!(echoed["body"], "probe-body");
 
-    // A gRPC call is dispatched and its callback arrives with a status (the
-    // echo upstream is no gRPC server, so not OK); an unknown cluster is
+    // A gRPC call reaches a real gRPC server with its metadata, and its
+    // answer comes back: status 0 and the reply message (what the server
+    // received: our message, the method's path, the metadata). A method
+    // the server lacks comes back UNIMPLEMENTED (12); an unknown cluster is
     // refused at dispatch.
     let grpc = probe(&envoy, "grpc");
-    assert!(grpc["grpc_status"].as_u64().is_some_and(|s| s != 0), "{grpc}");
+    assert_eq!(grpc["grpc_status"], 0, "{grpc}");
+    let message = grpc["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ping"), "{grpc}");
+    assert!(message.contains("/tollgate.test.Echo/Call"), "{grpc}");
+    assert!(message.contains("x-probe-meta"), "{grpc}");
+    let unimplemented = probe(&envoy, "grpc-unimplemented");
+    assert_eq!(unimplemented["grpc_status"], 12, "{unimplemented}");
     let unknown = probe(&envoy, "grpc-unknown");
     assert!(unknown["dispatch_error"].is_string(), "{unknown}");
 

@@ -57,6 +57,7 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
             .args(setup::WASM_CRATES)
             .args(["--", "-D", "warnings"]))
     })?;
+    step("proxy-wasm only at the edge (cargo tree)", crate_boundaries)?;
     step("rendered files up to date", || {
         render::run(true, render::DEFAULT_IMAGE, false)
     })?;
@@ -119,6 +120,36 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
     // refuses its bad request and serves its load with no error. Its
     // figures are not judged here (a shared machine is too noisy).
     step("bench --quick (smoke)", || bench::run(true))
+}
+
+/// The tool and the host layer build without proxy-wasm, and the tool
+/// without the integration harness: proxy-wasm lives in tollgate-envoy and
+/// the module only.
+fn crate_boundaries() -> Result<(), String> {
+    for (krate, forbidden) in [
+        ("tollgate-cli", &["proxy-wasm", "tollgate-integration"][..]),
+        ("tollgate-host", &["proxy-wasm"][..]),
+        ("tollgate-stages", &["proxy-wasm"][..]),
+    ] {
+        let out = cargo()
+            .args(["tree", "-p", krate, "-e", "normal,build", "--prefix", "none"])
+            .output()
+            .map_err(|e| format!("cargo tree -p {krate}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo tree -p {krate}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        for name in forbidden {
+            if tree.lines().any(|l| l.split_whitespace().next() == Some(name)) {
+                return Err(format!("{krate} depends on {name}: it belongs at the edge only"));
+            }
+        }
+        println!("{krate}: none of {forbidden:?}");
+    }
+    Ok(())
 }
 
 /// Envoy in containers: the whole suite once (fused delivery; the native

@@ -91,16 +91,18 @@ impl HttpContext for Probe {
                     answer(&json!({"dispatch_error": e.0}));
                 }
             }
-            Some(cluster @ ("grpc" | "grpc-unknown")) => {
+            Some(which @ ("grpc" | "grpc-unimplemented" | "grpc-unknown")) => {
+                let (cluster, service, method) = match which {
+                    "grpc" => ("grpc", "tollgate.test.Echo", "Call"),
+                    "grpc-unimplemented" => ("grpc", "tollgate.test.Probe", "Ping"),
+                    _ => ("no-such-cluster", "tollgate.test.Echo", "Call"),
+                };
                 let call = GrpcCall {
-                    cluster: if cluster == "grpc" {
-                        "upstream"
-                    } else {
-                        "no-such-cluster"
-                    },
-                    service: "tollgate.test.Probe",
-                    method: "Ping",
+                    cluster,
+                    service,
+                    method,
                     metadata: &[("x-probe-meta", b"1")],
+                    // tollgate.test.CallRequest { message: "ping" }
                     message: b"\x0a\x04ping",
                     timeout: Duration::from_secs(5),
                 };

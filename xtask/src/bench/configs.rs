@@ -5,6 +5,7 @@
 
 use super::tokens::{Tokens, ISSUER, TENANT};
 use serde_json::{json, Value};
+use tollgate_core::stage::{StageName, FUSED_ROOT_ID};
 use tollgate_integration::{paths, Bootstrap, Delivery, Filter};
 
 /// The path every request goes to; the route answers it directly.
@@ -88,20 +89,19 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         shares: Vec::new(),
         bootstrap,
     };
-    let jwt = |cache: bool, host: bool| wasm(&["tollgate.jwt"], &tollgate_policy(tokens, cache, host));
-    let both = wasm(
-        &["tollgate.jwt", "tollgate.tenant"],
-        &tollgate_policy(tokens, true, true),
-    );
-    let tenant_only = wasm(&["tollgate.tenant"], &tenant_policy());
-    let fused = |cache: bool| wasm(&["tollgate"], &tollgate_policy(tokens, cache, true));
+    // Root ids from the stage registry.
+    let (jwt_id, tenant_id) = (StageName::Jwt.spec().root_id, StageName::Tenant.spec().root_id);
+    let jwt = |cache: bool, host: bool| wasm(&[jwt_id], &tollgate_policy(tokens, cache, host));
+    let both = wasm(&[jwt_id, tenant_id], &tollgate_policy(tokens, true, true));
+    let tenant_only = wasm(&[tenant_id], &tenant_policy());
+    let fused = |cache: bool| wasm(&[FUSED_ROOT_ID], &tollgate_policy(tokens, cache, true));
     let mut quiet = tollgate_policy(tokens, true, true);
     quiet["filter_state"] = json!(false);
     // The fused filter with fewer stages: where its cost goes.
     let stages = |list: Value| {
         let mut policy = quiet.clone();
         policy["stages"] = list;
-        wasm(&["tollgate"], &policy)
+        wasm(&[FUSED_ROOT_ID], &policy)
     };
     vec![
         row("baseline", "router only, direct response", Load::Plain, base()),
@@ -191,7 +191,7 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
                 "tollgate_fused_no_state",
                 "tollgate (fused), cached token, filter_state: false (native_chain writes no metadata either)",
                 Load::Cached,
-                wasm(&["tollgate"], &quiet),
+                wasm(&[FUSED_ROOT_ID], &quiet),
             )
         },
         Config {
