@@ -17,8 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let claim = req
         .headers
         .iter()
-        .find(|(name, _)| name == "tollgate.tenant")
-        .map(|(_, value)| value.as_slice());
+        .find(|(name, _)| *name == "tollgate.tenant")
+        .map(|(_, value)| value);
     let jwt_shadow_denied = req.headers.iter().any(|(name, _)| name == "tollgate.shadow");
     let header_values = tenant::header_values(&policy.tenant, &req.headers);
     let tenant_req = TenantRequest {

@@ -83,7 +83,7 @@ pub struct Request<'a> {
     pub method: &'a [u8],
     pub path: Option<&'a [u8]>,
     pub authority: Option<&'a [u8]>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: tollgate_core::header_map::HeaderMap,
 }
 
 /// Lines as described at the top; a missing `:path` or `:authority` line
