@@ -97,7 +97,7 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
         "policy updates under load, VM failure, the Envoy host (real Envoy)",
         || {
             modes.count(
-                "native, reload and vm_failure",
+                "native, reload, vm_failure and host",
                 cargo()
                     .args(["test", "-p", "tollgate-integration"])
                     .args([
