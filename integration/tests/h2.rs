@@ -8,7 +8,7 @@
 mod common;
 
 use common::tokens::{bearer, claims, claims_with, local_provider, now, remote_provider, token};
-use common::{require_artefacts, tenant_policy, upstream_values};
+use common::{require_artefacts, tenant_denials, tenant_policy, upstream_values};
 use serde_json::{json, Value};
 use tollgate_h2_party::h2c;
 use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter, Request, Response};
@@ -211,38 +211,7 @@ fn no_keys_is_503_over_h2c() {
 #[test]
 fn every_tenant_denial_has_its_status_reason_and_body() {
     let chain = start(&tenant_policy(), false, &[]);
-    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
-    let cases: &[Case] = &[
-        ("/api/datahub", &[], 400, "tenant_required"),
-        ("/api/trino", &[], 401, "tenant_required"),
-        ("/api/datahub", &[("x-tenant-id", "GLOBEX")], 403, "tenant_unknown"),
-        ("/api/datahub", &[("x-tenant-id", "OLD-001")], 403, "tenant_suspended"),
-        (
-            "/api/trino",
-            &[("x-tenant-id", "NED-001")],
-            403,
-            "tenant_route_forbidden",
-        ),
-        ("/api/datahub", &[("x-tenant-id", "no spaces")], 400, "tenant_invalid"),
-        (
-            "/api/datahub",
-            &[("x-tenant-id", "STD-001"), ("x-tenant-id", "NED-001")],
-            403,
-            "tenant_mismatch",
-        ),
-        (
-            "/api/datahub",
-            &[("host", "std-001.tenants.example.com"), ("x-tenant-id", "NED-001")],
-            403,
-            "tenant_mismatch",
-        ),
-        (
-            "/t/STD-001/api/datahub",
-            &[("x-tenant-id", "NED-001")],
-            403,
-            "tenant_mismatch",
-        ),
-    ];
+    let cases = tenant_denials();
     for (i, (path, headers, status, reason)) in cases.iter().enumerate() {
         let request_id = format!("req-{i}");
         let request = headers

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{counter, start, tenant_policy, upstream_values};
+use common::{counter, start, tenant_denials, tenant_policy, upstream_values};
 use tollgate_integration::Request;
 
 #[test]
@@ -25,44 +25,7 @@ fn allowed_tenant_reaches_the_app_with_normalized_headers() {
 #[test]
 fn every_denial_has_its_status_reason_and_body() {
     let (_echo, envoy) = start(&tenant_policy(), false);
-    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
-    let cases: &[Case] = &[
-        ("/api/datahub", &[], 400, "tenant_required"),
-        ("/api/trino", &[], 401, "tenant_required"),
-        ("/api/datahub", &[("x-tenant-id", "GLOBEX")], 403, "tenant_unknown"),
-        ("/api/datahub", &[("x-tenant-id", "OLD-001")], 403, "tenant_suspended"),
-        (
-            "/api/trino",
-            &[("x-tenant-id", "NED-001")],
-            403,
-            "tenant_route_forbidden",
-        ),
-        ("/api/datahub", &[("x-tenant-id", "no spaces")], 400, "tenant_invalid"),
-        (
-            "/api/datahub",
-            &[("x-tenant-id", &"A".repeat(65))],
-            400,
-            "tenant_invalid",
-        ),
-        (
-            "/api/datahub",
-            &[("x-tenant-id", "STD-001"), ("x-tenant-id", "NED-001")],
-            403,
-            "tenant_mismatch",
-        ),
-        (
-            "/api/datahub",
-            &[("host", "std-001.tenants.example.com"), ("x-tenant-id", "NED-001")],
-            403,
-            "tenant_mismatch",
-        ),
-        (
-            "/t/STD-001/api/datahub",
-            &[("x-tenant-id", "NED-001")],
-            403,
-            "tenant_mismatch",
-        ),
-    ];
+    let cases = tenant_denials();
     for (i, (path, headers, status, reason)) in cases.iter().enumerate() {
         let request_id = format!("req-{i}");
         let request = headers

@@ -83,3 +83,69 @@ pub fn counter(envoy: &Envoy, name: &str) -> u64 {
         None => panic!("Envoy has no stat {stat}"),
     }
 }
+
+/// A tenant denial case: path, headers, status, reason.
+pub type TenantCase = (&'static str, Vec<(&'static str, String)>, u16, &'static str);
+
+/// Every denial of the tenant filter under `tenant_policy()`: the HTTP/1.1
+/// and the h2c tests send the same table.
+pub fn tenant_denials() -> Vec<TenantCase> {
+    vec![
+        ("/api/datahub", vec![], 400, "tenant_required"),
+        ("/api/trino", vec![], 401, "tenant_required"),
+        (
+            "/api/datahub",
+            vec![("x-tenant-id", "GLOBEX".to_string())],
+            403,
+            "tenant_unknown",
+        ),
+        (
+            "/api/datahub",
+            vec![("x-tenant-id", "OLD-001".to_string())],
+            403,
+            "tenant_suspended",
+        ),
+        (
+            "/api/trino",
+            vec![("x-tenant-id", "NED-001".to_string())],
+            403,
+            "tenant_route_forbidden",
+        ),
+        (
+            "/api/datahub",
+            vec![("x-tenant-id", "no spaces".to_string())],
+            400,
+            "tenant_invalid",
+        ),
+        (
+            "/api/datahub",
+            vec![("x-tenant-id", "A".repeat(65))],
+            400,
+            "tenant_invalid",
+        ),
+        (
+            "/api/datahub",
+            vec![
+                ("x-tenant-id", "STD-001".to_string()),
+                ("x-tenant-id", "NED-001".to_string()),
+            ],
+            403,
+            "tenant_mismatch",
+        ),
+        (
+            "/api/datahub",
+            vec![
+                ("host", "std-001.tenants.example.com".to_string()),
+                ("x-tenant-id", "NED-001".to_string()),
+            ],
+            403,
+            "tenant_mismatch",
+        ),
+        (
+            "/t/STD-001/api/datahub",
+            vec![("x-tenant-id", "NED-001".to_string())],
+            403,
+            "tenant_mismatch",
+        ),
+    ]
+}
