@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod params;
 pub mod path;
 pub mod policy;
+pub mod ratelimit;
 pub mod reply;
 pub mod request;
 pub mod route;

@@ -26,6 +26,11 @@ pub const UNCONFIGURED: Denial = Denial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
+    /// `grpc-status` when the request is gRPC: Envoy's mapping from the
+    /// HTTP status where `None`. A 429 is 8 (`RESOURCE_EXHAUSTED`), as
+    /// Envoy's `rate_limited_as_resource_exhausted` gives, not the 14
+    /// (`UNAVAILABLE`) gRPC clients retry at once.
+    pub grpc_status: Option<u32>,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
@@ -55,6 +60,9 @@ struct Body<'a> {
     request_id: &'a str,
 }
 
+/// gRPC's status 8.
+pub const RESOURCE_EXHAUSTED: u32 = 8;
+
 /// Longest request id echoed back.
 const MAX_REQUEST_ID: usize = 128;
 
@@ -78,6 +86,7 @@ impl Denial {
         }
         Reply {
             status: self.status,
+            grpc_status: (self.status == 429).then_some(RESOURCE_EXHAUSTED),
             headers,
             body: serde_json::to_vec(&body).unwrap_or_default(),
         }

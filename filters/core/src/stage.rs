@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub enum StageName {
     Jwt,
     Tenant,
+    Ratelimit,
 }
 
 /// What a stage is, for everything outside its own code.
@@ -41,7 +42,7 @@ pub struct StageSpec {
 
 /// Every stage's key, in `STAGES` order (for serde's messages; a test
 /// checks it against `STAGES`).
-pub const KEYS: &[&str] = &["jwt", "tenant"];
+pub const KEYS: &[&str] = &["jwt", "tenant", "ratelimit"];
 
 /// The fused filter: the policy's stages in one plugin, in the phase of
 /// the first (authentication).
@@ -85,6 +86,18 @@ pub const STAGES: &[StageSpec] = &[
         metric_names: crate::tenant::metric_names,
         denials: || crate::tenant::TenantDenial::ALL.iter().map(|d| d.denial()).collect(),
         route_mode: |route| &mut route.tenant.mode,
+    },
+    StageSpec {
+        name: StageName::Ratelimit,
+        key: "ratelimit",
+        root_id: "tollgate.ratelimit",
+        phase: "AUTHZ",
+        priority: 500,
+        sections: &["ratelimit"],
+        state_keys: &[crate::state::DECISION_RATELIMIT],
+        metric_names: crate::ratelimit::metric_names,
+        denials: || crate::ratelimit::DENIALS.to_vec(),
+        route_mode: |route| &mut route.ratelimit.mode,
     },
 ];
 

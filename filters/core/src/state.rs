@@ -18,13 +18,14 @@ pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
 /// Each stage's decision record (`tollgate.decision.<stage>`).
 pub const DECISION_JWT: &str = "tollgate.decision.jwt";
 pub const DECISION_TENANT: &str = "tollgate.decision.tenant";
+pub const DECISION_RATELIMIT: &str = "tollgate.decision.ratelimit";
 
 /// The fused filter's one record: every stage's decision, the roles,
 /// claims and tier (`combined_record`).
 pub const DECISION: &str = "tollgate.decision";
 
 /// Every key, with who writes it and what it holds (the README's table).
-pub const KEYS: [(&str, &str, &str); 9] = [
+pub const KEYS: [(&str, &str, &str); 10] = [
     (SUB, "jwt", "the verified token's `sub`"),
     (
         TENANT,
@@ -42,9 +43,14 @@ pub const KEYS: [(&str, &str, &str); 9] = [
     (DECISION_JWT, "jwt", "the jwt decision record (JSON)"),
     (DECISION_TENANT, "tenant", "the tenant decision record (JSON)"),
     (
+        DECISION_RATELIMIT,
+        "ratelimit",
+        "the rate limit decision record (JSON, with the deciding limit's name)",
+    ),
+    (
         DECISION,
         "the fused filter",
-        "every stage's record, `roles`, `claims` and `tier` in one JSON object, instead of the six keys above it",
+        "every stage's record, `roles`, `claims` and `tier` in one JSON object, instead of the seven keys above it",
     ),
 ];
 

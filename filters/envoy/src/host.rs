@@ -42,8 +42,18 @@ impl Host for Envoy {
         hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value).map_err(failed(name))
     }
 
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
-        hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(failed("local reply"))
+    fn send_reply(
+        &self,
+        status: u32,
+        grpc_status: Option<u32>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        match grpc_status {
+            None => hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(failed("local reply")),
+            Some(grpc) => crate::raw::send_local_response(status, grpc, headers, body)
+                .map_err(|s| HostError(format!("local reply: status {s}"))),
+        }
     }
 
     fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError> {

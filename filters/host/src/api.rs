@@ -53,7 +53,15 @@ pub trait Host {
     fn request_body(&self, size: usize) -> Result<Vec<u8>, ReadError>;
     /// Adds a response header (response headers phase).
     fn add_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
+    /// A local reply; `grpc_status` replaces the one Envoy derives from
+    /// `status` for a gRPC request.
+    fn send_reply(
+        &self,
+        status: u32,
+        grpc_status: Option<u32>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
     /// A filter-state value: `Ok(None)` when absent.
     fn property(&self, path: &str) -> Result<Option<Vec<u8>>, ReadError>;
     /// A property by path (`["source", "address"]`, `["response", "code"]`):

@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentReply {
     pub status: u32,
+    pub grpc_status: Option<u32>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -205,10 +206,17 @@ impl Host for FakeHost {
             .ok_or(HostError("no current request".into()))
     }
 
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+    fn send_reply(
+        &self,
+        status: u32,
+        grpc_status: Option<u32>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
         self.note("send_reply");
         let reply = SentReply {
             status,
+            grpc_status,
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body: body.to_vec(),
         };

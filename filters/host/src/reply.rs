@@ -20,7 +20,7 @@ pub fn send(host: &dyn Host, context_id: u32, reply: &Reply) {
 pub fn send_with(host: &dyn Host, context_id: u32, reply: &Reply, extra: &[(String, String)]) {
     let mut headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    if let Err(e) = host.send_reply(u32::from(reply.status), &headers, &reply.body) {
+    if let Err(e) = host.send_reply(u32::from(reply.status), reply.grpc_status, &headers, &reply.body) {
         warn!("#{context_id} could not send local reply: {}", e.0);
     }
 }

@@ -5,6 +5,7 @@
 //! runs them on the in-memory host.
 
 pub mod jwt;
+pub mod ratelimit;
 pub mod tenant;
 
 use std::rc::Rc;
@@ -20,6 +21,7 @@ pub fn build(name: StageName, policy: &Rc<Policy>, host: &dyn Host) -> Box<dyn S
     match name {
         StageName::Jwt => Box::new(jwt::JwtStage::new(policy, host)),
         StageName::Tenant => Box::new(tenant::TenantStage::new(policy, host)),
+        StageName::Ratelimit => Box::new(ratelimit::RatelimitStage::new(policy, host)),
     }
 }
 

@@ -20,6 +20,7 @@ struct Probe;
 fn answer(body: &Value) {
     let _ = Envoy.send_reply(
         200,
+        None,
         &[("content-type", "application/json")],
         body.to_string().as_bytes(),
     );

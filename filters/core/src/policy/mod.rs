@@ -6,6 +6,7 @@ mod decode;
 pub mod errors;
 pub mod headers;
 pub mod lint;
+pub mod ratelimit;
 pub mod rollout;
 pub mod strict;
 pub mod tenant;
@@ -50,6 +51,10 @@ pub struct Policy {
     pub filter_state: bool,
     /// Namespaces where the plugin stands aside (`skip_namespaces`).
     pub skip_namespaces: Vec<String>,
+    /// Every limit the policy defines: `defaults.limits`, then each
+    /// route's, in file order. Routes refer to them by position.
+    pub limits: Vec<crate::ratelimit::Limit>,
+    pub ratelimit: crate::ratelimit::RatelimitConfig,
 }
 
 /// The route for a request and why (`Policy::route_explained`).
@@ -81,6 +86,16 @@ pub struct Route {
     pub matcher: RouteMatch,
     pub tenant: RouteTenant,
     pub jwt: RouteJwt,
+    pub ratelimit: RouteLimits,
+}
+
+/// The limits a route's requests count against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteLimits {
+    /// Positions in `Policy::limits`: `defaults.limits`, then the route's.
+    pub limits: Vec<usize>,
+    /// `shadow` (from `modes`) puts every limit of the route in shadow.
+    pub mode: Mode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +374,8 @@ impl TryFrom<PolicyDoc> for Policy {
         let route_names: HashSet<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
+        let ratelimit_config = ratelimit::compile_config(&doc.ratelimit, &mut errors);
+        let (limits, default_limits) = compile_all_limits(&doc, &mut routes, &tenants, &ratelimit_config, &mut errors);
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
         check_ambiguous_patterns(&doc.routes, paths.case, &mut errors);
         check_path_prefix_case(doc.tenant.path_prefix.as_deref(), paths.case, &mut errors);
@@ -387,6 +404,10 @@ impl TryFrom<PolicyDoc> for Policy {
             },
             tenant: defaults,
             jwt: jwt_defaults,
+            ratelimit: RouteLimits {
+                limits: default_limits,
+                mode: Mode::Enforce,
+            },
         };
         doc.modes.unwrap_or_default().apply(&mut routes, &mut fallback);
         let upper_case_patterns = doc
@@ -407,6 +428,8 @@ impl TryFrom<PolicyDoc> for Policy {
             stages,
             filter_state: doc.filter_state.unwrap_or(true),
             skip_namespaces,
+            limits,
+            ratelimit: ratelimit_config,
         })
     }
 }
@@ -428,6 +451,10 @@ fn compile_stages(
         if needs_tenant {
             stages.push(StageName::Tenant);
         }
+        let limited = !doc.defaults.limits.is_empty() || doc.routes.iter().any(|r| !r.limits.is_empty());
+        if limited {
+            stages.push(StageName::Ratelimit);
+        }
         return stages;
     };
     let mut stages = listed.clone();
@@ -437,6 +464,37 @@ fn compile_stages(
         errors.push("stages", "lists a stage twice");
     }
     stages
+}
+
+/// Every limit into one table; each route gets `defaults.limits` and its
+/// own. Returns the table and the fallback's limits.
+fn compile_all_limits(
+    doc: &PolicyDoc,
+    routes: &mut [Route],
+    tenants: &HashMap<String, Tenant>,
+    config: &crate::ratelimit::RatelimitConfig,
+    errors: &mut PolicyErrors,
+) -> (Vec<crate::ratelimit::Limit>, Vec<usize>) {
+    let known = ratelimit::Known {
+        tenants,
+        service: config.service.is_some(),
+    };
+    let mut table = Vec::new();
+    let mut names = HashSet::new();
+    let defaults = ratelimit::compile_limits(
+        &doc.defaults.limits,
+        "defaults.limits",
+        &known,
+        &mut table,
+        &mut names,
+        errors,
+    );
+    for (i, (route, route_doc)) in routes.iter_mut().zip(&doc.routes).enumerate() {
+        let at = join(&index("routes", i), "limits");
+        let own = ratelimit::compile_limits(&route_doc.limits, &at, &known, &mut table, &mut names, errors);
+        route.ratelimit.limits = defaults.iter().copied().chain(own).collect();
+    }
+    (table, defaults)
 }
 
 fn compile_paths(doc: &PathsDoc, at: &str, errors: &mut PolicyErrors) -> PathSettings {
@@ -539,12 +597,13 @@ fn compile_routes(
             matcher,
             tenant,
             jwt: route_jwt,
+            ratelimit: RouteLimits::default(),
         });
     }
     routes
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("must be 1 to 64 characters".into());
     }

@@ -23,6 +23,9 @@ pub struct PolicyDoc {
     pub tenant: TenantFilterDoc,
     #[serde(default)]
     pub jwt: JwtFilterDoc,
+    /// Rate limit settings: headers, client address, slots, service.
+    #[serde(default)]
+    pub ratelimit: super::ratelimit::RatelimitDoc,
     /// How request paths are checked and normalized, for every filter.
     #[serde(default)]
     pub paths: PathsDoc,
@@ -32,8 +35,9 @@ pub struct PolicyDoc {
     #[serde(default)]
     pub strip_headers: Option<Vec<String>>,
     /// The stages the fused `tollgate` filter runs (always in the order
-    /// jwt, tenant). Default: `jwt` when providers are configured, `tenant`
-    /// when tenants are or a route requires one.
+    /// jwt, tenant, ratelimit). Default: `jwt` when providers are configured, `tenant`
+    /// when tenants are or a route requires one, `ratelimit` when a limit is
+    /// defined.
     #[serde(default)]
     pub stages: Option<Vec<StageName>>,
     /// Whether the fused filter writes its outputs (`tollgate.sub`,
@@ -88,6 +92,9 @@ pub struct RouteRulesDoc {
     pub tenant: RouteTenantDoc,
     #[serde(default)]
     pub jwt: RouteJwtDoc,
+    /// Limits every request counts against (routes add their own).
+    #[serde(default)]
+    pub limits: Vec<super::ratelimit::LimitDoc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -100,6 +107,9 @@ pub struct RouteDoc {
     pub tenant: RouteTenantDoc,
     #[serde(default)]
     pub jwt: RouteJwtDoc,
+    /// Limits of this route, besides `defaults.limits`.
+    #[serde(default)]
+    pub limits: Vec<super::ratelimit::LimitDoc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
