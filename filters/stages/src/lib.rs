@@ -54,4 +54,6 @@ pub fn root_ids() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
+mod ratelimit_tests;
+#[cfg(test)]
 mod tests;

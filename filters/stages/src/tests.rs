@@ -9,7 +9,7 @@ use tollgate_host::fake::FakeHost;
 use tollgate_host::{Flow, PipelineRoot};
 
 const ISSUER: &str = "https://idp.test";
-const NOW: u64 = 1_700_000_000;
+pub(crate) const NOW: u64 = 1_700_000_000;
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/../../tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -64,14 +64,14 @@ fn policy(provider: Value) -> Value {
 }
 
 /// A root configured on a fake host (the same host for every root given).
-fn configured(host: &FakeHost, root: fn() -> PipelineRoot, policy: &Value) -> PipelineRoot {
+pub(crate) fn configured(host: &FakeHost, root: fn() -> PipelineRoot, policy: &Value) -> PipelineRoot {
     *host.config.borrow_mut() = policy.to_string().into_bytes();
     let mut root = root();
     assert!(root.configure(host, policy.to_string().as_bytes()));
     root
 }
 
-fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut headers = vec![
         (":method".to_string(), "GET".to_string()),
         (":path".to_string(), path.to_string()),
@@ -83,7 +83,7 @@ fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Runs a request through roots in order, as Envoy runs a filter chain.
-fn run(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(String, String)]) -> Flow {
+pub(crate) fn run(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(String, String)]) -> Flow {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     host.now_ms.set(NOW * 1000);
     host.begin(id, &headers);

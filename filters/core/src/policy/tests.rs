@@ -1224,3 +1224,69 @@ fn the_mesh_section_is_the_tools_to_check_and_the_filters_to_ignore() {
     // Render never sends `mesh` to a filter; one that has it runs on the rest.
     assert!(Policy::from_json(doc.to_string().as_bytes()).is_ok());
 }
+
+#[test]
+fn limits_compile_with_defaults_first_and_bad_ones_are_refused_with_their_paths() {
+    let doc = serde_json::json!({
+        "version": 1,
+        "tenants": [{"id": "STD-001"}, {"id": "acme", "tier": "premium"}],
+        "defaults": {"limits": [{"name": "per-ip", "key": ["client_ip"], "requests": 20, "period": "second"}]},
+        "routes": [{"name": "trino", "match": {"prefix": "/api/trino"}, "limits": [{
+            "name": "trino-per-tenant", "key": ["tenant"], "requests": 50, "period": "minute", "burst": 10,
+            "tiers": {"premium": 500}, "tenants": {"STD-001": 1000}, "mode": "shadow"}]}],
+    });
+    let p = Policy::from_json_checked(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(p.stages, [StageName::Tenant, StageName::Ratelimit]);
+    assert_eq!(p.fallback.ratelimit.limits, [0]);
+    assert_eq!(p.routes[0].ratelimit.limits, [0, 1]);
+    let trino = &p.limits[1];
+    assert_eq!((trino.requests, trino.burst, trino.mode), (50, 10, Mode::Shadow));
+    assert_eq!(trino.requests_for(Some("std-001"), None), 1000);
+    assert_eq!(p.ratelimit, crate::ratelimit::RatelimitConfig::default());
+
+    let bad = serde_json::json!({
+        "version": 1,
+        "tenants": [{"id": "acme"}],
+        "defaults": {"limits": [{"name": "a", "key": ["ip", "header:"], "requests": 1, "period": "second"}]},
+        "routes": [{"name": "r", "limits": [
+            {"name": "a", "key": ["tenant"], "requests": 1, "period": "minute"},
+            {"name": "b", "key": [], "requests": 1, "period": "second"},
+            {"name": "c", "key": ["tenant", "tenant"], "requests": 1, "period": "hour",
+             "tiers": {"gold": 5}, "tenants": {"nobody": 5}, "scope": "global", "burst": 3},
+            {"name": "d e", "key": ["route"], "requests": 5000000000u64, "period": "day"}]},
+            {"name": "s", "limits": [{"name": "w", "key": ["route"], "requests": 1, "period": "week"}]}],
+        "ratelimit": {"slots_per_limit": 0, "client_ip": {"xff_trusted_hops": 17}, "headers": "draft"},
+    });
+    let errors = errors_of(bad);
+    for (path, needle) in [
+        ("defaults.limits[0].key[0]", "unknown key kind 'ip'"),
+        ("defaults.limits[0].key[1]", "unknown key kind 'header:'"),
+        ("routes[0].limits[0].name", "duplicate limit name 'a'"),
+        ("routes[0].limits[1].key", "at least one key part"),
+        ("routes[1].limits[0].period", "unknown variant"),
+        ("routes[0].limits[2].key[1]", "listed twice"),
+        ("routes[0].limits[2].tiers.gold", "no tenant has tier 'gold'"),
+        ("routes[0].limits[2].tenants.nobody", "no tenant 'nobody'"),
+        ("routes[0].limits[2].scope", "needs ratelimit.service"),
+        ("routes[0].limits[2].burst", "local limits only"),
+        ("routes[0].limits[3].name", "may hold only"),
+        ("routes[0].limits[3].requests", "at most 4294967295"),
+        ("ratelimit.headers", "unknown variant"),
+    ] {
+        assert!(errors.has(path, needle), "{path}: {needle} in {errors}");
+    }
+    let config_errors = errors_of(serde_json::json!({"version": 1,
+        "ratelimit": {"slots_per_limit": 0, "client_ip": {"xff_trusted_hops": 17},
+                      "service": {"cluster": "", "timeout_ms": 0}}}));
+    for path in [
+        "ratelimit.slots_per_limit",
+        "ratelimit.client_ip.xff_trusted_hops",
+        "ratelimit.service.cluster",
+        "ratelimit.service.timeout_ms",
+    ] {
+        assert!(
+            config_errors.iter().any(|e| e.path == path),
+            "{path} in {config_errors}"
+        );
+    }
+}
