@@ -382,10 +382,13 @@ fn socket(port: u16) -> Value {
 /// Turns `wasmcustom.tollgate.tenant.denied.tenant_unknown` into the metric
 /// `tollgate.tenant.denied` with tag `reason="tenant_unknown"` for Prometheus.
 fn stats_tags() -> Value {
-    json!([{
-        "tag_name": "reason",
-        "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
-    }])
+    json!([
+        {
+            "tag_name": "reason",
+            "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
+        },
+        {"tag_name": "limit", "regex": tollgate_core::ratelimit::LIMIT_TAG_REGEX},
+    ])
 }
 
 #[cfg(test)]

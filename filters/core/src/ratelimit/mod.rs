@@ -256,8 +256,10 @@ pub fn request_metric_index(denial: crate::request::RequestDenial) -> usize {
 /// (`LIMIT_TAG_REGEX`).
 pub const LIMIT_OUTCOMES: [&str; 3] = ["allowed", "limited", "shadow_limited"];
 
-/// Envoy `stats_tags` regex that makes a limit's name the `limit` tag.
-pub const LIMIT_TAG_REGEX: &str = r"^tollgate\.ratelimit\.limit\.((.+?)\.)(?:allowed|limited|shadow_limited)$";
+/// Envoy `stats_tags` regex that makes a limit's name the `limit` tag
+/// (Envoy names a wasm counter `wasmcustom.<name>`).
+pub const LIMIT_TAG_REGEX: &str =
+    r"^wasmcustom\.tollgate\.ratelimit\.limit\.((.+?)\.)(?:allowed|limited|shadow_limited)$";
 
 pub fn limit_metric_names(limits: &[Limit]) -> Vec<String> {
     limits

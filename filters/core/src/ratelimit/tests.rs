@@ -382,7 +382,7 @@ fn every_limit_has_its_counters_and_the_tag_regex_finds_its_name() {
         all.get(denied_index(RATE_LIMITED, Mode::Shadow)).map(String::as_str),
         Some("tollgate.ratelimit.shadow_denied.rate_limited")
     );
-    assert!(LIMIT_TAG_REGEX.starts_with("^tollgate\\.ratelimit\\.limit\\."));
+    assert!(LIMIT_TAG_REGEX.starts_with("^wasmcustom\\.tollgate\\.ratelimit\\.limit\\."));
 }
 
 #[test]
