@@ -22,6 +22,13 @@ pub fn envoy_image() -> String {
 pub const PARTY_IMAGE: &str = "tollgate/party:dev";
 /// The port every party listens on inside its container.
 pub const PARTY_PORT: u16 = 8080;
+/// The rate limit service (`tollgate-ratelimit`) and the port it listens
+/// on inside its container.
+pub const RATELIMIT_IMAGE: &str = "tollgate/ratelimit:dev";
+pub const RATELIMIT_PORT: u16 = 8081;
+/// Debian's `redis-server`, listening on all the container's addresses.
+pub const REDIS_IMAGE: &str = "tollgate/redis:dev";
+pub const REDIS_PORT: u16 = 6379;
 /// Envoy's listener and admin ports inside its container.
 pub const ENVOY_PORT: u16 = 10000;
 pub const ENVOY_ADMIN_PORT: u16 = 9901;

@@ -124,12 +124,25 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
 
 /// The tool and the host layer build without proxy-wasm, and the tool
 /// without the integration harness: proxy-wasm lives in tollgate-envoy and
-/// the module only.
+/// the module only. tonic and the rate limit party are the integration
+/// tests' alone (dev-dependencies), never built for the tool or xtask.
 fn crate_boundaries() -> Result<(), String> {
     for (krate, forbidden) in [
-        ("tollgate-cli", &["proxy-wasm", "tollgate-integration"][..]),
+        (
+            "tollgate-cli",
+            &[
+                "proxy-wasm",
+                "tollgate-integration",
+                "tollgate-ratelimit-party",
+                "tonic",
+            ][..],
+        ),
         ("tollgate-host", &["proxy-wasm"][..]),
         ("tollgate-stages", &["proxy-wasm"][..]),
+        // The rate limit party (tonic, redis) is for the integration tests
+        // only: a dev-dependency, never built for xtask or the harness.
+        ("xtask", &["tollgate-ratelimit-party", "tonic"][..]),
+        ("tollgate-integration", &["tollgate-ratelimit-party", "tonic"][..]),
     ] {
         let out = cargo()
             .args(["tree", "-p", krate, "-e", "normal,build", "--prefix", "none"])

@@ -1,6 +1,7 @@
 //! Container images built here, from `scratch` only (no pull, ever): Envoy
-//! from the cached binary, the parties from `tollgate-party`, each with the
-//! shared libraries `ldd` lists. Each image is labelled with the digest of
+//! from the cached binary, the parties from `tollgate-party`, the rate limit
+//! service from `tollgate-ratelimit`, Redis from Debian's `redis-server`,
+//! each with the shared libraries `ldd` lists. Each image is labelled with the digest of
 //! what went in and rebuilt only when that changes.
 
 use crate::util::{cargo, root, run};
@@ -8,16 +9,17 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tollgate_integration::docker::{envoy_image, PARTY_IMAGE};
+use tollgate_integration::docker::{envoy_image, PARTY_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE, REDIS_PORT};
 use tollgate_integration::paths;
 
 const LABEL: &str = "tollgate.inputs";
 const PASSWD: &str = "root:x:0:0:root:/:/sbin/nologin\nenvoy:x:101:101:envoy:/:/sbin/nologin\n";
 
-/// One image: its tag, its entrypoint and the files of its root filesystem.
+/// One image: its tag, its entrypoint (with fixed arguments; `docker run`
+/// arguments come after them) and the files of its root filesystem.
 struct Image {
     tag: String,
-    entrypoint: &'static str,
+    entrypoint: Vec<String>,
     /// (path inside the image, file on the host)
     files: Vec<(String, PathBuf)>,
 }
@@ -28,18 +30,27 @@ pub fn all() -> Result<(), String> {
         return Ok(());
     }
     build_party()?;
+    build_ratelimit()?;
     let envoy = with_libraries(Image {
         tag: envoy_image(),
-        entrypoint: "/usr/local/bin/envoy",
+        entrypoint: vec!["/usr/local/bin/envoy".into()],
         files: vec![("/usr/local/bin/envoy".into(), paths::cached_envoy())],
     })?;
     let party = with_libraries(Image {
         tag: PARTY_IMAGE.into(),
-        entrypoint: "/usr/local/bin/tollgate-party",
+        entrypoint: vec!["/usr/local/bin/tollgate-party".into()],
         files: vec![("/usr/local/bin/tollgate-party".into(), party_binary())],
     })?;
+    let ratelimit = with_libraries(Image {
+        tag: RATELIMIT_IMAGE.into(),
+        entrypoint: vec!["/usr/local/bin/tollgate-ratelimit".into()],
+        files: vec![("/usr/local/bin/tollgate-ratelimit".into(), ratelimit_binary())],
+    })?;
+    let redis = with_libraries(redis_image())?;
     let mut hashes = Hashes::load();
-    let result = [envoy, party].iter().try_for_each(|image| ensure(image, &mut hashes));
+    let result = [envoy, party, ratelimit, redis]
+        .iter()
+        .try_for_each(|image| ensure(image, &mut hashes));
     hashes.save();
     result
 }
@@ -49,15 +60,61 @@ pub fn party_binary() -> PathBuf {
 }
 
 fn build_party() -> Result<(), String> {
+    build_bin("tollgate-integration", "tollgate-party")
+}
+
+pub fn ratelimit_binary() -> PathBuf {
+    root().join("target/debug/tollgate-ratelimit")
+}
+
+/// The rate limit service (tonic, redis) is built by cargo as a command:
+/// xtask does not depend on its crate, so it never compiles tonic itself.
+fn build_ratelimit() -> Result<(), String> {
+    build_bin("tollgate-ratelimit-party", "tollgate-ratelimit")
+}
+
+fn build_bin(package: &str, bin: &str) -> Result<(), String> {
     let out = cargo()
-        .args(["build", "-q", "-p", "tollgate-integration", "--bin", "tollgate-party"])
+        .args(["build", "-q", "-p", package, "--bin", bin])
         .current_dir(root())
         .status()
-        .map_err(|e| format!("cargo build tollgate-party: {e}"))?;
+        .map_err(|e| format!("cargo build {bin}: {e}"))?;
     if out.success() {
         Ok(())
     } else {
-        Err(format!("cargo build tollgate-party: {out}"))
+        Err(format!("cargo build {bin}: {out}"))
+    }
+}
+
+/// Debian's `redis-server` (installed by setup), listening on all the
+/// container's addresses at `REDIS_PORT`, with nothing on disk (`--save ""`,
+/// no AOF; `--dir /tmp`, which every image has) and no protected mode (no
+/// password, reached over the test's network).
+fn redis_image() -> Image {
+    let binary = crate::setup::REDIS_SERVER;
+    let mut entrypoint = vec![binary.to_string()];
+    for arg in [
+        "--bind",
+        "0.0.0.0",
+        "--port",
+        &REDIS_PORT.to_string(),
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        "/tmp",
+    ] {
+        entrypoint.push(arg.to_string());
+    }
+    // `/usr/bin/redis-server` is a symlink to `redis-check-rdb`; the copy
+    // follows it, and the server picks its role from argv[0], the name here.
+    Image {
+        tag: REDIS_IMAGE.into(),
+        entrypoint,
+        files: vec![(binary.into(), PathBuf::from(binary))],
     }
 }
 
@@ -91,7 +148,9 @@ fn with_libraries(mut image: Image) -> Result<Image, String> {
 }
 
 fn dockerfile(image: &Image) -> String {
-    format!("FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"{}\"]\n", image.entrypoint)
+    // A JSON array (exec form): `["/usr/local/bin/envoy"]` for a bare one.
+    let entrypoint = serde_json::to_string(&image.entrypoint).unwrap_or_default();
+    format!("FROM scratch\nCOPY rootfs/ /\nENTRYPOINT {entrypoint}\n")
 }
 
 /// Builds the image unless one with the same inputs' digest is there.

@@ -19,6 +19,10 @@ pub fn all() -> Result<(), String> {
         "setup: docker-registry (the registry `tollgate package` is tested against)",
         registry,
     )?;
+    step(
+        "setup: redis-server (the rate limit service's Redis, natively and in the tollgate/redis image)",
+        redis_server,
+    )?;
     step("setup: container images (FROM scratch, built here)", crate::images::all)
 }
 
@@ -55,6 +59,22 @@ fn registry() -> Result<(), String> {
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends", "docker-registry"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Debian's Redis: the rate limit tests start it natively
+/// (`tollgate_ratelimit_party::Redis`) and the `tollgate/redis:dev` image
+/// is made of it.
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+fn redis_server() -> Result<(), String> {
+    if Path::new(REDIS_SERVER).exists() {
+        println!("present: {REDIS_SERVER}");
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "redis-server"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod ratelimit;
 pub mod tokens;
 
 use serde_json::{json, Value};
