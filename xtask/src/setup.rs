@@ -241,10 +241,14 @@ pub fn build_wasm() -> Result<(), String> {
 
 /// The most tollgate.wasm may weigh, in bytes, after wasm-opt: every byte
 /// is compiled by V8's TurboFan in each Envoy that loads it (docs/memory.md).
-/// This is the goal, 600 KiB, which the module meets (604,731 bytes when it
-/// was set). Each raise of the budget is a commit that says what grew and
-/// why it is worth it.
-const SIZE_BUDGET: u64 = 614_400;
+/// The goal was 600 KiB, which the module met with the jwt and tenant
+/// stages (604,731 bytes when it was set). The rate limit stage added
+/// 76 KB (690,477 bytes): its policy section's decoders and checks, the
+/// stage (local buckets, the RLS call and its callback, answers) and
+/// address parsing; 700 KiB leaves the room of one small change. Each
+/// raise of the budget is a commit that says what grew and why it is
+/// worth it.
+const SIZE_BUDGET: u64 = 716_800;
 
 fn within_budget(module: &Path, size: u64, budget: u64) -> Result<(), String> {
     if size <= budget {
