@@ -299,7 +299,10 @@ fn the_namespace_decides_which_plugin_answers() {
         "mesh-wide shadow lets it through: {trino:#}"
     );
     assert_eq!(trino["plugin"]["runs"], "istio-system/tollgate (mesh-wide)");
-    assert_eq!(trino["plugin"]["modes"], "jwt shadow, tenant shadow");
+    assert_eq!(
+        trino["plugin"]["modes"],
+        "jwt shadow, tenant shadow, ratelimit enforce"
+    );
     assert_eq!(trino["stages"][0]["outcome"], "shadow_deny", "{trino:#}");
 
     let legacy = ask(Some("legacy"));

@@ -148,7 +148,7 @@ fn phase_and_priority_give_the_documented_chain_order() {
         .map(|p| p["spec"]["pluginName"].as_str().unwrap())
         .collect();
     assert_eq!(order, root_ids(true).collect::<Vec<_>>());
-    assert_eq!(order, ["tollgate.jwt", "tollgate.tenant"]);
+    assert_eq!(order, ["tollgate.jwt", "tollgate.tenant", "tollgate.ratelimit"]);
 }
 
 #[test]
