@@ -438,7 +438,7 @@ fn client_ip_limits_read_the_source_address_given() {
     assert_eq!(e["limits"]["limits"][0]["key"][0]["value"], "");
     let text = tollgate_cli::explain::text(&e);
     assert!(
-        text.contains("explain does not have offline (give --source-address)"),
+        text.contains("explain does not have offline: give --source-address"),
         "{text}"
     );
 }

@@ -79,14 +79,14 @@ fn client_ip_json(policy: &Policy, headers: &HeaderMap, source: Option<&str>) ->
     let value = key::client_ip(source.map(str::as_bytes), headers, hops);
     let from = match (hops, source) {
         (0, Some(_)) => "the peer address (--source-address)".to_string(),
-        (0, None) => "the peer address, which explain does not have offline (give --source-address)".to_string(),
+        (0, None) => "the peer address, which explain does not have offline: give --source-address".to_string(),
         (n, _) => format!(
             "address {n} from the right of X-Forwarded-For (xff_trusted_hops {n}), \
              else the peer address{}",
             if source.is_some() {
                 " (--source-address)"
             } else {
-                " (none offline: give --source-address)"
+                ", which explain does not have offline: give --source-address"
             }
         ),
     };
