@@ -172,6 +172,12 @@ pub struct Bootstrap {
     pub underscores_action: Option<String>,
     /// More clusters on 127.0.0.1, by name and port (JWKS servers, sinks).
     pub clusters: Vec<(String, u16)>,
+    /// Those of `clusters` that speak HTTP/2 with prior knowledge: gRPC
+    /// services (the rate limit service).
+    pub http2_clusters: Vec<String>,
+    /// Per-limit counters get their limit's name as the `limit` tag
+    /// (`tollgate_core::ratelimit::LIMIT_TAG_REGEX`).
+    pub limit_tag: bool,
     /// Envoy's own HTTP filters (JSON), placed before the wasm filters.
     pub native_filters: Vec<Value>,
     /// The route answers 200 itself instead of going upstream (the bench).
@@ -204,6 +210,8 @@ impl Bootstrap {
             escaped_slashes_action: None,
             underscores_action: None,
             clusters: Vec::new(),
+            http2_clusters: Vec::new(),
+            limit_tag: false,
             native_filters: Vec::new(),
             direct_response: false,
             access_log: None,
@@ -227,20 +235,19 @@ impl Bootstrap {
     pub fn to_json(&self) -> Value {
         let mut upstream = cluster("upstream", self.upstream_port);
         if self.upstream_http2 {
-            set(
-                &mut upstream,
-                &["typed_extension_protocol_options"],
-                json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    "explicit_http_config": {"http2_protocol_options": {}},
-                }}),
-            );
+            http2(&mut upstream);
         }
         let mut clusters = vec![upstream];
-        clusters.extend(self.clusters.iter().map(|(name, port)| cluster(name, *port)));
+        for (name, port) in &self.clusters {
+            let mut more = cluster(name, *port);
+            if self.http2_clusters.contains(name) {
+                http2(&mut more);
+            }
+            clusters.push(more);
+        }
         let mut bootstrap = json!({
             "admin": {"address": socket(self.admin_port)},
-            "stats_config": {"stats_tags": stats_tags()},
+            "stats_config": {"stats_tags": stats_tags(self.limit_tag)},
             "static_resources": {"clusters": clusters},
         });
         match &self.lds_path {
@@ -363,6 +370,18 @@ fn json_access_log(path: &str) -> Value {
     }])
 }
 
+/// HTTP/2 with prior knowledge (h2c), as gRPC servers speak it.
+fn http2(cluster: &mut Value) {
+    set(
+        cluster,
+        &["typed_extension_protocol_options"],
+        json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }}),
+    );
+}
+
 fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
@@ -380,15 +399,18 @@ fn socket(port: u16) -> Value {
 }
 
 /// Turns `wasmcustom.tollgate.tenant.denied.tenant_unknown` into the metric
-/// `tollgate.tenant.denied` with tag `reason="tenant_unknown"` for Prometheus.
-fn stats_tags() -> Value {
-    json!([
-        {
-            "tag_name": "reason",
-            "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
-        },
-        {"tag_name": "limit", "regex": tollgate_core::ratelimit::LIMIT_TAG_REGEX},
-    ])
+/// `tollgate.tenant.denied` with tag `reason="tenant_unknown"` for Prometheus;
+/// with `limit_tag`, `wasmcustom.tollgate.ratelimit.limit.<name>.allowed`
+/// into `tollgate.ratelimit.limit.allowed` with tag `limit="<name>"`.
+fn stats_tags(limit_tag: bool) -> Value {
+    let mut tags = vec![json!({
+        "tag_name": "reason",
+        "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
+    })];
+    if limit_tag {
+        tags.push(json!({"tag_name": "limit", "regex": tollgate_core::ratelimit::LIMIT_TAG_REGEX}));
+    }
+    Value::Array(tags)
 }
 
 #[cfg(test)]
@@ -444,6 +466,28 @@ mod tests {
         assert_eq!(
             http.and_then(|h| h.pointer("/explicit_http_config/http2_protocol_options")),
             Some(&json!({}))
+        );
+    }
+
+    #[test]
+    fn named_clusters_speak_http2_when_listed_and_limits_get_their_tag() {
+        let mut bootstrap = Bootstrap::new(8080).cluster("ratelimit", 8081).cluster("jwks", 8082);
+        bootstrap.http2_clusters = vec!["ratelimit".into()];
+        let json = bootstrap.to_json();
+        let options = |i: usize| {
+            json.pointer(&format!(
+                "/static_resources/clusters/{i}/typed_extension_protocol_options"
+            ))
+        };
+        assert!(options(1).is_some(), "ratelimit: h2c");
+        assert_eq!(options(2), None, "jwks: HTTP/1.1");
+        let tags = |b: &Bootstrap| b.to_json()["stats_config"]["stats_tags"].as_array().unwrap().len();
+        assert_eq!(tags(&bootstrap), 1, "no limits, no limit tag");
+        bootstrap.limit_tag = true;
+        assert_eq!(tags(&bootstrap), 2);
+        assert_eq!(
+            tollgate_core::ratelimit::LIMIT_TAG_REGEX,
+            r"^wasmcustom\.tollgate\.ratelimit\.limit\.((.+?)\.)(?:allowed|limited|shadow_limited)$"
         );
     }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use tollgate_core::policy::rollout::StageModes;
 use tollgate_core::stage::STAGES;
 
+mod limits;
+
 /// Longest value quoted in full; longer ones are cut.
 const QUOTE_MAX: usize = 60;
 
@@ -118,8 +120,10 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
             map.remove("modes");
             map.remove("skip_namespaces");
         }
+        without_limits(&mut v);
         v
     };
+    let (written_old, written_new) = (old, new);
     let (old, new) = (strip(old), strip(new));
     let mut out = Vec::new();
     for (list, key, what) in KEYED {
@@ -127,6 +131,8 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
     }
     let providers = |v: &Value| v["jwt"]["providers"].clone();
     out.extend(keyed(&providers(&old), &providers(&new), "name", "jwt provider", "jwt"));
+    out.extend(limits::limit_changes(written_old, written_new));
+    out.extend(limits::section_changes(written_old, written_new));
     let keys: BTreeSet<&String> = old
         .as_object()
         .into_iter()
@@ -148,6 +154,20 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
         out.extend(changes.into_iter().map(|c| format!("{key}{c} ({filters})")));
     }
     out
+}
+
+/// The policy without its limits and `ratelimit` section, which
+/// `limits` describes in words.
+fn without_limits(policy: &mut Value) {
+    let Some(map) = policy.as_object_mut() else { return };
+    map.remove("ratelimit");
+    if let Some(defaults) = map.get_mut("defaults").and_then(Value::as_object_mut) {
+        defaults.remove("limits");
+    }
+    let routes = map.get_mut("routes").and_then(Value::as_array_mut);
+    for route in routes.into_iter().flatten().filter_map(Value::as_object_mut) {
+        route.remove("limits");
+    }
 }
 
 /// The filters a top-level section drives (the registry's `sections`;
@@ -257,6 +277,24 @@ mod tests {
     fn a_policy_against_itself_has_no_changes() {
         let same = policy("tests/diff/before.yaml");
         assert_eq!(diff(&same, &same).unwrap(), Vec::<String>::new());
+    }
+
+    /// Defaults written out are no change; scope, slots and the service are.
+    #[test]
+    fn limit_scopes_slots_and_the_service_in_words() {
+        let limit = |scope: &str| serde_json::json!({"name": "l", "key": ["tenant"], "requests": 5, "period": "second", "scope": scope});
+        let old = serde_json::json!({"version": 1, "defaults": {"limits": [limit("local")]},
+            "ratelimit": {"slots_per_limit": 10000}});
+        let new = serde_json::json!({"version": 1, "defaults": {"limits": [limit("global")]},
+            "ratelimit": {"slots_per_limit": 500, "service": {"cluster": "rls"}}});
+        assert_eq!(
+            content(&old, &new),
+            [
+                "limit l (defaults): scope local -> global",
+                "ratelimit: slots per limit 10000 -> 500 (ratelimit)",
+                "ratelimit: service added, cluster rls, domain tollgate, timeout (ms) 20, failure mode allow (ratelimit)",
+            ]
+        );
     }
 
     #[test]

@@ -39,9 +39,36 @@ pub fn bootstrap(policy: &Value, options: &Options, source: &str) -> Result<Stri
     for (name, port) in &options.clusters {
         bootstrap = bootstrap.cluster(name, *port);
     }
+    if let Some(service) = ratelimit_cluster(&config, &options.clusters)? {
+        bootstrap.http2_clusters.push(service);
+    }
+    bootstrap.limit_tag = has_limits(&config);
     let mut out = header("Envoy bootstrap for local testing.", source);
     out.push_str(&to_yaml(&bootstrap.to_json())?);
     Ok(out)
+}
+
+/// The rate limit service's cluster, which must be one given: it speaks
+/// gRPC, so the bootstrap makes it HTTP/2.
+fn ratelimit_cluster(policy: &Value, clusters: &[(String, u16)]) -> Result<Option<String>, String> {
+    let Some(cluster) = policy["ratelimit"]["service"]["cluster"].as_str() else {
+        return Ok(None);
+    };
+    if !clusters.iter().any(|(name, _)| name == cluster) {
+        return Err(format!(
+            "ratelimit.service.cluster: '{cluster}' is not a cluster of this bootstrap: \
+             give it with --cluster {cluster}=PORT"
+        ));
+    }
+    Ok(Some(cluster.to_string()))
+}
+
+/// Whether the defaults or a route define limits (their counters then
+/// get the `limit` tag).
+fn has_limits(policy: &Value) -> bool {
+    let some = |list: &Value| list.as_array().is_some_and(|l| !l.is_empty());
+    let mut routes = policy["routes"].as_array().into_iter().flatten();
+    some(&policy["defaults"]["limits"]) || routes.any(|r| some(&r["limits"]))
 }
 
 /// Writes the bootstrap to standard output.
@@ -49,4 +76,61 @@ pub fn run(policy: &std::path::Path, options: &Options) -> Result<(), String> {
     let value = crate::policy_file::load_policy(policy)?;
     print!("{}", bootstrap(&value, options, &policy.display().to_string())?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use serde_json::json;
+
+    fn options(clusters: &[(&str, u16)]) -> Options {
+        Options {
+            wasm: PathBuf::from("tollgate.wasm"),
+            listen_port: 10000,
+            admin_port: 9901,
+            upstream_port: 18080,
+            split: false,
+            clusters: clusters.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
+        }
+    }
+
+    fn policy() -> Value {
+        json!({
+            "version": 1,
+            "routes": [{"name": "api", "match": {"prefix": "/api"}, "limits": [
+                {"name": "api-global", "key": ["route"], "requests": 5, "period": "second", "scope": "global"}
+            ]}],
+            "ratelimit": {"service": {"cluster": "ratelimit"}},
+        })
+    }
+
+    #[test]
+    fn the_rate_limit_cluster_must_be_given_and_speaks_http2() {
+        let error = bootstrap(&policy(), &options(&[("jwks", 8082)]), "p").unwrap_err();
+        assert!(
+            error.starts_with("ratelimit.service.cluster: 'ratelimit' is not a cluster"),
+            "{error}"
+        );
+        let text = bootstrap(&policy(), &options(&[("ratelimit", 8081), ("jwks", 8082)]), "p").unwrap();
+        let json: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let clusters = json["static_resources"]["clusters"].as_array().unwrap();
+        let protocol = |name: &str| {
+            let cluster = clusters.iter().find(|c| c["name"] == name).unwrap();
+            cluster.pointer("/typed_extension_protocol_options").is_some()
+        };
+        assert!(protocol("ratelimit"));
+        assert!(!protocol("jwks"));
+        let tags = json["stats_config"]["stats_tags"].as_array().unwrap();
+        assert!(tags.iter().any(|t| t["tag_name"] == "limit"), "{tags:?}");
+    }
+
+    #[test]
+    fn no_limits_no_limit_tag() {
+        let plain = json!({"version": 1});
+        let text = bootstrap(&plain, &options(&[]), "p").unwrap();
+        let json: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let tags = json["stats_config"]["stats_tags"].as_array().unwrap();
+        assert!(!tags.iter().any(|t| t["tag_name"] == "limit"));
+    }
 }

@@ -15,6 +15,8 @@ use tollgate_core::request::RequestView;
 use tollgate_host::fake::FakeHost;
 use tollgate_host::{Flow, Pipeline, PipelineRoot};
 
+mod limits;
+
 /// The request to explain, as given on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -34,12 +36,16 @@ pub struct Request {
     /// (its modes, or standing aside); `None`: the policy as written, as
     /// a local Envoy runs it.
     pub namespace: Option<String>,
+    /// The peer's address (`ip` or `ip:port`), which client_ip limits read;
+    /// `None`: offline there is none.
+    pub source_address: Option<String>,
 }
 
 /// The context id the request runs under on the fake host.
 const CONTEXT: u32 = 1;
-/// Fetches answered at most: one per remote provider, and a spare.
-const MAX_FETCH_ROUNDS: usize = 4;
+/// Fetches answered at most: one per remote provider, the rate limit
+/// service, and a spare.
+const MAX_FETCH_ROUNDS: usize = 5;
 
 /// `tollgate explain`: prints the explanation (text, or JSON with `json`).
 pub fn run(policy: &Path, request: &Request, json_out: bool) -> Result<(), String> {
@@ -101,6 +107,9 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     let sent = request_headers(&policy, request)?;
     let pairs: Vec<(&str, &str)> = sent.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     host.begin(CONTEXT, &pairs);
+    if let Some(address) = &request.source_address {
+        host.set_attribute(CONTEXT, "source.address", address.as_bytes());
+    }
     let mut notes = Vec::new();
     if request.no_verify {
         notes.push(
@@ -120,6 +129,13 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     let outcome = host.request(CONTEXT);
     let stages = stages_json(&pipeline, &policy, &outcome.state, request, &sent);
     check_routes_agree(&out, &stages, &mut notes);
+    let limits = limits::limits_json(
+        &policy,
+        chosen_route(&policy, &sent),
+        &stages,
+        &sent,
+        request.source_address.as_deref(),
+    );
     out.insert("stages".into(), Value::Array(stages));
     out.insert("answer".into(), answer_json(&outcome, flow));
     out.insert(
@@ -128,7 +144,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     );
     out.insert("filter_state".into(), filter_state_json(&policy, &outcome.state));
     out.insert("counters".into(), counters_json(&host));
-    out.insert("limits".into(), limits_json(&policy));
+    out.insert("limits".into(), limits);
     out.insert("notes".into(), json!(notes));
     Ok(Value::Object(out))
 }
@@ -236,6 +252,7 @@ fn place_token(policy: &Policy, headers: &mut Vec<(String, String)>, token: &str
 /// A request waiting for a provider's remote JWKS: the fetch the stage
 /// starts on its tick is answered with `--jwks`, or fails as it would with
 /// the IdP out of reach (and a note says the answer is not the live one).
+/// A request waiting for the rate limit service gets an OK answer.
 fn answer_fetches(
     pipeline: &Pipeline,
     host: &FakeHost,
@@ -243,44 +260,79 @@ fn answer_fetches(
     mut flow: Flow,
     notes: &mut Vec<String>,
 ) -> Flow {
-    let mut answered = 0;
+    let mut answered = (0, 0);
     for _ in 0..MAX_FETCH_ROUNDS {
         if flow == Flow::Continue || host.request(CONTEXT).reply.is_some() {
             break;
         }
-        pipeline.on_tick(host);
-        let calls: Vec<(u32, String, String)> = host.calls.borrow().iter().skip(answered).cloned().collect();
-        if calls.is_empty() {
+        let grpc = answer_rls(pipeline, host, &mut answered.1, notes);
+        if !grpc && !answer_jwks(pipeline, host, request, &mut answered.0, notes) {
             break;
         }
-        for (token, cluster, path) in calls {
-            answered += 1;
-            let answer = match &request.jwks {
-                Some(jwks) => (b"200".to_vec(), jwks.clone()),
-                None => {
-                    notes.push(format!(
-                        "the token cannot be verified offline: the policy fetches its JWKS \
-                         (cluster '{cluster}', {path}); give them with --jwks FILE, or trust the \
-                         claims with --no-verify. The answer below is the one given while those \
-                         keys cannot be had, not a live sidecar's"
-                    ));
-                    (b"unreachable (offline)".to_vec(), Vec::new())
-                }
-            };
-            let size = answer.1.len();
-            *host.call_answer.borrow_mut() = answer;
-            pipeline.on_http_call_response(host, token, size);
-        }
         let request_now = host.request(CONTEXT);
-        flow = if request_now.reply.is_some() {
-            Flow::Pause
-        } else if request_now.resumed > 0 {
+        flow = if request_now.reply.is_none() && request_now.resumed > 0 {
             Flow::Continue
         } else {
             Flow::Pause
         };
     }
     flow
+}
+
+/// Answers the JWKS fetches started on a tick; `false` when there were none.
+fn answer_jwks(
+    pipeline: &Pipeline,
+    host: &FakeHost,
+    request: &Request,
+    answered: &mut usize,
+    notes: &mut Vec<String>,
+) -> bool {
+    pipeline.on_tick(host);
+    let calls: Vec<(u32, String, String)> = host.calls.borrow().iter().skip(*answered).cloned().collect();
+    for (token, cluster, path) in &calls {
+        *answered += 1;
+        let answer = match &request.jwks {
+            Some(jwks) => (b"200".to_vec(), jwks.clone()),
+            None => {
+                notes.push(format!(
+                    "the token cannot be verified offline: the policy fetches its JWKS \
+                     (cluster '{cluster}', {path}); give them with --jwks FILE, or trust the \
+                     claims with --no-verify. The answer below is the one given while those \
+                     keys cannot be had, not a live sidecar's"
+                ));
+                (b"unreachable (offline)".to_vec(), Vec::new())
+            }
+        };
+        let size = answer.1.len();
+        *host.call_answer.borrow_mut() = answer;
+        pipeline.on_http_call_response(host, *token, size);
+    }
+    !calls.is_empty()
+}
+
+/// `RateLimitResponse { overall_code: OK }`: what explain takes the rate
+/// limit service to answer, as it cannot know the counts.
+const RLS_OK: [u8; 2] = [0x08, 0x01];
+
+/// Answers the rate limit service calls; `false` when there were none.
+fn answer_rls(pipeline: &Pipeline, host: &FakeHost, answered: &mut usize, notes: &mut Vec<String>) -> bool {
+    let calls: Vec<(u32, String)> = host
+        .grpc_calls
+        .borrow()
+        .iter()
+        .skip(*answered)
+        .map(|c| (c.token, c.cluster.clone()))
+        .collect();
+    for (token, cluster) in &calls {
+        *answered += 1;
+        notes.push(format!(
+            "global limits are counted by the rate limit service (cluster '{cluster}'): \
+             offline, explain takes its answer to be OK, under every limit"
+        ));
+        *host.grpc_answer.borrow_mut() = RLS_OK.to_vec();
+        pipeline.on_grpc_call_response(host, *token, 0, RLS_OK.len());
+    }
+    !calls.is_empty()
 }
 
 fn request_json(request: &Request, sent: &[(String, String)], now: u64) -> Value {
@@ -349,6 +401,20 @@ fn route_json(policy: &Policy, sent: &[(String, String)]) -> Value {
                 "mode": choice.route.jwt.mode.as_str()},
         "tenant": {"required": choice.route.tenant.required, "mode": choice.route.tenant.mode.as_str()},
     })
+}
+
+/// The route the filters give the request; `None` when it is refused
+/// before routing.
+fn chosen_route<'p>(policy: &'p Policy, sent: &[(String, String)]) -> Option<&'p tollgate_core::policy::Route> {
+    let get = |name: &str| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_bytes());
+    let view = RequestView::read(
+        get(":method").unwrap_or_default(),
+        get(":path"),
+        get(":authority"),
+        policy,
+    )
+    .ok()?;
+    Some(policy.route(&view.head()))
 }
 
 /// Each stage of the pipeline: its decision record, or that it did not run
@@ -571,12 +637,6 @@ fn counters_json(host: &FakeHost) -> Value {
     json!(bumped.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>())
 }
 
-/// The limits the request counts against. The policy format has no rate
-/// limits yet (the ratelimit stage is not built), so none can be set.
-fn limits_json(_policy: &Policy) -> Value {
-    json!({"rate_limits": "none configured (stage not built)"})
-}
-
 /// The explanation as text.
 pub fn text(e: &Value) -> String {
     let mut out = String::new();
@@ -729,10 +789,9 @@ pub fn text(e: &Value) -> String {
     for c in e["counters"].as_array().into_iter().flatten() {
         line(format!("  {} +{}", c[0].as_str().unwrap_or_default(), c[1]));
     }
-    line(format!(
-        "rate limits: {}",
-        e["limits"]["rate_limits"].as_str().unwrap_or_default()
-    ));
+    for limit_line in limits::text(&e["limits"]) {
+        line(limit_line);
+    }
     if e["request"]["signature_checked"] == false {
         line("!! SIGNATURE NOT CHECKED (--no-verify)".to_string());
     }

@@ -124,6 +124,9 @@ enum Command {
         /// default: the policy as written, as a local Envoy runs it
         #[arg(long)]
         namespace: Option<String>,
+        /// The client's address as Envoy sees the peer (IP or IP:PORT), for client_ip limit keys
+        #[arg(long)]
+        source_address: Option<String>,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -208,6 +211,7 @@ fn main() {
             now,
             jwks,
             namespace,
+            source_address,
             json,
         } => (|| {
             let token = match token_file {
@@ -227,6 +231,7 @@ fn main() {
                 now,
                 jwks,
                 namespace,
+                source_address,
             };
             explain::run(&policy, &request, json)
         })(),

@@ -327,6 +327,44 @@ jwt:
         );
     }
 
+    /// Core's limit errors, each at its line with its path.
+    #[test]
+    fn bad_limits_are_reported_where_they_are_written() {
+        let text = "\
+version: 1
+tenants:
+  - id: ACME
+    tier: standard
+routes:
+  - name: api
+    match: { prefix: /api }
+    limits:
+      - name: by-header
+        key: ['header:']
+        requests: 5
+        period: second
+      - name: by-tier
+        key: [tenant]
+        requests: 5
+        period: second
+        tiers: { gold: 9 }
+      - name: everywhere
+        key: [tenant]
+        requests: 5
+        period: second
+        scope: global
+";
+        assert_eq!(
+            lines(text),
+            [
+                "p.yaml:10:15: routes[0].limits[0].key[0]: unknown key kind 'header:': \
+                 use tenant, tier, subject, client_ip, route or header:<name>",
+                "p.yaml:17:18: routes[0].limits[1].tiers.gold: no tenant has tier 'gold'",
+                "p.yaml:22:9: routes[0].limits[2].scope: a global limit needs ratelimit.service",
+            ]
+        );
+    }
+
     #[test]
     fn duplicates_point_at_the_second_key_and_json_is_located_too() {
         let text = "version: 1\ntenants:\n  - id: a\n    status: active\n    status: suspended\n";

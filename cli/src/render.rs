@@ -221,9 +221,10 @@ fn attach(spec: &mut Map<String, Value>, how: &Attach) {
     }
 }
 
-/// A sidecar has only the clusters Istio gives it: a JWKS host outside
-/// the mesh needs a ServiceEntry, and TLS to it a DestinationRule (the
-/// filter speaks HTTP to the cluster; the sidecar originates TLS).
+/// A sidecar has only the clusters Istio gives it: a JWKS host or a rate
+/// limit service outside the mesh needs a ServiceEntry, and TLS to a JWKS
+/// host a DestinationRule (the filter speaks HTTP to the cluster; the
+/// sidecar originates TLS).
 fn service_entries(policy: &Value, namespace: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     let mut seen = Vec::new();
@@ -234,23 +235,11 @@ fn service_entries(policy: &Value, namespace: &str) -> Result<Vec<Value>, String
             continue;
         };
         let path = format!("jwt.providers[{i}].remote_jwks.cluster");
-        let (port, host) = istio_cluster(cluster).map_err(|why| format!("{path}: '{cluster}' {why}"))?;
-        if host.ends_with(".cluster.local") || seen.contains(&(port, host.to_string())) {
+        let Some((port, host)) = external(cluster, &path, &mut seen)? else {
             continue;
-        }
-        seen.push((port, host.to_string()));
+        };
         let name = format!("tollgate-jwks-{}-{port}", host.replace('.', "-"));
-        out.push(json!({
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "hosts": [host],
-                "location": "MESH_EXTERNAL",
-                "resolution": "DNS",
-                "ports": [{"number": port, "name": format!("http-{port}"), "protocol": "HTTP"}],
-            },
-        }));
+        out.push(service_entry(&name, namespace, host, port, "HTTP"));
         if uri.starts_with("https://") {
             out.push(json!({
                 "apiVersion": "networking.istio.io/v1",
@@ -266,7 +255,46 @@ fn service_entries(policy: &Value, namespace: &str) -> Result<Vec<Value>, String
             }));
         }
     }
+    out.extend(ratelimit_entry(policy, namespace, &mut seen)?);
     Ok(out)
+}
+
+/// The rate limit service's entry: gRPC, so the port's protocol is GRPC
+/// (the sidecar then speaks HTTP/2 to it).
+fn ratelimit_entry(policy: &Value, namespace: &str, seen: &mut Vec<(u16, String)>) -> Result<Option<Value>, String> {
+    let Some(cluster) = policy["ratelimit"]["service"]["cluster"].as_str() else {
+        return Ok(None);
+    };
+    let Some((port, host)) = external(cluster, "ratelimit.service.cluster", seen)? else {
+        return Ok(None);
+    };
+    let name = format!("tollgate-ratelimit-{}-{port}", host.replace('.', "-"));
+    Ok(Some(service_entry(&name, namespace, host, port, "GRPC")))
+}
+
+/// The port and host of an Istio cluster outside the mesh not seen yet;
+/// `None` for a mesh host (`*.cluster.local`) or one already entered.
+fn external<'c>(cluster: &'c str, path: &str, seen: &mut Vec<(u16, String)>) -> Result<Option<(u16, &'c str)>, String> {
+    let (port, host) = istio_cluster(cluster).map_err(|why| format!("{path}: '{cluster}' {why}"))?;
+    if host.ends_with(".cluster.local") || seen.contains(&(port, host.to_string())) {
+        return Ok(None);
+    }
+    seen.push((port, host.to_string()));
+    Ok(Some((port, host)))
+}
+
+fn service_entry(name: &str, namespace: &str, host: &str, port: u16, protocol: &str) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "hosts": [host],
+            "location": "MESH_EXTERNAL",
+            "resolution": "DNS",
+            "ports": [{"number": port, "name": format!("{}-{port}", protocol.to_ascii_lowercase()), "protocol": protocol}],
+        },
+    })
 }
 
 /// `outbound|PORT|SUBSET|HOST`, Istio's name for a service's cluster.

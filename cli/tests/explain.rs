@@ -121,7 +121,10 @@ fn the_explanation_names_the_route_its_why_the_stages_and_the_counters() {
         counters.contains(&"tollgate.jwt.shadow_denied.token_missing"),
         "{counters:?}"
     );
-    assert_eq!(e["limits"]["rate_limits"], "none configured (stage not built)");
+    assert_eq!(
+        e["limits"]["none_because"],
+        "neither the defaults nor the route define limits"
+    );
     // A rewritten path is what the application is served, and what matched.
     let dotted = EXAMPLES
         .iter()
@@ -299,7 +302,7 @@ fn the_namespace_decides_which_plugin_answers() {
         "mesh-wide shadow lets it through: {trino:#}"
     );
     assert_eq!(trino["plugin"]["runs"], "istio-system/tollgate (mesh-wide)");
-    assert_eq!(trino["plugin"]["modes"], "jwt shadow, tenant shadow");
+    assert_eq!(trino["plugin"]["modes"], "jwt shadow, tenant shadow, ratelimit enforce");
     assert_eq!(trino["stages"][0]["outcome"], "shadow_deny", "{trino:#}");
 
     let legacy = ask(Some("legacy"));
@@ -330,4 +333,112 @@ fn the_namespace_decides_which_plugin_answers() {
     };
     let err = explain(&policy, &bad).unwrap_err();
     assert!(err.contains("--namespace"), "{err}");
+}
+
+/// The demo policy with a per-ip default limit, a tier- and tenant-aware
+/// local limit and a global shadow limit on the superset route.
+fn limited_policy() -> Value {
+    let mut policy = demo_policy();
+    policy["defaults"]["limits"] = json!([
+        {"name": "per-ip", "key": ["client_ip"], "requests": 20, "period": "second"}
+    ]);
+    let superset = policy["routes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["name"] == "superset")
+        .unwrap();
+    superset["limits"] = json!([
+        {"name": "superset-per-tenant", "key": ["tenant", "header:x-api-key"], "requests": 100,
+         "period": "minute", "burst": 10, "tiers": {"premium": 500}, "tenants": {"NED-001": 1000}},
+        {"name": "superset-global", "key": ["subject"], "requests": 5, "period": "hour",
+         "scope": "global", "mode": "shadow"}
+    ]);
+    policy["ratelimit"] = json!({"client_ip": {"xff_trusted_hops": 2}, "service": {"cluster": "ratelimit"}});
+    policy
+}
+
+#[test]
+fn the_limits_a_request_counts_against_with_their_rates_and_key_values() {
+    let policy = limited_policy();
+    let ask = |token: &str, source: Option<&str>| {
+        let request = Request {
+            url: "http://127.0.0.1/api/superset/charts".into(),
+            headers: vec![("x-forwarded-for".into(), "203.0.113.7, 10.0.0.1".into())],
+            token: Some(demo_token(token)),
+            now: Some(NOW),
+            source_address: source.map(str::to_string),
+            ..Request::default()
+        };
+        explain(&policy, &request).unwrap()
+    };
+    let e = ask("NED", None);
+    assert_eq!(answer(&e), (200, None), "{e:#}");
+    let limits = e["limits"]["limits"].as_array().unwrap();
+    let names: Vec<_> = limits.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["per-ip", "superset-per-tenant", "superset-global"]);
+    assert_eq!(limits[0]["from"], "defaults");
+    // Two trusted hops: the second address from the right.
+    assert_eq!(limits[0]["key"], json!([{"part": "client_ip", "value": "203.0.113.7"}]));
+    assert_eq!(
+        (&limits[1]["requests"], &limits[1]["rate_from"]),
+        (&json!(1000), &json!("tenant NED-001's override"))
+    );
+    assert_eq!(
+        limits[1]["key"],
+        json!([{"part": "tenant", "value": "NED-001"}, {"part": "header.x-api-key", "value": ""}])
+    );
+    assert_eq!(
+        (&limits[2]["scope"], &limits[2]["mode"]),
+        (&json!("global"), &json!("shadow"))
+    );
+    assert_eq!(limits[2]["key"][0]["value"], e["stages"][0]["sub"]);
+    let notes = e["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().unwrap().contains("rate limit service")),
+        "{notes:?}"
+    );
+    let ratelimit = e["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "ratelimit");
+    assert_eq!(ratelimit.unwrap()["outcome"], "allow", "{e:#}");
+    let text = tollgate_cli::explain::text(&e);
+    for want in [
+        "rate limits (offline, the counts are not known",
+        "  per-ip (defaults): 20/second (the limit's requests), burst 0, local, enforce",
+        "  superset-per-tenant (route superset): 1000/minute (tenant NED-001's override), burst 10, local, enforce",
+        "    key: tenant=\"NED-001\" header.x-api-key=\"\" (none: such requests share one count)",
+        "  superset-global (route superset): 5/hour (the limit's requests), burst 0, global, shadow",
+        "  client_ip: 203.0.113.7 (address 2 from the right of X-Forwarded-For",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    // A premium tenant gets its tier's rate.
+    let premium = ask("STD", None);
+    assert_eq!(premium["limits"]["limits"][1]["requests"], 500);
+    assert_eq!(premium["limits"]["limits"][1]["rate_from"], "tier premium's override");
+}
+
+#[test]
+fn client_ip_limits_read_the_source_address_given() {
+    let mut policy = limited_policy();
+    policy["ratelimit"]["client_ip"]["xff_trusted_hops"] = json!(0);
+    let request = |source: Option<&str>| Request {
+        url: "http://127.0.0.1/api/datahub/entities".into(),
+        token: Some(demo_token("NED")),
+        now: Some(NOW),
+        source_address: source.map(str::to_string),
+        ..Request::default()
+    };
+    let e = explain(&policy, &request(Some("198.51.100.4:51234"))).unwrap();
+    assert_eq!(e["limits"]["limits"][0]["key"][0]["value"], "198.51.100.4");
+    let e = explain(&policy, &request(None)).unwrap();
+    assert_eq!(e["limits"]["limits"][0]["key"][0]["value"], "");
+    let text = tollgate_cli::explain::text(&e);
+    assert!(
+        text.contains("explain does not have offline: give --source-address"),
+        "{text}"
+    );
 }

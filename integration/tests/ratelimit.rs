@@ -29,9 +29,10 @@ fn policy(limits: Value, ratelimit: Value) -> Value {
 fn start(policy: &Value) -> (Echo, Envoy) {
     require_artefacts();
     let echo = Echo::start_on(&format!("{}:0", docker::party_host())).unwrap();
-    let bootstrap = Bootstrap::new(echo.port())
+    let mut bootstrap = Bootstrap::new(echo.port())
         .filter(Filter::tollgate("tollgate.tenant", &paths::module_wasm(), policy))
         .filter(Filter::tollgate("tollgate.ratelimit", &paths::module_wasm(), policy));
+    bootstrap.limit_tag = true;
     let envoy = Envoy::start(&bootstrap.to_json());
     (echo, envoy)
 }

@@ -148,7 +148,7 @@ fn phase_and_priority_give_the_documented_chain_order() {
         .map(|p| p["spec"]["pluginName"].as_str().unwrap())
         .collect();
     assert_eq!(order, root_ids(true).collect::<Vec<_>>());
-    assert_eq!(order, ["tollgate.jwt", "tollgate.tenant"]);
+    assert_eq!(order, ["tollgate.jwt", "tollgate.tenant", "tollgate.ratelimit"]);
 }
 
 #[test]
@@ -202,4 +202,74 @@ fn the_example_policy_renders_and_every_plugin_fits_the_crd() {
             }
         }
     }
+}
+
+/// The policy with a global limit counted by `cluster`.
+fn limited(cluster: &str) -> Value {
+    let mut policy = policy();
+    policy["defaults"] = json!({"limits": [
+        {"name": "per-tenant", "key": ["tenant"], "requests": 50, "period": "minute", "scope": "global"}
+    ]});
+    policy["ratelimit"] = json!({"service": {"cluster": cluster, "timeout_ms": 50}});
+    policy
+}
+
+#[test]
+fn a_rate_limit_service_outside_the_mesh_gets_a_grpc_service_entry() {
+    let files = render(&limited("outbound|8081||rls.example.com"), &Options::default(), "p").unwrap();
+    let mesh = docs(&files[0].text);
+    let entry = mesh
+        .iter()
+        .find(|d| d["metadata"]["name"] == "tollgate-ratelimit-rls-example-com-8081")
+        .unwrap();
+    assert_eq!(entry["kind"], "ServiceEntry");
+    assert_eq!(entry["spec"]["hosts"], json!(["rls.example.com"]));
+    assert_eq!(
+        entry["spec"]["ports"],
+        json!([{"number": 8081, "name": "grpc-8081", "protocol": "GRPC"}])
+    );
+    for doc in mesh.iter().filter(|d| d["kind"] == "WasmPlugin") {
+        assert_eq!(manifests::check_plugin(doc).unwrap(), Vec::<String>::new());
+    }
+    let inside = render(
+        &limited("outbound|8081||ratelimit.infra.svc.cluster.local"),
+        &Options::default(),
+        "p",
+    )
+    .unwrap();
+    let names: Vec<Value> = docs(&inside[0].text)
+        .iter()
+        .map(|d| d["metadata"]["name"].clone())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("tollgate-ratelimit")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_rate_limit_cluster_a_sidecar_does_not_have_is_an_error_with_its_path() {
+    let error = render(&limited("ratelimit"), &Options::default(), "p").unwrap_err();
+    assert!(
+        error.starts_with("ratelimit.service.cluster: 'ratelimit' is not an Istio cluster name"),
+        "{error}"
+    );
+}
+
+/// The registry's stages are the rollout modes' keys: `ratelimit` too.
+#[test]
+fn namespaces_roll_out_the_ratelimit_stage_too() {
+    let mut policy = limited("outbound|8081||rls.example.com");
+    policy["mesh"]["modes"]["ratelimit"] = json!("shadow");
+    let files = render(&policy, &Options::default(), "p").unwrap();
+    let root = &docs(&files[0].text)[0];
+    assert_eq!(root["spec"]["pluginConfig"]["modes"]["ratelimit"], "shadow");
+    assert!(files[0].text.contains("ratelimit shadow"), "{}", files[0].text);
+    assert!(
+        files[1].text.contains("ratelimit shadow"),
+        "datahub inherits: {}",
+        files[1].text
+    );
 }
