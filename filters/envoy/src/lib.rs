@@ -61,6 +61,21 @@ pub struct Http {
 }
 
 impl Context for Http {
+    /// A call a stage started while running this request (the rate limit
+    /// service's answer): the SDK hands it to the context that was active
+    /// when the call was dispatched, this one, not the root.
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.on_grpc_call_response(&Envoy, token, status, size);
+        }
+    }
+
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.on_http_call_response(&Envoy, token, body_size);
+        }
+    }
+
     /// The stream is gone (its client may have left while it waited).
     fn on_done(&mut self) -> bool {
         if let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) {

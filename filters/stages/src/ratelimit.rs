@@ -42,6 +42,8 @@ struct Pending {
     /// The global limits asked about, in descriptor order, with the
     /// requests per period sent and their mode.
     asked: Vec<Asked>,
+    /// When the call started (host clock, nanoseconds).
+    started: u64,
 }
 
 /// What the service said, or that it failed, for a waiting request.
@@ -398,6 +400,7 @@ impl RatelimitStage {
                     context_id: cx.context_id,
                     counts,
                     asked,
+                    started: host.now_nanos(),
                 });
                 Step::Wait
             }
@@ -421,7 +424,7 @@ impl RatelimitStage {
         let answer = match self.read_answer(host, status, size, &pending) {
             Ok(counts) => Answer::Counts(counts),
             Err(why) => {
-                let counter = if status == GRPC_DEADLINE_EXCEEDED {
+                let counter = if self.late(host, &pending, status) {
                     Counter::ServiceTimeout
                 } else {
                     Counter::ServiceError
@@ -433,6 +436,18 @@ impl RatelimitStage {
         };
         self.answers.borrow_mut().push((pending.context_id, answer));
         Some(pending.context_id)
+    }
+
+    /// Whether a failed call failed by its timeout: Envoy ends a call
+    /// past its timeout with UNAVAILABLE as often as DEADLINE_EXCEEDED, so
+    /// the clock says.
+    fn late(&self, host: &dyn Host, pending: &Pending, status: u32) -> bool {
+        let Some(service) = &self.policy.ratelimit.service else {
+            return false;
+        };
+        let timeout = u64::try_from(service.timeout.as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = host.now_nanos().saturating_sub(pending.started);
+        status == GRPC_DEADLINE_EXCEEDED || elapsed >= timeout
     }
 
     /// A woken request: its answer, or (released by a policy reload)
