@@ -393,6 +393,7 @@ impl RatelimitStage {
         if asked.is_empty() || locally_refused {
             return self.conclude(cx, host, &counts, None);
         }
+        let started = host.now_nanos();
         match self.ask(host, cx.context_id, &descriptors) {
             Some(token) => {
                 self.pending.borrow_mut().push(Pending {
@@ -400,7 +401,7 @@ impl RatelimitStage {
                     context_id: cx.context_id,
                     counts,
                     asked,
-                    started: host.now_nanos(),
+                    started,
                 });
                 Step::Wait
             }
@@ -440,14 +441,15 @@ impl RatelimitStage {
 
     /// Whether a failed call failed by its timeout: Envoy ends a call
     /// past its timeout with UNAVAILABLE as often as DEADLINE_EXCEEDED, so
-    /// the clock says.
+    /// the clock says (within a tenth: Envoy's timer and the clock read
+    /// here are not the same instant).
     fn late(&self, host: &dyn Host, pending: &Pending, status: u32) -> bool {
         let Some(service) = &self.policy.ratelimit.service else {
             return false;
         };
         let timeout = u64::try_from(service.timeout.as_nanos()).unwrap_or(u64::MAX);
         let elapsed = host.now_nanos().saturating_sub(pending.started);
-        status == GRPC_DEADLINE_EXCEEDED || elapsed >= timeout
+        status == GRPC_DEADLINE_EXCEEDED || elapsed >= timeout - timeout / 10
     }
 
     /// A woken request: its answer, or (released by a policy reload)
