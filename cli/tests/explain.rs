@@ -121,10 +121,9 @@ fn the_explanation_names_the_route_its_why_the_stages_and_the_counters() {
         counters.contains(&"tollgate.jwt.shadow_denied.token_missing"),
         "{counters:?}"
     );
-    assert_eq!(
-        e["limits"]["none_because"],
-        "neither the defaults nor the route define limits"
-    );
+    // The policy's default limit counts every route's requests.
+    assert_eq!(e["limits"]["limits"][0]["name"], "per-ip");
+    assert!(e["limits"]["counts"].as_str().is_some_and(|c| !c.is_empty()));
     // A rewritten path is what the application is served, and what matched.
     let dotted = EXAMPLES
         .iter()
@@ -302,7 +301,7 @@ fn the_namespace_decides_which_plugin_answers() {
         "mesh-wide shadow lets it through: {trino:#}"
     );
     assert_eq!(trino["plugin"]["runs"], "istio-system/tollgate (mesh-wide)");
-    assert_eq!(trino["plugin"]["modes"], "jwt shadow, tenant shadow, ratelimit enforce");
+    assert_eq!(trino["plugin"]["modes"], "jwt shadow, tenant shadow, ratelimit shadow");
     assert_eq!(trino["stages"][0]["outcome"], "shadow_deny", "{trino:#}");
 
     let legacy = ask(Some("legacy"));
