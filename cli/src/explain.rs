@@ -357,14 +357,7 @@ fn redact(name: &str, value: &str) -> String {
 /// The route and why, from the request view the filters read (the same
 /// `RequestView::read`) and core's `route_explained`.
 fn route_json(policy: &Policy, sent: &[(String, String)]) -> Value {
-    let get = |name: &str| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_bytes());
-    let view = RequestView::read(
-        get(":method").unwrap_or_default(),
-        get(":path"),
-        get(":authority"),
-        policy,
-    );
-    let view = match view {
+    let view = match view_of(policy, sent) {
         Ok(view) => view,
         Err(denial) => {
             return json!({
@@ -406,15 +399,19 @@ fn route_json(policy: &Policy, sent: &[(String, String)]) -> Value {
 /// The route the filters give the request; `None` when it is refused
 /// before routing.
 fn chosen_route<'p>(policy: &'p Policy, sent: &[(String, String)]) -> Option<&'p tollgate_core::policy::Route> {
+    let view = view_of(policy, sent).ok()?;
+    Some(policy.route(&view.head()))
+}
+
+/// The request as the filters read it (`RequestView::read`).
+fn view_of(policy: &Policy, sent: &[(String, String)]) -> Result<RequestView, tollgate_core::request::RequestDenial> {
     let get = |name: &str| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_bytes());
-    let view = RequestView::read(
+    RequestView::read(
         get(":method").unwrap_or_default(),
         get(":path"),
         get(":authority"),
         policy,
     )
-    .ok()?;
-    Some(policy.route(&view.head()))
 }
 
 /// Each stage of the pipeline: its decision record, or that it did not run
