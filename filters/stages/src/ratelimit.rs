@@ -168,7 +168,9 @@ impl RatelimitStage {
             route: route_name,
             headers: &cx.headers,
         };
-        let now = if cx.resumed { host.now_nanos() } else { cx.started_nanos };
+        // A request that waited (for keys, say) is counted now: counted at
+        // its arrival, it would reach back into a window others left.
+        let now = if cx.waits > 0 { host.now_nanos() } else { cx.started_nanos };
         let store = Store(host);
         let mut counts = Vec::with_capacity(limits.len());
         let mut descriptors = Vec::new();

@@ -119,6 +119,12 @@ impl Bucket {
             tokens: self.capacity,
         };
         let Some(stored) = stored else { return Some(fresh) };
+        // More than a window ahead of the clock: the limit's period changed
+        // or the clock went back. Its count says nothing about now, and
+        // kept, it would hold the slot until the clock caught up.
+        if stored.window > window.saturating_add(1) {
+            return Some(fresh);
+        }
         let tokens = self.tokens_in(stored, window);
         if stored.fingerprint == fingerprint {
             return Some(Slot {

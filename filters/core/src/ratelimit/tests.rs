@@ -395,3 +395,32 @@ fn the_decision_record_names_the_limit() {
     let allow: serde_json::Value = serde_json::from_slice(&record("r", Mode::Enforce, Action::Allow, None)).unwrap();
     assert!(allow.get("limit").is_none());
 }
+
+#[test]
+fn a_slot_counted_in_a_window_far_ahead_of_the_clock_is_not_held_forever() {
+    // A limit's period changed from second to day under the same name, or
+    // the wall clock stepped back: slots carry windows far ahead of now.
+    let store = Store::default();
+    bucket::init_slots(&store, "l", 4).unwrap();
+    let b = Bucket::new(1, 0);
+    let by_second = 1_700_000_000;
+    let keys: Vec<[u8; 16]> = (0..4).map(|i| key::fingerprint("l", &[i.to_string().into()])).collect();
+    let fill = |fp: [u8; 16]| bucket::count(&store, "l", 4, fp, by_second, b);
+    assert!(keys.iter().all(|fp| matches!(fill(*fp), Counted::Counted { .. })));
+    let by_day = by_second / 86_400;
+    assert_eq!(
+        admitted(&store, keys[0], by_day, b, 2),
+        1,
+        "the key is counted afresh, not held until the clock catches up"
+    );
+    let newcomer = key::fingerprint("l", &["new".into()]);
+    assert!(
+        matches!(bucket::count(&store, "l", 4, newcomer, by_day, b), Counted::Counted { .. }),
+        "a new key may take a slot"
+    );
+    // One window ahead is a worker that read the clock a moment later.
+    let fp = keys[1];
+    let next = by_day + 7;
+    assert_eq!(admitted(&store, fp, next + 1, b, 1), 1);
+    assert_eq!(admitted(&store, fp, next, b, 1), 0, "still counted in its window");
+}
