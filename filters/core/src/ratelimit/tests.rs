@@ -424,3 +424,23 @@ fn a_slot_counted_in_a_window_far_ahead_of_the_clock_is_not_held_forever() {
     assert_eq!(admitted(&store, fp, next + 1, b, 1), 1);
     assert_eq!(admitted(&store, fp, next, b, 1), 0, "still counted in its window");
 }
+
+#[test]
+fn a_limit_named_like_another_limits_slot_leaves_that_slot_alone() {
+    let store = Store::default();
+    bucket::init_slots(&store, "a", 4).unwrap();
+    let fp = (0..)
+        .map(|i| key::fingerprint("a", &[i.to_string().into()]))
+        .find(|fp| bucket::home_slot(fp, 4) == 1)
+        .unwrap();
+    let b = Bucket::new(1, 0);
+    assert_eq!(admitted_in(&store, "a", fp, 5, b), 1);
+    // Limit "a.1" is a legal name: its marker must not be slot 1 of "a".
+    bucket::init_slots(&store, "a.1", 4).unwrap();
+    assert_eq!(admitted_in(&store, "a", fp, 5, b), 0, "a's count survived");
+}
+
+fn admitted_in(store: &Store, limit: &str, fp: [u8; 16], window: u64, bucket: Bucket) -> usize {
+    let counted = bucket::count(store, limit, 4, fp, window, bucket);
+    usize::from(matches!(counted, Counted::Counted { allowed: true, .. }))
+}
