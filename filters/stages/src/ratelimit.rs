@@ -492,17 +492,9 @@ impl RatelimitStage {
             return Err(format!("gRPC status {status}"));
         }
         let response = rls::decode_response(&host.grpc_call_response(size))?;
-        if response.statuses.len() != pending.asked.len() && response.overall != rls::Code::Ok {
-            return Err(format!(
-                "{} statuses for {} descriptors",
-                response.statuses.len(),
-                pending.asked.len()
-            ));
-        }
+        let statuses = rls::over_limits(&response, pending.asked.len())?;
         let mut counts = pending.counts.clone();
-        for (n, &(limit, requests, mode)) in pending.asked.iter().enumerate() {
-            let status = response.statuses.get(n).copied().unwrap_or_default();
-            let over = status.code == rls::Code::OverLimit;
+        for (&(limit, requests, mode), (status, over)) in pending.asked.iter().zip(statuses) {
             let Some(def) = self.policy.limits.get(limit) else {
                 continue;
             };

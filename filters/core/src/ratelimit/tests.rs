@@ -444,3 +444,27 @@ fn admitted_in(store: &Store, limit: &str, fp: [u8; 16], window: u64, bucket: Bu
     let counted = bucket::count(store, limit, 4, fp, window, bucket);
     usize::from(matches!(counted, Counted::Counted { allowed: true, .. }))
 }
+
+#[test]
+fn the_overall_code_decides_and_statuses_say_which_limit() {
+    let status = |code| rls::Status {
+        code,
+        ..rls::Status::default()
+    };
+    let over = |overall, statuses: Vec<rls::Status>, asked| {
+        let response = rls::Response { overall, statuses };
+        rls::over_limits(&response, asked).map(|v| v.iter().map(|(_, over)| *over).collect::<Vec<_>>())
+    };
+    use rls::Code::{OverLimit, Unknown};
+    // envoyproxy/ratelimit in global shadow mode: OK over OVER_LIMIT statuses.
+    assert_eq!(over(rls::Code::Ok, vec![status(OverLimit)], 1), Ok(vec![false]));
+    assert_eq!(
+        over(OverLimit, vec![status(rls::Code::Ok), status(OverLimit)], 2),
+        Ok(vec![false, true])
+    );
+    // OVER_LIMIT that names no descriptor (a service that sends no
+    // statuses): every limit asked about is over, not a failed call.
+    assert_eq!(over(OverLimit, vec![], 2), Ok(vec![true, true]));
+    assert_eq!(over(OverLimit, vec![status(rls::Code::Ok)], 1), Ok(vec![true]));
+    assert!(over(Unknown, vec![], 1).is_err(), "an answer that says nothing");
+}
