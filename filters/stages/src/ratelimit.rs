@@ -170,7 +170,11 @@ impl RatelimitStage {
         };
         // A request that waited (for keys, say) is counted now: counted at
         // its arrival, it would reach back into a window others left.
-        let now = if cx.waits > 0 { host.now_nanos() } else { cx.started_nanos };
+        let now = if cx.waits > 0 {
+            host.now_nanos()
+        } else {
+            cx.started_nanos
+        };
         let store = Store(host);
         let mut counts = Vec::with_capacity(limits.len());
         let mut descriptors = Vec::new();

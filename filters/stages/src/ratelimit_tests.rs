@@ -220,7 +220,7 @@ fn the_services_overall_code_decides() {
     let host = FakeHost::default();
     let root = configured(&host, crate::fused, &global("allow"));
     let pipeline = root.pipeline().unwrap();
-    let mut ask = |id: u32, answer: Vec<u8>| {
+    let ask = |id: u32, answer: Vec<u8>| {
         run(&host, &[&root], id, &get("/api/trino/q", &[("x-tenant-id", "ACME")]));
         let token = host.grpc_calls.borrow().last().unwrap().token;
         let size = answer.len();

@@ -415,7 +415,10 @@ fn a_slot_counted_in_a_window_far_ahead_of_the_clock_is_not_held_forever() {
     );
     let newcomer = key::fingerprint("l", &["new".into()]);
     assert!(
-        matches!(bucket::count(&store, "l", 4, newcomer, by_day, b), Counted::Counted { .. }),
+        matches!(
+            bucket::count(&store, "l", 4, newcomer, by_day, b),
+            Counted::Counted { .. }
+        ),
         "a new key may take a slot"
     );
     // One window ahead is a worker that read the clock a moment later.
