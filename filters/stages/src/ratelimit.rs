@@ -168,7 +168,13 @@ impl RatelimitStage {
             route: route_name,
             headers: &cx.headers,
         };
-        let now = if cx.resumed { host.now_nanos() } else { cx.started_nanos };
+        // A request that waited (for keys, say) is counted now: counted at
+        // its arrival, it would reach back into a window others left.
+        let now = if cx.waits > 0 {
+            host.now_nanos()
+        } else {
+            cx.started_nanos
+        };
         let store = Store(host);
         let mut counts = Vec::with_capacity(limits.len());
         let mut descriptors = Vec::new();
@@ -490,17 +496,9 @@ impl RatelimitStage {
             return Err(format!("gRPC status {status}"));
         }
         let response = rls::decode_response(&host.grpc_call_response(size))?;
-        if response.statuses.len() != pending.asked.len() && response.overall != rls::Code::Ok {
-            return Err(format!(
-                "{} statuses for {} descriptors",
-                response.statuses.len(),
-                pending.asked.len()
-            ));
-        }
+        let statuses = rls::over_limits(&response, pending.asked.len())?;
         let mut counts = pending.counts.clone();
-        for (n, &(limit, requests, mode)) in pending.asked.iter().enumerate() {
-            let status = response.statuses.get(n).copied().unwrap_or_default();
-            let over = status.code == rls::Code::OverLimit;
+        for (&(limit, requests, mode), (status, over)) in pending.asked.iter().zip(statuses) {
             let Some(def) = self.policy.limits.get(limit) else {
                 continue;
             };

@@ -213,3 +213,28 @@ fn a_failed_service_with_failure_mode_deny_refuses_with_500() {
     );
     assert_eq!(status(&host, 2), 500);
 }
+
+/// The service's overall code decides, as for Envoy's `ratelimit` filter.
+#[test]
+fn the_services_overall_code_decides() {
+    let host = FakeHost::default();
+    let root = configured(&host, crate::fused, &global("allow"));
+    let pipeline = root.pipeline().unwrap();
+    let ask = |id: u32, answer: Vec<u8>| {
+        run(&host, &[&root], id, &get("/api/trino/q", &[("x-tenant-id", "ACME")]));
+        let token = host.grpc_calls.borrow().last().unwrap().token;
+        let size = answer.len();
+        *host.grpc_answer.borrow_mut() = answer;
+        pipeline.on_grpc_call_response(&host, token, 0, size);
+        status(&host, id)
+    };
+    // envoyproxy/ratelimit in global shadow mode: OK over an OVER_LIMIT status.
+    let mut shadowed = answer(2);
+    shadowed[1] = 1;
+    assert_eq!(ask(1, shadowed), 200);
+    // OVER_LIMIT without statuses: over, not a failed call let through.
+    assert_eq!(ask(2, vec![0x08, 0x02]), 429);
+    assert_eq!(host.counter("tollgate.ratelimit.service_error"), 0);
+    let body: Value = serde_json::from_slice(&host.request(2).reply.unwrap().body).unwrap();
+    assert_eq!(body["limit"].as_str(), Some("mesh"));
+}

@@ -556,3 +556,34 @@ fn a_form_body_over_the_bound_is_refused_and_other_bodies_pass() {
     assert_eq!(flow, Flow::Continue);
     assert_eq!(pipeline.on_request_body(&host, &cx, 10, true), Flow::Continue);
 }
+
+/// A request that waited for keys is counted when it reaches the rate
+/// limit stage, not when it arrived: a window from the past would reset a
+/// bucket another worker counts in now.
+#[test]
+fn a_request_that_waited_is_counted_at_the_time_it_is_counted() {
+    let host = FakeHost::default();
+    let mut p = policy(remote_provider());
+    p["routes"][0]["limits"] = json!([{"name": "dh", "key": ["tenant"], "requests": 0, "period": "minute"}]);
+    let fused = configured(&host, crate::fused, &p);
+    let pipeline = fused.pipeline().unwrap();
+    let request = get(
+        "/api/datahub/x",
+        &[("authorization", &format!("Bearer {}", token("ACME")))],
+    );
+    assert_eq!(run(&host, &[&fused], 7, &request), Flow::Pause);
+    pipeline.on_tick(&host);
+    let call = host.calls.borrow()[0].0;
+    *host.call_answer.borrow_mut() = (b"200".to_vec(), jwks().to_string().into_bytes());
+    host.current.set(0);
+    // NOW is second 20 of its minute; the keys come 30 seconds later.
+    host.now_extra_ns.set(30_000_000_000);
+    pipeline.on_http_call_response(&host, call, jwks().to_string().len());
+    let reply = host.request(7).reply.unwrap();
+    assert_eq!(reply.status, 429);
+    assert!(
+        reply.headers.contains(&("retry-after".into(), "10".into())),
+        "{:?}",
+        reply.headers
+    );
+}

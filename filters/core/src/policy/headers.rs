@@ -78,7 +78,7 @@ pub fn check_managed(name: &str) -> Result<(), String> {
 }
 
 /// Many servers (CGI, WSGI, nginx) read `x_user_id` as `x-user-id`.
-fn canonical(name: &str) -> String {
+pub(crate) fn canonical(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 

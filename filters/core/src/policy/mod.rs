@@ -375,7 +375,9 @@ impl TryFrom<PolicyDoc> for Policy {
         let tenant = TenantConfig::compile(&doc.tenant, "tenant", &mut errors);
         let tenants = compile_tenants(&doc.tenants, &tenant, &route_names, &mut errors);
         let ratelimit_config = ratelimit::compile_config(&doc.ratelimit, &mut errors);
-        let (limits, default_limits) = compile_all_limits(&doc, &mut routes, &tenants, &ratelimit_config, &mut errors);
+        let managed = managed_headers(&doc, &tenant);
+        let (limits, default_limits) =
+            compile_all_limits(&doc, &mut routes, &tenants, &ratelimit_config, &managed, &mut errors);
         let paths = compile_paths(&doc.paths, "paths", &mut errors);
         check_ambiguous_patterns(&doc.routes, paths.case, &mut errors);
         check_path_prefix_case(doc.tenant.path_prefix.as_deref(), paths.case, &mut errors);
@@ -466,6 +468,26 @@ fn compile_stages(
     stages
 }
 
+/// The headers the jwt and tenant stages set, canonical, with their paths.
+fn managed_headers(doc: &PolicyDoc, tenant: &TenantConfig) -> Vec<(String, String)> {
+    let mut managed = Vec::new();
+    let tenant_stage = !doc.tenants.is_empty() || doc.stages.as_ref().is_some_and(|s| s.contains(&StageName::Tenant));
+    if tenant_stage {
+        managed.push((headers::canonical(&tenant.header), "tenant.header".to_string()));
+        managed.push((
+            headers::canonical(&tenant.tier_header),
+            "tenant.tier_header".to_string(),
+        ));
+    }
+    for (i, p) in doc.jwt.providers.iter().enumerate() {
+        let at = join(&index("jwt.providers", i), "claim_to_headers");
+        for c in &p.claim_to_headers {
+            managed.push((headers::canonical(&c.header_name), at.clone()));
+        }
+    }
+    managed
+}
+
 /// Every limit into one table; each route gets `defaults.limits` and its
 /// own. Returns the table and the fallback's limits.
 fn compile_all_limits(
@@ -473,11 +495,13 @@ fn compile_all_limits(
     routes: &mut [Route],
     tenants: &HashMap<String, Tenant>,
     config: &crate::ratelimit::RatelimitConfig,
+    managed: &[(String, String)],
     errors: &mut PolicyErrors,
 ) -> (Vec<crate::ratelimit::Limit>, Vec<usize>) {
     let known = ratelimit::Known {
         tenants,
         service: config.service.is_some(),
+        managed,
     };
     let mut table = Vec::new();
     let mut names = HashSet::new();

@@ -127,6 +127,9 @@ fn compile_service(doc: &ServiceDoc, at: &str, errors: &mut PolicyErrors) -> Ser
 pub struct Known<'a> {
     pub tenants: &'a HashMap<String, Tenant>,
     pub service: bool,
+    /// Headers the stages before set (canonical name, what sets it): the
+    /// fused filter's rate limit stage sees them as the client sent them.
+    pub managed: &'a [(String, String)],
 }
 
 /// Compiles a list of limits (`defaults.limits`, `routes[i].limits`) into
@@ -161,7 +164,7 @@ fn compile_limit(doc: &LimitDoc, at: &str, known: &Known<'_>, errors: &mut Polic
     if let Err(why) = super::check_name(&doc.name) {
         errors.push(join(at, "name"), why);
     }
-    let key = compile_key(&doc.key, &join(at, "key"), errors);
+    let key = compile_key(&doc.key, &join(at, "key"), known.managed, errors);
     let period = doc.period;
     let scope = doc.scope.unwrap_or_default();
     let burst = doc.burst.unwrap_or(0);
@@ -218,7 +221,7 @@ fn check_count(n: u64, max: u64, path: &str, errors: &mut PolicyErrors) {
     }
 }
 
-fn compile_key(parts: &[String], at: &str, errors: &mut PolicyErrors) -> Vec<KeyPart> {
+fn compile_key(parts: &[String], at: &str, managed: &[(String, String)], errors: &mut PolicyErrors) -> Vec<KeyPart> {
     if parts.is_empty() {
         errors.push(
             at,
@@ -228,10 +231,21 @@ fn compile_key(parts: &[String], at: &str, errors: &mut PolicyErrors) -> Vec<Key
     if parts.len() > MAX_KEY_PARTS {
         errors.push(at, format!("at most {MAX_KEY_PARTS} key parts"));
     }
+    let set_by = |name: &str| {
+        let name = super::headers::canonical(name);
+        managed.iter().find(|(m, _)| *m == name).map(|(_, by)| by.as_str())
+    };
     let mut key: Vec<KeyPart> = Vec::with_capacity(parts.len());
     for (i, text) in parts.iter().enumerate() {
         match KeyPart::parse(text) {
             Some(part) if key.contains(&part) => errors.push(index(at, i), format!("'{text}' is listed twice")),
+            Some(KeyPart::Header(name)) if set_by(&name).is_some() => errors.push(
+                index(at, i),
+                format!(
+                    "'{text}' is a header the filters set ({}): a limit would count the client's copy; key on tenant, tier or subject",
+                    set_by(&name).unwrap_or_default()
+                ),
+            ),
             Some(part) => key.push(part),
             None => errors.push(
                 index(at, i),

@@ -1290,3 +1290,35 @@ fn limits_compile_with_defaults_first_and_bad_ones_are_refused_with_their_paths(
         );
     }
 }
+
+/// The rate limit stage reads the headers as the client sent them: a
+/// header the filters set (the tenant's, the tier's, a claim's) would be
+/// keyed on the client's spelling of it, or on nothing when it sent none.
+#[test]
+fn limits_keyed_on_a_header_the_filters_set_are_refused() {
+    let jwks: Value = serde_json::from_str(include_str!("../../../../tests/fixtures/keys/jwks.json")).unwrap();
+    let doc = serde_json::json!({
+        "version": 1,
+        "tenants": [{"id": "acme"}],
+        "tenant": {"sources": ["header"]},
+        "jwt": {"providers": [{"name": "p", "issuer": "https://idp.test", "local_jwks": jwks,
+                               "claim_to_headers": [{"claim_name": "org", "header_name": "x-org"}]}]},
+        "routes": [{"name": "r", "limits": [
+            {"name": "a", "key": ["header:X-Tenant-Id"], "requests": 1, "period": "second"},
+            {"name": "b", "key": ["tenant", "header:x_tenant_tier"], "requests": 1, "period": "second"},
+            {"name": "c", "key": ["header:x-org"], "requests": 1, "period": "second"},
+            {"name": "d", "key": ["header:x-api-key"], "requests": 1, "period": "second"}]}],
+    });
+    let errors = errors_of(doc);
+    for path in [
+        "routes[0].limits[0].key[0]",
+        "routes[0].limits[1].key[1]",
+        "routes[0].limits[2].key[0]",
+    ] {
+        assert!(errors.has(path, "the filters set"), "{path} in {errors}");
+    }
+    assert!(
+        !errors.iter().any(|e| e.path.starts_with("routes[0].limits[3]")),
+        "{errors}"
+    );
+}

@@ -119,6 +119,12 @@ impl Bucket {
             tokens: self.capacity,
         };
         let Some(stored) = stored else { return Some(fresh) };
+        // More than a window ahead of the clock: the limit's period changed
+        // or the clock went back. Its count says nothing about now, and
+        // kept, it would hold the slot until the clock caught up.
+        if stored.window > window.saturating_add(1) {
+            return Some(fresh);
+        }
         let tokens = self.tokens_in(stored, window);
         if stored.fingerprint == fingerprint {
             return Some(Slot {
@@ -222,7 +228,9 @@ fn count_in(store: &dyn SlotStore, key: &str, fingerprint: [u8; 16], window: u64
 /// absent key whatever version is given, which would let two workers both
 /// create one bucket and lose a count.
 pub fn init_slots(store: &dyn SlotStore, limit: &str, slots: u32) -> Result<(), String> {
-    let marker = format!("{KEY_PREFIX}{limit}");
+    // Not `<prefix><limit>`: limit `a.1` would then be slot 1 of limit `a`
+    // (names may hold '.' and digits); no slot key holds ':'.
+    let marker = format!("{KEY_PREFIX}{limit}:slots");
     let size = slots.to_string();
     if store.get(&marker)?.0.as_deref() == Some(size.as_bytes()) {
         return Ok(());

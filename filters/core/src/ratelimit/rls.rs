@@ -223,3 +223,25 @@ impl<'a> Fields<'a> {
         Err("bad varint".into())
     }
 }
+
+/// Each asked descriptor's status and whether it is over. The overall code
+/// decides, as in Envoy's `ratelimit` filter: envoyproxy/ratelimit in
+/// global shadow mode answers OK over statuses that say OVER_LIMIT. The
+/// statuses say which limit; an OVER_LIMIT that names none (a service that
+/// sends no statuses) puts every one over. `Err`: neither OK nor
+/// OVER_LIMIT, and not one status per descriptor.
+pub fn over_limits(response: &Response, asked: usize) -> Result<Vec<(Status, bool)>, String> {
+    let given = response.statuses.len();
+    if response.overall == Code::Unknown && given != asked {
+        return Err(format!("{given} statuses for {asked} descriptors"));
+    }
+    let status = |n: usize| response.statuses.get(n).copied().unwrap_or_default();
+    let over = response.overall == Code::OverLimit;
+    let named = (0..asked).any(|n| status(n).code == Code::OverLimit);
+    Ok((0..asked)
+        .map(|n| {
+            let s = status(n);
+            (s, over && (!named || s.code == Code::OverLimit))
+        })
+        .collect())
+}

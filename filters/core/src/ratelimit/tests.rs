@@ -395,3 +395,79 @@ fn the_decision_record_names_the_limit() {
     let allow: serde_json::Value = serde_json::from_slice(&record("r", Mode::Enforce, Action::Allow, None)).unwrap();
     assert!(allow.get("limit").is_none());
 }
+
+#[test]
+fn a_slot_counted_in_a_window_far_ahead_of_the_clock_is_not_held_forever() {
+    // A limit's period changed from second to day under the same name, or
+    // the wall clock stepped back: slots carry windows far ahead of now.
+    let store = Store::default();
+    bucket::init_slots(&store, "l", 4).unwrap();
+    let b = Bucket::new(1, 0);
+    let by_second = 1_700_000_000;
+    let keys: Vec<[u8; 16]> = (0..4).map(|i| key::fingerprint("l", &[i.to_string().into()])).collect();
+    let fill = |fp: [u8; 16]| bucket::count(&store, "l", 4, fp, by_second, b);
+    assert!(keys.iter().all(|fp| matches!(fill(*fp), Counted::Counted { .. })));
+    let by_day = by_second / 86_400;
+    assert_eq!(
+        admitted(&store, keys[0], by_day, b, 2),
+        1,
+        "the key is counted afresh, not held until the clock catches up"
+    );
+    let newcomer = key::fingerprint("l", &["new".into()]);
+    assert!(
+        matches!(
+            bucket::count(&store, "l", 4, newcomer, by_day, b),
+            Counted::Counted { .. }
+        ),
+        "a new key may take a slot"
+    );
+    // One window ahead is a worker that read the clock a moment later.
+    let fp = keys[1];
+    let next = by_day + 7;
+    assert_eq!(admitted(&store, fp, next + 1, b, 1), 1);
+    assert_eq!(admitted(&store, fp, next, b, 1), 0, "still counted in its window");
+}
+
+#[test]
+fn a_limit_named_like_another_limits_slot_leaves_that_slot_alone() {
+    let store = Store::default();
+    bucket::init_slots(&store, "a", 4).unwrap();
+    let fp = (0..)
+        .map(|i| key::fingerprint("a", &[i.to_string().into()]))
+        .find(|fp| bucket::home_slot(fp, 4) == 1)
+        .unwrap();
+    let b = Bucket::new(1, 0);
+    assert_eq!(admitted_in(&store, "a", fp, 5, b), 1);
+    // Limit "a.1" is a legal name: its marker must not be slot 1 of "a".
+    bucket::init_slots(&store, "a.1", 4).unwrap();
+    assert_eq!(admitted_in(&store, "a", fp, 5, b), 0, "a's count survived");
+}
+
+fn admitted_in(store: &Store, limit: &str, fp: [u8; 16], window: u64, bucket: Bucket) -> usize {
+    let counted = bucket::count(store, limit, 4, fp, window, bucket);
+    usize::from(matches!(counted, Counted::Counted { allowed: true, .. }))
+}
+
+#[test]
+fn the_overall_code_decides_and_statuses_say_which_limit() {
+    let status = |code| rls::Status {
+        code,
+        ..rls::Status::default()
+    };
+    let over = |overall, statuses: Vec<rls::Status>, asked| {
+        let response = rls::Response { overall, statuses };
+        rls::over_limits(&response, asked).map(|v| v.iter().map(|(_, over)| *over).collect::<Vec<_>>())
+    };
+    use rls::Code::{OverLimit, Unknown};
+    // envoyproxy/ratelimit in global shadow mode: OK over OVER_LIMIT statuses.
+    assert_eq!(over(rls::Code::Ok, vec![status(OverLimit)], 1), Ok(vec![false]));
+    assert_eq!(
+        over(OverLimit, vec![status(rls::Code::Ok), status(OverLimit)], 2),
+        Ok(vec![false, true])
+    );
+    // OVER_LIMIT that names no descriptor (a service that sends no
+    // statuses): every limit asked about is over, not a failed call.
+    assert_eq!(over(OverLimit, vec![], 2), Ok(vec![true, true]));
+    assert_eq!(over(OverLimit, vec![status(rls::Code::Ok)], 1), Ok(vec![true]));
+    assert!(over(Unknown, vec![], 1).is_err(), "an answer that says nothing");
+}
