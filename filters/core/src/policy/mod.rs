@@ -518,6 +518,7 @@ fn compile_all_limits(
         let own = ratelimit::compile_limits(&route_doc.limits, &at, &known, &mut table, &mut names, errors);
         route.ratelimit.limits = defaults.iter().copied().chain(own).collect();
     }
+    ratelimit::check_total_slots(&table, config.slots_per_limit, errors);
     (table, defaults)
 }
 

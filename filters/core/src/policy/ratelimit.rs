@@ -69,6 +69,26 @@ pub struct ServiceDoc {
     pub failure_mode: Option<FailureMode>,
 }
 
+/// Most slots of all local limits together: every one is written when the
+/// policy first loads and stays in Envoy's memory (about 100 bytes each).
+pub const MAX_TOTAL_SLOTS: u64 = 2_000_000;
+
+/// The local limits' slot tables must fit `MAX_TOTAL_SLOTS`.
+pub fn check_total_slots(limits: &[Limit], slots_per_limit: u32, errors: &mut PolicyErrors) {
+    let local = limits.iter().filter(|l| l.scope == Scope::Local).count() as u64;
+    let total = local.saturating_mul(u64::from(slots_per_limit));
+    if total > MAX_TOTAL_SLOTS {
+        errors.push(
+            "ratelimit.slots_per_limit",
+            format!(
+                "{local} local limits x {slots_per_limit} slots = {total} slots (about {} MB of Envoy memory); \
+                 at most {MAX_TOTAL_SLOTS}",
+                total / 10_000
+            ),
+        );
+    }
+}
+
 /// Most slots per limit: each is about 100 bytes of Envoy's memory.
 pub const MAX_SLOTS: u64 = 1_000_000;
 /// Most limits a policy defines (counters and slot tables are per limit).

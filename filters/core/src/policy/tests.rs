@@ -1275,6 +1275,15 @@ fn limits_compile_with_defaults_first_and_bad_ones_are_refused_with_their_paths(
     ] {
         assert!(errors.has(path, needle), "{path}: {needle} in {errors}");
     }
+    let many = (0..3)
+        .map(|i| serde_json::json!({"name": format!("l{i}"), "key": ["route"], "requests": 1, "period": "second"}))
+        .collect::<Vec<_>>();
+    let too_many = errors_of(serde_json::json!({"version": 1, "defaults": {"limits": many},
+        "ratelimit": {"slots_per_limit": 1_000_000}}));
+    assert!(
+        too_many.has("ratelimit.slots_per_limit", "3 local limits x 1000000 slots"),
+        "{too_many}"
+    );
     let config_errors = errors_of(serde_json::json!({"version": 1,
         "ratelimit": {"slots_per_limit": 0, "client_ip": {"xff_trusted_hops": 17},
                       "service": {"cluster": "", "timeout_ms": 0}}}));
