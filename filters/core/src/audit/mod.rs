@@ -19,3 +19,6 @@ pub use sample::keep;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod native_tests;
