@@ -1,6 +1,7 @@
 //! Tollgate's decision code. Everything that decides lives here, free of
 //! proxy-wasm, so it is unit-tested natively and in wasm32.
 
+pub mod audit;
 pub mod decision;
 pub mod form;
 pub mod header_map;
