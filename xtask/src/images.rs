@@ -69,7 +69,7 @@ pub fn ratelimit_binary() -> PathBuf {
 
 /// The rate limit service (tonic, redis) is built by cargo as a command:
 /// xtask does not depend on its crate, so it never compiles tonic itself.
-fn build_ratelimit() -> Result<(), String> {
+pub(crate) fn build_ratelimit() -> Result<(), String> {
     build_bin("tollgate-ratelimit-party", "tollgate-ratelimit")
 }
 

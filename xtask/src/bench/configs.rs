@@ -36,21 +36,54 @@ pub struct Config {
     pub load: Load,
     /// Headers on every request besides the token.
     pub headers: Vec<(String, String)>,
-    /// A request (its headers, no token) that must be answered with this status.
+    /// A request (its headers, no token) that must be answered with this
+    /// status within `REFUSED_WITHIN` tries (a limit may admit one first).
     pub refused: Option<(Vec<(String, String)>, u16)>,
     pub shares: Vec<StatShare>,
+    /// The row whose CPU per request this one is compared with in each
+    /// round, besides `baseline`: what this row's one addition costs.
+    pub over: Option<&'static str>,
+    /// Its Envoy calls the rate limit service (the `ratelimit` cluster).
+    pub global: bool,
+    /// The route's `rate_limits` (Envoy's descriptor actions).
+    rate_limits: Option<Value>,
     bootstrap: Bootstrap,
 }
 
+/// Tries of a `refused` request: a limit of one admits the first.
+pub const REFUSED_WITHIN: usize = 2;
+
+/// The cluster of the rate limit service.
+pub const SERVICE_CLUSTER: &str = "ratelimit";
+
 impl Config {
-    /// The bootstrap, with the access log (if any) written to `log`.
-    pub fn bootstrap(&self, log: &str) -> Value {
+    /// The bootstrap, with the access log (if any) written to `log` and the
+    /// `ratelimit` cluster (for global rows) at `service_port`.
+    pub fn bootstrap(&self, log: &str, service_port: Option<u16>) -> Value {
         let mut bootstrap = self.bootstrap.clone();
         if bootstrap.access_log.is_some() {
             bootstrap.access_log = Some(log.to_string());
         }
-        bootstrap.to_json()
+        if let (true, Some(port)) = (self.global, service_port) {
+            bootstrap = bootstrap.cluster(SERVICE_CLUSTER, port);
+            bootstrap.http2_clusters = vec![SERVICE_CLUSTER.into()];
+        }
+        let mut json = bootstrap.to_json();
+        if let (Some(limits), Some(route)) = (&self.rate_limits, json.pointer_mut(ROUTE)) {
+            *route = routed(limits);
+        }
+        json
     }
+}
+
+const ROUTE: &str =
+    "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes/0";
+
+/// Envoy's `ratelimit` filter calls the service only on a route to a
+/// cluster (a direct response has no route entry): the fault filter then
+/// answers 200 before the router, so the cluster is never reached.
+fn routed(rate_limits: &Value) -> Value {
+    json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "rate_limits": rate_limits}})
 }
 
 fn base() -> Bootstrap {
@@ -77,6 +110,13 @@ const HIT: &str = "wasmcustom.tollgate.jwt.cache_hit";
 const MISS: &str = "wasmcustom.tollgate.jwt.cache_miss";
 const HOST: &str = "wasmcustom.tollgate.jwt.signature_host";
 const TENANT_OK: &str = "wasmcustom.tollgate.tenant.allowed";
+const RL_SERVICE_ERROR: &str = "wasmcustom.tollgate.ratelimit.service_error";
+const RL_TIMEOUT: &str = "wasmcustom.tollgate.ratelimit.service_timeout";
+const LOCAL_OK: &str = "bench.http_local_rate_limit.ok";
+const LOCAL_LIMITED: &str = "bench.http_local_rate_limit.rate_limited";
+/// Envoy's ratelimit filter counts under the route's cluster.
+const RLS_OK: &str = "cluster.upstream.ratelimit.ok";
+const RLS_ERROR: &str = "cluster.upstream.ratelimit.error";
 
 /// Every configuration, `baseline` first (the others are compared to it).
 pub fn all(tokens: &Tokens) -> Vec<Config> {
@@ -87,6 +127,9 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         headers: Vec::new(),
         refused: (load != Load::Plain).then(|| bad_token(tokens)).flatten(),
         shares: Vec::new(),
+        over: None,
+        global: false,
+        rate_limits: None,
         bootstrap,
     };
     // Root ids from the stage registry.
@@ -103,7 +146,7 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         policy["stages"] = list;
         wasm(&[FUSED_ROOT_ID], &policy)
     };
-    vec![
+    let mut all = vec![
         row("baseline", "router only, direct response", Load::Plain, base()),
         row(
             "native_jwt",
@@ -225,6 +268,110 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
                 jwt(false, false),
             )
         },
+    ];
+    all.extend(ratelimit_rows(row));
+    all
+}
+
+const LIMITED: &str = "SMALL";
+/// A stage's count per completed request when requests wait on the service.
+const IN_FLIGHT: f64 = 1.01;
+const RL_OK: &str = "wasmcustom.tollgate.ratelimit.limit.bench-per-tenant.allowed";
+
+/// Issue 22's rows: each limiter beside the row without it (`over`), so
+/// that the limiter's own cost is read within each round.
+fn ratelimit_rows(row: impl Fn(&'static str, &'static str, Load, Bootstrap) -> Config) -> Vec<Config> {
+    let tenant = |id: &str| vec![("x-tenant-id".to_string(), id.to_string())];
+    let limited = Some((tenant(LIMITED), 429));
+    let stage = |scope: Option<&str>| wasm(&[FUSED_ROOT_ID], &ratelimit_policy(scope));
+    let with = |config: Config, over: &'static str| Config {
+        headers: tenant_header(),
+        over: Some(over),
+        ..config
+    };
+    vec![
+        Config {
+            refused: Some((tenant("OTHER"), 429)),
+            shares: vec![share(LOCAL_OK, 0.99, 1.0), share(LOCAL_LIMITED, 0.0, 0.0)],
+            ..with(
+                row(
+                    "native_local_ratelimit",
+                    "local_ratelimit, a token bucket per tenant (x-tenant-id descriptor), never empty",
+                    Load::Plain,
+                    base_with(vec![local_ratelimit_per_tenant()]),
+                ),
+                "baseline",
+            )
+        },
+        Config {
+            rate_limits: Some(native_rate_limits()),
+            headers: tenant_header(),
+            ..row(
+                "native_ratelimit_floor",
+                "route to a cluster, set_metadata, fault abort 200: native_ratelimit without the ratelimit filter",
+                Load::Plain,
+                base_with(vec![set_metadata(), fault_200()]),
+            )
+        },
+        Config {
+            rate_limits: Some(native_rate_limits()),
+            global: true,
+            shares: vec![share(RLS_OK, 0.99, IN_FLIGHT), share(RLS_ERROR, 0.0, 0.01)],
+            ..with(
+                row(
+                    "native_ratelimit",
+                    "ratelimit filter calling the test service (tenant descriptor, limit override), failure_mode_deny false",
+                    Load::Plain,
+                    base_with(vec![set_metadata(), native_ratelimit(), fault_200()]),
+                ),
+                "native_ratelimit_floor",
+            )
+        },
+        Config {
+            headers: tenant_header(),
+            refused: Some((tenant("NOBODY"), 403)),
+            shares: vec![share(TENANT_OK, 0.99, 1.0)],
+            ..row(
+                "tollgate_fused_tenant_stage",
+                "tollgate (fused), tenant stage only, filter_state: false",
+                Load::Plain,
+                stage(None),
+            )
+        },
+        Config {
+            refused: limited.clone(),
+            shares: vec![share(TENANT_OK, 0.99, 1.0), share(RL_OK, 0.99, 1.0)],
+            ..with(
+                row(
+                    "tollgate_fused_ratelimit_local",
+                    "tollgate (fused), tenant + ratelimit stages, a local limit per tenant, never exhausted",
+                    Load::Plain,
+                    stage(Some("local")),
+                ),
+                "tollgate_fused_tenant_stage",
+            )
+        },
+        Config {
+            refused: limited,
+            global: true,
+            // Requests waiting for the service when wrk stops were counted
+            // by the stages but never completed.
+            shares: vec![
+                share(TENANT_OK, 0.99, IN_FLIGHT),
+                share(RL_OK, 0.99, IN_FLIGHT),
+                share(RL_SERVICE_ERROR, 0.0, 0.01),
+                share(RL_TIMEOUT, 0.0, 0.01),
+            ],
+            ..with(
+                row(
+                    "tollgate_fused_ratelimit_global",
+                    "tollgate (fused), tenant + ratelimit stages, a global limit per tenant (the test service)",
+                    Load::Plain,
+                    stage(Some("global")),
+                ),
+                "tollgate_fused_tenant_stage",
+            )
+        },
     ]
 }
 
@@ -338,6 +485,121 @@ fn local_ratelimit() -> Value {
             "token_bucket": {"max_tokens": 1_000_000_000u64, "tokens_per_fill": 1_000_000_000u64, "fill_interval": "1s"},
             "filter_enabled": all,
             "filter_enforced": all,
+        },
+    })
+}
+
+fn base_with(filters: Vec<Value>) -> Bootstrap {
+    let mut bootstrap = base();
+    bootstrap.native_filters = filters;
+    bootstrap
+}
+
+/// Requests per hour no bench run reaches.
+const NEVER: u64 = 1_000_000_000;
+/// The rate limit service's domain, Tollgate's and Envoy's.
+const DOMAIN: &str = "tollgate-bench";
+/// The service's timeout, long enough that a loaded shared machine does
+/// not turn the row into a failure-mode row.
+const SERVICE_TIMEOUT_MS: u64 = 500;
+
+/// The tenant stage alone (`scope` None) or with one limit per tenant that
+/// the load never exhausts; `SMALL` may send one request per hour. No
+/// headers on answers: Envoy's filters add none either.
+fn ratelimit_policy(scope: Option<&str>) -> Value {
+    let mut route = json!({"name": "datahub", "match": {"prefix": "/api/datahub"}, "tenant": {"required": true}});
+    let mut stages = json!(["tenant"]);
+    if let Some(scope) = scope {
+        route["limits"] = json!([{
+            "name": "bench-per-tenant", "key": ["tenant"], "requests": NEVER, "period": "hour",
+            "tenants": {LIMITED: 1}, "scope": scope,
+        }]);
+        stages = json!(["tenant", "ratelimit"]);
+    }
+    json!({
+        "version": 1,
+        "stages": stages,
+        "filter_state": false,
+        "routes": [route],
+        "tenants": [{"id": TENANT, "tier": "premium"}, {"id": LIMITED, "tier": "standard"}],
+        "tenant": {"sources": ["header"]},
+        "ratelimit": {
+            "headers": "none",
+            "service": {"cluster": SERVICE_CLUSTER, "domain": DOMAIN, "timeout_ms": SERVICE_TIMEOUT_MS, "failure_mode": "allow"},
+        },
+    })
+}
+
+/// A bucket per tenant from the filter's own `rate_limits` (route-level
+/// ones need a route entry, which a direct response has not). Other
+/// tenants share the default bucket of one token an hour.
+fn local_ratelimit_per_tenant() -> Value {
+    let all = json!({"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "bench_rl"});
+    let bucket = |tokens: u64| json!({"max_tokens": tokens, "tokens_per_fill": tokens, "fill_interval": "3600s"});
+    json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench",
+            "token_bucket": bucket(1),
+            "filter_enabled": all,
+            "filter_enforced": all,
+            "local_rate_limit_per_downstream_connection": false,
+            "always_consume_default_token_bucket": false,
+            "rate_limits": [{"actions": [{"request_headers": {"header_name": "x-tenant-id", "descriptor_key": "tenant"}}]}],
+            "descriptors": [{"entries": [{"key": "tenant", "value": TENANT}], "token_bucket": bucket(NEVER)}],
+        },
+    })
+}
+
+const LIMIT_METADATA: &str = "tollgate.bench";
+
+/// The descriptor's `limit` override, which the test service needs (it has
+/// no configuration), read by the route's action from dynamic metadata.
+fn set_metadata() -> Value {
+    json!({
+        "name": "envoy.filters.http.set_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config",
+            "metadata": [{
+                "metadata_namespace": LIMIT_METADATA,
+                "value": {"limit": {"requests_per_unit": NEVER, "unit": "HOUR"}},
+            }],
+        },
+    })
+}
+
+/// The route's descriptor: the tenant, with the limit override.
+fn native_rate_limits() -> Value {
+    json!([{
+        "actions": [{"request_headers": {"header_name": "x-tenant-id", "descriptor_key": "tenant"}}],
+        "limit": {"dynamic_metadata": {"metadata_key": {"key": LIMIT_METADATA, "path": [{"key": "limit"}]}}},
+    }])
+}
+
+fn native_ratelimit() -> Value {
+    json!({
+        "name": "envoy.filters.http.ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+            "domain": DOMAIN,
+            "failure_mode_deny": false,
+            "timeout": format!("{}s", SERVICE_TIMEOUT_MS as f64 / 1000.0),
+            "rate_limit_service": {
+                "grpc_service": {"envoy_grpc": {"cluster_name": SERVICE_CLUSTER}},
+                "transport_api_version": "V3",
+            },
+        },
+    })
+}
+
+/// Answers every request 200 before the router (see `routed`).
+fn fault_200() -> Value {
+    json!({
+        "name": "envoy.filters.http.fault",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "abort": {"http_status": 200, "percentage": {"numerator": 100, "denominator": "HUNDRED"}},
         },
     })
 }

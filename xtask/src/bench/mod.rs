@@ -8,6 +8,7 @@ mod chart;
 mod configs;
 pub(crate) mod load;
 mod report;
+mod service;
 mod tokens;
 
 #[cfg(test)]
@@ -93,26 +94,54 @@ pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(
         return Err(format!("no configuration '{unknown}'; there are {}", known.join(", ")));
     }
     if !only.is_empty() {
-        configs.retain(|c| matches!(c.name, "baseline" | "native_chain") || only.iter().any(|n| n == c.name));
+        // With the rows the named ones are compared with.
+        let over: Vec<&str> = configs
+            .iter()
+            .filter(|c| only.iter().any(|n| n == c.name))
+            .filter_map(|c| c.over)
+            .collect();
+        configs.retain(|c| {
+            matches!(c.name, "baseline" | "native_chain") || over.contains(&c.name) || only.iter().any(|n| n == c.name)
+        });
     }
     let script = load::write_script(&out)?;
     let targets = configs
         .iter()
         .map(|config| write_target(&out, config, &tokens))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut rig = start_service(&configs)?;
+    let service_port = rig.as_ref().map(service::Rig::port);
     let mut measured = Vec::new();
     step("bench: one pinned worker per configuration, interleaved rounds", || {
-        measured = pinned_rounds(&targets, &options, &script, &out)?;
+        measured = pinned_rounds(&targets, &options, &script, &out, service_port)?;
         Ok(())
     })?;
     step("bench: memory with two workers", || {
         for (m, target) in measured.iter_mut().zip(&targets) {
-            m.rss_mib = rss_after_load(target, &options, &script, &out)?;
+            m.rss_mib = rss_after_load(target, &options, &script, &out, service_port)?;
         }
         Ok(())
     })?;
+    // A service that died mid-run turned its rows into failure-mode rows.
+    rig.as_mut().map_or(Ok(()), service::Rig::check)?;
+    drop(rig);
     let seconds = started.elapsed().as_secs_f64();
     finish(&out, &options, &measured, seconds)
+}
+
+/// Redis and the rate limit service, if a configuration calls it. The
+/// service is built by cargo as a command: xtask never compiles tonic.
+fn start_service(configs: &[Config]) -> Result<Option<service::Rig>, String> {
+    if !configs.iter().any(|c| c.global) {
+        return Ok(None);
+    }
+    step("bench: build tollgate-ratelimit", crate::images::build_ratelimit)?;
+    let mut rig = None;
+    step("bench: Redis and the rate limit service, pinned to wrk's CPU", || {
+        rig = Some(service::Rig::start(&crate::images::ratelimit_binary(), WRK_CPU)?);
+        Ok(())
+    })?;
+    Ok(rig)
 }
 
 /// The request file of a configuration: one line per distinct request.
@@ -145,9 +174,9 @@ fn launch(concurrency: &str, cpus: Option<&str>) -> Launch {
     }
 }
 
-fn start(target: &Target, launch: &Launch, out: &Path) -> Result<Envoy, String> {
+fn start(target: &Target, launch: &Launch, out: &Path, service_port: Option<u16>) -> Result<Envoy, String> {
     let log = out.join(format!("access-{}.log", target.config.name));
-    let bootstrap = target.config.bootstrap(&log.display().to_string());
+    let bootstrap = target.config.bootstrap(&log.display().to_string(), service_port);
     let envoy = Envoy::try_start_with(&bootstrap, launch)
         .map_err(|f| format!("{}: Envoy did not start: {}\n{}", target.config.name, f.reason, f.log))?;
     smoke(target, &envoy)?;
@@ -158,28 +187,30 @@ fn start(target: &Target, launch: &Launch, out: &Path) -> Result<Envoy, String> 
 /// refused, so a misconfigured run cannot pass as fast.
 fn smoke(target: &Target, envoy: &Envoy) -> Result<(), String> {
     let config = target.config;
-    expect(config.name, envoy, &target.first, 200)?;
+    expect(config.name, envoy, &target.first, 200, 1)?;
     match &config.refused {
-        Some((headers, status)) => expect(config.name, envoy, headers, *status),
+        Some((headers, status)) => expect(config.name, envoy, headers, *status, configs::REFUSED_WITHIN),
         None => Ok(()),
     }
 }
 
-fn expect(name: &str, envoy: &Envoy, headers: &[(String, String)], status: u16) -> Result<(), String> {
+/// The request must be answered `status` within `tries` sends.
+fn expect(name: &str, envoy: &Envoy, headers: &[(String, String)], status: u16, tries: usize) -> Result<(), String> {
     let request = headers
         .iter()
         .fold(Request::get(configs::PATH), |r, (n, v)| r.header(n, v));
-    let response = request.send(envoy.addr())?;
-    if response.status == status {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name}: smoke request {:?} answered {} {}, not {status}",
-            headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            response.status,
-            response.text()
-        ))
+    let mut last = String::new();
+    for _ in 0..tries {
+        let response = request.send(envoy.addr())?;
+        if response.status == status {
+            return Ok(());
+        }
+        last = format!("{} {}", response.status, response.text());
     }
+    Err(format!(
+        "{name}: smoke request {:?} answered {last}, not {status} (tries: {tries})",
+        headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+    ))
 }
 
 fn spec<'a>(target: &'a Target, script: &'a Path, connections: u32, seconds: u64) -> Spec<'a> {
@@ -194,11 +225,17 @@ fn spec<'a>(target: &'a Target, script: &'a Path, connections: u32, seconds: u64
     }
 }
 
-fn pinned_rounds(targets: &[Target], options: &Options, script: &Path, out: &Path) -> Result<Vec<Measured>, String> {
+fn pinned_rounds(
+    targets: &[Target],
+    options: &Options,
+    script: &Path,
+    out: &Path,
+    service_port: Option<u16>,
+) -> Result<Vec<Measured>, String> {
     let pinned = launch("1", Some(ENVOY_CPU));
     let envoys = targets
         .iter()
-        .map(|t| start(t, &pinned, out))
+        .map(|t| start(t, &pinned, out, service_port))
         .collect::<Result<Vec<_>, _>>()?;
     let tick_us = load::tick_us();
     let before = envoys.iter().map(stats).collect::<Result<Vec<_>, _>>()?;
@@ -238,6 +275,7 @@ fn pinned_rounds(targets: &[Target], options: &Options, script: &Path, out: &Pat
         .map(|(t, rounds)| Measured {
             name: t.config.name,
             what: t.config.what,
+            over: t.config.over,
             rounds: rounds.into_iter().map(|[l, h]| (l, h)).collect(),
             rss_mib: f64::NAN,
         })
@@ -280,8 +318,14 @@ fn check_shares(
     Ok(())
 }
 
-fn rss_after_load(target: &Target, options: &Options, script: &Path, out: &Path) -> Result<f64, String> {
-    let envoy = start(target, &launch("2", None), out)?;
+fn rss_after_load(
+    target: &Target,
+    options: &Options,
+    script: &Path,
+    out: &Path,
+    service_port: Option<u16>,
+) -> Result<f64, String> {
+    let envoy = start(target, &launch("2", None), out, service_port)?;
     let mut load = spec(target, script, options.connections[1], options.rss_seconds);
     load.threads = 2;
     load::measure(&envoy, &load, load::tick_us())?;
@@ -323,7 +367,12 @@ fn finish(out: &Path, options: &Options, measured: &[Measured], seconds: f64) ->
         let path = out.join(name);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
-    let json = report::to_json(meta.clone(), measured, &rows);
+    let goals = report::goals(measured);
+    let mut json = report::to_json(meta.clone(), measured, &rows);
+    json["goals"] = goals
+        .iter()
+        .map(|(what, us)| json!({"what": what, "cpu_us_per_request": us}))
+        .collect();
     write(
         "bench.json",
         serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
@@ -342,6 +391,9 @@ fn finish(out: &Path, options: &Options, measured: &[Measured], seconds: f64) ->
         "\n{table}\ntollgate.wasm: {} bytes; {} round(s) of {} s per load; run took {seconds:.0} s",
         meta["wasm_bytes"], options.rounds, options.seconds,
     );
+    for (what, us) in &goals {
+        println!("{what}: {us:+.1} µs/request (median of rounds; goal: at most 0)");
+    }
     println!("wrote {}/bench.json, bench.md, bench.png", out.display());
     let failures: u64 = measured.iter().map(Measured::failures).sum();
     if failures > 0 {

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 pub struct Measured {
     pub name: &'static str,
     pub what: &'static str,
+    /// The row this one is compared with besides the baseline.
+    pub over: Option<&'static str>,
     /// Per round: the load at the low and at the high concurrency.
     pub rounds: Vec<(Sample, Sample)>,
     pub rss_mib: f64,
@@ -37,6 +39,8 @@ pub struct Row {
     pub x_baseline: f64,
     /// Added CPU over `native_chain`'s added CPU.
     pub x_native_chain: f64,
+    /// The row it is compared with, and its CPU per request over that row's.
+    pub over: Option<(&'static str, f64)>,
     /// p50, p99, p99.9 in µs at the low and the high concurrency.
     pub latency: [[f64; 3]; 2],
     pub failures: u64,
@@ -59,11 +63,21 @@ fn per_round(rounds: usize, f: impl Fn(usize) -> Option<f64>) -> f64 {
     median((0..rounds).filter_map(f).collect())
 }
 
-/// `all[0]` is the baseline; `native_chain` is found by name.
+/// CPU per request of `m` over `reference`'s, in round `r`.
+fn over(m: &Measured, reference: &Measured, r: usize) -> Option<f64> {
+    Some(m.cpu_per_request(r)? - reference.cpu_per_request(r)?)
+}
+
+fn find<'a>(all: &'a [Measured], name: &str) -> Option<&'a Measured> {
+    all.iter().find(|m| m.name == name)
+}
+
+/// `all[0]` is the baseline; `native_chain` and each row's `over` are
+/// found by name.
 pub fn rows(all: &[Measured]) -> Vec<Row> {
     let baseline = all.first();
-    let chain = all.iter().find(|m| m.name == "native_chain");
-    let added = |m: &Measured, r: usize| Some(m.cpu_per_request(r)? - baseline?.cpu_per_request(r)?);
+    let chain = find(all, "native_chain");
+    let added = |m: &Measured, r: usize| over(m, baseline?, r);
     all.iter()
         .map(|m| {
             let rounds = m.rounds.len();
@@ -85,6 +99,10 @@ pub fn rows(all: &[Measured]) -> Vec<Row> {
                 added_us: per_round(rounds, |r| added(m, r)),
                 x_baseline: per_round(rounds, |r| Some(m.cpu_per_request(r)? / baseline?.cpu_per_request(r)?)),
                 x_native_chain: per_round(rounds, |r| Some(added(m, r)? / added(chain?, r)?)),
+                over: m.over.map(|name| {
+                    let reference = find(all, name);
+                    (name, per_round(rounds, |r| over(m, reference?, r)))
+                }),
                 latency: [latency(false), latency(true)],
                 failures: m.failures(),
                 rss_mib: m.rss_mib,
@@ -97,22 +115,28 @@ fn latency_cell(l: &[f64; 3]) -> String {
     format!("{:.0} / {:.0} / {:.0}", l[0], l[1], l[2])
 }
 
+fn over_cell(over: Option<(&str, f64)>) -> String {
+    over.map_or(String::new(), |(name, us)| format!("{us:+.1} over `{name}`"))
+}
+
 pub fn markdown(rows: &[Row], connections: [u32; 2]) -> String {
     let [low, high] = connections;
     let mut out = format!(
         "| configuration | req/s c{low} | CPU µs/req | added µs/req | × baseline | added × native_chain \
-         | latency µs c{low} p50 / p99 / p99.9 | latency µs c{high} p50 / p99 / p99.9 | non-2xx | RSS MiB, 2 workers |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+         | µs/req over its pair | latency µs c{low} p50 / p99 / p99.9 | latency µs c{high} p50 / p99 / p99.9 \
+         | non-2xx | RSS MiB, 2 workers |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     );
     for r in rows {
         out.push_str(&format!(
-            "| `{}` | {:.0} | {:.1} | {:+.1} | {:.2} | {:.2} | {} | {} | {} | {:.1} |\n",
+            "| `{}` | {:.0} | {:.1} | {:+.1} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} |\n",
             r.name,
             r.rps[0],
             r.cpu_us,
             r.added_us,
             r.x_baseline,
             r.x_native_chain,
+            over_cell(r.over),
             latency_cell(&r.latency[0]),
             latency_cell(&r.latency[1]),
             r.failures,
@@ -149,6 +173,7 @@ pub fn to_json(meta: Value, all: &[Measured], rows: &[Row]) -> Value {
                 "added_cpu_us_per_request": finite(r.added_us),
                 "x_baseline": finite(r.x_baseline),
                 "added_x_native_chain": finite(r.x_native_chain),
+                "over": r.over.map(|(name, us)| json!({"configuration": name, "cpu_us_per_request": finite(us)})),
                 "latency_us": r.latency.iter().map(|l| json!({"p50": finite(l[0]), "p99": finite(l[1]), "p999": finite(l[2])})).collect::<Vec<_>>(),
                 "non_2xx": r.failures,
                 "rss_mib_2_workers": finite(r.rss_mib),
@@ -157,4 +182,52 @@ pub fn to_json(meta: Value, all: &[Measured], rows: &[Row]) -> Value {
         })
         .collect();
     json!({"meta": meta, "configurations": configurations})
+}
+
+/// A Tollgate stage and the native filter doing its job, each measured
+/// over its pair (`over`): issue 22's goal is a stage costing no more.
+pub struct Goal {
+    pub what: &'static str,
+    pub tollgate: &'static str,
+    pub native: &'static str,
+}
+
+pub const GOALS: [Goal; 2] = [
+    Goal {
+        what: "local limit",
+        tollgate: "tollgate_fused_ratelimit_local",
+        native: "native_local_ratelimit",
+    },
+    Goal {
+        what: "global limit",
+        tollgate: "tollgate_fused_ratelimit_global",
+        native: "native_ratelimit",
+    },
+];
+
+/// The stage's cost minus the native filter's, in µs per request: the
+/// median over rounds of the difference within each round (a difference,
+/// not a ratio: the native costs are a few µs, so their ratio is noise).
+pub fn goal_us(all: &[Measured], goal: &Goal) -> f64 {
+    let cost = |name: &str, r: usize| {
+        let m = find(all, name)?;
+        over(m, find(all, m.over?)?, r)
+    };
+    let rounds = find(all, goal.tollgate).map_or(0, |m| m.rounds.len());
+    per_round(rounds, |r| Some(cost(goal.tollgate, r)? - cost(goal.native, r)?))
+}
+
+/// One line per goal whose rows ran.
+pub fn goals(all: &[Measured]) -> Vec<(String, f64)> {
+    GOALS
+        .iter()
+        .map(|g| {
+            let line = format!(
+                "{}: `{}` over its pair minus `{}` over its pair",
+                g.what, g.tollgate, g.native
+            );
+            (line, goal_us(all, g))
+        })
+        .filter(|(_, us)| us.is_finite())
+        .collect()
 }

@@ -35,6 +35,7 @@ fn measured(name: &'static str, per_round: &[f64]) -> Measured {
     Measured {
         name,
         what: "",
+        over: None,
         rounds: per_round.iter().copied().map(load_at).collect(),
         rss_mib: 64.0,
     }
@@ -69,8 +70,43 @@ fn the_table_has_a_row_per_configuration() {
     assert!(lines.first().unwrap().starts_with("| configuration | req/s c4 |"));
     assert_eq!(
         *lines.get(3).unwrap(),
-        "| `native_chain` | 1000 | 30.0 | +10.0 | 1.50 | 1.00 | 0 / 300 / 0 | 0 / 300 / 0 | 0 | 64.0 |"
+        "| `native_chain` | 1000 | 30.0 | +10.0 | 1.50 | 1.00 |  | 0 / 300 / 0 | 0 / 300 / 0 | 0 | 64.0 |"
     );
+}
+
+fn paired(name: &'static str, over: &'static str, per_round: &[f64]) -> Measured {
+    Measured {
+        over: Some(over),
+        ..measured(name, per_round)
+    }
+}
+
+/// A row's cost over its pair is taken within each round, and the goal
+/// compares two such costs round by round.
+#[test]
+fn costs_over_a_pair_and_goals_are_taken_within_each_round() {
+    let all = [
+        measured("baseline", &[10.0, 40.0, 20.0]),
+        paired("native_local_ratelimit", "baseline", &[12.0, 43.0, 22.0]),
+        measured("tollgate_fused_tenant_stage", &[20.0, 60.0, 30.0]),
+        paired(
+            "tollgate_fused_ratelimit_local",
+            "tollgate_fused_tenant_stage",
+            &[21.0, 62.0, 33.0],
+        ),
+    ];
+    let rows = report::rows(&all);
+    let over = |i: usize| rows.get(i).unwrap().over;
+    assert_eq!(over(0), None);
+    assert_eq!(over(1), Some(("baseline", 2.0)));
+    assert_eq!(over(3), Some(("tollgate_fused_tenant_stage", 2.0)));
+    // Per round: 1 - 2, 2 - 3, 3 - 2.
+    let goal = report::GOALS.first().unwrap();
+    assert_eq!(report::goal_us(&all, goal), -1.0);
+    let goals = report::goals(&all);
+    assert_eq!(goals.len(), 1, "the global rows did not run: no line");
+    let table = report::markdown(&rows, [4, 32]);
+    assert!(table.contains("| +2.0 over `tollgate_fused_tenant_stage` |"), "{table}");
 }
 
 #[test]
@@ -149,17 +185,33 @@ fn configurations_are_checked_before_their_load() {
     for config in &all {
         let refused = config.refused.as_ref().map(|(_, status)| *status);
         let want = match (config.load, config.name) {
-            (Load::Plain, "tollgate_tenant") => Some(403),
+            (Load::Plain, "tollgate_tenant" | "tollgate_fused_tenant_stage") => Some(403),
+            (Load::Plain, "native_local_ratelimit" | "tollgate_fused_ratelimit_local") => Some(429),
+            (Load::Plain, "tollgate_fused_ratelimit_global") => Some(429),
             (Load::Plain, _) => None,
             // Carries the token, but no stage checks one.
             (_, "tollgate_fused_floor") => None,
             _ => Some(401),
         };
         assert_eq!(refused, want, "{}", config.name);
-        let bootstrap = config.bootstrap("/tmp/log");
+        let bootstrap = config.bootstrap("/tmp/log", Some(7));
         let manager = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
         let route = &manager["route_config"]["virtual_hosts"][0]["routes"][0];
-        assert_eq!(route["direct_response"]["status"], 200, "{}", config.name);
+        if route["route"].is_object() {
+            // Envoy's ratelimit filter needs a route entry: the fault
+            // filter answers before the router.
+            let filters = manager["http_filters"].as_array().unwrap();
+            let fault = &filters[filters.len() - 2];
+            assert_eq!(fault["typed_config"]["abort"]["http_status"], 200, "{}", config.name);
+        } else {
+            assert_eq!(route["direct_response"]["status"], 200, "{}", config.name);
+        }
+        let clusters = bootstrap["static_resources"]["clusters"].as_array().unwrap();
+        let service = clusters.iter().find(|c| c["name"] == configs::SERVICE_CLUSTER);
+        assert_eq!(service.is_some(), config.global, "{}", config.name);
+        if let Some(over) = config.over {
+            assert!(all.iter().any(|c| c.name == over), "{}: no {over}", config.name);
+        }
         let logged = manager["access_log"][0]["typed_config"]["path"] == "/tmp/log";
         assert_eq!(logged, config.name == "native_chain", "{}", config.name);
     }
