@@ -9,7 +9,9 @@ use tollgate_core::decision::Action;
 use tollgate_core::policy::Policy;
 use tollgate_core::ratelimit::bucket::{self, Bucket, Counted, SlotStore, Window};
 use tollgate_core::ratelimit::key::{self, KeyInputs};
-use tollgate_core::ratelimit::{self as rl, answer::LimitState, rls, Counter, FailureMode, LimitCount, Scope};
+use tollgate_core::ratelimit::{
+    self as rl, answer::LimitState, rls, Counter, FailureMode, HeaderStyle, LimitCount, Scope,
+};
 use tollgate_core::request::RequestDenial;
 use tollgate_core::stage::StageName;
 use tollgate_core::{state, Mode};
@@ -211,7 +213,9 @@ impl RatelimitStage {
                 Counted::CasRetriesExhausted => self.not_counted(host, Counter::CasRetriesExhausted, limit),
                 Counted::StoreFailed => self.not_counted(host, Counter::SharedDataFailed, limit),
             };
-            let state = remaining.map(|remaining| LimitState {
+            // Only answers read a state: headers, or a refusal's Retry-After.
+            let wanted = policy.ratelimit.headers != HeaderStyle::None || remaining == Some(0);
+            let state = remaining.filter(|_| wanted).map(|remaining| LimitState {
                 name: limit.name.clone(),
                 quota: requests,
                 window_seconds: limit.period.seconds(),
@@ -343,11 +347,11 @@ impl RatelimitStage {
             Action::Deny(d) => self.counters.add(host, rl::denied_index(d, Mode::Enforce)),
             Action::ShadowDeny(d) => self.counters.add(host, rl::denied_index(d, Mode::Shadow)),
         }
-        let route = cx.view.route(policy).name.clone();
-        self.publish(cx, host, &route, mode, action, name.as_deref());
+        let route = &cx.view.route(policy).name;
+        self.publish(cx, host, route, mode, action, name.as_deref());
         let verdict = Verdict {
             stage: STAGE,
-            route: &route,
+            route,
             mode,
             action,
             detail: name,
@@ -376,13 +380,14 @@ impl RatelimitStage {
 
     /// The first run of a request: local limits now, global ones by a call.
     fn first_run(&self, cx: &mut RequestContext, host: &dyn Host) -> Step {
-        let route = cx.view.route(&self.policy);
-        let limits = route.ratelimit.limits.clone();
+        let policy = Rc::clone(&self.policy);
+        let route = cx.view.route(&policy);
+        let limits = &route.ratelimit.limits;
         let route_mode = route.ratelimit.mode;
         if limits.is_empty() {
             return self.conclude(cx, host, &[], None);
         }
-        let needs = Needs::of(&self.policy, &limits);
+        let needs = Needs::of(&self.policy, limits);
         let inputs = match self.inputs(cx, host, needs) {
             Ok(inputs) => inputs,
             Err(why) => {
@@ -394,7 +399,7 @@ impl RatelimitStage {
             counts,
             descriptors,
             asked,
-        } = self.count_local(cx, host, &limits, route_mode, &inputs);
+        } = self.count_local(cx, host, limits, route_mode, &inputs);
         let locally_refused = counts.iter().any(|c| c.over && c.mode == Mode::Enforce);
         if asked.is_empty() || locally_refused {
             return self.conclude(cx, host, &counts, None);

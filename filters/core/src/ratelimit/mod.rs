@@ -327,6 +327,9 @@ pub fn verdict(counts: &[LimitCount]) -> (crate::decision::Action, Option<&Limit
 
 /// The rate limit headers of an answer: the enforced limits' states.
 pub fn answer_headers(style: HeaderStyle, counts: &[LimitCount]) -> Vec<(String, String)> {
+    if style == HeaderStyle::None {
+        return Vec::new();
+    }
     let states: Vec<answer::LimitState> = counts
         .iter()
         .filter(|c| c.mode == Mode::Enforce)
