@@ -14,6 +14,7 @@ pub enum StageName {
     Jwt,
     Tenant,
     Ratelimit,
+    Audit,
 }
 
 /// What a stage is, for everything outside its own code.
@@ -36,13 +37,14 @@ pub struct StageSpec {
     pub metric_names: fn() -> Vec<String>,
     /// Every denial it can answer with.
     pub denials: fn() -> Vec<Denial>,
-    /// A route's mode for this stage (`modes: {<key>: shadow}` sets it).
-    pub route_mode: fn(&mut Route) -> &mut Mode,
+    /// A route's mode for this stage (`modes: {<key>: shadow}` sets it);
+    /// `None` for a stage that decides nothing (audit), which has no mode.
+    pub route_mode: Option<fn(&mut Route) -> &mut Mode>,
 }
 
 /// Every stage's key, in `STAGES` order (for serde's messages; a test
 /// checks it against `STAGES`).
-pub const KEYS: &[&str] = &["jwt", "tenant", "ratelimit"];
+pub const KEYS: &[&str] = &["jwt", "tenant", "ratelimit", "audit"];
 
 /// The fused filter: the policy's stages in one plugin, in the phase of
 /// the first (authentication).
@@ -69,7 +71,7 @@ pub const STAGES: &[StageSpec] = &[
         ],
         metric_names: crate::jwt::metric_names,
         denials: || crate::jwt::JwtDenial::ALL.iter().map(|d| d.denial()).collect(),
-        route_mode: |route| &mut route.jwt.mode,
+        route_mode: Some(|route| &mut route.jwt.mode),
     },
     StageSpec {
         name: StageName::Tenant,
@@ -85,7 +87,7 @@ pub const STAGES: &[StageSpec] = &[
         ],
         metric_names: crate::tenant::metric_names,
         denials: || crate::tenant::TenantDenial::ALL.iter().map(|d| d.denial()).collect(),
-        route_mode: |route| &mut route.tenant.mode,
+        route_mode: Some(|route| &mut route.tenant.mode),
     },
     StageSpec {
         name: StageName::Ratelimit,
@@ -97,7 +99,22 @@ pub const STAGES: &[StageSpec] = &[
         state_keys: &[crate::state::DECISION_RATELIMIT],
         metric_names: crate::ratelimit::metric_names,
         denials: || crate::ratelimit::DENIALS.to_vec(),
-        route_mode: |route| &mut route.ratelimit.mode,
+        route_mode: Some(|route| &mut route.ratelimit.mode),
+    },
+    StageSpec {
+        name: StageName::Audit,
+        key: "audit",
+        root_id: "tollgate.audit",
+        // Alone, it runs after the deciding filters (STATS follows AUTHZ)
+        // and reads their decisions from filter state in the log phase,
+        // which every filter of the chain gets, refused requests included.
+        phase: "STATS",
+        priority: 100,
+        sections: &["audit"],
+        state_keys: &[],
+        metric_names: crate::audit::metric_names,
+        denials: Vec::new,
+        route_mode: None,
     },
 ];
 
@@ -123,7 +140,7 @@ const STAGE_NONE: StageSpec = StageSpec {
     state_keys: &[],
     metric_names: Vec::new,
     denials: Vec::new,
-    route_mode: |route| &mut route.jwt.mode,
+    route_mode: None,
 };
 
 /// The stage a root id runs alone.

@@ -194,6 +194,16 @@ fn resolve<'p>(
     Ok(Some(Resolved { tenant, source }))
 }
 
+/// Every tenant value the request carries, by source, in the configured
+/// order (for the audit event: a candidate policy re-decides on them).
+pub fn sources_seen<'a>(config: &TenantConfig, req: &TenantRequest<'a>) -> Vec<(TenantSource, &'a [u8])> {
+    config
+        .sources
+        .iter()
+        .flat_map(|&source| candidates(config, source, req).into_iter().map(move |v| (source, v)))
+        .collect()
+}
+
 fn candidates<'a>(config: &TenantConfig, source: TenantSource, req: &TenantRequest<'a>) -> Vec<&'a [u8]> {
     match source {
         TenantSource::Claim => req.claim.into_iter().collect(),

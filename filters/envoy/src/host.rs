@@ -101,6 +101,10 @@ impl Host for Envoy {
         let _ = hostcalls::increment_metric(id, 1);
     }
 
+    fn add_counter(&self, id: u32, n: u64) {
+        let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
         hostcalls::define_metric(MetricType::Gauge, name).map_err(failed(name))
     }

@@ -131,8 +131,10 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        if let (Some(pipeline), Some(request)) = (&self.pipeline, &self.request) {
-            pipeline.on_log(&Envoy, request);
+        match (&self.pipeline, &self.request) {
+            (Some(pipeline), Some(request)) => pipeline.on_log(&Envoy, request),
+            (Some(pipeline), None) => pipeline.on_log_unseen(&Envoy, self.context_id),
+            _ => {}
         }
     }
 }

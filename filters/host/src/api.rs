@@ -77,6 +77,12 @@ pub trait Host {
     fn node_metadata(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError>;
     fn define_counter(&self, name: &str) -> Result<u32, HostError>;
     fn increment_counter(&self, id: u32);
+    /// Adds `n` to a counter (one host call in Envoy).
+    fn add_counter(&self, id: u32, n: u64) {
+        for _ in 0..n {
+            self.increment_counter(id);
+        }
+    }
     fn define_gauge(&self, name: &str) -> Result<u32, HostError>;
     fn set_gauge(&self, id: u32, value: u64);
     /// Unix time in nanoseconds (0 if the host will not say).

@@ -27,6 +27,13 @@ impl Counters {
         Counters { ids }
     }
 
+    /// Adds `n` to the counter at `index` of the defined names.
+    pub fn add_n(&self, host: &dyn Host, index: usize, n: u64) {
+        if let (Some(Some(id)), true) = (self.ids.get(index), n > 0) {
+            host.add_counter(*id, n);
+        }
+    }
+
     /// Bumps the counter at `index` of the defined names.
     pub fn add(&self, host: &dyn Host, index: usize) {
         if let Some(Some(id)) = self.ids.get(index) {

@@ -18,8 +18,9 @@ use crate::context::{Progress, Publish, RequestContext};
 use crate::counters::Counters;
 use crate::reply;
 use log::{debug, info, warn};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 use tollgate_core::decision::Action;
 use tollgate_core::form;
 use tollgate_core::headers::strip_removals;
@@ -48,6 +49,11 @@ pub trait Stage {
     fn on_response_headers(&self, _cx: &mut RequestContext, _host: &dyn Host) {}
     /// The log phase of every request, refused ones included.
     fn on_log(&self, _cx: &RequestContext, _host: &dyn Host) {}
+    /// Whether `on_log` wants requests this filter never saw (a filter
+    /// before it answered them): the audit stage does.
+    fn logs_every_request(&self) -> bool {
+        false
+    }
     fn on_tick(&self, _host: &dyn Host) -> Vec<u32> {
         Vec::new()
     }
@@ -60,6 +66,12 @@ pub trait Stage {
     /// The policy is being replaced: the requests waiting on this stage.
     fn release(&self) -> Vec<u32> {
         Vec::new()
+    }
+    /// The tick this stage wants now. A root has one timer: the pipeline
+    /// sets the shortest period any stage wants, so a stage may be ticked
+    /// more often than it asked and must tell by the clock what is due.
+    fn tick_period(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -84,6 +96,8 @@ pub struct Pipeline {
     /// Requests waiting at a stage. Bounded by the stages' own bounds on
     /// waiters (a stage refuses to wait past them); left by the log phase.
     waiting: RefCell<Vec<Shared>>,
+    /// The tick period last set (`None`: not yet by this pipeline).
+    tick: Cell<Option<Duration>>,
 }
 
 /// The node's namespace, when `skip` lists it. A namespace that cannot be
@@ -154,6 +168,7 @@ impl Pipeline {
             stages,
             policy,
             waiting: RefCell::new(Vec::new()),
+            tick: Cell::new(None),
         })
     }
 
@@ -188,6 +203,7 @@ impl Pipeline {
         cx.awaits_body = !end_of_stream && form::needs_body(&self.policy, route, first(&cx.headers, "content-type"));
         let shared = Rc::new(RefCell::new(cx));
         let flow = self.run(host, &shared);
+        self.sync_tick(host);
         (flow, shared)
     }
 
@@ -370,9 +386,51 @@ impl Pipeline {
     /// The request is over: it is never resumed after this.
     pub fn on_log(&self, host: &dyn Host, shared: &Shared) {
         self.done(shared);
-        let Ok(cx) = shared.try_borrow() else { return };
-        for stage in &self.stages {
+        if let Ok(cx) = shared.try_borrow() {
+            for stage in &self.stages {
+                stage.on_log(&cx, host);
+            }
+        }
+        self.sync_tick(host);
+    }
+
+    /// The log phase of a request whose headers this filter never saw: a
+    /// filter before it answered. Its context is read now (Envoy gives the
+    /// request headers to the log phase); a request the view refuses was
+    /// refused before any stage, as this filter would have.
+    pub fn on_log_unseen(&self, host: &dyn Host, context_id: u32) {
+        if self.stand_aside.is_some() || !self.stages.iter().any(|s| s.logs_every_request()) {
+            return;
+        }
+        let Ok(headers) = host.request_headers() else { return };
+        let mut cx = RequestContext::new(context_id, headers, 0);
+        cx.publish = self.publish;
+        cx.progress = Progress::Replied;
+        cx.done = true;
+        let view = RequestView::read(
+            first(&cx.headers, ":method").unwrap_or_default(),
+            first(&cx.headers, ":path"),
+            first(&cx.headers, ":authority"),
+            &self.policy,
+        );
+        match view {
+            Ok(view) => cx.view = view,
+            Err(denial) => cx.early = Some(denial),
+        }
+        for stage in self.stages.iter().filter(|s| s.logs_every_request()) {
             stage.on_log(&cx, host);
+        }
+        self.sync_tick(host);
+    }
+
+    /// Sets the root's tick to the shortest period a stage wants, when
+    /// that changed (a host call only then).
+    pub fn sync_tick(&self, host: &dyn Host) {
+        let Some(want) = self.stages.iter().filter_map(|s| s.tick_period()).min() else {
+            return;
+        };
+        if self.tick.get() != Some(want) && host.set_tick_period(want).is_ok() {
+            self.tick.set(Some(want));
         }
     }
 
@@ -389,6 +447,7 @@ impl Pipeline {
             let woken = stage.on_tick(host);
             self.resume(host, &woken);
         }
+        self.sync_tick(host);
     }
 
     pub fn on_http_call_response(&self, host: &dyn Host, token: u32, body_size: usize) {
@@ -396,6 +455,7 @@ impl Pipeline {
             let woken = stage.on_http_call_response(host, token, body_size);
             self.resume(host, &woken);
         }
+        self.sync_tick(host);
     }
 
     pub fn on_grpc_call_response(&self, host: &dyn Host, token: u32, status: u32, size: usize) {
@@ -403,6 +463,7 @@ impl Pipeline {
             let woken = stage.on_grpc_call_response(host, token, status, size);
             self.resume(host, &woken);
         }
+        self.sync_tick(host);
     }
 
     /// Answers every waiting request: this pipeline is being replaced.
@@ -491,6 +552,7 @@ impl PipelineRoot {
                         self.name
                     );
                 }
+                pipeline.sync_tick(host);
                 if let Some(old) = self.pipeline.replace(Rc::new(pipeline)) {
                     old.release(host);
                 }

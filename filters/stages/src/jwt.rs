@@ -110,7 +110,7 @@ impl JwtStage {
             policy: policy.clone(),
         };
         if stage.has_remote() {
-            stage.set_tick(host, BUSY_TICK);
+            stage.tick.set(BUSY_TICK);
         }
         stage
     }
@@ -162,14 +162,8 @@ impl JwtStage {
                 Tick::Idle { busy: b } => busy |= b,
             }
         }
-        self.set_tick(host, if busy { BUSY_TICK } else { IDLE_TICK });
+        self.tick.set(if busy { BUSY_TICK } else { IDLE_TICK });
         woken
-    }
-
-    fn set_tick(&self, host: &dyn Host, period: Duration) {
-        if self.tick.get() != period && host.set_tick_period(period).is_ok() {
-            self.tick.set(period);
-        }
     }
 
     /// Starts a fetch; a call that fails at once wakes whoever waits.
@@ -363,7 +357,7 @@ impl JwtStage {
         if !cx.resumed {
             if let Some(p) = self.wait_for(host, &decision, request.now) {
                 self.waiters.borrow_mut().push((context_id, p));
-                self.set_tick(host, BUSY_TICK);
+                self.tick.set(BUSY_TICK);
                 debug!(
                     "#{context_id} waits for the JWKS of provider '{}'",
                     self.provider_name(p)
@@ -421,6 +415,12 @@ impl Stage for JwtStage {
 
     fn on_tick(&self, host: &dyn Host) -> Vec<u32> {
         self.tick(host)
+    }
+
+    /// Fast while a fetch is due or running, slow otherwise; none without
+    /// remote JWKS.
+    fn tick_period(&self) -> Option<Duration> {
+        Some(self.tick.get()).filter(|t| !t.is_zero())
     }
 
     fn on_http_call_response(&self, host: &dyn Host, token: u32, body_size: usize) -> Vec<u32> {

@@ -4,6 +4,7 @@
 //! module (`tollgate-module`) puts these behind Envoy, `tollgate explain`
 //! runs them on the in-memory host.
 
+pub mod audit;
 pub mod jwt;
 pub mod ratelimit;
 pub mod tenant;
@@ -22,11 +23,15 @@ pub fn build(name: StageName, policy: &Rc<Policy>, host: &dyn Host) -> Box<dyn S
         StageName::Jwt => Box::new(jwt::JwtStage::new(policy, host)),
         StageName::Tenant => Box::new(tenant::TenantStage::new(policy, host)),
         StageName::Ratelimit => Box::new(ratelimit::RatelimitStage::new(policy, host)),
+        StageName::Audit => Box::new(audit::AuditStage::new(policy, host)),
     }
 }
 
 /// The policy's stages, in their fixed order (`Policy::stages`).
 pub fn stages(policy: &Rc<Policy>, host: &dyn Host) -> Vec<Box<dyn Stage>> {
+    if !policy.stages.contains(&StageName::Audit) {
+        audit::retire(host);
+    }
     policy.stages.iter().map(|name| build(*name, policy, host)).collect()
 }
 

@@ -56,6 +56,10 @@ impl Dropped {
 pub struct Counters {
     /// Events that entered the buffer (sampled in).
     pub emitted: u64,
+    /// Events sampling left out (never buffered).
+    pub sampled_out: u64,
+    /// Batches the sink accepted.
+    pub batches_sent: u64,
     /// Events the sink accepted.
     pub sent: u64,
     pub dropped: Dropped,
@@ -115,6 +119,7 @@ impl Buffer {
     /// The sink took `n` events.
     pub fn sent(&mut self, n: usize) {
         self.counters.sent += n as u64;
+        self.counters.batches_sent += 1;
         self.failures = 0;
         self.retry_at = 0;
     }
@@ -131,6 +136,14 @@ impl Buffer {
         for event in batch.into_iter().skip(over).rev() {
             self.queue.push_front(event);
         }
+    }
+
+    /// Every buffered event dropped (the policy no longer audits), counted
+    /// as `resized`.
+    pub fn clear(&mut self) {
+        let n = self.queue.len();
+        self.queue.clear();
+        self.counters.dropped.count(DropCause::Resized, n as u64);
     }
 
     /// A new bound (policy reload); the oldest past it are dropped, counted.

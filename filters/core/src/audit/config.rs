@@ -1,5 +1,5 @@
-//! The `audit` policy section and each route's `audit`, checked and
-//! compiled. Not yet part of `PolicyDoc`: the stage that reads it comes next.
+//! The `audit` policy section and each route's `audit` (or
+//! `defaults.audit`), checked and compiled.
 
 use crate::policy::errors::{bounded, bounded_size, index, join, PolicyErrors};
 use serde::{Deserialize, Serialize};

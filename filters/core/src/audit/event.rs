@@ -43,6 +43,51 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A stage's decision as the request context holds it.
+    pub fn from_action(stage: &str, mode: Mode, action: &crate::decision::Action, detail: Option<&str>) -> Decision {
+        use crate::decision::Action;
+        let (outcome, reason) = match action {
+            Action::Allow => (Outcome::Allow, None),
+            Action::Deny(d) => (Outcome::Deny, Some(d.reason)),
+            Action::ShadowDeny(d) => (Outcome::ShadowDeny, Some(d.reason)),
+        };
+        Decision {
+            stage: stage.to_string(),
+            mode,
+            outcome,
+            reason: reason.map(str::to_string),
+            detail: detail.map(str::to_string),
+        }
+    }
+
+    /// A separate filter's decision record (`tollgate.decision.<stage>`,
+    /// `decision::record`); `None` when it is not one.
+    pub fn from_record(stage: &str, json: &[u8]) -> Option<Decision> {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            mode: Mode,
+            outcome: String,
+            #[serde(default)]
+            reason: Option<String>,
+            #[serde(default)]
+            limit: Option<String>,
+        }
+        let record: Record = serde_json::from_slice(json).ok()?;
+        let outcome = match record.outcome.as_str() {
+            "allow" => Outcome::Allow,
+            "deny" => Outcome::Deny,
+            "shadow_deny" => Outcome::ShadowDeny,
+            _ => return None,
+        };
+        Some(Decision {
+            stage: stage.to_string(),
+            mode: record.mode,
+            outcome,
+            reason: record.reason,
+            detail: record.limit,
+        })
+    }
+
     /// Denied, or would have been (shadow).
     pub fn refused(&self) -> bool {
         self.outcome != Outcome::Allow

@@ -55,6 +55,8 @@ pub struct Policy {
     /// route's, in file order. Routes refer to them by position.
     pub limits: Vec<crate::ratelimit::Limit>,
     pub ratelimit: crate::ratelimit::RatelimitConfig,
+    /// The `audit` section, when there is one.
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 /// The route for a request and why (`Policy::route_explained`).
@@ -87,6 +89,7 @@ pub struct Route {
     pub tenant: RouteTenant,
     pub jwt: RouteJwt,
     pub ratelimit: RouteLimits,
+    pub audit: crate::audit::RouteAudit,
 }
 
 /// The limits a route's requests count against.
@@ -384,6 +387,8 @@ impl TryFrom<PolicyDoc> for Policy {
         let tenant_headers = [tenant.header.as_str(), tenant.tier_header.as_str()];
         headers::check_collisions(&doc, tenant_headers, &mut errors);
         let strip_headers = headers::compile_strip(&doc, tenant_headers, &mut errors);
+        let audit = compile_audit(&doc, &jwt, &mut errors);
+        let audit_defaults = compile_route_audits(&doc, &mut routes, &mut errors);
         let stages = compile_stages(&doc, &routes, &defaults, &mut errors);
         let skip_namespaces = doc.skip_namespaces.clone().unwrap_or_default();
         rollout::check_skip_namespaces(&skip_namespaces, &mut errors);
@@ -410,6 +415,7 @@ impl TryFrom<PolicyDoc> for Policy {
                 limits: default_limits,
                 mode: Mode::Enforce,
             },
+            audit: audit_defaults,
         };
         doc.modes.unwrap_or_default().apply(&mut routes, &mut fallback);
         let upper_case_patterns = doc
@@ -432,6 +438,7 @@ impl TryFrom<PolicyDoc> for Policy {
             skip_namespaces,
             limits,
             ratelimit: ratelimit_config,
+            audit,
         })
     }
 }
@@ -457,6 +464,9 @@ fn compile_stages(
         if limited {
             stages.push(StageName::Ratelimit);
         }
+        if doc.audit.is_some() {
+            stages.push(StageName::Audit);
+        }
         return stages;
     };
     let mut stages = listed.clone();
@@ -465,7 +475,72 @@ fn compile_stages(
     if stages.len() != listed.len() {
         errors.push("stages", "lists a stage twice");
     }
+    if stages.contains(&StageName::Audit) && doc.audit.is_none() {
+        errors.push("stages", "lists audit, but there is no audit section");
+    }
     stages
+}
+
+/// The `audit` section. Token headers join the headers never captured.
+fn compile_audit(doc: &PolicyDoc, jwt: &JwtConfig, errors: &mut PolicyErrors) -> Option<crate::audit::AuditConfig> {
+    let section = doc.audit.as_ref()?;
+    let token_headers = token_headers(jwt);
+    let forbidden: Vec<&str> = token_headers.iter().map(String::as_str).collect();
+    Some(crate::audit::AuditConfig::compile(section, "audit", &forbidden, errors))
+}
+
+/// Every provider's token header names (lower-case).
+pub fn token_headers(jwt: &JwtConfig) -> Vec<String> {
+    let mut names: Vec<String> = jwt
+        .providers
+        .iter()
+        .flat_map(|p| p.sources.iter())
+        .filter_map(|s| match s {
+            crate::jwt::config::TokenSource::Header { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Every provider's token query parameters.
+pub fn token_params(jwt: &JwtConfig) -> Vec<String> {
+    let mut names: Vec<String> = jwt
+        .providers
+        .iter()
+        .flat_map(|p| p.sources.iter())
+        .filter_map(|s| match s {
+            crate::jwt::config::TokenSource::Param(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Each route's `audit`, else `defaults.audit`; returns the fallback's.
+fn compile_route_audits(doc: &PolicyDoc, routes: &mut [Route], errors: &mut PolicyErrors) -> crate::audit::RouteAudit {
+    use crate::audit::RouteAudit;
+    let defaults = doc
+        .defaults
+        .audit
+        .as_ref()
+        .map(|a| RouteAudit::compile(a, "defaults.audit", errors))
+        .unwrap_or_default();
+    for (i, (route, route_doc)) in routes.iter_mut().zip(&doc.routes).enumerate() {
+        route.audit = match &route_doc.audit {
+            Some(a) => RouteAudit::compile(a, &join(&index("routes", i), "audit"), errors),
+            None => defaults,
+        };
+    }
+    let configured = doc.defaults.audit.is_some() || doc.routes.iter().any(|r| r.audit.is_some());
+    if configured && doc.audit.is_none() {
+        errors.push("audit", "routes set audit, but there is no audit section");
+    }
+    defaults
 }
 
 /// The headers the jwt and tenant stages set, canonical, with their paths.
@@ -623,6 +698,7 @@ fn compile_routes(
             tenant,
             jwt: route_jwt,
             ratelimit: RouteLimits::default(),
+            audit: crate::audit::RouteAudit::default(),
         });
     }
     routes

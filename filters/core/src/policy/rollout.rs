@@ -43,8 +43,9 @@ impl StageModes {
     /// Puts every route (and the fallback) of a shadowed stage in shadow.
     pub fn apply(self, routes: &mut [Route], fallback: &mut Route) {
         for spec in STAGES.iter().filter(|s| self.get(s.name) == Some(Mode::Shadow)) {
-            *(spec.route_mode)(fallback) = Mode::Shadow;
-            routes.iter_mut().for_each(|r| *(spec.route_mode)(r) = Mode::Shadow);
+            let Some(route_mode) = spec.route_mode else { continue };
+            *route_mode(fallback) = Mode::Shadow;
+            routes.iter_mut().for_each(|r| *route_mode(r) = Mode::Shadow);
         }
     }
 }
@@ -93,15 +94,18 @@ impl<'de> serde::de::Visitor<'de> for ModesVisitor {
     }
 }
 
-/// A stage's mode, or `unknown field` when no stage has that key.
+/// The stages that have a mode (audit decides nothing).
+const MODE_KEYS: &[&str] = &["jwt", "tenant", "ratelimit"];
+
+/// A stage's mode, or `unknown field` when no stage with a mode has that key.
 struct ModeOf<'k>(&'k str);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ModeOf<'_> {
     type Value = Mode;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Mode, D::Error> {
-        if crate::stage::by_key(self.0).is_none() {
-            return Err(serde::de::Error::unknown_field(self.0, crate::stage::KEYS));
+        if crate::stage::by_key(self.0).is_none_or(|s| s.route_mode.is_none()) {
+            return Err(serde::de::Error::unknown_field(self.0, MODE_KEYS));
         }
         Mode::deserialize(deserializer)
     }

@@ -26,6 +26,9 @@ pub struct PolicyDoc {
     /// Rate limit settings: headers, client address, slots, service.
     #[serde(default)]
     pub ratelimit: super::ratelimit::RatelimitDoc,
+    /// Audit events: the sink, batching, what events carry.
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditDoc>,
     /// How request paths are checked and normalized, for every filter.
     #[serde(default)]
     pub paths: PathsDoc,
@@ -35,9 +38,9 @@ pub struct PolicyDoc {
     #[serde(default)]
     pub strip_headers: Option<Vec<String>>,
     /// The stages the fused `tollgate` filter runs (always in the order
-    /// jwt, tenant, ratelimit). Default: `jwt` when providers are configured, `tenant`
+    /// jwt, tenant, ratelimit, audit). Default: `jwt` when providers are configured, `tenant`
     /// when tenants are or a route requires one, `ratelimit` when a limit is
-    /// defined.
+    /// defined, `audit` when the `audit` section is there.
     #[serde(default)]
     pub stages: Option<Vec<StageName>>,
     /// Whether the fused filter writes its outputs (`tollgate.sub`,
@@ -95,6 +98,9 @@ pub struct RouteRulesDoc {
     /// Limits every request counts against (routes add their own).
     #[serde(default)]
     pub limits: Vec<super::ratelimit::LimitDoc>,
+    /// The audit event type and sampling of routes that set none.
+    #[serde(default)]
+    pub audit: Option<crate::audit::RouteAuditDoc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -110,6 +116,9 @@ pub struct RouteDoc {
     /// Limits of this route, besides `defaults.limits`.
     #[serde(default)]
     pub limits: Vec<super::ratelimit::LimitDoc>,
+    /// This route's audit event type and sampling (else `defaults.audit`).
+    #[serde(default)]
+    pub audit: Option<crate::audit::RouteAuditDoc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
