@@ -330,8 +330,7 @@ impl AuditStage {
             token_params: &token_params,
             token_headers: &token_headers,
         };
-        let event = audit::build(&inputs, &self.config);
-        let queued = Queued::new(&event, now);
+        let queued = Queued::from_inputs(&inputs, &self.config);
         let mut outbox = self.outbox.borrow_mut();
         if self.config.sink.format == Format::Log {
             info!("audit {}", String::from_utf8_lossy(&queued.json));

@@ -787,3 +787,22 @@ fn log_and_empty_batches_send_nothing() {
         assert!(encode(format, "/p", "svc", 0, Vec::new()).is_empty());
     }
 }
+
+#[test]
+fn the_written_event_is_the_bytes_serde_writes() {
+    let f = Fixture::leaky();
+    let mut odd = Fixture::leaky();
+    odd.tenant = Some("quote\"and\\slash\u{1}".into());
+    odd.traceparent = None;
+    odd.decisions.clear();
+    let drop_config = compiled(json!({"sink": {"cluster": "c"}})).0;
+    for (fixture, config) in [(&f, keep_config()), (&odd, drop_config)] {
+        for sources in [TENANT_SOURCES, &[]] {
+            let inputs = fixture.inputs(sources);
+            let serde = serde_json::to_vec(&build(&inputs, &config)).unwrap();
+            let written = Queued::from_inputs(&inputs, &config);
+            assert_eq!(String::from_utf8_lossy(&written.json), String::from_utf8_lossy(&serde));
+            assert_eq!(written, Queued::new(&build(&inputs, &config), inputs.now_nanos));
+        }
+    }
+}
