@@ -52,6 +52,8 @@ fn exchange(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(Strin
     let status = host.request(id).reply.map_or(status, |r| u64::from(r.status));
     host.set_attribute(id, "response.code", &status.to_le_bytes());
     host.set_attribute(id, "source.address", b"10.1.2.3:5555");
+    let started = (NOW * 1000 * 1_000_000).to_le_bytes();
+    host.set_attribute(id, "request.time", &started);
     host.now_extra_ns.set(2_500_000);
     for (i, root) in roots.iter().enumerate() {
         match seen.get(i) {
