@@ -321,7 +321,7 @@ impl AuditStage {
             normalized_path: if cx.early.is_some() { "" } else { cx.view.path.as_str() },
             route,
             status: u16::try_from(status).unwrap_or(0),
-            duration_nanos: now.saturating_sub(cx.started_nanos),
+            duration_nanos: now.saturating_sub(started_nanos(cx, now, number(&["request", "time"]))),
             request_bytes: number(&["request", "total_size"]).unwrap_or(0),
             response_bytes: number(&["response", "total_size"]).unwrap_or(0),
             request_id: cx.request_id(),
@@ -460,6 +460,16 @@ impl AuditStage {
             outbox.buffer.requeue_failed(call.events, now);
         }
     }
+}
+
+/// When the request began: this filter's clock when it read the headers;
+/// for a request a filter before it answered (its context made in the log
+/// phase, with no start), Envoy's `request.time`; else now (duration 0).
+fn started_nanos(cx: &RequestContext, now: u64, envoy_start: Option<u64>) -> u64 {
+    if cx.started_nanos > 0 {
+        return cx.started_nanos;
+    }
+    envoy_start.filter(|t| *t > 0 && *t <= now).unwrap_or(now)
 }
 
 #[derive(Default)]

@@ -49,7 +49,7 @@ fn event(host: &FakeHost, roots: &[&PipelineRoot], id: u32, request: &[(String, 
     *host.call_answer.borrow_mut() = (b"200".to_vec(), Vec::new());
     audit.on_http_call_response(host, *token, 0);
     let mut event: Value = serde_json::from_slice(body).unwrap();
-    for varying in ["event_id", "time", "duration_ms"] {
+    for varying in ["event_id", "time"] {
         event.as_object_mut().unwrap().remove(varying);
     }
     event
@@ -98,4 +98,34 @@ fn behind_separate_filters_the_event_is_the_fused_filters() {
         json!([{"source": "header", "value": "ACME"}])
     );
     assert_eq!(events[4]["decisions"][0]["stage"], "request");
+    assert!(events.iter().all(|e| e["duration_ms"] == 0.0), "{events:?}");
+}
+
+/// A request the jwt filter refused never reached the separate audit
+/// filter's request phase: its duration is from Envoy's `request.time`.
+#[test]
+fn a_request_an_earlier_filter_refused_is_timed_from_envoys_start() {
+    let policy = audit_policy();
+    let host = FakeHost::default();
+    let jwt = configured(&host, || crate::root_for("tollgate.jwt").unwrap(), &policy);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &policy);
+    let request = get("/api/datahub/x", &[]);
+    let headers: Vec<(&str, &str)> = request.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let start_ms = NOW * 1000;
+    host.now_ms.set(start_ms);
+    host.begin(1, &headers);
+    assert_eq!(
+        jwt.pipeline().unwrap().on_request_headers(&host, 1, true).0,
+        Flow::Pause
+    );
+    let start_ns = start_ms * 1_000_000;
+    host.set_attribute(1, "request.time", &start_ns.to_le_bytes());
+    host.now_ms.set(start_ms + 7);
+    let pipeline = audit.pipeline().unwrap();
+    pipeline.on_log_unseen(&host, 1);
+    pipeline.on_tick(&host);
+    let body = host.call_bodies.borrow()[0].1.clone();
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["decisions"][0]["reason"], "token_missing");
+    assert_eq!(event["duration_ms"], 7.0);
 }
