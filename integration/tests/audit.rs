@@ -316,7 +316,8 @@ fn decision_cases(run: &str) -> Vec<Case> {
 
     let mut unknown = allowed_event(&id("unknown"), "GET", "/api/datahub/tables");
     unknown["status"] = json!(403);
-    unknown["tenant"] = json!(null);
+    // No tenant was decided: the event names the verified claim.
+    unknown["tenant"] = json!("INITECH");
     unknown["tier"] = json!(null);
     unknown["tenant_sources"] = json!([{"source": "claim", "value": "INITECH"}]);
     unknown["decisions"] = json!([
@@ -336,11 +337,11 @@ fn decision_cases(run: &str) -> Vec<Case> {
         let mut event = allowed_event(&id(name), "GET", "/api/reports/daily");
         event["event_type"] = json!("api_call");
         event["route"] = json!("reports");
-        event["claims"] = json!({});
         event["status"] = json!(status);
-        let limited = (status == 429).then_some("rate_limited");
-        let outcome = if limited.is_some() { "deny" } else { "allow" };
-        event["decisions"][2] = decision("ratelimit", outcome, limited, Some("reports-per-tenant"));
+        // The deciding limit is named when it refuses.
+        if status == 429 {
+            event["decisions"][2] = decision("ratelimit", "deny", Some("rate_limited"), Some("reports-per-tenant"));
+        }
         cases.push(Case {
             request: request("GET", "/api/reports/daily", &id(name)).header("authorization", &bearer(&acme)),
             id: id(name),
@@ -554,6 +555,13 @@ fn a_kept_query_is_redacted_and_no_token_cookie_or_authorization_reaches_the_sin
     let id = |name: &str| format!("{run}-{name}");
     let tokens: Vec<String> = (0..5).map(|i| token_for("ACME", &id(&format!("t{i}")))).collect();
     let bad = forged(&tokens[2]);
+    // A separate audit filter sees the request after the jwt filter took
+    // the token parameter out of `:path`: the event has it not at all,
+    // where the fused filter's has it redacted.
+    let param_path = match Delivery::from_env() {
+        Delivery::Fused => "/api/datahub/t?access_token=[REDACTED]&limit=5",
+        Delivery::Split => "/api/datahub/t?limit=5",
+    };
     let cases: Vec<(String, Request, u16, &str)> = vec![
         (
             id("header"),
@@ -574,7 +582,7 @@ fn a_kept_query_is_redacted_and_no_token_cookie_or_authorization_reaches_the_sin
                 &id("param"),
             ),
             200,
-            "/api/datahub/t?access_token=[REDACTED]&limit=5",
+            param_path,
         ),
         (
             id("bad-param"),
