@@ -15,6 +15,7 @@ pub mod http;
 pub mod jwks;
 pub mod paths;
 pub mod server;
+pub mod sink;
 pub mod xds;
 
 pub use bootstrap::{Bootstrap, Delivery, Filter};
@@ -22,4 +23,5 @@ pub use echo::Echo;
 pub use envoy::{Envoy, Launch};
 pub use http::{Request, Response};
 pub use jwks::JwksServer;
+pub use sink::Sink;
 pub use xds::WatchedFile;

@@ -18,8 +18,12 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
-/// Status and JSON body of an answer.
+/// Status and JSON body of an answer; status `CLOSE` closes the connection
+/// without answering (a sink that hung up).
 pub type Answer = (u16, String);
+
+/// The status that makes the server close the connection instead of answering.
+pub const CLOSE: u16 = 0;
 
 pub struct Server {
     addr: SocketAddr,
@@ -97,6 +101,10 @@ fn serve(conn: TcpStream, handler: &(dyn Fn(&Received) -> Answer + Send + Sync))
             body,
         };
         let (status, answer) = handler(&request);
+        if status == CLOSE {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let reply = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
             answer.len()

@@ -15,7 +15,7 @@ pub mod write;
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
 pub use encode::{encode, Queued, Request};
-pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
+pub use event::{build, tenant_sources_from_record, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::keep;
 pub use write::event_json;
 
