@@ -178,6 +178,9 @@ pub struct Bootstrap {
     /// Per-limit counters get their limit's name as the `limit` tag
     /// (`tollgate_core::ratelimit::LIMIT_TAG_REGEX`).
     pub limit_tag: bool,
+    /// Audit drops get their cause as the `cause` tag
+    /// (`tollgate_core::audit::DROP_CAUSE_TAG_REGEX`).
+    pub cause_tag: bool,
     /// Envoy's own HTTP filters (JSON), placed before the wasm filters.
     pub native_filters: Vec<Value>,
     /// The route answers 200 itself instead of going upstream (the bench).
@@ -212,6 +215,7 @@ impl Bootstrap {
             clusters: Vec::new(),
             http2_clusters: Vec::new(),
             limit_tag: false,
+            cause_tag: false,
             native_filters: Vec::new(),
             direct_response: false,
             access_log: None,
@@ -247,7 +251,7 @@ impl Bootstrap {
         }
         let mut bootstrap = json!({
             "admin": {"address": socket(self.admin_port)},
-            "stats_config": {"stats_tags": stats_tags(self.limit_tag)},
+            "stats_config": {"stats_tags": stats_tags(self.limit_tag, self.cause_tag)},
             "static_resources": {"clusters": clusters},
         });
         match &self.lds_path {
@@ -401,14 +405,19 @@ fn socket(port: u16) -> Value {
 /// Turns `wasmcustom.tollgate.tenant.denied.tenant_unknown` into the metric
 /// `tollgate.tenant.denied` with tag `reason="tenant_unknown"` for Prometheus;
 /// with `limit_tag`, `wasmcustom.tollgate.ratelimit.limit.<name>.allowed`
-/// into `tollgate.ratelimit.limit.allowed` with tag `limit="<name>"`.
-fn stats_tags(limit_tag: bool) -> Value {
+/// into `tollgate.ratelimit.limit.allowed` with tag `limit="<name>"`;
+/// with `cause_tag`, `wasmcustom.tollgate.audit.events_dropped.buffer_full`
+/// into `tollgate.audit.events_dropped` with tag `cause="buffer_full"`.
+fn stats_tags(limit_tag: bool, cause_tag: bool) -> Value {
     let mut tags = vec![json!({
         "tag_name": "reason",
         "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
     })];
     if limit_tag {
         tags.push(json!({"tag_name": "limit", "regex": tollgate_core::ratelimit::LIMIT_TAG_REGEX}));
+    }
+    if cause_tag {
+        tags.push(json!({"tag_name": "cause", "regex": tollgate_core::audit::DROP_CAUSE_TAG_REGEX}));
     }
     Value::Array(tags)
 }
@@ -488,6 +497,44 @@ mod tests {
         assert_eq!(
             tollgate_core::ratelimit::LIMIT_TAG_REGEX,
             r"^wasmcustom\.tollgate\.ratelimit\.limit\.((.+?)\.)(?:allowed|limited|shadow_limited)$"
+        );
+    }
+
+    /// Envoy's reading of a tag: the first group leaves the name, the
+    /// second is the value; `None` when the regex does not match.
+    fn tagged(regex: &str, name: &str) -> Option<(String, String)> {
+        let found = regex::Regex::new(regex).unwrap().captures(name)?;
+        let (cut, value) = (found.get(1)?, found.get(2)?);
+        let rest = format!("{}{}", &name[..cut.start()], &name[cut.end()..]);
+        Some((rest, value.as_str().to_string()))
+    }
+
+    #[test]
+    fn audit_drops_get_their_cause_tag_when_asked() {
+        let tags = |b: &Bootstrap| b.to_json()["stats_config"]["stats_tags"].clone();
+        let mut bootstrap = Bootstrap::new(8080);
+        let cause = |t: &Value| t.as_array().unwrap().iter().find(|t| t["tag_name"] == "cause").cloned();
+        assert_eq!(cause(&tags(&bootstrap)), None, "no audit, no cause tag");
+        bootstrap.cause_tag = true;
+        let regex = cause(&tags(&bootstrap)).unwrap()["regex"].as_str().unwrap().to_string();
+        for name in tollgate_core::audit::metric_names() {
+            let envoy_name = format!("wasmcustom.{name}");
+            match name.strip_prefix("tollgate.audit.events_dropped.") {
+                Some(why) => assert_eq!(
+                    tagged(&regex, &envoy_name),
+                    Some(("wasmcustom.tollgate.audit.events_dropped".into(), why.into()))
+                ),
+                None => assert_eq!(tagged(&regex, &envoy_name), None, "{name}"),
+            }
+        }
+        let reason = &tags(&bootstrap)[0]["regex"];
+        assert_eq!(
+            tagged(
+                reason.as_str().unwrap(),
+                "wasmcustom.tollgate.audit.events_dropped.buffer_full"
+            ),
+            None,
+            "the reason tag leaves audit's counters alone"
         );
     }
 

@@ -135,6 +135,15 @@ pub const EXAMPLES: &[Example] = &[
         ..example("malformed tenant id", "/api/services", None)
     },
     Example {
+        status: 403,
+        reason: Some("insufficient_scope"),
+        ..example(
+            "admin routes need the admin role (and are audited as admin operations)",
+            "/api/admin/tenants",
+            Some("NED"),
+        )
+    },
+    Example {
         ..example(
             "shadow mode: would be refused, goes through and is counted",
             "/api/iceberg/tables",

@@ -2,12 +2,13 @@
 //! per filter, in the words a reviewer reads in a pull request.
 
 use crate::mesh::{self, Placement};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 use tollgate_core::policy::rollout::StageModes;
 use tollgate_core::stage::STAGES;
 
+mod audit;
 mod limits;
 
 /// Longest value quoted in full; longer ones are cut.
@@ -101,8 +102,7 @@ fn own<'a>(all: &'a [Placement], name: &str) -> Option<&'a Placement> {
 }
 
 fn mode_changes(old: StageModes, new: StageModes) -> Vec<String> {
-    STAGES
-        .iter()
+    mesh::moded_stages()
         .map(|s| (s.key, old.get(s.name), new.get(s.name)))
         .filter(|(_, a, b)| mesh::mode_word(*a) != mesh::mode_word(*b))
         .map(|(stage, a, b)| format!("{stage} filter {} -> {}", mesh::mode_word(a), mesh::mode_word(b)))
@@ -120,7 +120,7 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
             map.remove("modes");
             map.remove("skip_namespaces");
         }
-        without_limits(&mut v);
+        without_worded(&mut v);
         v
     };
     let (written_old, written_new) = (old, new);
@@ -133,6 +133,8 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
     out.extend(keyed(&providers(&old), &providers(&new), "name", "jwt provider", "jwt"));
     out.extend(limits::limit_changes(written_old, written_new));
     out.extend(limits::section_changes(written_old, written_new));
+    out.extend(audit::section_changes(written_old, written_new));
+    out.extend(audit::route_changes(written_old, written_new));
     let keys: BTreeSet<&String> = old
         .as_object()
         .into_iter()
@@ -156,18 +158,26 @@ fn content(old: &Value, new: &Value) -> Vec<String> {
     out
 }
 
-/// The policy without its limits and `ratelimit` section, which
-/// `limits` describes in words.
-fn without_limits(policy: &mut Value) {
+/// The policy without what `limits` and `audit` describe in words: the
+/// `ratelimit` and `audit` sections and the routes' (and defaults')
+/// `limits` and `audit`.
+fn without_worded(policy: &mut Value) {
     let Some(map) = policy.as_object_mut() else { return };
     map.remove("ratelimit");
+    map.remove("audit");
+    let strip = |route: &mut Map<String, Value>| {
+        route.remove("limits");
+        route.remove("audit");
+    };
     if let Some(defaults) = map.get_mut("defaults").and_then(Value::as_object_mut) {
-        defaults.remove("limits");
+        strip(defaults);
     }
     let routes = map.get_mut("routes").and_then(Value::as_array_mut);
-    for route in routes.into_iter().flatten().filter_map(Value::as_object_mut) {
-        route.remove("limits");
-    }
+    routes
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+        .for_each(strip);
 }
 
 /// The filters a top-level section drives (the registry's `sections`;

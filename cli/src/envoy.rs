@@ -43,6 +43,9 @@ pub fn bootstrap(policy: &Value, options: &Options, source: &str) -> Result<Stri
         bootstrap.http2_clusters.push(service);
     }
     bootstrap.limit_tag = has_limits(&config);
+    // The sink stays HTTP/1.1, as the bootstrap's clusters are: the stage POSTs batches.
+    check_sink_cluster(&config, &options.clusters)?;
+    bootstrap.cause_tag = config["audit"].is_object();
     let mut out = header("Envoy bootstrap for local testing.", source);
     out.push_str(&to_yaml(&bootstrap.to_json())?);
     Ok(out)
@@ -61,6 +64,20 @@ fn ratelimit_cluster(policy: &Value, clusters: &[(String, u16)]) -> Result<Optio
         ));
     }
     Ok(Some(cluster.to_string()))
+}
+
+/// The audit sink's cluster must be one given (`format: log` has none).
+fn check_sink_cluster(policy: &Value, clusters: &[(String, u16)]) -> Result<(), String> {
+    let Some(cluster) = policy["audit"]["sink"]["cluster"].as_str() else {
+        return Ok(());
+    };
+    if !clusters.iter().any(|(name, _)| name == cluster) {
+        return Err(format!(
+            "audit.sink.cluster: '{cluster}' is not a cluster of this bootstrap: \
+             give it with --cluster '{cluster}=PORT'"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the defaults or a route define limits (their counters then
@@ -125,6 +142,41 @@ mod tests {
         assert!(tags.iter().any(|t| t["tag_name"] == "limit"), "{tags:?}");
     }
 
+    fn audited(sink: Value) -> Value {
+        json!({"version": 1, "audit": {"sink": sink}})
+    }
+
+    #[test]
+    fn the_audit_sink_cluster_must_be_given_and_speaks_http1() {
+        let policy = audited(json!({"format": "jsonl", "cluster": "audit-sink"}));
+        let error = bootstrap(&policy, &options(&[("jwks", 8082)]), "p").unwrap_err();
+        assert!(
+            error.starts_with("audit.sink.cluster: 'audit-sink' is not a cluster of this bootstrap"),
+            "{error}"
+        );
+        assert!(error.contains("--cluster 'audit-sink=PORT'"), "{error}");
+        let text = bootstrap(&policy, &options(&[("audit-sink", 8083)]), "p").unwrap();
+        let json: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let clusters = json["static_resources"]["clusters"].as_array().unwrap();
+        let sink = clusters.iter().find(|c| c["name"] == "audit-sink").unwrap();
+        assert_eq!(sink.get("typed_extension_protocol_options"), None, "HTTP/1.1");
+        assert_eq!(
+            sink.pointer("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/port_value"),
+            Some(&json!(8083))
+        );
+        let tags = json["stats_config"]["stats_tags"].as_array().unwrap();
+        assert!(tags.iter().any(|t| t["tag_name"] == "cause"), "{tags:?}");
+    }
+
+    #[test]
+    fn a_logging_sink_needs_no_cluster() {
+        let policy = audited(json!({"format": "log"}));
+        let text = bootstrap(&policy, &options(&[]), "p").unwrap();
+        let json: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let tags = json["stats_config"]["stats_tags"].as_array().unwrap();
+        assert!(tags.iter().any(|t| t["tag_name"] == "cause"), "{tags:?}");
+    }
+
     #[test]
     fn no_limits_no_limit_tag() {
         let plain = json!({"version": 1});
@@ -132,5 +184,6 @@ mod tests {
         let json: Value = serde_yaml_ng::from_str(&text).unwrap();
         let tags = json["stats_config"]["stats_tags"].as_array().unwrap();
         assert!(!tags.iter().any(|t| t["tag_name"] == "limit"));
+        assert!(!tags.iter().any(|t| t["tag_name"] == "cause"), "no audit, no cause tag");
     }
 }

@@ -15,6 +15,7 @@ use tollgate_core::request::RequestView;
 use tollgate_host::fake::FakeHost;
 use tollgate_host::{Flow, Pipeline, PipelineRoot};
 
+mod audit;
 mod limits;
 
 /// The request to explain, as given on the command line.
@@ -136,6 +137,12 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
         &sent,
         request.source_address.as_deref(),
     );
+    let refused = audit::refused(&out["route"], &stages);
+    let audit = if pipeline.stand_aside.is_some() {
+        json!({"audited": false, "why": "the plugin stands aside in this namespace"})
+    } else {
+        audit::audit_json(&policy, chosen_route(&policy, &sent), refused)
+    };
     out.insert("stages".into(), Value::Array(stages));
     out.insert("answer".into(), answer_json(&outcome, flow));
     out.insert(
@@ -145,6 +152,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
     out.insert("filter_state".into(), filter_state_json(&policy, &outcome.state));
     out.insert("counters".into(), counters_json(&host));
     out.insert("limits".into(), limits);
+    out.insert("audit".into(), audit);
     out.insert("notes".into(), json!(notes));
     Ok(Value::Object(out))
 }
@@ -414,8 +422,9 @@ fn view_of(policy: &Policy, sent: &[(String, String)]) -> Result<RequestView, to
     )
 }
 
-/// Each stage of the pipeline: its decision record, or that it did not run
-/// (an earlier stage answered the request, or it was refused before any).
+/// Each deciding stage of the pipeline: its decision record, or that it
+/// did not run (an earlier stage answered the request, or it was refused
+/// before any).
 fn stages_json(
     pipeline: &Pipeline,
     policy: &Policy,
@@ -426,6 +435,8 @@ fn stages_json(
     pipeline
         .stage_names()
         .into_iter()
+        // Audit decides nothing and records in the log phase: its own part says what.
+        .filter(|name| tollgate_core::stage::by_key(name).is_some_and(|s| s.route_mode.is_some()))
         .map(|name| {
             let record = state
                 .get(&format!("tollgate.decision.{name}"))
@@ -788,6 +799,9 @@ pub fn text(e: &Value) -> String {
     }
     for limit_line in limits::text(&e["limits"]) {
         line(limit_line);
+    }
+    for audit_line in audit::text(&e["audit"]) {
+        line(audit_line);
     }
     if e["request"]["signature_checked"] == false {
         line("!! SIGNATURE NOT CHECKED (--no-verify)".to_string());

@@ -101,13 +101,18 @@ pub fn attach_words(attach: &Attach) -> String {
     }
 }
 
-/// "jwt shadow, tenant enforce".
+/// "jwt shadow, tenant enforce": the stages that have a mode (audit,
+/// which decides nothing, has none).
 pub fn describe_modes(modes: StageModes) -> String {
-    let words: Vec<String> = tollgate_core::stage::STAGES
-        .iter()
+    let words: Vec<String> = moded_stages()
         .map(|s| format!("{} {}", s.key, mode_word(modes.get(s.name))))
         .collect();
     words.join(", ")
+}
+
+/// The registry's stages that have a mode, in run order.
+pub fn moded_stages() -> impl Iterator<Item = &'static tollgate_core::stage::StageSpec> {
+    tollgate_core::stage::STAGES.iter().filter(|s| s.route_mode.is_some())
 }
 
 /// `shadow` or `enforce`, as a reviewer reads a stage's mode.
@@ -154,6 +159,15 @@ mod tests {
         assert_eq!(all[0].config["modes"], json!({"jwt": "shadow", "tenant": "shadow"}));
         assert_eq!(all[1].config["modes"], json!({"jwt": "enforce", "tenant": "enforce"}));
         assert_eq!(all[2].config["modes"], json!({"jwt": "shadow", "tenant": "shadow"}));
+    }
+
+    #[test]
+    fn modes_are_described_for_the_stages_that_have_one() {
+        let all = placements(&policy()).unwrap();
+        assert_eq!(
+            describe_modes(all[0].modes),
+            "jwt shadow, tenant shadow, ratelimit enforce"
+        );
     }
 
     #[test]

@@ -221,10 +221,10 @@ fn attach(spec: &mut Map<String, Value>, how: &Attach) {
     }
 }
 
-/// A sidecar has only the clusters Istio gives it: a JWKS host or a rate
-/// limit service outside the mesh needs a ServiceEntry, and TLS to a JWKS
-/// host a DestinationRule (the filter speaks HTTP to the cluster; the
-/// sidecar originates TLS).
+/// A sidecar has only the clusters Istio gives it: a JWKS host, a rate
+/// limit service or an audit sink outside the mesh needs a ServiceEntry,
+/// and TLS to a JWKS host a DestinationRule (the filter speaks HTTP to the
+/// cluster; the sidecar originates TLS).
 fn service_entries(policy: &Value, namespace: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     let mut seen = Vec::new();
@@ -256,7 +256,21 @@ fn service_entries(policy: &Value, namespace: &str) -> Result<Vec<Value>, String
         }
     }
     out.extend(ratelimit_entry(policy, namespace, &mut seen)?);
+    out.extend(audit_entry(policy, namespace, &mut seen)?);
     Ok(out)
+}
+
+/// The audit sink's entry: the stage POSTs batches, so the port is HTTP.
+/// `format: log` calls no cluster.
+fn audit_entry(policy: &Value, namespace: &str, seen: &mut Vec<(u16, String)>) -> Result<Option<Value>, String> {
+    let Some(cluster) = policy["audit"]["sink"]["cluster"].as_str() else {
+        return Ok(None);
+    };
+    let Some((port, host)) = external(cluster, "audit.sink.cluster", seen)? else {
+        return Ok(None);
+    };
+    let name = format!("tollgate-audit-{}-{port}", host.replace('.', "-"));
+    Ok(Some(service_entry(&name, namespace, host, port, "HTTP")))
 }
 
 /// The rate limit service's entry: gRPC, so the port's protocol is GRPC

@@ -306,6 +306,7 @@ fn the_namespace_decides_which_plugin_answers() {
 
     let legacy = ask(Some("legacy"));
     assert_eq!(legacy["plugin"]["stands_aside"], true, "{legacy:#}");
+    assert_eq!(legacy["audit"]["audited"], false, "no Tollgate, no event: {legacy:#}");
     assert_eq!(answer(&legacy), (200, None));
 
     let written = ask(None);
@@ -440,4 +441,95 @@ fn client_ip_limits_read_the_source_address_given() {
         text.contains("explain does not have offline: give --source-address"),
         "{text}"
     );
+}
+
+/// The `audit` part of the explanation of a demo example, by its path and token.
+fn audit_of(path: &str, token: Option<&str>) -> Value {
+    let example = EXAMPLES.iter().find(|x| x.path == path && x.token == token).unwrap();
+    let e = explain(&demo_policy(), &request(example)).unwrap();
+    assert!(
+        e["stages"].as_array().unwrap().iter().all(|s| s["stage"] != "audit"),
+        "audit decides nothing: no stage record of its own: {e:#}"
+    );
+    e["audit"].clone()
+}
+
+#[test]
+fn the_audit_event_type_sample_and_whether_the_event_is_kept() {
+    let allowed = audit_of("/api/datahub/entities", Some("STD"));
+    assert_eq!(allowed["route"], "datahub");
+    assert_eq!(allowed["event_type"], "data_access");
+    assert_eq!(
+        (allowed["sample"].as_f64(), allowed["kept"].as_str()),
+        (Some(1.0), Some("always"))
+    );
+    assert_eq!(allowed["sink"]["format"], "kafka-rest");
+    assert_eq!(
+        allowed["sink"]["cluster"],
+        "outbound|8082||kafka-rest.kafka.svc.cluster.local"
+    );
+    assert_eq!(
+        allowed["sink"]["sends"],
+        "POST /topics/audit-data-access (Kafka REST), keyed by tenant"
+    );
+
+    // The read-heavy route samples allowed requests; its denials are kept.
+    let sampled = audit_of("/api/superset/charts", Some("NED"));
+    assert_eq!(
+        (
+            sampled["event_type"].as_str(),
+            sampled["sample"].as_f64(),
+            sampled["kept"].as_str()
+        ),
+        (Some("user_action"), Some(0.1), Some("sampled"))
+    );
+    let denied = audit_of("/api/superset/../mlflow/runs", Some("NED"));
+    assert_eq!(
+        (denied["route"].as_str(), denied["kept"].as_str()),
+        (Some("mlflow"), Some("always"))
+    );
+    assert!(
+        denied["kept_because"].as_str().unwrap().contains("denials"),
+        "{denied:#}"
+    );
+
+    let admin = audit_of("/api/admin/tenants", Some("NED"));
+    assert_eq!(
+        (admin["event_type"].as_str(), admin["kept"].as_str()),
+        (Some("admin_operation"), Some("always"))
+    );
+    assert_eq!(admin["kept_because"], "admin operations are always kept");
+
+    // Refused before routing: the defaults' event type, always kept.
+    let early = audit_of("/api/superset;v=2/charts", Some("NED"));
+    assert_eq!(early["route"], Value::Null);
+    assert_eq!(
+        (early["event_type"].as_str(), early["kept"].as_str()),
+        (Some("api_call"), Some("always"))
+    );
+}
+
+#[test]
+fn a_policy_without_audit_says_so_and_text_names_the_event() {
+    let mut policy = demo_policy();
+    let example = EXAMPLES.iter().find(|x| x.path == "/api/superset/charts").unwrap();
+    let text = tollgate_cli::explain::text(&explain(&policy, &request(example)).unwrap());
+    assert!(
+        text.contains("audit: event type user_action (route superset), sample 0.1: sampled (allowed requests are kept with probability 0.1"),
+        "{text}"
+    );
+    assert!(text.contains("POST /topics/audit-user-actions"), "{text}");
+    assert!(!text.contains("stage audit"), "{text}");
+
+    let map = policy.as_object_mut().unwrap();
+    map.remove("audit");
+    for route in map["routes"].as_array_mut().unwrap() {
+        route.as_object_mut().unwrap().remove("audit");
+    }
+    let e = explain(&policy, &request(example)).unwrap();
+    assert_eq!(
+        e["audit"],
+        json!({"audited": false, "why": "the policy has no audit section"})
+    );
+    assert!(tollgate_cli::explain::text(&e).contains("audit: none (the policy has no audit section)"));
 }

@@ -183,8 +183,9 @@ pub fn party_host() -> String {
 
 /// The gateway of Docker's default `bridge` network: its IPAM gateway, or
 /// (when the engine leaves it out) the subnet's first address, which is
-/// where Docker puts it.
-fn bridge_gateway() -> Result<String, String> {
+/// where Docker puts it. A party in this process listens there for Envoy
+/// in a container (`party_host`, the demo's audit sink).
+pub fn bridge_gateway() -> Result<String, String> {
     let text = docker(&["network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"])?;
     let configs: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
     let v4 = configs

@@ -13,10 +13,18 @@ pub const DEMO_BOOTSTRAP: &str = "envoy-config/envoy-demo.yaml";
 pub const DEMO_PORT: u16 = 10000;
 pub const DEMO_ADMIN_PORT: u16 = 9901;
 pub const DEMO_UPSTREAM_PORT: u16 = 18080;
+/// Where the demo's audit sink listens: the bootstrap gives the policy's
+/// sink cluster this port (`cargo xtask demo` starts the sink there).
+pub const DEMO_SINK_PORT: u16 = 18082;
 pub use render::DEFAULT_IMAGE;
 
 pub fn validate(path: &str) -> Result<(), String> {
     policy_file::validate(Path::new(path), false)
+}
+
+/// The policy's audit sink cluster (none for `format: log`).
+pub fn sink_cluster(policy: &serde_json::Value) -> Option<String> {
+    policy["audit"]["sink"]["cluster"].as_str().map(str::to_string)
 }
 
 /// `split`: the separate filters; `check` compares with what is checked
@@ -35,7 +43,7 @@ pub fn run(check: bool, image: &str, split: bool) -> Result<(), String> {
         admin_port: DEMO_ADMIN_PORT,
         upstream_port: DEMO_UPSTREAM_PORT,
         split,
-        clusters: Vec::new(),
+        clusters: sink_cluster(&policy).map(|c| (c, DEMO_SINK_PORT)).into_iter().collect(),
     };
     let mut outputs: Vec<(String, String)> = render::render(&policy, &plugins, POLICY)?
         .into_iter()

@@ -6,7 +6,7 @@
 //! request; Envoy's RSS is sampled along the way and must stay flat once
 //! warmed up. Bounded by `--requests` and `--max-seconds`.
 
-use crate::demo::{mint_tokens, use_free_ports};
+use crate::demo::{mint_tokens, point_sink, use_free_ports};
 use crate::render::{DEMO_BOOTSTRAP, POLICY};
 use crate::setup;
 use crate::util::{root, step};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tollgate_cli::demo::{self, EXAMPLES};
 use tollgate_cli::explain::{explain, Request as Explained};
 use tollgate_integration::http::KeepAlive;
+use tollgate_integration::server::{Received, Server};
 use tollgate_integration::{Echo, Envoy, Request};
 
 /// Distinct valid tokens: more than the default cache (1024 per worker).
@@ -58,8 +59,13 @@ pub fn run(options: &Options) -> Result<(), String> {
     let text = std::fs::read_to_string(root().join(DEMO_BOOTSTRAP)).map_err(|e| e.to_string())?;
     let mut bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
     use_free_ports(&mut bootstrap, echo.port())?;
-    let envoy = Envoy::try_start(&bootstrap).map_err(|f| format!("Envoy did not start: {}\n{}", f.reason, f.log))?;
     let policy = tollgate_cli::policy_file::load_policy(&root().join(POLICY))?;
+    // A million events would fill the demo sink's file: this one takes
+    // each batch and keeps nothing, so the audit stage's cost is in the run.
+    let sink =
+        Server::start("127.0.0.1:0", |_: &Received| (200, "{}".to_string())).map_err(|e| format!("audit sink: {e}"))?;
+    point_sink(&mut bootstrap, &policy, sink.addr())?;
+    let envoy = Envoy::try_start(&bootstrap).map_err(|f| format!("Envoy did not start: {}\n{}", f.reason, f.log))?;
     let started = Instant::now();
     let templates = templates(&policy, envoy.addr())?;
     println!(
@@ -74,6 +80,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let report = report(&envoy, &outcome, bounds);
     drop(envoy);
     drop(echo);
+    drop(sink);
     report
 }
 

@@ -148,7 +148,39 @@ fn phase_and_priority_give_the_documented_chain_order() {
         .map(|p| p["spec"]["pluginName"].as_str().unwrap())
         .collect();
     assert_eq!(order, root_ids(true).collect::<Vec<_>>());
-    assert_eq!(order, ["tollgate.jwt", "tollgate.tenant", "tollgate.ratelimit"]);
+    assert_eq!(
+        order,
+        [
+            "tollgate.jwt",
+            "tollgate.tenant",
+            "tollgate.ratelimit",
+            "tollgate.audit"
+        ]
+    );
+}
+
+/// Alone, the audit stage runs after the deciding filters (STATS), as the
+/// registry says, and reads their decisions from filter state.
+#[test]
+fn the_audit_stage_alone_is_a_plugin_of_its_own_in_the_stats_phase() {
+    let options = Options {
+        split: true,
+        ..Options::default()
+    };
+    let files = render(
+        &audited("outbound|8082||kafka-rest.kafka.svc.cluster.local"),
+        &options,
+        "p",
+    )
+    .unwrap();
+    let mesh = docs(&files[0].text);
+    let audit = mesh.iter().find(|d| d["metadata"]["name"] == "tollgate-audit").unwrap();
+    assert_eq!(audit["spec"]["pluginName"], "tollgate.audit");
+    assert_eq!(audit["spec"]["phase"], "STATS");
+    assert_eq!(audit["spec"]["priority"], 100);
+    assert_eq!(audit["spec"]["match"], json!([{"mode": "SERVER"}]));
+    assert_eq!(audit["spec"]["pluginConfig"]["audit"]["sink"]["format"], "kafka-rest");
+    assert_eq!(manifests::check_plugin(audit).unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -271,5 +303,67 @@ fn namespaces_roll_out_the_ratelimit_stage_too() {
         files[1].text.contains("ratelimit shadow"),
         "datahub inherits: {}",
         files[1].text
+    );
+}
+
+/// The policy with an audit section whose sink is `cluster`.
+fn audited(cluster: &str) -> Value {
+    let mut policy = policy();
+    policy["audit"] = json!({"sink": {"format": "kafka-rest", "cluster": cluster}});
+    policy["routes"] = json!([{"name": "datahub", "match": {"prefix": "/api/datahub"},
+                               "audit": {"event_type": "data_access"}}]);
+    policy
+}
+
+#[test]
+fn an_audit_sink_outside_the_mesh_gets_an_http_service_entry() {
+    let files = render(
+        &audited("outbound|8082||kafka-rest.example.com"),
+        &Options::default(),
+        "p",
+    )
+    .unwrap();
+    let mesh = docs(&files[0].text);
+    let entry = mesh
+        .iter()
+        .find(|d| d["metadata"]["name"] == "tollgate-audit-kafka-rest-example-com-8082")
+        .unwrap();
+    assert_eq!(entry["kind"], "ServiceEntry");
+    assert_eq!(entry["metadata"]["namespace"], "istio-system");
+    assert_eq!(entry["spec"]["hosts"], json!(["kafka-rest.example.com"]));
+    assert_eq!(entry["spec"]["location"], "MESH_EXTERNAL");
+    assert_eq!(
+        entry["spec"]["ports"],
+        json!([{"number": 8082, "name": "http-8082", "protocol": "HTTP"}])
+    );
+    assert_eq!(
+        docs(&files[1].text).len(),
+        1,
+        "entries live with the mesh-wide plugin only"
+    );
+}
+
+#[test]
+fn an_audit_sink_in_the_mesh_or_a_logging_one_needs_no_entry() {
+    let entries = |policy: &Value| -> Vec<Value> {
+        let files = render(policy, &Options::default(), "p").unwrap();
+        docs(&files[0].text)
+            .into_iter()
+            .filter(|d| d["metadata"]["name"].as_str().unwrap().starts_with("tollgate-audit"))
+            .collect()
+    };
+    let inside = audited("outbound|8082||kafka-rest.kafka.svc.cluster.local");
+    assert_eq!(entries(&inside), Vec::<Value>::new());
+    let mut logged = audited("unused");
+    logged["audit"]["sink"] = json!({"format": "log"});
+    assert_eq!(entries(&logged), Vec::<Value>::new());
+}
+
+#[test]
+fn an_audit_sink_cluster_a_sidecar_does_not_have_is_an_error_with_its_path() {
+    let error = render(&audited("audit-sink"), &Options::default(), "p").unwrap_err();
+    assert!(
+        error.starts_with("audit.sink.cluster: 'audit-sink' is not an Istio cluster name"),
+        "{error}"
     );
 }

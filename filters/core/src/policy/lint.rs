@@ -10,12 +10,15 @@
 //!   match listed again, and a path match that outranks another on every
 //!   path the other matches (`/**` over no path; `prefix: /p` under
 //!   `template: /p/**`), each with methods and hosts that cover the other's.
-//! - Clusters the filters call: today only remote JWKS fetches call one
-//!   (rate limiting and audit, which will, are not in the policy format
-//!   yet). One JWKS host should be fetched through one cluster; an Istio
-//!   name (`outbound|PORT|SUBSET|HOST`) should name the URI's host and
-//!   port; and one policy runs either in a mesh or in a plain Envoy, so
-//!   Istio names and plain names should not be mixed.
+//! - Clusters the filters call: remote JWKS fetches, the rate limit
+//!   service (`ratelimit.service.cluster`) and the audit sink
+//!   (`audit.sink.cluster`). One JWKS host should be fetched through one
+//!   cluster; an Istio name (`outbound|PORT|SUBSET|HOST`) should name the
+//!   URI's host and port; one policy runs either in a mesh or in a plain
+//!   Envoy, so Istio names and plain names should not be mixed, whichever
+//!   party they call; and the audit sink, which takes POSTed batches over
+//!   HTTP/1.1, should have a cluster of its own (the rate limit service
+//!   answers gRPC, a JWKS host serves keys).
 
 use super::errors::{index, join, PolicyError};
 use super::wire::PolicyDoc;
@@ -28,8 +31,74 @@ use std::collections::HashMap;
 pub fn warnings(doc: &PolicyDoc, policy: &Policy) -> Vec<PolicyError> {
     let mut out = Vec::new();
     unreachable_routes(policy, &mut out);
-    jwks_clusters(doc, &mut out);
+    let any_istio = called_clusters(doc).any(|c| istio_cluster(c).is_some());
+    jwks_clusters(doc, any_istio, &mut out);
+    service_clusters(doc, any_istio, &mut out);
     out
+}
+
+/// Every cluster the policy has the filters call.
+fn called_clusters(doc: &PolicyDoc) -> impl Iterator<Item = &str> {
+    let jwks = doc
+        .jwt
+        .providers
+        .iter()
+        .filter_map(|p| Some(p.remote_jwks.as_ref()?.cluster.as_str()));
+    jwks.chain(ratelimit_cluster(doc)).chain(sink_cluster(doc))
+}
+
+fn ratelimit_cluster(doc: &PolicyDoc) -> Option<&str> {
+    Some(doc.ratelimit.service.as_ref()?.cluster.as_str())
+}
+
+fn sink_cluster(doc: &PolicyDoc) -> Option<&str> {
+    doc.audit.as_ref()?.sink.cluster.as_deref()
+}
+
+const RATELIMIT_AT: &str = "ratelimit.service.cluster";
+const SINK_AT: &str = "audit.sink.cluster";
+
+/// The rate limit service's and the audit sink's clusters: plain names
+/// among Istio's, and a sink that shares another party's cluster.
+fn service_clusters(doc: &PolicyDoc, any_istio: bool, out: &mut Vec<PolicyError>) {
+    let named = [(RATELIMIT_AT, ratelimit_cluster(doc)), (SINK_AT, sink_cluster(doc))];
+    for (at, cluster) in named.into_iter().filter_map(|(at, c)| Some((at, c?))) {
+        if any_istio && istio_cluster(cluster).is_none() {
+            out.push(PolicyError::new(at, plain_among_istio(cluster)));
+        }
+    }
+    let Some(sink) = sink_cluster(doc) else { return };
+    if let Some((whose, at)) = other_party_of(doc, sink) {
+        out.push(PolicyError::new(
+            SINK_AT,
+            format!(
+                "'{sink}' is also {whose} ({at}): the sink takes POSTed event batches and needs a cluster of its own"
+            ),
+        ));
+    }
+}
+
+/// Whose cluster `cluster` is besides the sink's, and where it is named.
+fn other_party_of(doc: &PolicyDoc, cluster: &str) -> Option<(&'static str, String)> {
+    if ratelimit_cluster(doc) == Some(cluster) {
+        return Some(("the rate limit service's, which answers gRPC", RATELIMIT_AT.to_string()));
+    }
+    let i = doc
+        .jwt
+        .providers
+        .iter()
+        .position(|p| p.remote_jwks.as_ref().is_some_and(|r| r.cluster == cluster))?;
+    Some((
+        "a JWKS host's, which serves keys",
+        join(&index("jwt.providers", i), "remote_jwks.cluster"),
+    ))
+}
+
+fn plain_among_istio(cluster: &str) -> String {
+    format!(
+        "'{cluster}' is a plain cluster name while others are Istio's (outbound|PORT||HOST): a sidecar has \
+         only Istio's, a local Envoy only the ones its bootstrap defines"
+    )
 }
 
 fn unreachable_routes(policy: &Policy, out: &mut Vec<PolicyError>) {
@@ -125,7 +194,8 @@ struct Fetch<'d> {
     port: u16,
 }
 
-fn jwks_clusters(doc: &PolicyDoc, out: &mut Vec<PolicyError>) {
+/// `any_istio`: some cluster the filters call has an Istio name.
+fn jwks_clusters(doc: &PolicyDoc, any_istio: bool, out: &mut Vec<PolicyError>) {
     let fetches: Vec<Fetch<'_>> = doc
         .jwt
         .providers
@@ -142,7 +212,6 @@ fn jwks_clusters(doc: &PolicyDoc, out: &mut Vec<PolicyError>) {
             })
         })
         .collect();
-    let any_istio = fetches.iter().any(|f| istio_cluster(f.cluster).is_some());
     let mut by_host: HashMap<(&str, u16), &Fetch<'_>> = HashMap::new();
     for fetch in &fetches {
         match istio_cluster(fetch.cluster) {
@@ -156,14 +225,7 @@ fn jwks_clusters(doc: &PolicyDoc, out: &mut Vec<PolicyError>) {
                     ),
                 ))
             }
-            None if any_istio => out.push(PolicyError::new(
-                &fetch.at,
-                format!(
-                    "'{}' is a plain cluster name while others are Istio's (outbound|PORT||HOST): a sidecar has \
-                     only Istio's, a local Envoy only the ones its bootstrap defines",
-                    fetch.cluster
-                ),
-            )),
+            None if any_istio => out.push(PolicyError::new(&fetch.at, plain_among_istio(fetch.cluster))),
             _ => {}
         }
         match by_host.get(&(fetch.host.as_str(), fetch.port)) {

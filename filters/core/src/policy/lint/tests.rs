@@ -175,3 +175,69 @@ fn a_port_mismatch_is_warned() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].contains("names idp.example.com:8443"), "{got:?}");
 }
+
+/// A policy with a remote JWKS fetch through `jwks`, the rate limit
+/// service at `rls` and the audit sink at `sink`.
+fn called(jwks: &str, rls: &str, sink: &str) -> Value {
+    let mut doc = jwt(vec![remote(jwks, "https://idp.example.com/jwks")]);
+    doc["defaults"] = json!({"limits": [
+        {"name": "g", "key": ["route"], "requests": 5, "period": "second", "scope": "global"}
+    ]});
+    doc["ratelimit"] = json!({"service": {"cluster": rls}});
+    doc["audit"] = json!({"sink": {"format": "kafka-rest", "cluster": sink}});
+    doc
+}
+
+#[test]
+fn the_rate_limit_and_audit_clusters_are_not_plain_among_istio_names() {
+    let mesh = called(
+        "outbound|443||idp.example.com",
+        "outbound|8081||ratelimit.infra.svc.cluster.local",
+        "outbound|8082||kafka-rest.kafka.svc.cluster.local",
+    );
+    assert_eq!(warnings_of(mesh), Vec::<String>::new());
+    assert_eq!(
+        warnings_of(called("idp", "ratelimit", "audit-sink")),
+        Vec::<String>::new()
+    );
+
+    let got = warnings_of(called("outbound|443||idp.example.com", "ratelimit", "audit-sink"));
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with("ratelimit.service.cluster: 'ratelimit' is a plain cluster name"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("audit.sink.cluster: 'audit-sink' is a plain cluster name"),
+        "{got:#?}"
+    );
+    // The sink's Istio name alone makes the plain JWKS cluster stand out.
+    let got = warnings_of(called(
+        "idp",
+        "ratelimit",
+        "outbound|8082||kafka-rest.kafka.svc.cluster.local",
+    ));
+    let at: Vec<&str> = got.iter().map(|w| w.split(": ").next().unwrap_or_default()).collect();
+    assert_eq!(
+        at,
+        ["jwt.providers[0].remote_jwks.cluster", "ratelimit.service.cluster"]
+    );
+}
+
+#[test]
+fn the_audit_sink_has_a_cluster_of_its_own() {
+    let got = warnings_of(called("idp", "shared", "shared"));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with(
+            "audit.sink.cluster: 'shared' is also the rate limit service's, which answers gRPC (ratelimit.service.cluster)"
+        ),
+        "{got:#?}"
+    );
+    let got = warnings_of(called("idp", "ratelimit", "idp"));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].contains("'idp' is also a JWKS host's, which serves keys (jwt.providers[0].remote_jwks.cluster)"),
+        "{got:#?}"
+    );
+}
