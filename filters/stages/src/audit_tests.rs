@@ -65,6 +65,17 @@ fn exchange(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(Strin
     flow
 }
 
+/// An allowed datahub request of tenant ACME.
+fn acme(host: &FakeHost, root: &PipelineRoot, id: u32) {
+    exchange(
+        host,
+        &[root],
+        id,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+}
+
 /// Ticks the root `ms` later, and answers every new call with `status`;
 /// the events the sink took.
 fn tick(host: &FakeHost, root: &PipelineRoot, ms: u64, status: &str) -> Vec<Value> {
@@ -205,13 +216,7 @@ fn a_failed_batch_is_retried_after_a_backoff_and_then_arrives() {
     let host = FakeHost::default();
     let root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
     for id in 1..=3 {
-        exchange(
-            &host,
-            &[&root],
-            id,
-            &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
-            200,
-        );
+        acme(&host, &root, id);
     }
     assert!(tick(&host, &root, 100, "503").is_empty());
     assert_eq!(host.counter("tollgate.audit.batches_failed"), 1);
@@ -296,13 +301,7 @@ fn the_tick_is_the_flush_interval_and_faster_while_a_full_batch_waits() {
     );
     assert_eq!(host.tick.get(), Duration::from_millis(500));
     for id in 1..=2 {
-        exchange(
-            &host,
-            &[&root],
-            id,
-            &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
-            200,
-        );
+        acme(&host, &root, id);
     }
     assert_eq!(host.tick.get(), Duration::from_millis(10));
     assert_eq!(

@@ -51,6 +51,10 @@ impl Decision {
             Action::Deny(d) => (Outcome::Deny, Some(d.reason)),
             Action::ShadowDeny(d) => (Outcome::ShadowDeny, Some(d.reason)),
         };
+        Decision::new(stage, mode, outcome, reason, detail)
+    }
+
+    pub fn new(stage: &str, mode: Mode, outcome: Outcome, reason: Option<&str>, detail: Option<&str>) -> Decision {
         Decision {
             stage: stage.to_string(),
             mode,

@@ -301,13 +301,7 @@ pub(super) fn decision(
     reason: Option<&str>,
     detail: Option<&str>,
 ) -> Decision {
-    Decision {
-        stage: stage.to_string(),
-        mode,
-        outcome,
-        reason: reason.map(str::to_string),
-        detail: detail.map(str::to_string),
-    }
+    Decision::new(stage, mode, outcome, reason, detail)
 }
 
 impl Fixture {

@@ -512,30 +512,27 @@ fn compile_audit(doc: &PolicyDoc, jwt: &JwtConfig, errors: &mut PolicyErrors) ->
 
 /// Every provider's token header names (lower-case).
 pub fn token_headers(jwt: &JwtConfig) -> Vec<String> {
-    let mut names: Vec<String> = jwt
-        .providers
-        .iter()
-        .flat_map(|p| p.sources.iter())
-        .filter_map(|s| match s {
-            crate::jwt::config::TokenSource::Header { name, .. } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    token_source_names(jwt, |s| match s {
+        crate::jwt::config::TokenSource::Header { name, .. } => Some(name),
+        _ => None,
+    })
 }
 
 /// Every provider's token query parameters.
 pub fn token_params(jwt: &JwtConfig) -> Vec<String> {
+    token_source_names(jwt, |s| match s {
+        crate::jwt::config::TokenSource::Param(name) => Some(name),
+        _ => None,
+    })
+}
+
+fn token_source_names(jwt: &JwtConfig, pick: fn(&crate::jwt::config::TokenSource) -> Option<&String>) -> Vec<String> {
     let mut names: Vec<String> = jwt
         .providers
         .iter()
         .flat_map(|p| p.sources.iter())
-        .filter_map(|s| match s {
-            crate::jwt::config::TokenSource::Param(name) => Some(name.clone()),
-            _ => None,
-        })
+        .filter_map(pick)
+        .cloned()
         .collect();
     names.sort();
     names.dedup();
