@@ -351,3 +351,127 @@ pub fn kafka_records(records: &[Record], base: &str) -> Result<Vec<Produced>, St
 pub fn kafka_events(records: &[Record], base: &str) -> Result<Vec<Value>, String> {
     Ok(kafka_records(records, base)?.into_iter().map(|p| p.value).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Request;
+
+    fn post(sink: &Sink, path: &str, content_type: &str, body: &str) -> Result<u16, String> {
+        let mut request = Request::get(path).method("POST").header("content-type", content_type);
+        request.body = body.as_bytes().to_vec();
+        request.send(sink.addr()).map(|r| r.status)
+    }
+
+    #[test]
+    fn it_records_each_request_and_answers_the_status_it_is_told() {
+        let sink = Sink::start();
+        assert_eq!(post(&sink, "/events", JSONL_CONTENT_TYPE, "{\"a\":1}\n"), Ok(200));
+        sink.answer(500);
+        assert_eq!(
+            post(&sink, "/events", JSONL_CONTENT_TYPE, "{\"a\":2}\n{\"a\":3}\n"),
+            Ok(500)
+        );
+        let records = sink.records();
+        let seen: Vec<(&str, &str, Option<u16>, bool)> = records
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str(), r.status, r.accepted()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("POST", "/events", Some(200), true),
+                ("POST", "/events", Some(500), false)
+            ]
+        );
+        let events = jsonl_events(&records, "/events").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            events,
+            [
+                serde_json::json!({"a": 1}),
+                serde_json::json!({"a": 2}),
+                serde_json::json!({"a": 3})
+            ]
+        );
+        assert!(jsonl_events(&records, "/other").is_err());
+        assert!(String::from_utf8_lossy(&sink.raw()).contains("content-type: application/x-ndjson"));
+    }
+
+    #[test]
+    fn a_hung_request_is_held_until_its_bound_or_until_told_otherwise() {
+        let sink = Sink::start();
+        sink.hang(Duration::from_millis(300));
+        let started = Instant::now();
+        assert!(post(&sink, "/events", JSONL_CONTENT_TYPE, "{}\n").is_err());
+        let held = started.elapsed();
+        assert!(
+            held >= Duration::from_millis(290) && held < Duration::from_secs(5),
+            "{held:?}"
+        );
+        assert_eq!(sink.records()[0].status, None);
+
+        sink.hang(Duration::from_secs(30));
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let hung = s.spawn(|| post(&sink, "/events", JSONL_CONTENT_TYPE, "{}\n"));
+            let arrived = sink.wait_for(Duration::from_secs(5), |r| (r.len() == 2).then_some(()));
+            assert!(arrived.is_some());
+            sink.answer(200);
+            assert!(hung.join().unwrap_or_else(|_| panic!("client thread")).is_err());
+        });
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(post(&sink, "/events", JSONL_CONTENT_TYPE, "{}\n"), Ok(200));
+    }
+
+    #[test]
+    fn a_stopped_sink_refuses_connections_and_starts_again_on_its_port() {
+        let mut sink = Sink::start();
+        let addr = sink.addr();
+        assert_eq!(post(&sink, "/events", JSONL_CONTENT_TYPE, "{}\n"), Ok(200));
+        sink.stop();
+        assert!(!sink.is_listening());
+        assert!(post(&sink, "/events", JSONL_CONTENT_TYPE, "{}\n").is_err());
+        sink.start_again();
+        assert_eq!(sink.addr(), addr);
+        assert_eq!(post(&sink, "/events", JSONL_CONTENT_TYPE, "{}\n"), Ok(200));
+        assert_eq!(sink.records().len(), 2);
+    }
+
+    #[test]
+    fn kafka_rest_batches_are_read_with_their_topic_and_key() {
+        let sink = Sink::start();
+        let body = r#"{"records":[{"key":"ACME","value":{"n":1}},{"key":null,"value":{"n":2}}]}"#;
+        assert_eq!(
+            post(&sink, "/kafka/topics/audit-api-calls", KAFKA_CONTENT_TYPE, body),
+            Ok(200)
+        );
+        let records = sink.records();
+        let produced = kafka_records(&records, "/kafka").unwrap_or_else(|e| panic!("{e}"));
+        let seen: Vec<(&str, Option<&str>, &Value)> = produced
+            .iter()
+            .map(|p| (p.topic.as_str(), p.key.as_deref(), &p.value))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("audit-api-calls", Some("ACME"), &serde_json::json!({"n": 1})),
+                ("audit-api-calls", None, &serde_json::json!({"n": 2}))
+            ]
+        );
+        assert!(kafka_records(&records, "/other").is_err());
+        // A field the v2 API does not have is refused, as is another content type.
+        assert_eq!(
+            post(
+                &sink,
+                "/kafka/topics/t",
+                KAFKA_CONTENT_TYPE,
+                r#"{"records":[{"key":null,"value":1,"x":1}]}"#
+            ),
+            Ok(200)
+        );
+        assert!(kafka_records(&sink.records(), "/kafka").is_err());
+        sink.clear();
+        assert_eq!(post(&sink, "/kafka/topics/t", "application/json", body), Ok(200));
+        assert!(kafka_records(&sink.records(), "/kafka").is_err());
+    }
+}

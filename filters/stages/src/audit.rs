@@ -13,7 +13,9 @@ use log::{info, warn};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use tollgate_core::audit::{self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit};
+use tollgate_core::audit::{
+    self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit, TenantSeen,
+};
 use tollgate_core::policy::{token_headers, token_params, Policy};
 use tollgate_core::ratelimit::key;
 use tollgate_core::stage::StageName;
@@ -203,9 +205,11 @@ impl AuditStage {
 
     /// Every decision on the request, in stage order: a refusal before any
     /// stage, the stages of this pipeline, and (behind separate filters)
-    /// the others' records from filter state.
-    fn decisions(&self, cx: &RequestContext, host: &dyn Host) -> Vec<Decision> {
+    /// the others' records from filter state; with them the tenant sources
+    /// a separate tenant filter listed in its record.
+    fn decisions(&self, cx: &RequestContext, host: &dyn Host) -> (Vec<Decision>, Option<Vec<TenantSeen>>) {
         let mut out = Vec::with_capacity(self.others.len() + 1);
+        let mut sources = None;
         if let Some(early) = cx.early {
             let denial = tollgate_core::decision::Action::Deny(early.denial());
             out.push(Decision::from_action("request", Mode::Enforce, &denial, None));
@@ -216,6 +220,9 @@ impl AuditStage {
                 out.push(Decision::from_action(key, d.mode, &d.action, d.detail.as_deref()));
             } else if cx.publish == Publish::Keys && cx.early.is_none() {
                 let record = host.property(&format!("tollgate.decision.{key}")).ok().flatten();
+                if *stage == StageName::Tenant {
+                    sources = record.as_deref().and_then(audit::tenant_sources_from_record);
+                }
                 out.extend(record.and_then(|r| Decision::from_record(key, &r)));
             }
         }
@@ -226,7 +233,7 @@ impl AuditStage {
                 .filter(|d| d.stage == "form")
                 .map(|d| Decision::from_action(d.stage, d.mode, &d.action, d.detail.as_deref())),
         );
-        out
+        (out, sources)
     }
 
     fn route_audit(&self, cx: &RequestContext) -> (Option<&str>, RouteAudit) {
@@ -261,7 +268,7 @@ impl AuditStage {
 
     /// Builds the event for a request and buffers it (or logs it).
     fn record(&self, cx: &RequestContext, host: &dyn Host) {
-        let decisions = self.decisions(cx, host);
+        let (decisions, recorded_sources) = self.decisions(cx, host);
         let (route, route_audit) = self.route_audit(cx);
         let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
         if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, draw) {
@@ -288,7 +295,9 @@ impl AuditStage {
             .filter(|s| !s.is_empty());
         let header_values = tenant::header_values(&self.policy.tenant, &cx.headers);
         let claim = facts.tenant_claim.as_deref();
-        let seen = if self.others.contains(&StageName::Tenant) && cx.early.is_none() {
+        let seen = if let Some(recorded) = &recorded_sources {
+            recorded.iter().map(|s| (s.source, s.value.as_bytes())).collect()
+        } else if self.others.contains(&StageName::Tenant) && cx.early.is_none() {
             let request = TenantRequest {
                 head: cx.view.head(),
                 claim,
@@ -314,7 +323,7 @@ impl AuditStage {
             normalized_path: if cx.early.is_some() { "" } else { cx.view.path.as_str() },
             route,
             status: u16::try_from(status).unwrap_or(0),
-            duration_nanos: now.saturating_sub(cx.started_nanos),
+            duration_nanos: now.saturating_sub(started_nanos(cx, now, number(&["request", "time"]))),
             request_bytes: number(&["request", "total_size"]).unwrap_or(0),
             response_bytes: number(&["response", "total_size"]).unwrap_or(0),
             request_id: cx.request_id(),
@@ -454,6 +463,16 @@ impl AuditStage {
             outbox.buffer.requeue_failed(call.events, now, call.sent_at);
         }
     }
+}
+
+/// When the request began: this filter's clock when it read the headers;
+/// for a request a filter before it answered (its context made in the log
+/// phase, with no start), Envoy's `request.time`; else now (duration 0).
+fn started_nanos(cx: &RequestContext, now: u64, envoy_start: Option<u64>) -> u64 {
+    if cx.started_nanos > 0 {
+        return cx.started_nanos;
+    }
+    envoy_start.filter(|t| *t > 0 && *t <= now).unwrap_or(now)
 }
 
 #[derive(Default)]

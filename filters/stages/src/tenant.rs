@@ -92,7 +92,13 @@ impl TenantStage {
         let decision = tenant::decide_on(policy, cx.view.route(policy), &request);
         self.counters.add(host, decision.metric_index());
         if cx.publish == Publish::Keys {
-            for (key, value) in decision.properties() {
+            // A separate audit filter sees the request after the header
+            // edits below: it takes the sources seen from the record.
+            let seen = policy
+                .audit
+                .is_some()
+                .then(|| tenant::sources_seen(&policy.tenant, &request));
+            for (key, value) in decision.properties_seen(seen.as_deref()) {
                 reply::set_property(host, context_id, key, &value);
             }
         }

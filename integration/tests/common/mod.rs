@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod ratelimit;
 pub mod tokens;
 

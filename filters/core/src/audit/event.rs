@@ -95,10 +95,21 @@ impl Decision {
 }
 
 /// Where the tenant stage looked, and what it found there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TenantSeen {
     pub source: TenantSource,
     pub value: String,
+}
+
+/// The sources a separate tenant filter listed in its decision record
+/// (`tollgate.decision.tenant`, `sources`); `None` when it lists none.
+pub fn tenant_sources_from_record(json: &[u8]) -> Option<Vec<TenantSeen>> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        #[serde(default)]
+        sources: Option<Vec<TenantSeen>>,
+    }
+    serde_json::from_slice::<Record>(json).ok()?.sources
 }
 
 /// The event as serialized (`docs/audit-event.schema.json`).

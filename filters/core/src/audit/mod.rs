@@ -14,7 +14,7 @@ pub mod sample;
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
 pub use encode::{encode, Queued, Request};
-pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
+pub use event::{build, tenant_sources_from_record, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::keep;
 
 /// The claims an event carries: those the routes' claim rules read and

@@ -1331,3 +1331,44 @@ fn limits_keyed_on_a_header_the_filters_set_are_refused() {
         "{errors}"
     );
 }
+
+/// Behind a separate jwt filter, the audit filter reads an event's claims
+/// from `tollgate.claims`: with an audit section the claims the rules read
+/// are written there too, beside `claims_to_state`.
+#[test]
+fn with_audit_the_claims_rules_read_are_written_to_filter_state() {
+    use crate::jwt::claims::Times;
+    use crate::jwt::identity::Identity;
+    let doc = |audit: bool| {
+        let mut doc = serde_json::json!({
+            "version": 1,
+            "routes": [{"name": "a", "match": {"prefix": "/a"}, "jwt": {"requirement": "required", "rules": [
+                {"claim": "scope", "contains": "read"}, {"claim": "email", "contains": "@"}]}}],
+            "jwt": {"providers": [{"name": "p", "issuer": "i", "claims_to_state": ["email"],
+                "hmac_secret_base64": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]},
+        });
+        if audit {
+            doc["audit"] = serde_json::json!({"sink": {"format": "log"}});
+        }
+        Policy::from_json(doc.to_string().as_bytes()).unwrap()
+    };
+    let claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({"sub": "u", "scope": "read", "email": "u@x", "exp": 1})).unwrap();
+    let state_claims = |policy: &Policy| {
+        let provider = &policy.jwt.providers[0];
+        let identity = Identity::new(0, provider, claims.clone(), Times::read(&claims).unwrap());
+        let state: Vec<(&str, Vec<u8>)> = identity.state().map(|(k, v)| (k, v.to_vec())).collect();
+        let (_, json) = state.into_iter().find(|(k, _)| *k == crate::state::CLAIMS).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap()
+    };
+    let without = doc(false);
+    assert_eq!(without.jwt.providers[0].state_claims, ["email"]);
+    assert_eq!(state_claims(&without), serde_json::json!({"email": "u@x"}));
+    let with = doc(true);
+    assert_eq!(with.jwt.providers[0].claims_to_state, ["email"]);
+    assert_eq!(with.jwt.providers[0].state_claims, ["email", "scope"]);
+    assert_eq!(
+        state_claims(&with),
+        serde_json::json!({"email": "u@x", "scope": "read"})
+    );
+}

@@ -1,0 +1,55 @@
+//! What the audit tests read back: the event JSON Schema
+//! (`docs/audit-event.schema.json`, with the `jsonschema` validator) and
+//! OTLP bodies (the OpenTelemetry project's protobuf types). Both are
+//! dev-dependencies, so they live here, not in the harness's `sink`.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use serde_json::Value;
+use tollgate_integration::paths;
+use tollgate_integration::sink::{Record, OTLP_CONTENT_TYPE};
+
+pub fn validator() -> jsonschema::Validator {
+    let path = paths::repo_root().join("docs/audit-event.schema.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Panics with every schema error of every event that has one.
+pub fn assert_schema_valid(events: &[Value]) {
+    let validator = validator();
+    for event in events {
+        let errors: Vec<String> = validator.iter_errors(event).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "schema errors {errors:?} in {event}");
+    }
+}
+
+/// Each OTLP request a POST to `path` (`application/json`), read as an
+/// `ExportLogsServiceRequest`.
+pub fn otlp_exports(records: &[Record], path: &str) -> Result<Vec<ExportLogsServiceRequest>, String> {
+    records
+        .iter()
+        .map(|record| {
+            record.check(path, OTLP_CONTENT_TYPE)?;
+            serde_json::from_slice(&record.body).map_err(|e| format!("otlp body: {e}"))
+        })
+        .collect()
+}
+
+/// The events of OTLP batches: each log record's body, a string holding
+/// the event's JSON.
+pub fn otlp_events(records: &[Record], path: &str) -> Result<Vec<Value>, String> {
+    let mut events = Vec::new();
+    for export in otlp_exports(records, path)? {
+        let logs = export.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        for record in logs.flat_map(|s| &s.log_records) {
+            let body = record.body.as_ref().and_then(|b| b.value.as_ref());
+            let Some(Any::StringValue(text)) = body else {
+                return Err(format!("otlp log record body is not a string: {body:?}"));
+            };
+            events.push(serde_json::from_str(text).map_err(|e| format!("otlp body {text:?}: {e}"))?);
+        }
+    }
+    Ok(events)
+}
