@@ -59,6 +59,18 @@ const P99_SLACK: Duration = Duration::from_millis(30);
 /// Until the sink, back, has everything: the longest backoff (30 s), a
 /// call's timeout, and room for the flushes after it.
 const RECOVER_WITHIN: Duration = Duration::from_secs(45);
+/// The backoff doubles per failed attempt from 250 ms, so the wait after
+/// the last failure is at most the outage so far plus 250 ms; that
+/// failure comes at most a timeout after the sink is back (a call hung
+/// then). Beyond those: the 100 ms flush tick, draining what is buffered
+/// (a few hundred events per worker), a second for Envoy's DNS refresh to
+/// find a reconnected sink container, on a loaded machine.
+const RECOVER_SLACK: Duration = Duration::from_secs(3);
+
+/// How soon after the sink is back everything must have been sent.
+fn recover_bound(outage: Duration) -> Duration {
+    outage + Duration::from_millis(TIMEOUT_MS) + RECOVER_SLACK
+}
 /// Until events already buffered are sent, with a working sink.
 const SETTLE_WITHIN: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(100);
@@ -340,6 +352,7 @@ fn host_fault(fault: HostFault) {
     });
     assert_eq!((before.dropped(), before.batches_failed), (0, 0), "{before:?}");
 
+    let fault_at = Instant::now();
     fault.apply(&mut rig.sink);
     let faulty = paced(&rig.envoy, "fault");
     let envoy = &rig.envoy;
@@ -396,7 +409,23 @@ fn host_fault(fault: HostFault) {
         c.outstanding() == 0
     });
     let recovered = healed_at.elapsed();
+    let outage = healed_at - fault_at;
     let total = (WARM_UP + 2 * PHASE) as u64;
+    eprintln!(
+        "  back after an outage of {:.1} s: {} buffered events arrived, the last {:.1} s later (bound {:.1} s); \
+         {} sent in all, {} dropped",
+        outage.as_secs_f64(),
+        after.sent - before.sent,
+        recovered.as_secs_f64(),
+        recover_bound(outage).as_secs_f64(),
+        after.sent,
+        after.dropped()
+    );
+    assert!(
+        recovered <= recover_bound(outage),
+        "the backoff outlasted the outage: {:.1} s to send what was buffered",
+        recovered.as_secs_f64()
+    );
     assert_eq!(after.emitted, total, "one event per request: {after:?}");
     assert!(after.sent > before.sent, "no buffered event arrived: {after:?}");
     let events = accepted_events(&rig.sink);
@@ -418,13 +447,6 @@ fn host_fault(fault: HostFault) {
     assert!(
         last.iter().all(|p| paths.contains(p.as_str())),
         "the last requests' events were dropped, not the oldest"
-    );
-    eprintln!(
-        "  back: {} buffered events arrived, the last {:.1} s after the fault ended; {} sent in all, {} dropped, none twice",
-        after.sent - before.sent,
-        recovered.as_secs_f64(),
-        after.sent,
-        after.dropped()
     );
 }
 
@@ -563,6 +585,7 @@ fn container_fault(fault: ContainerFault) {
         c.emitted == (WARM_UP + PHASE) as u64 && c.sent == c.emitted
     });
 
+    let fault_at = Instant::now();
     match fault {
         ContainerFault::Pause => rig.sink.pause(),
         ContainerFault::Disconnect => rig.sink.disconnect(),
@@ -615,6 +638,7 @@ fn container_fault(fault: ContainerFault) {
         c.outstanding() == 0
     });
     let recovered = healed_at.elapsed();
+    let outage = healed_at - fault_at;
     let total = (WARM_UP + 2 * PHASE) as u64;
     assert_eq!((after.emitted, after.sent, after.dropped()), (total, total, 0), "{after:?}");
     // A paused sink reads the calls Envoy gave up on once it runs again
@@ -624,9 +648,17 @@ fn container_fault(fault: ContainerFault) {
     let unique: HashSet<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(unique.len() as u64, total, "every event arrived");
     eprintln!(
-        "  back: all {total} events sent {:.1} s after the fault ended ({} received twice)",
+        "  back after an outage of {:.1} s: all {total} events sent, the last {:.1} s later (bound {:.1} s); \
+         {} received twice",
+        outage.as_secs_f64(),
         recovered.as_secs_f64(),
+        recover_bound(outage).as_secs_f64(),
         ids.len() - unique.len()
+    );
+    assert!(
+        recovered <= recover_bound(outage),
+        "the backoff outlasted the outage: {:.1} s to send what was buffered",
+        recovered.as_secs_f64()
     );
 }
 
