@@ -542,7 +542,9 @@ impl Stage for AuditStage {
                     "audit: the sink answered {shown} to a batch of {}; it will be retried",
                     call.events.len()
                 );
-                outbox.buffer.requeue_failed(call.events, host.now_nanos(), call.sent_at);
+                outbox
+                    .buffer
+                    .requeue_failed(call.events, host.now_nanos(), call.sent_at);
             }
         }
         // The next batch goes at once: a busy worker is not held to the tick.
