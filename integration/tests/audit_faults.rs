@@ -398,7 +398,7 @@ fn host_fault(fault: HostFault) {
         ms(ok.p99())
     );
     // Nothing accepted while the sink is faulty; the buffers overflowed
-    // (each worker got far more than it holds) and the drops are counted;
+    // (the phase brings more than both workers hold) and the drops are counted;
     // what is left is within the bound of the buffers and calls.
     assert_eq!(during.sent, before.sent, "{during:?}");
     assert!(during.buffer_full > 0, "{during:?}");
