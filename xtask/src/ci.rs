@@ -199,11 +199,15 @@ fn container_mode(modes: &Modes) -> Result<(), String> {
             )
         },
     )?;
+    // The JWKS server's outages, and the audit sink's (audit_faults' fault
+    // tests on the host run in every mode above; only the container ones
+    // are `#[ignore]`d).
     step("outage tests (Envoy and parties in containers)", || {
         modes.count(
             "container, outage",
             cargo()
-                .args(["test", "-p", "tollgate-integration", "--test", "outage"])
+                .args(["test", "-p", "tollgate-integration"])
+                .args(["--test", "outage", "--test", "audit_faults"])
                 .args(["--", "--ignored", "--nocapture"])
                 .env("TOLLGATE_DELIVERY", "fused"),
         )

@@ -40,6 +40,8 @@ const RANDOM_POOL: usize = 1024;
 struct InFlight {
     token: u32,
     events: Vec<Queued>,
+    /// When it was dispatched (the backoff's attempt it belongs to).
+    sent_at: u64,
     give_up_at: u64,
 }
 
@@ -106,7 +108,7 @@ pub fn retire(host: &dyn Host) {
     outbox.buffer.clear();
     let in_flight: Vec<InFlight> = outbox.in_flight.drain(..).collect();
     for call in in_flight {
-        outbox.buffer.requeue_failed(call.events, 0);
+        outbox.buffer.requeue_failed(call.events, 0, 0);
         outbox.buffer.clear();
     }
     let counters = Counters::define(host, &audit::metric_names());
@@ -438,13 +440,14 @@ impl AuditStage {
                     Ok(token) => outbox.in_flight.push(InFlight {
                         token,
                         events,
+                        sent_at: now,
                         give_up_at: now
                             .saturating_add(sink.timeout.as_nanos() as u64)
                             .saturating_add(GIVE_UP_SLACK_NANOS),
                     }),
                     Err(e) => {
                         warn!("audit: could not call cluster '{}': {}", sink.cluster, e.0);
-                        outbox.buffer.requeue_failed(events, now);
+                        outbox.buffer.requeue_failed(events, now, now);
                     }
                 }
             }
@@ -456,7 +459,7 @@ impl AuditStage {
         while let Some(at) = outbox.in_flight.iter().position(|c| c.give_up_at <= now) {
             let call = outbox.in_flight.swap_remove(at);
             warn!("audit: the sink never answered call {}; its events go back", call.token);
-            outbox.buffer.requeue_failed(call.events, now);
+            outbox.buffer.requeue_failed(call.events, now, call.sent_at);
         }
     }
 }
@@ -529,7 +532,9 @@ impl Stage for AuditStage {
                     "audit: the sink answered {shown} to a batch of {}; it will be retried",
                     call.events.len()
                 );
-                outbox.buffer.requeue_failed(call.events, host.now_nanos());
+                outbox
+                    .buffer
+                    .requeue_failed(call.events, host.now_nanos(), call.sent_at);
             }
         }
         // The next batch goes at once: a busy worker is not held to the tick.

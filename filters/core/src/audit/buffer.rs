@@ -83,6 +83,9 @@ pub struct Buffer {
     /// Failed attempts in a row; 0 after a success.
     failures: u32,
     retry_at: u64,
+    /// When the last failure that raised the backoff was counted: a batch
+    /// sent before it was part of that attempt.
+    failed_at: u64,
     pub counters: Counters,
 }
 
@@ -99,6 +102,7 @@ impl Buffer {
             max_bytes,
             failures: 0,
             retry_at: 0,
+            failed_at: 0,
             counters: Counters::default(),
         }
     }
@@ -164,12 +168,20 @@ impl Buffer {
         self.retry_at = 0;
     }
 
-    /// A batch failed: back at the front, oldest first, as far as the bound
-    /// allows (its oldest are dropped first), and the next try backs off.
-    pub fn requeue_failed(&mut self, batch: Vec<Queued>, now_nanos: u64) {
+    /// A batch sent at `sent_nanos` failed: back at the front, oldest
+    /// first, as far as the bound allows (its oldest are dropped first),
+    /// and the next try backs off. Batches that were out together fail
+    /// together (a sink that is down fails every call in flight): the
+    /// first of them doubles the backoff, the others, sent before that
+    /// failure was known, do not, so an outage of a few seconds is not
+    /// taken for `MAX_IN_FLIGHT` times as many failed attempts.
+    pub fn requeue_failed(&mut self, batch: Vec<Queued>, now_nanos: u64, sent_nanos: u64) {
         self.counters.batches_failed += 1;
-        self.failures = self.failures.saturating_add(1);
-        self.retry_at = next_attempt_at(now_nanos, self.failures);
+        if self.failures == 0 || sent_nanos >= self.failed_at {
+            self.failures = self.failures.saturating_add(1);
+            self.retry_at = next_attempt_at(now_nanos, self.failures);
+            self.failed_at = now_nanos;
+        }
         // Newest first to the front, while both bounds allow; the oldest
         // of the batch are the ones left out.
         for event in batch.into_iter().rev() {

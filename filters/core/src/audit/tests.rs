@@ -629,7 +629,7 @@ fn failed_batches_come_back_first_within_the_bound() {
     let batch = buffer.take_batch(3);
     buffer.push(queued(4));
     buffer.push(queued(5));
-    buffer.requeue_failed(batch, 1_000);
+    buffer.requeue_failed(batch, 1_000, 500);
     // Room for one of the three: the newest of them stays.
     assert_eq!(buffer.counters.dropped.retry_overflow, 2);
     assert_eq!(buffer.counters.batches_failed, 1);
@@ -653,7 +653,8 @@ fn retries_back_off_exponentially_up_to_the_cap() {
     assert_eq!(next_attempt_at(u64::MAX, 3), u64::MAX);
     let mut buffer = Buffer::new(10);
     for failures in 1..=3u64 {
-        buffer.requeue_failed(vec![queued(failures)], 0);
+        // Each sent after the failure before it: attempts in a row.
+        buffer.requeue_failed(vec![queued(failures)], 0, 0);
         assert!(!buffer.ready(BACKOFF_BASE * (1 << (failures - 1)) - 1));
         assert!(buffer.ready(BACKOFF_BASE * (1 << (failures - 1))));
     }
@@ -661,6 +662,34 @@ fn retries_back_off_exponentially_up_to_the_cap() {
     assert!(buffer.ready(0), "a success ends the backoff");
     assert_eq!(buffer.depth(), 3);
     assert_eq!(buffer.counters.batches_failed, 3);
+}
+
+#[test]
+fn batches_out_together_that_fail_together_double_the_backoff_once() {
+    let mut buffer = Buffer::new(100);
+    for n in 0..8 {
+        buffer.push(queued(n));
+    }
+    // Four calls sent at 10 fail at 20, 21, 22, 23: one failed attempt.
+    let batches: Vec<Vec<Queued>> = (0..4).map(|_| buffer.take_batch(2)).collect();
+    for (i, batch) in batches.into_iter().enumerate() {
+        buffer.requeue_failed(batch, 20 + i as u64, 10);
+    }
+    assert_eq!(buffer.counters.batches_failed, 4);
+    assert!(!buffer.ready(20 + BACKOFF_BASE - 1));
+    assert!(buffer.ready(20 + BACKOFF_BASE), "backed off once, not four times");
+    assert_eq!(buffer.depth(), 8);
+    // The next attempt, sent after that failure, fails too: doubled.
+    let t = 20 + BACKOFF_BASE;
+    let batch = buffer.take_batch(2);
+    buffer.requeue_failed(batch, t + 5, t);
+    assert!(!buffer.ready(t + 5 + 2 * BACKOFF_BASE - 1));
+    assert!(buffer.ready(t + 5 + 2 * BACKOFF_BASE));
+    // A success ends it; the next failure starts again at the base.
+    buffer.sent(0);
+    let batch = buffer.take_batch(2);
+    buffer.requeue_failed(batch, t + 10, 0);
+    assert!(buffer.ready(t + 10 + BACKOFF_BASE));
 }
 
 #[test]
@@ -816,7 +845,7 @@ fn bytes_bound_the_buffer_and_the_batch_as_well_as_counts() {
     let batch = buffer.take_batch(10);
     assert_eq!((batch.len(), buffer.bytes()), (3, 0));
     buffer.push(event(600));
-    buffer.requeue_failed(batch, 0);
+    buffer.requeue_failed(batch, 0, 0);
     assert_eq!((buffer.depth(), buffer.bytes()), (2, 900), "one of the batch fits back");
     assert_eq!(buffer.counters.dropped.retry_overflow, 2);
     buffer.push(event(2000));
