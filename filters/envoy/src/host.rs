@@ -101,6 +101,11 @@ impl Host for Envoy {
         let _ = hostcalls::increment_metric(id, 1);
     }
 
+    fn add_gauge(&self, id: u32, delta: i64) {
+        // Envoy adds a positive offset to a gauge and subtracts a negative one.
+        let _ = hostcalls::increment_metric(id, delta);
+    }
+
     fn add_counter(&self, id: u32, n: u64) {
         let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }

@@ -85,6 +85,9 @@ pub trait Host {
     }
     fn define_gauge(&self, name: &str) -> Result<u32, HostError>;
     fn set_gauge(&self, id: u32, value: u64);
+    /// Adds `delta` to a gauge: each worker adds its own share, so the
+    /// gauge is the sum over workers (a `set` is the last writer's value).
+    fn add_gauge(&self, id: u32, delta: i64);
     /// Unix time in nanoseconds (0 if the host will not say).
     fn now_nanos(&self) -> u64;
     /// Unix time in milliseconds (0 if the host will not say).

@@ -66,6 +66,13 @@ impl Gauges {
         Gauges { ids, last }
     }
 
+    /// Adds `delta` to the gauge at `index` of the defined names.
+    pub fn add(&self, host: &dyn Host, index: usize, delta: i64) {
+        if let (Some(Some(id)), true) = (self.ids.get(index), delta != 0) {
+            host.add_gauge(*id, delta);
+        }
+    }
+
     /// Sets the gauge at `index` of the defined names.
     pub fn set(&self, host: &dyn Host, index: usize, value: u64) {
         let Some(Some(id)) = self.ids.get(index) else { return };

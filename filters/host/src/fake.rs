@@ -296,10 +296,21 @@ impl Host for FakeHost {
         }
     }
 
+    /// As Envoy: a name defined again is the same gauge.
     fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
         let mut gauges = self.gauges.borrow_mut();
+        if let Some(at) = gauges.iter().position(|(n, _)| n == name) {
+            return u32::try_from(at).map_err(|_| HostError("too many gauges".into()));
+        }
         gauges.push((name.to_string(), 0));
         u32::try_from(gauges.len() - 1).map_err(|_| HostError("too many gauges".into()))
+    }
+
+    fn add_gauge(&self, id: u32, delta: i64) {
+        self.note("add_gauge");
+        if let Some((_, v)) = self.gauges.borrow_mut().get_mut(id as usize) {
+            *v = v.saturating_add_signed(delta);
+        }
     }
 
     fn set_gauge(&self, id: u32, value: u64) {

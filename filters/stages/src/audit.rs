@@ -52,6 +52,8 @@ pub struct Outbox {
     last_flush: u64,
     /// Counter totals already added to the host's counters.
     reported: [u64; 8],
+    /// This worker's share already added to the two gauges.
+    reported_gauges: [u64; 2],
     random: Vec<u8>,
 }
 
@@ -62,6 +64,7 @@ impl Outbox {
             in_flight: Vec::new(),
             last_flush: 0,
             reported: [0; 8],
+            reported_gauges: [0; 2],
             random: Vec::new(),
         }
     }
@@ -112,17 +115,26 @@ pub fn retire(host: &dyn Host) {
         outbox.buffer.clear();
     }
     let counters = Counters::define(host, &audit::metric_names());
-    report(&counters, host, &mut outbox);
+    let gauges = Gauges::define(host, &audit::GAUGES);
+    report(&counters, &gauges, host, &mut outbox);
 }
 
-/// Adds what the buffer counted since the last report to the host's counters.
-fn report(counters: &Counters, host: &dyn Host, outbox: &mut Outbox) {
+/// Adds what the buffer counted since the last report to the host's
+/// counters, and this worker's change of depth to the gauges (which Envoy
+/// then holds summed over workers).
+fn report(counters: &Counters, gauges: &Gauges, host: &dyn Host, outbox: &mut Outbox) {
     let totals = outbox.buffer.counters.totals();
     for (i, (total, reported)) in totals.iter().zip(outbox.reported.iter_mut()).enumerate() {
         if total > reported {
             counters.add_n(host, i, total - *reported);
             *reported = *total;
         }
+    }
+    let now = [outbox.buffer.depth() as u64, outbox.in_flight_events() as u64];
+    for (i, (value, reported)) in now.iter().zip(outbox.reported_gauges.iter_mut()).enumerate() {
+        let delta = i64::try_from(*value).unwrap_or(i64::MAX) - i64::try_from(*reported).unwrap_or(i64::MAX);
+        gauges.add(host, i, delta);
+        *reported = *value;
     }
 }
 
@@ -198,9 +210,7 @@ impl AuditStage {
 
     fn sync_metrics(&self, host: &dyn Host) {
         let mut outbox = self.outbox.borrow_mut();
-        report(&self.counters, host, &mut outbox);
-        self.gauges.set(host, 0, outbox.buffer.depth() as u64);
-        self.gauges.set(host, 1, outbox.in_flight_events() as u64);
+        report(&self.counters, &self.gauges, host, &mut outbox);
     }
 
     /// Every decision on the request, in stage order: a refusal before any

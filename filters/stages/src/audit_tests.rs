@@ -254,7 +254,13 @@ fn a_reload_keeps_buffered_events_and_removing_audit_counts_them() {
         &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
         200,
     );
+    assert!(tick(&host, &root, 100, "503").is_empty(), "back in the buffer");
+    let waiting = |host: &FakeHost| {
+        host.gauge("tollgate.audit.buffer_depth").unwrap() + host.gauge("tollgate.audit.in_flight_events").unwrap()
+    };
+    assert_eq!(waiting(&host), 1);
     assert!(root.configure(&host, policy(jsonl(json!({"batch_size": 5}))).to_string().as_bytes()));
+    assert_eq!(waiting(&host), 1, "not counted twice");
     exchange(
         &host,
         &[&root],
@@ -262,7 +268,7 @@ fn a_reload_keeps_buffered_events_and_removing_audit_counts_them() {
         &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
         200,
     );
-    assert_eq!(tick(&host, &root, 100, "200").len(), 2, "both survive the reload");
+    assert_eq!(tick(&host, &root, 400, "200").len(), 2, "both survive the reload");
     exchange(
         &host,
         &[&root],
