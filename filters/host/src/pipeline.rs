@@ -383,9 +383,14 @@ impl Pipeline {
     }
 
     /// The log phase: every stage sees the request's context, in order.
-    /// The request is over: it is never resumed after this.
+    /// The request is over: it is never resumed after this. A pipeline
+    /// that stands aside logs nothing: the namespace's own plugin does
+    /// (else every request there would have two audit events).
     pub fn on_log(&self, host: &dyn Host, shared: &Shared) {
         self.done(shared);
+        if self.stand_aside.is_some() {
+            return;
+        }
         if let Ok(cx) = shared.try_borrow() {
             for stage in &self.stages {
                 stage.on_log(&cx, host);

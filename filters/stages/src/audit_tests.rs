@@ -326,3 +326,24 @@ fn format_log_writes_no_call_and_needs_no_cluster() {
     assert!(host.calls.borrow().is_empty());
     assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
 }
+
+/// Attack: in a namespace with its own plugin, the mesh-wide plugin stands
+/// aside (`skip_namespaces`) but its audit stage still logged every request,
+/// so each request gave two events (one from each plugin).
+#[test]
+fn a_plugin_that_stands_aside_records_no_event() {
+    let host = FakeHost::default();
+    host.node.borrow_mut().insert("NAMESPACE".into(), b"datahub".to_vec());
+    let mut mesh_wide = policy(jsonl(json!({})));
+    mesh_wide["skip_namespaces"] = json!(["datahub"]);
+    let root = configured(&host, crate::fused, &mesh_wide);
+    exchange(
+        &host,
+        &[&root],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    assert!(tick(&host, &root, 100, "200").is_empty());
+    assert_eq!(host.counter("tollgate.audit.events_emitted"), 0);
+}
