@@ -347,3 +347,28 @@ fn a_plugin_that_stands_aside_records_no_event() {
     assert!(tick(&host, &root, 100, "200").is_empty());
     assert_eq!(host.counter("tollgate.audit.events_emitted"), 0);
 }
+
+/// Attack: a reload from a sink to `format: log` left the buffered events
+/// in the buffer; the next tick took them out and encoded nothing, so they
+/// were neither sent, logged nor counted as dropped.
+#[test]
+fn a_reload_to_format_log_loses_no_buffered_event_uncounted() {
+    let host = FakeHost::default();
+    let mut root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    for id in 1..=2 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    let log = policy(json!({"sink": {"format": "log"}}));
+    assert!(root.configure(&host, log.to_string().as_bytes()));
+    tick(&host, &root, 2000, "200");
+    let accounted = host.counter("tollgate.audit.events_sent")
+        + host.counter("tollgate.audit.events_dropped.resized")
+        + host.gauge("tollgate.audit.buffer_depth").unwrap_or(0);
+    assert_eq!(accounted, 2, "every buffered event is logged, sent or counted");
+}
