@@ -312,7 +312,11 @@ impl AuditStage {
             normalized_path: if cx.early.is_some() { "" } else { cx.view.path.as_str() },
             route,
             status: u16::try_from(status).unwrap_or(0),
-            duration_nanos: now.saturating_sub(cx.started_nanos),
+            // A request logged unseen has no start of ours: Envoy's own.
+            duration_nanos: match cx.started_nanos {
+                0 => number(&["request", "duration"]).unwrap_or(0),
+                started => now.saturating_sub(started),
+            },
             request_bytes: number(&["request", "total_size"]).unwrap_or(0),
             response_bytes: number(&["response", "total_size"]).unwrap_or(0),
             request_id: cx.request_id(),

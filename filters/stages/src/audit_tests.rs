@@ -372,3 +372,26 @@ fn a_reload_to_format_log_loses_no_buffered_event_uncounted() {
         + host.gauge("tollgate.audit.buffer_depth").unwrap_or(0);
     assert_eq!(accounted, 2, "every buffered event is logged, sent or counted");
 }
+
+/// Attack: a request answered by a filter before the audit filter was
+/// logged unseen with a start time of 0, so its event's `duration_ms` was
+/// the time since 1970 (an impact analysis or a latency query reading it
+/// gets 1.7e12 ms). Envoy's `request.duration` is the request's own.
+#[test]
+fn an_unseen_request_has_its_own_duration() {
+    let host = FakeHost::default();
+    let p = policy(jsonl(json!({})));
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    let headers = get("/api/datahub/x", &[]);
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host.now_ms.set(NOW * 1000);
+    host.begin(1, &pairs);
+    host.set_attribute(1, "request.duration", &4_000_000u64.to_le_bytes());
+    let (flow, _) = tenant.pipeline().unwrap().on_request_headers(&host, 1, true);
+    assert_eq!(flow, Flow::Pause, "the tenant filter answers");
+    audit.pipeline().unwrap().on_log_unseen(&host, 1);
+    let events = tick(&host, &audit, 100, "200");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["duration_ms"], 4.0);
+}
