@@ -26,7 +26,8 @@ const STAGE: &str = "audit";
 /// Calls to the sink at once, per worker: with `batch_size` events each,
 /// what is out of the buffer is bounded too.
 const MAX_IN_FLIGHT: usize = 4;
-/// The tick while a full batch waits and no call is out to take it.
+/// The tick while a full batch waits and no call is out to take it (and
+/// the sink has not failed: then the backoff decides).
 const FAST_TICK: Duration = Duration::from_millis(10);
 /// A call Envoy never answered (it always does, at its timeout) is given
 /// up this long after its timeout, and its events go back to the buffer.
@@ -555,7 +556,10 @@ impl Stage for AuditStage {
             return Some(Duration::from_secs(1));
         }
         let outbox = self.outbox.borrow();
-        let waiting = outbox.buffer.depth() >= self.config.batch_size && outbox.in_flight.is_empty();
+        // Not while backing off: a dead sink would tick every worker at 100 Hz.
+        let waiting = outbox.buffer.depth() >= self.config.batch_size
+            && outbox.in_flight.is_empty()
+            && !outbox.buffer.backing_off();
         Some(if waiting {
             FAST_TICK
         } else {

@@ -395,3 +395,30 @@ fn an_unseen_request_has_its_own_duration() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["duration_ms"], 4.0);
 }
+
+/// Attack: a dead sink backs the buffer off for up to 30 s, but a full
+/// batch with no call out set the 10 ms tick: every worker ran the tick
+/// (flush check, gauges, counters) 100 times a second for as long as the
+/// sink stayed down.
+#[test]
+fn a_failing_sink_does_not_keep_the_fast_tick() {
+    let host = FakeHost::default();
+    let root = configured(
+        &host,
+        crate::fused,
+        &policy(jsonl(json!({"batch_size": 2, "flush_interval_ms": 500}))),
+    );
+    for id in 1..=2 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    assert_eq!(host.tick.get(), Duration::from_millis(10));
+    assert!(tick(&host, &root, 10, "503").is_empty());
+    assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(2));
+    assert_eq!(host.tick.get(), Duration::from_millis(500), "backing off");
+}

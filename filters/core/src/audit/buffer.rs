@@ -138,6 +138,11 @@ impl Buffer {
         now_nanos >= self.retry_at
     }
 
+    /// The last attempt failed: the next waits for its backoff.
+    pub fn backing_off(&self) -> bool {
+        self.failures > 0
+    }
+
     /// The oldest `batch_size` events, out of the buffer; fewer when they
     /// would carry more than `MAX_BATCH_BYTES` (never none).
     pub fn take_batch(&mut self, batch_size: usize) -> Vec<Queued> {
