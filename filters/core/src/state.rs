@@ -19,13 +19,16 @@ pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
 pub const DECISION_JWT: &str = "tollgate.decision.jwt";
 pub const DECISION_TENANT: &str = "tollgate.decision.tenant";
 pub const DECISION_RATELIMIT: &str = "tollgate.decision.ratelimit";
+/// A form body's refusal, by the separate filter that held the body: the
+/// others' records, written in the headers phase, say allow.
+pub const DECISION_FORM: &str = "tollgate.decision.form";
 
 /// The fused filter's one record: every stage's decision, the roles,
 /// claims and tier (`combined_record`).
 pub const DECISION: &str = "tollgate.decision";
 
 /// Every key, with who writes it and what it holds (the README's table).
-pub const KEYS: [(&str, &str, &str); 10] = [
+pub const KEYS: [(&str, &str, &str); 11] = [
     (SUB, "jwt", "the verified token's `sub`"),
     (
         TENANT,
@@ -51,6 +54,11 @@ pub const KEYS: [(&str, &str, &str); 10] = [
         DECISION,
         "the fused filter",
         "every stage's record, `roles`, `claims` and `tier` in one JSON object, instead of the seven keys above it",
+    ),
+    (
+        DECISION_FORM,
+        "a separate filter",
+        "the refusal record of a form body that filter held (JSON)",
     ),
 ];
 

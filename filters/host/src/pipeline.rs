@@ -284,7 +284,15 @@ impl Pipeline {
         reply::send(host, cx.context_id, &reply);
         cx.awaits_body = false;
         cx.progress = Progress::Replied;
-        cx.decide("form", tollgate_core::Mode::Enforce, Action::Deny(denial), None);
+        let action = Action::Deny(denial);
+        cx.decide("form", tollgate_core::Mode::Enforce, action, None);
+        // Behind separate filters the audit filter never sees this body:
+        // the others' records (headers phase) say allow.
+        if cx.publish == Publish::Keys {
+            let route = &cx.view.route(&self.policy).name;
+            let record = tollgate_core::decision::record("form", route, tollgate_core::Mode::Enforce, action, ());
+            reply::set_property(host, cx.context_id, state::DECISION_FORM, &record);
+        }
     }
 
     /// Runs the stages from the request's next one until one waits or

@@ -218,14 +218,21 @@ impl AuditStage {
                 out.extend(record.and_then(|r| Decision::from_record(key, &r)));
             }
         }
-        // A form body refused after the stages let the request through.
-        out.extend(
-            cx.decisions
-                .iter()
-                .filter(|d| d.stage == "form")
-                .map(|d| Decision::from_action(d.stage, d.mode, &d.action, d.detail.as_deref())),
-        );
+        out.extend(self.form_decision(cx, host));
         out
+    }
+
+    /// A form body refused after the stages let the request through: by
+    /// this filter, else (separate filters) by one before it.
+    fn form_decision(&self, cx: &RequestContext, host: &dyn Host) -> Option<Decision> {
+        if let Some(d) = cx.decision("form") {
+            return Some(Decision::from_action(d.stage, d.mode, &d.action, d.detail.as_deref()));
+        }
+        if cx.publish != Publish::Keys || cx.early.is_some() {
+            return None;
+        }
+        let record = host.property(state::DECISION_FORM).ok().flatten()?;
+        Decision::from_record("form", &record)
     }
 
     fn route_audit(&self, cx: &RequestContext) -> (Option<&str>, RouteAudit) {

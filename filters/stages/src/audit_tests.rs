@@ -422,3 +422,47 @@ fn a_failing_sink_does_not_keep_the_fast_tick() {
     assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(2));
     assert_eq!(host.tick.get(), Duration::from_millis(500), "backing off");
 }
+
+/// Attack: behind separate filters, the first filter refuses a form body
+/// (413, a token in it, a rerouting `_method`) after every filter's
+/// headers phase allowed the request and wrote its record. The audit
+/// filter saw only those allows: the event had no refusal, so sampling
+/// could leave it out, and an impact analysis read it as allowed.
+#[test]
+fn behind_separate_filters_a_refused_form_body_is_a_refusal_in_the_event() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    p["routes"][1]["match"]["methods"] = json!(["GET"]);
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    host.now_ms.set(NOW * 1000);
+    host.begin(
+        1,
+        &[
+            (":method", "POST"),
+            (":path", "/reads/x"),
+            (":authority", "api.test"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    let first = tenant.pipeline().unwrap();
+    let (flow, seen_first) = first.on_request_headers(&host, 1, false);
+    assert_eq!(flow, Flow::Continue);
+    let second = audit.pipeline().unwrap();
+    let (flow, seen_second) = second.on_request_headers(&host, 1, false);
+    assert_eq!(flow, Flow::Continue);
+    let big = tollgate_core::form::MAX_FORM_BODY_BYTES + 1;
+    assert_eq!(first.on_request_body(&host, &seen_first, big, false), Flow::Pause);
+    host.set_attribute(1, "response.code", &413u64.to_le_bytes());
+    first.on_log(&host, &seen_first);
+    second.on_log(&host, &seen_second);
+    let events = tick(&host, &audit, 100, "200");
+    assert_eq!(events.len(), 1, "sampled like a refusal: always kept");
+    assert_eq!(
+        decisions(&events[0]),
+        [
+            owned("tenant", "allow", None),
+            owned("form", "deny", Some("form_body_too_large"))
+        ]
+    );
+}
