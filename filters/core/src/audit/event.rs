@@ -264,8 +264,9 @@ fn query_of(raw_path: &[u8]) -> Option<&[u8]> {
 
 /// The query with the value of every parameter whose decoded name reads as
 /// one of `secret` (as some stack reads it: `same_param`) replaced by
-/// `[REDACTED]`. Split on `;` as well as `&`, as Rack 2 and older Pythons
-/// read it, so `a=1;access_token=x` loses its token too.
+/// `[REDACTED]`, or whose nested names (`user[password]`) hold one. Split
+/// on `;` as well as `&`, as Rack 2 and older Pythons read it, so
+/// `a=1;access_token=x` loses its token too.
 pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
     let mut out = Vec::with_capacity(query.len());
     let mut rest = query;
@@ -273,7 +274,9 @@ pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
         let end = rest.iter().position(|b| *b == b'&' || *b == b';');
         let piece = end.and_then(|i| rest.get(..i)).unwrap_or(rest);
         let name = decoded_name(piece);
-        if secret.iter().any(|s| same_param(&name, s)) {
+        let nested = nested_names(&name);
+        let named = |s: &&str| same_param(&name, s) || nested.iter().any(|n| same_param(n, s));
+        if secret.iter().any(named) {
             let raw_name = piece.split(|b| *b == b'=').next().unwrap_or_default();
             out.extend_from_slice(raw_name);
             out.push(b'=');
@@ -286,6 +289,27 @@ pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
         rest = rest.get(i + 1..).unwrap_or_default();
     }
     text(&out)
+}
+
+/// The names a framework that nests parameters (PHP, Rack, Express's qs)
+/// reads in `a[b][c]`: `a`, `b` and `c`. None when the name does not nest
+/// (`a[b` with no `]` is PHP's `a_b`, which `same_param` reads).
+fn nested_names(name: &str) -> Vec<&str> {
+    let Some((base, mut rest)) = name.split_once('[') else {
+        return Vec::new();
+    };
+    let mut names = vec![base];
+    while let Some((key, after)) = rest.split_once(']') {
+        names.push(key);
+        match after.strip_prefix('[') {
+            Some(more) => rest = more,
+            None => break,
+        }
+    }
+    if names.len() == 1 {
+        names.clear();
+    }
+    names
 }
 
 /// The `capture_headers` present, never a credential header or a token

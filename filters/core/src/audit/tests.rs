@@ -838,3 +838,30 @@ fn bytes_bound_the_buffer_and_the_batch_as_well_as_counts() {
 fn audit_max_batch() -> usize {
     super::buffer::MAX_BATCH_BYTES
 }
+
+/// Attack: `password[]=x`, `user[password]=x`, `access_token[0]=x` are the
+/// parameter `password` (or `access_token`) to every framework that nests
+/// parameters (PHP, Rack, Express's qs), but their names were compared
+/// whole, so with `query: keep` the value reached the event.
+#[test]
+fn redaction_reads_nested_parameter_names() {
+    let secret = ["password", "access_token"];
+    assert_eq!(redact_query(b"password[]=x", &secret), "password[]=[REDACTED]");
+    assert_eq!(
+        redact_query(b"user%5Bpassword%5D=x&a=1", &secret),
+        "user%5Bpassword%5D=[REDACTED]&a=1"
+    );
+    assert_eq!(
+        redact_query(b"access_token[0]=x;b[c]=2", &secret),
+        "access_token[0]=[REDACTED];b[c]=2"
+    );
+    assert_eq!(
+        redact_query(b"a[b][access.token]=x", &secret),
+        "a[b][access.token]=[REDACTED]"
+    );
+    assert_eq!(
+        redact_query(b"a[password=x", &secret),
+        "a[password=x",
+        "PHP reads a_password"
+    );
+}
