@@ -5,7 +5,7 @@
 //!
 //! The buffer is per worker, in this VM: a shared queue would add a host
 //! call and a copy per event and a cross-worker lock, to gain one flusher
-//! per sidecar. It outlives the policy (`Outbox`, by root id), so a reload
+//! per sidecar. It outlives the policy (`Outbox`, by root id and plugin name), so a reload
 //! loses no buffered event; a call dispatched before a reload is answered
 //! to the new stage, which finds it there.
 
@@ -68,31 +68,39 @@ impl Outbox {
     }
 }
 
+/// Whose outbox: the root id and the plugin's name. Istio's mesh-wide
+/// plugin and a namespace's own share a root id and a module, so Envoy
+/// runs both in one VM; each keeps its own events and sink. The name stays
+/// across reloads of one plugin.
+fn outbox_key(host: &dyn Host) -> String {
+    format!("{}/{}", host.root_id(), host.plugin_name())
+}
+
 thread_local! {
-    /// One outbox per root id in this VM (one VM per worker).
+    /// One outbox per plugin (`outbox_key`) in this VM (one VM per worker).
     static OUTBOXES: RefCell<Vec<(String, Rc<RefCell<Outbox>>)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn outbox_for(root_id: &str, capacity: usize) -> Rc<RefCell<Outbox>> {
+fn outbox_for(key: &str, capacity: usize) -> Rc<RefCell<Outbox>> {
     OUTBOXES.with(|all| {
         let mut all = all.borrow_mut();
-        if let Some((_, outbox)) = all.iter().find(|(id, _)| id == root_id) {
+        if let Some((_, outbox)) = all.iter().find(|(id, _)| id == key) {
             outbox.borrow_mut().buffer.resize(capacity);
             return outbox.clone();
         }
         let outbox = Rc::new(RefCell::new(Outbox::new(capacity)));
-        all.push((root_id.to_string(), outbox.clone()));
+        all.push((key.to_string(), outbox.clone()));
         outbox
     })
 }
 
-/// The policy no longer audits: events still buffered for this root are
+/// The policy no longer audits: events still buffered for this plugin are
 /// dropped, counted (`events_dropped.resized`) and logged.
 pub fn retire(host: &dyn Host) {
-    let root_id = host.root_id();
+    let key = outbox_key(host);
     let Some(outbox) = OUTBOXES.with(|all| {
         let mut all = all.borrow_mut();
-        let at = all.iter().position(|(id, _)| *id == root_id)?;
+        let at = all.iter().position(|(id, _)| *id == key)?;
         Some(all.swap_remove(at).1)
     }) else {
         return;
@@ -100,7 +108,7 @@ pub fn retire(host: &dyn Host) {
     let mut outbox = outbox.borrow_mut();
     let left = outbox.buffer.depth() + outbox.in_flight_events();
     if left > 0 {
-        warn!("{root_id}: audit removed from the policy; {left} buffered events dropped");
+        warn!("{key}: audit removed from the policy; {left} buffered events dropped");
     }
     outbox.buffer.clear();
     let in_flight: Vec<InFlight> = outbox.in_flight.drain(..).collect();
@@ -169,7 +177,7 @@ impl AuditStage {
             // an `audit` section; a log sink then needs nothing else.
             AuditConfig::compile(&Default::default(), "audit", &[], &mut Default::default())
         });
-        let outbox = outbox_for(&host.root_id(), config.buffer_events);
+        let outbox = outbox_for(&outbox_key(host), config.buffer_events);
         let authority = sink_authority(&config.sink.cluster);
         let stage = AuditStage {
             counters: Counters::define(host, &audit::metric_names()),

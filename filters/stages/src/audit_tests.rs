@@ -466,3 +466,39 @@ fn behind_separate_filters_a_refused_form_body_is_a_refusal_in_the_event() {
         ]
     );
 }
+
+/// Attack: `tollgate render` gives the mesh-wide plugin and a namespace's
+/// own plugin the same root id (`tollgate`) and module, so in that
+/// namespace's sidecars Envoy runs both in one VM. The outbox was keyed by
+/// root id alone: the mesh-wide plugin's tick sent the namespace's events
+/// to its own sink, and a mesh-wide reload without `audit` dropped them.
+#[test]
+fn two_plugins_with_one_root_id_keep_their_own_outboxes() {
+    let host = FakeHost::default();
+    *host.root.borrow_mut() = "tollgate".into();
+    let mut mesh = policy(jsonl(json!({})));
+    mesh["audit"]["sink"]["cluster"] = json!("mesh-sink");
+    *host.plugin.borrow_mut() = "istio-system.tollgate".into();
+    let mut mesh_wide = configured(&host, crate::fused, &mesh);
+    *host.plugin.borrow_mut() = "datahub.tollgate".into();
+    let own = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    exchange(
+        &host,
+        &[&own],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    host.now_ms.set(host.now_ms.get() + 100);
+    mesh_wide.pipeline().unwrap().on_tick(&host);
+    assert!(host.calls.borrow().is_empty(), "not to the mesh-wide sink");
+    let mut without = mesh.clone();
+    without.as_object_mut().unwrap().remove("audit");
+    for route in without["routes"].as_array_mut().unwrap() {
+        route.as_object_mut().unwrap().remove("audit");
+    }
+    *host.plugin.borrow_mut() = "istio-system.tollgate".into();
+    assert!(mesh_wide.configure(&host, without.to_string().as_bytes()));
+    assert_eq!(host.counter("tollgate.audit.events_dropped.resized"), 0);
+    assert_eq!(tick(&host, &own, 0, "200").len(), 1);
+}
