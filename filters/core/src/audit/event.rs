@@ -224,10 +224,21 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
             .iter()
             .map(|(source, value)| TenantSeen {
                 source: *source,
-                value: text(value),
+                value: tenant_value(value).to_string(),
             })
             .collect(),
         headers: captured(inputs.headers, &config.capture_headers, inputs.token_headers),
+    }
+}
+
+/// A tenant source's value as events keep it. One no policy could take as
+/// a tenant id (`could_be_id`) re-decides as `tenant_invalid` whatever it
+/// holds, so it is not kept: a token or other secret a client sent in a
+/// tenant header never reaches the trail, and the value is bounded.
+pub(super) fn tenant_value(value: &[u8]) -> &str {
+    match std::str::from_utf8(value) {
+        Ok(text) if crate::policy::tenant::could_be_id(value) => text,
+        _ => REDACTED,
     }
 }
 

@@ -865,3 +865,27 @@ fn redaction_reads_nested_parameter_names() {
         "PHP reads a_password"
     );
 }
+
+/// Attack: a tenant header is the client's to fill. Its values went into
+/// `tenant_sources` whole, so a token a client sent there (or any secret,
+/// of any length up to Envoy's header limit) reached the trail. A value no
+/// policy could take as a tenant id (letters, digits, `-`, `_`, at most
+/// 256 once trimmed) re-decides as `tenant_invalid` whatever it holds.
+#[test]
+fn tenant_sources_keep_only_what_could_be_a_tenant() {
+    let f = Fixture::leaky();
+    let long = "a".repeat(257);
+    let sources: &[(TenantSource, &[u8])] = &[
+        (TenantSource::Header, b"Bearer eyJhbGciOi.TENANTHDRSECRET.sig"),
+        (TenantSource::Header, b" acme "),
+        (TenantSource::Path, long.as_bytes()),
+        (TenantSource::Header, b"\xff"),
+    ];
+    let config = keep_config();
+    let event = build(&f.inputs(sources), &config);
+    let values: Vec<&str> = event.tenant_sources.iter().map(|s| s.value.as_str()).collect();
+    assert_eq!(values, [REDACTED, " acme ", REDACTED, REDACTED]);
+    let written = Queued::from_inputs(&f.inputs(sources), &config);
+    assert_eq!(written, Queued::new(&event, f.now_nanos));
+    assert!(!String::from_utf8_lossy(&written.json).contains("TENANTHDRSECRET"));
+}

@@ -127,7 +127,7 @@ impl Writer {
                 TenantSource::Path => "path",
             });
             self.field("value");
-            self.string(&String::from_utf8_lossy(value));
+            self.string(super::event::tenant_value(value));
             self.0.push(b'}');
         }
         self.0.push(b']');
