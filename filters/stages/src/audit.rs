@@ -13,7 +13,9 @@ use log::{info, warn};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use tollgate_core::audit::{self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit};
+use tollgate_core::audit::{
+    self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit, TenantSeen,
+};
 use tollgate_core::policy::{token_headers, token_params, Policy};
 use tollgate_core::ratelimit::key;
 use tollgate_core::stage::StageName;
@@ -302,16 +304,19 @@ impl AuditStage {
             .filter(|s| !s.is_empty());
         let header_values = tenant::header_values(&self.policy.tenant, &cx.headers);
         let claim = facts.tenant_claim.as_deref();
-        let seen = if self.others.contains(&StageName::Tenant) && cx.early.is_none() {
-            let request = TenantRequest {
-                head: cx.view.head(),
-                claim,
-                header_values: &header_values,
-                jwt_shadow_denied: false,
-            };
-            tenant::sources_seen(&self.policy.tenant, &request)
-        } else {
-            Vec::new()
+        let published = self.published_sources(cx, host);
+        let seen = match &published {
+            Some(list) => list.iter().map(|s| (s.source, s.value.as_bytes())).collect(),
+            None if self.others.contains(&StageName::Tenant) && cx.early.is_none() => {
+                let request = TenantRequest {
+                    head: cx.view.head(),
+                    claim,
+                    header_values: &header_values,
+                    jwt_shadow_denied: false,
+                };
+                tenant::sources_seen(&self.policy.tenant, &request)
+            }
+            None => Vec::new(),
         };
         let token_params: Vec<&str> = self.token_params.iter().map(String::as_str).collect();
         let token_headers: Vec<&str> = self.token_headers.iter().map(String::as_str).collect();
@@ -359,6 +364,18 @@ impl AuditStage {
             return;
         }
         outbox.buffer.push(queued);
+    }
+
+    /// Behind separate filters, the tenant sources the tenant filter read
+    /// (`tollgate.tenant_sources`): by now it has overwritten
+    /// `tollgate.tenant` and set the tenant header for the application.
+    /// `None` where it did not decide (a filter before it answered).
+    fn published_sources(&self, cx: &RequestContext, host: &dyn Host) -> Option<Vec<TenantSeen>> {
+        if cx.publish != Publish::Keys || cx.early.is_some() || !self.others.contains(&StageName::Tenant) {
+            return None;
+        }
+        let json = host.property(state::TENANT_SOURCES).ok().flatten()?;
+        serde_json::from_slice(&json).ok()
     }
 
     /// Identity and tenant facts: from the stages in memory, else from

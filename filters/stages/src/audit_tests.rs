@@ -502,3 +502,54 @@ fn two_plugins_with_one_root_id_keep_their_own_outboxes() {
     assert_eq!(host.counter("tollgate.audit.events_dropped.resized"), 0);
     assert_eq!(tick(&host, &own, 0, "200").len(), 1);
 }
+
+/// Attack: behind separate filters the audit filter recomputed the tenant
+/// sources from what the filters before it left: `tollgate.tenant`, which
+/// the tenant filter overwrites with the tenant it decided, and the
+/// request headers, in which it sets `x-tenant-id` for the application.
+/// A request with no token and `x-tenant-id: acme` was recorded with a
+/// verified `claim` source, and one with a token and no header with a
+/// `header` source: an impact analysis of a claim-only (header-only)
+/// candidate policy would let through what that policy refuses.
+#[test]
+fn behind_separate_filters_a_header_tenant_is_not_recorded_as_a_claim() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    p["tenant"]["sources"] = json!(["claim", "header"]);
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    exchange(
+        &host,
+        &[&tenant, &audit],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "acme")]),
+        200,
+    );
+    let events = tick(&host, &audit, 100, "200");
+    assert_eq!(events[0]["tenant"], "ACME");
+    let sources: Vec<&str> = events[0]["tenant_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["header"], "no claim was there");
+    // With a verified claim behind a separate jwt filter, the claim is one.
+    let host = FakeHost::default();
+    p["jwt"] = json!({"providers": [crate::tests::provider()]});
+    p["routes"][0]["jwt"] = json!({"requirement": "required"});
+    let jwt = configured(&host, || crate::root_for("tollgate.jwt").unwrap(), &p);
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    let bearer = format!("Bearer {}", crate::tests::token("acme"));
+    let headers = get("/api/datahub/x", &[("authorization", &bearer)]);
+    exchange(&host, &[&jwt, &tenant, &audit], 1, &headers, 200);
+    // The outbox is this thread's: its last flush was 100 ms later.
+    let events = tick(&host, &audit, 200, "200");
+    assert_eq!(decisions(&events[0])[1], owned("tenant", "allow", None));
+    assert_eq!(
+        events[0]["tenant_sources"],
+        json!([{"source": "claim", "value": "acme"}]),
+        "as sent: not the x-tenant-id the tenant filter set for the app"
+    );
+}

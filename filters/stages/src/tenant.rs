@@ -3,9 +3,11 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
+use tollgate_core::audit;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::RequestDenial;
+use tollgate_core::stage::StageName;
 use tollgate_core::state;
 use tollgate_core::tenant::{self, TenantRequest};
 use tollgate_host::{reply, Counters, Host, Publish, RequestContext, Stage, Step, TenantFacts, Verdict};
@@ -22,6 +24,9 @@ pub struct TenantStage {
     policy: Rc<Policy>,
     counters: Counters,
     claim_is_source: bool,
+    /// The policy audits: behind separate filters the sources seen are
+    /// published for the audit filter.
+    audited: bool,
 }
 
 impl TenantStage {
@@ -30,6 +35,7 @@ impl TenantStage {
             policy: policy.clone(),
             counters: Counters::define(host, &tenant::metric_names()),
             claim_is_source: policy.tenant.sources.contains(&TenantSource::Claim),
+            audited: policy.stages.contains(&StageName::Audit),
         }
     }
 
@@ -95,6 +101,10 @@ impl TenantStage {
             for (key, value) in decision.properties() {
                 reply::set_property(host, context_id, key, &value);
             }
+            if self.audited {
+                let seen = sources_json(&tenant::sources_seen(&policy.tenant, &request));
+                reply::set_property(host, context_id, state::TENANT_SOURCES, &seen);
+            }
         }
         let record = (cx.publish == Publish::Record).then(|| decision.record());
         let edits = decision.header_edits(&policy.tenant, &cx.headers);
@@ -115,4 +125,16 @@ impl TenantStage {
         };
         Ok((verdict, facts, record))
     }
+}
+
+/// `tollgate.tenant_sources`: `[{"source":"header","value":"acme"},...]`.
+fn sources_json(seen: &[(TenantSource, &[u8])]) -> Vec<u8> {
+    let seen: Vec<audit::TenantSeen> = seen
+        .iter()
+        .map(|(source, value)| audit::TenantSeen {
+            source: *source,
+            value: String::from_utf8_lossy(value).into_owned(),
+        })
+        .collect();
+    serde_json::to_vec(&seen).unwrap_or_default()
 }

@@ -28,7 +28,7 @@ fn jwks() -> Value {
     json!({ "keys": keys })
 }
 
-fn token(tenant: &str) -> String {
+pub(crate) fn token(tenant: &str) -> String {
     let claims = json!({"iss": ISSUER, "sub": "ann", "exp": NOW + 600, "tenant": tenant, "roles": ["analyst"]});
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa-1".into());
@@ -36,7 +36,7 @@ fn token(tenant: &str) -> String {
     encode(&header, &claims, &key).unwrap()
 }
 
-fn provider() -> Value {
+pub(crate) fn provider() -> Value {
     json!({
         "name": "platform", "issuer": ISSUER, "local_jwks": jwks(), "tenant_claim": "tenant",
         "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user-id"}],

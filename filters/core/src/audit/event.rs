@@ -95,7 +95,7 @@ impl Decision {
 }
 
 /// Where the tenant stage looked, and what it found there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TenantSeen {
     pub source: TenantSource,
     pub value: String,
