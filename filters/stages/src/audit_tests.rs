@@ -553,3 +553,28 @@ fn behind_separate_filters_a_header_tenant_is_not_recorded_as_a_claim() {
         "as sent: not the x-tenant-id the tenant filter set for the app"
     );
 }
+
+/// Attack (what an event must carry): behind separate filters the audit
+/// filter reads claims from `tollgate.claims`, which held only the
+/// providers' `claims_to_state`: the claims the routes' rules read were
+/// missing, so an impact analysis could not re-decide a claim rule on any
+/// event made behind separate filters (the fused filter's carried them).
+#[test]
+fn behind_separate_filters_events_carry_the_claims_the_rules_read() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    p["jwt"] = json!({"providers": [crate::tests::provider()]});
+    p["routes"][0]["jwt"] = json!({"requirement": "required", "rules": [{"claim": "roles", "contains": "analyst"}]});
+    let jwt = configured(&host, || crate::root_for("tollgate.jwt").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    let bearer = format!("Bearer {}", crate::tests::token("acme"));
+    let headers = get("/api/datahub/x", &[("authorization", &bearer), ("x-tenant-id", "acme")]);
+    exchange(&host, &[&jwt, &audit], 1, &headers, 200);
+    *host.plugin.borrow_mut() = "fused".into();
+    let fused = configured(&host, crate::fused, &p);
+    exchange(&host, &[&fused], 2, &headers, 200);
+    let separate = tick(&host, &audit, 100, "200");
+    assert_eq!(separate[0]["claims"], json!({"roles": ["analyst"]}));
+    let fused = tick(&host, &fused, 0, "200");
+    assert_eq!(fused[0]["claims"], separate[0]["claims"]);
+}

@@ -423,7 +423,7 @@ impl TryFrom<PolicyDoc> for Policy {
             .iter()
             .filter_map(|r| pattern(&r.matcher))
             .any(|(_, p)| p.bytes().any(|b| b.is_ascii_uppercase()));
-        Ok(Policy {
+        let mut policy = Policy {
             realm,
             routes,
             fallback,
@@ -439,7 +439,26 @@ impl TryFrom<PolicyDoc> for Policy {
             limits,
             ratelimit: ratelimit_config,
             audit,
-        })
+        };
+        if policy.audit.is_some() {
+            state_audited_claims(&mut policy);
+        }
+        Ok(policy)
+    }
+}
+
+/// Behind separate filters the audit filter reads a request's claims from
+/// `tollgate.claims`: when the policy audits, every provider puts there the
+/// claims the rules read as well (`audit::claims_read`), as the fused
+/// filter's events carry them, so an event can be re-decided either way.
+fn state_audited_claims(policy: &mut Policy) {
+    let claims = crate::audit::claims_read(policy);
+    for provider in &mut policy.jwt.providers {
+        for claim in &claims {
+            if !provider.claims_to_state.contains(claim) {
+                provider.claims_to_state.push(claim.clone());
+            }
+        }
     }
 }
 
