@@ -96,6 +96,24 @@ fn outbox_for(key: &str, capacity: usize) -> Rc<RefCell<Outbox>> {
     })
 }
 
+/// Outboxes no stage holds any more, out of the list: their plugin was
+/// removed (or moved to another root id) with events still in them.
+fn take_orphans() -> Vec<Rc<RefCell<Outbox>>> {
+    OUTBOXES.with(|all| {
+        let mut all = all.borrow_mut();
+        let mut orphans = Vec::new();
+        all.retain(|(_, outbox)| {
+            // Only the list holds it: no pipeline, no request in flight.
+            let orphan = Rc::strong_count(outbox) == 1;
+            if orphan {
+                orphans.push(outbox.clone());
+            }
+            !orphan
+        });
+        orphans
+    })
+}
+
 /// The policy no longer audits: events still buffered for this plugin are
 /// dropped, counted (`events_dropped.resized`) and logged.
 pub fn retire(host: &dyn Host) {
@@ -441,6 +459,7 @@ impl AuditStage {
     /// while backing off after a failure.
     fn flush(&self, host: &dyn Host) {
         let now = host.now_nanos();
+        self.adopt_orphans(host);
         self.give_up_stale(now);
         let sink = &self.config.sink;
         if sink.format == Format::Log {
@@ -493,6 +512,23 @@ impl AuditStage {
                 info!("audit {}", String::from_utf8_lossy(&event.json));
                 outbox.buffer.counters.sent += 1;
             }
+        }
+    }
+
+    /// Takes over what removed plugins left: their counts not yet reported
+    /// are reported, their events (in flight too: no root will hear the
+    /// answers) go to this buffer, so none is lost uncounted.
+    fn adopt_orphans(&self, host: &dyn Host) {
+        for orphan in take_orphans() {
+            let mut orphan = orphan.borrow_mut();
+            report(&self.counters, host, &mut orphan);
+            // Oldest first: what was in flight left the buffer before the rest.
+            let mut events: Vec<Queued> = orphan.in_flight.drain(..).flat_map(|c| c.events).collect();
+            events.extend(orphan.buffer.take_all());
+            if !events.is_empty() {
+                warn!("audit: {} events of a removed plugin taken over", events.len());
+            }
+            self.outbox.borrow_mut().buffer.adopt(events);
         }
     }
 

@@ -578,3 +578,29 @@ fn behind_separate_filters_events_carry_the_claims_the_rules_read() {
     let fused = tick(&host, &fused, 0, "200");
     assert_eq!(fused[0]["claims"], separate[0]["claims"]);
 }
+
+/// Attack: remove a plugin while its buffer holds events (a namespace
+/// taken off `mesh.namespaces`, a move from separate filters to the fused
+/// one). Its outbox stayed in the VM with no root to flush it: the events
+/// were neither sent nor counted, and the memory was never given back.
+#[test]
+fn a_removed_plugins_events_are_taken_over_by_another() {
+    let host = FakeHost::default();
+    *host.root.borrow_mut() = "tollgate".into();
+    *host.plugin.borrow_mut() = "istio-system.tollgate".into();
+    let mesh_wide = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    *host.plugin.borrow_mut() = "datahub.tollgate".into();
+    let own = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    exchange(
+        &host,
+        &[&own],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    drop(own);
+    let events = tick(&host, &mesh_wide, 100, "200");
+    assert_eq!(events.len(), 1);
+    assert_eq!(host.counter("tollgate.audit.events_emitted"), 1);
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
+}

@@ -188,6 +188,28 @@ impl Buffer {
         }
     }
 
+    /// Every event, oldest first, out of the buffer (uncounted: they go
+    /// to another buffer, `adopt`).
+    pub fn take_all(&mut self) -> Vec<Queued> {
+        self.bytes = 0;
+        self.queue.drain(..).collect()
+    }
+
+    /// Events another buffer counted as emitted (one no plugin holds any
+    /// more), after these, as far as both bounds allow; the rest dropped,
+    /// counted as `resized`.
+    pub fn adopt(&mut self, events: Vec<Queued>) {
+        for event in events {
+            let fits = self.queue.len() < self.capacity && self.bytes + event.json.len() <= self.max_bytes;
+            if !fits {
+                self.counters.dropped.count(DropCause::Resized, 1);
+                continue;
+            }
+            self.bytes += event.json.len();
+            self.queue.push_back(event);
+        }
+    }
+
     /// Every buffered event dropped (the policy no longer audits), counted
     /// as `resized`.
     pub fn clear(&mut self) {

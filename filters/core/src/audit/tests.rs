@@ -889,3 +889,19 @@ fn tenant_sources_keep_only_what_could_be_a_tenant() {
     assert_eq!(written, Queued::new(&event, f.now_nanos));
     assert!(!String::from_utf8_lossy(&written.json).contains("TENANTHDRSECRET"));
 }
+
+#[test]
+fn adopted_events_keep_the_bounds_and_count_what_does_not_fit() {
+    let mut orphan = Buffer::new(10);
+    for n in 0..3 {
+        orphan.push(queued(n));
+    }
+    let events = orphan.take_all();
+    assert_eq!((orphan.depth(), orphan.bytes()), (0, 0));
+    let mut own = Buffer::new(2);
+    own.push(queued(9));
+    own.adopt(events);
+    assert_eq!(times(&own.take_batch(10)), [9, 0]);
+    assert_eq!(own.counters.dropped.resized, 2);
+    assert_eq!(own.counters.emitted, 1, "the orphan counted its own");
+}
