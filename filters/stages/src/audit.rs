@@ -25,8 +25,9 @@ use tollgate_core::Mode;
 use tollgate_host::{first, Counters, Gauges, Host, Publish, RequestContext, Stage, Step};
 
 const STAGE: &str = "audit";
-/// Calls to the sink at once, per worker: with `batch_size` events each,
-/// what is out of the buffer is bounded too.
+/// Calls to the sink at once, per worker (a Kafka REST batch is one per
+/// topic in it): with `batch_size` events each, what is out of the buffer
+/// is bounded too.
 const MAX_IN_FLIGHT: usize = 4;
 /// The tick while a full batch waits and no call is out to take it (and
 /// the sink has not failed: then the backoff decides).
@@ -478,7 +479,14 @@ impl AuditStage {
             outbox.last_flush = now;
             let batch = outbox.buffer.take_batch(self.config.batch_size);
             let service = self.node.service.as_deref().unwrap_or("tollgate");
+            let mut waiting: Vec<Queued> = Vec::new();
             for (request, events) in encode(sink.format, &sink.path, service, now, batch) {
+                // A Kafka REST batch is a call per topic: past the bound the
+                // rest waits for an answer.
+                if outbox.in_flight.len() >= MAX_IN_FLIGHT {
+                    waiting.extend(events);
+                    continue;
+                }
                 let headers = [
                     (":method", "POST"),
                     (":path", request.path.as_str()),
@@ -498,6 +506,11 @@ impl AuditStage {
                         outbox.buffer.requeue_failed(events, now);
                     }
                 }
+            }
+            if !waiting.is_empty() {
+                waiting.sort_by_key(|e| e.time_nanos);
+                outbox.buffer.put_back(waiting);
+                return;
             }
         }
     }

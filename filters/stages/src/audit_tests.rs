@@ -604,3 +604,35 @@ fn a_removed_plugins_events_are_taken_over_by_another() {
     assert_eq!(host.counter("tollgate.audit.events_emitted"), 1);
     assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
 }
+
+/// Attack (the in-flight bound): with `kafka-rest` a batch is one POST per
+/// event type in it, and the bound was checked per batch: a worker could
+/// have 3 calls out, take a batch of several topics, and so hold more than
+/// the 4 calls (and their bodies) the delivery promises.
+#[test]
+fn kafka_rest_keeps_at_most_four_calls_in_flight() {
+    let host = FakeHost::default();
+    let audit = jsonl(json!({"batch_size": 2, "sink": {"cluster": "sink", "format": "kafka-rest"}}));
+    let root = configured(&host, crate::fused, &policy(audit));
+    let paths = [
+        "/a",
+        "/b",
+        "/c",
+        "/api/datahub/x",
+        "/d",
+        "/api/datahub/y",
+        "/e",
+        "/api/datahub/z",
+    ];
+    for (id, path) in (1..).zip(paths) {
+        exchange(&host, &[&root], id, &get(path, &[("x-tenant-id", "ACME")]), 200);
+    }
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    assert_eq!(host.calls.borrow().len(), 4);
+    assert_eq!(
+        host.gauge("tollgate.audit.buffer_depth"),
+        Some(3),
+        "taken back, not lost"
+    );
+}

@@ -175,6 +175,12 @@ impl Buffer {
         self.counters.batches_failed += 1;
         self.failures = self.failures.saturating_add(1);
         self.retry_at = next_attempt_at(now_nanos, self.failures);
+        self.put_back(batch);
+    }
+
+    /// Events taken out and not sent, back at the front, oldest first, as
+    /// far as the bounds allow (the oldest left out, counted).
+    pub fn put_back(&mut self, batch: Vec<Queued>) {
         // Newest first to the front, while both bounds allow; the oldest
         // of the batch are the ones left out.
         for event in batch.into_iter().rev() {
