@@ -298,13 +298,6 @@ impl AuditStage {
     fn record(&self, cx: &RequestContext, host: &dyn Host) {
         let decisions = self.decisions(cx, host);
         let (route, route_audit) = self.route_audit(cx);
-        let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
-        if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, draw) {
-            self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
-            return;
-        }
-        let now = host.now_nanos();
-        let facts = self.facts(cx, host);
         let number = |path: &[&str]| {
             host.property_path(path)
                 .ok()
@@ -312,7 +305,14 @@ impl AuditStage {
                 .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
                 .map(u64::from_le_bytes)
         };
-        let status = number(&["response", "code"]).unwrap_or(0);
+        let status = u16::try_from(number(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
+        let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
+        if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, status, draw) {
+            self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
+            return;
+        }
+        let now = host.now_nanos();
+        let facts = self.facts(cx, host);
         let peer = host.property_path(&["source", "address"]).ok().flatten();
         let source_ip = key::client_ip(peer.as_deref(), &cx.headers, self.policy.ratelimit.xff_trusted_hops);
         let principal = host
@@ -351,7 +351,7 @@ impl AuditStage {
             raw_path: cx.raw_path(),
             normalized_path: if cx.early.is_some() { "" } else { cx.view.path.as_str() },
             route,
-            status: u16::try_from(status).unwrap_or(0),
+            status,
             // A request logged unseen has no start of ours: Envoy's own.
             duration_nanos: match cx.started_nanos {
                 0 => number(&["request", "duration"]).unwrap_or(0),

@@ -278,9 +278,12 @@ fn sampling_keeps_denials_and_counts_what_it_leaves_out() {
     let root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
     exchange(&host, &[&root], 1, &get("/reads/a", &[]), 200);
     exchange(&host, &[&root], 2, &get("/reads/a", &[("x-tenant-id", "NOPE")]), 200);
+    // The application refused it: a failed read is kept too.
+    exchange(&host, &[&root], 3, &get("/reads/b", &[]), 404);
     let events = tick(&host, &root, 100, "200");
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2);
     assert_eq!(decisions(&events[0]), [owned("tenant", "deny", Some("tenant_unknown"))]);
+    assert_eq!(events[1]["status"], 404);
     assert_eq!(host.counter("tollgate.audit.events_sampled_out"), 1);
 }
 
