@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 pub const SCHEMA_VERSION: u32 = 1;
 /// What a redacted parameter's value becomes.
 pub const REDACTED: &str = "[REDACTED]";
+/// Bytes a captured header (its copies joined) or a request id keeps at
+/// most: what a client sends there is bounded only by Envoy's header
+/// limit, and large events let a few requests push others out of a full
+/// buffer.
+pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// A stage's outcome, as events and decision records name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,7 +221,7 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
         duration_ms: duration_ms(inputs.duration_nanos),
         request_bytes: inputs.request_bytes,
         response_bytes: inputs.response_bytes,
-        request_id: inputs.request_id.map(text),
+        request_id: inputs.request_id.map(request_id),
         trace_id: inputs.traceparent.and_then(ids::trace_id),
         decisions: inputs.decisions.to_vec(),
         tenant_sources: inputs
@@ -229,6 +234,21 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
             .collect(),
         headers: captured(inputs.headers, &config.capture_headers, inputs.token_headers),
     }
+}
+
+/// `text` cut to at most `MAX_FIELD_BYTES`, at a character boundary.
+pub fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(MAX_FIELD_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// The request id as events keep it (`bounded`).
+pub(super) fn request_id(raw: &[u8]) -> String {
+    let head = raw.get(..MAX_FIELD_BYTES).unwrap_or(raw);
+    bounded(&String::from_utf8_lossy(head)).to_string()
 }
 
 /// A tenant source's value as events keep it. One no policy could take as
@@ -324,7 +344,8 @@ fn nested_names(name: &str) -> Vec<&str> {
 }
 
 /// The `capture_headers` present, never a credential header or a token
-/// header even if the list held one (the policy check refuses that too).
+/// header even if the list held one (the policy check refuses that too);
+/// each at most `MAX_FIELD_BYTES`.
 pub(super) fn captured(headers: &HeaderMap, capture: &[String], token_headers: &[&str]) -> BTreeMap<String, String> {
     let canonical = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let never = |name: &str| {
@@ -338,10 +359,16 @@ pub(super) fn captured(headers: &HeaderMap, capture: &[String], token_headers: &
             continue;
         }
         let joined = out.entry(name.to_ascii_lowercase()).or_default();
+        if joined.len() >= MAX_FIELD_BYTES {
+            continue;
+        }
         if !joined.is_empty() {
             joined.push_str(", ");
         }
-        joined.push_str(&String::from_utf8_lossy(value));
+        let head = value.get(..MAX_FIELD_BYTES).unwrap_or(value);
+        joined.push_str(&String::from_utf8_lossy(head));
+        let keep = bounded(joined).len();
+        joined.truncate(keep);
     }
     out
 }

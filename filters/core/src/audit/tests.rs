@@ -1,6 +1,6 @@
 use super::config::NEVER_CAPTURED;
 use super::encode::{by_topic, jsonl, kafka_rest, KAFKA_CONTENT_TYPE};
-use super::event::{redact_query, REDACTED};
+use super::event::{redact_query, MAX_FIELD_BYTES, REDACTED};
 use super::ids::{civil_from_days, rfc3339, trace_id, uuid_v4};
 use super::*;
 use crate::header_map::HeaderMap;
@@ -921,4 +921,30 @@ fn sampling_keeps_every_failed_response() {
     for status in [100, 200, 204, 301, 304, 399] {
         assert!(!keep(EventType::DataAccess, 0.0, &allow, status, random), "{status}");
     }
+}
+
+/// Attack: an event is as large as what the client sends in a captured
+/// header (every copy, joined) or `x-request-id`: up to Envoy's header
+/// limit, six times that once control bytes are escaped. While the sink
+/// is slow, a few hundred such requests fill the 64 MiB a worker buffers
+/// and push out (as `buffer_full`) the events of the requests before
+/// them: an attacker's own, say. Each is bounded now.
+#[test]
+fn captured_headers_and_request_ids_are_bounded() {
+    let mut f = Fixture::leaky();
+    let huge = "\u{1}".repeat(50_000);
+    let mut pairs: Vec<(&str, &str)> = vec![("x-request-id", huge.as_str())];
+    pairs.extend(std::iter::repeat_n(("user-agent", huge.as_str()), 20));
+    f.headers = HeaderMap::from_pairs(pairs);
+    let config = keep_config();
+    let event = build(&f.inputs(&[]), &config);
+    assert!(event.headers["user-agent"].len() <= MAX_FIELD_BYTES);
+    assert!(event.request_id.as_deref().unwrap_or_default().len() <= MAX_FIELD_BYTES);
+    let written = Queued::from_inputs(&f.inputs(&[]), &config);
+    assert_eq!(written, Queued::new(&event, f.now_nanos));
+    assert!(written.json.len() < 16 * MAX_FIELD_BYTES, "{}", written.json.len());
+    // Short values are kept whole; a cut never splits a character.
+    let text = "é".repeat(MAX_FIELD_BYTES);
+    assert!(super::event::bounded(&text).len() <= MAX_FIELD_BYTES);
+    assert_eq!(super::event::bounded("curl/8"), "curl/8");
 }

@@ -46,7 +46,7 @@ pub fn event_json(inputs: &Inputs<'_>, config: &AuditConfig) -> Vec<u8> {
     w.serde(&inputs.request_bytes);
     w.field("response_bytes");
     w.serde(&inputs.response_bytes);
-    w.optional("request_id", inputs.request_id.map(String::from_utf8_lossy).as_deref());
+    w.optional("request_id", inputs.request_id.map(super::event::request_id).as_deref());
     w.optional("trace_id", inputs.traceparent.and_then(ids::trace_id).as_deref());
     w.field("decisions");
     w.decisions(inputs.decisions);
