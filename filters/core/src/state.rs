@@ -67,7 +67,7 @@ pub const KEYS: [(&str, &str, &str); 12] = [
     (
         TENANT_SOURCES,
         "tenant",
-        "every tenant value the request carried, by source, as sent (JSON array; only when the policy audits)",
+        "every tenant value the request carried, by source, as audit events write them (JSON array; only when the policy audits)",
     ),
 ];
 

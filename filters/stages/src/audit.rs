@@ -13,9 +13,8 @@ use log::{info, warn};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use tollgate_core::audit::{
-    self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit, TenantSeen,
-};
+use tollgate_core::audit::{self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit};
+use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::{token_headers, token_params, Policy};
 use tollgate_core::ratelimit::key;
 use tollgate_core::stage::StageName;
@@ -325,7 +324,7 @@ impl AuditStage {
         let claim = facts.tenant_claim.as_deref();
         let published = self.published_sources(cx, host);
         let seen = match &published {
-            Some(list) => list.iter().map(|s| (s.source, s.value.as_bytes())).collect(),
+            Some(list) => list.iter().map(|(source, value)| (*source, value.as_bytes())).collect(),
             None if self.others.contains(&StageName::Tenant) && cx.early.is_none() => {
                 let request = TenantRequest {
                     head: cx.view.head(),
@@ -389,12 +388,12 @@ impl AuditStage {
     /// (`tollgate.tenant_sources`): by now it has overwritten
     /// `tollgate.tenant` and set the tenant header for the application.
     /// `None` where it did not decide (a filter before it answered).
-    fn published_sources(&self, cx: &RequestContext, host: &dyn Host) -> Option<Vec<TenantSeen>> {
+    fn published_sources(&self, cx: &RequestContext, host: &dyn Host) -> Option<Vec<(TenantSource, String)>> {
         if cx.publish != Publish::Keys || cx.early.is_some() || !self.others.contains(&StageName::Tenant) {
             return None;
         }
         let json = host.property(state::TENANT_SOURCES).ok().flatten()?;
-        serde_json::from_slice(&json).ok()
+        audit::read_tenant_sources(&json)
     }
 
     /// Identity and tenant facts: from the stages in memory, else from

@@ -102,7 +102,7 @@ impl TenantStage {
                 reply::set_property(host, context_id, key, &value);
             }
             if self.audited {
-                let seen = sources_json(&tenant::sources_seen(&policy.tenant, &request));
+                let seen = audit::tenant_sources_json(&tenant::sources_seen(&policy.tenant, &request));
                 reply::set_property(host, context_id, state::TENANT_SOURCES, &seen);
             }
         }
@@ -125,16 +125,4 @@ impl TenantStage {
         };
         Ok((verdict, facts, record))
     }
-}
-
-/// `tollgate.tenant_sources`: `[{"source":"header","value":"acme"},...]`.
-fn sources_json(seen: &[(TenantSource, &[u8])]) -> Vec<u8> {
-    let seen: Vec<audit::TenantSeen> = seen
-        .iter()
-        .map(|(source, value)| audit::TenantSeen {
-            source: *source,
-            value: String::from_utf8_lossy(value).into_owned(),
-        })
-        .collect();
-    serde_json::to_vec(&seen).unwrap_or_default()
 }

@@ -100,7 +100,7 @@ impl Decision {
 }
 
 /// Where the tenant stage looked, and what it found there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TenantSeen {
     pub source: TenantSource,
     pub value: String,

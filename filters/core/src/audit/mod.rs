@@ -17,7 +17,7 @@ pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit
 pub use encode::{encode, Queued, Request};
 pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::keep;
-pub use write::event_json;
+pub use write::{event_json, read_tenant_sources, tenant_sources_json};
 
 /// The claims an event carries: those the routes' claim rules read and
 /// the providers' `claims_to_state`, each once, in that order.

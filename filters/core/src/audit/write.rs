@@ -58,6 +58,31 @@ pub fn event_json(inputs: &Inputs<'_>, config: &AuditConfig) -> Vec<u8> {
     w.0
 }
 
+/// `tollgate.tenant_sources`: the tenant values a separate tenant filter
+/// read, as events write them (`[{"source":"header","value":"acme"}]`).
+pub fn tenant_sources_json(seen: &[(TenantSource, &[u8])]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(64));
+    w.tenant_sources(seen);
+    w.0
+}
+
+/// What `tenant_sources_json` wrote, read back; `None` when it is not that.
+pub fn read_tenant_sources(json: &[u8]) -> Option<Vec<(TenantSource, String)>> {
+    let list: Vec<serde_json::Value> = serde_json::from_slice(json).ok()?;
+    list.iter()
+        .map(|item| {
+            let source = match item.get("source")?.as_str()? {
+                "claim" => TenantSource::Claim,
+                "header" => TenantSource::Header,
+                "host" => TenantSource::Host,
+                "path" => TenantSource::Path,
+                _ => return None,
+            };
+            Some((source, item.get("value")?.as_str()?.to_string()))
+        })
+        .collect()
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {
