@@ -478,12 +478,12 @@ impl AuditStage {
             outbox.last_flush = now;
             let batch = outbox.buffer.take_batch(self.config.batch_size);
             let service = self.node.service.as_deref().unwrap_or("tollgate");
-            let mut waiting: Vec<Queued> = Vec::new();
+            let mut waiting: Vec<Vec<Queued>> = Vec::new();
             for (request, events) in encode(sink.format, &sink.path, service, now, batch) {
                 // A Kafka REST batch is a call per topic: past the bound the
                 // rest waits for an answer.
                 if outbox.in_flight.len() >= MAX_IN_FLIGHT {
-                    waiting.extend(events);
+                    waiting.push(events);
                     continue;
                 }
                 let headers = [
@@ -507,8 +507,10 @@ impl AuditStage {
                 }
             }
             if !waiting.is_empty() {
-                waiting.sort_by_key(|e| e.time_nanos);
-                outbox.buffer.put_back(waiting);
+                // Each topic's events in order, the first topic in front.
+                for events in waiting.into_iter().rev() {
+                    outbox.buffer.put_back(events);
+                }
                 return;
             }
         }
@@ -533,14 +535,14 @@ impl AuditStage {
     fn adopt_orphans(&self, host: &dyn Host) {
         for orphan in take_orphans() {
             let mut orphan = orphan.borrow_mut();
-            report(&self.counters, host, &mut orphan);
-            // Oldest first: what was in flight left the buffer before the rest.
-            let mut events: Vec<Queued> = orphan.in_flight.drain(..).flat_map(|c| c.events).collect();
-            events.extend(orphan.buffer.take_all());
-            if !events.is_empty() {
-                warn!("audit: {} events of a removed plugin taken over", events.len());
+            let orphan = &mut *orphan;
+            // What was in flight left the buffer first: back at its front.
+            for call in orphan.in_flight.drain(..) {
+                orphan.buffer.put_back(call.events);
             }
-            self.outbox.borrow_mut().buffer.adopt(events);
+            warn!("audit: a removed plugin's buffer taken over");
+            self.outbox.borrow_mut().buffer.adopt(&mut orphan.buffer);
+            report(&self.counters, host, orphan);
         }
     }
 

@@ -194,18 +194,12 @@ impl Buffer {
         }
     }
 
-    /// Every event, oldest first, out of the buffer (uncounted: they go
-    /// to another buffer, `adopt`).
-    pub fn take_all(&mut self) -> Vec<Queued> {
-        self.bytes = 0;
-        self.queue.drain(..).collect()
-    }
-
-    /// Events another buffer counted as emitted (one no plugin holds any
-    /// more), after these, as far as both bounds allow; the rest dropped,
-    /// counted as `resized`.
-    pub fn adopt(&mut self, events: Vec<Queued>) {
-        for event in events {
+    /// The events of `other` (a buffer no plugin holds any more, which
+    /// counted them as emitted), oldest first, after these, as far as both
+    /// bounds allow; the rest dropped, counted as `resized` here.
+    pub fn adopt(&mut self, other: &mut Buffer) {
+        while let Some(event) = other.queue.pop_front() {
+            other.bytes -= event.json.len();
             let fits = self.queue.len() < self.capacity && self.bytes + event.json.len() <= self.max_bytes;
             if !fits {
                 self.counters.dropped.count(DropCause::Resized, 1);

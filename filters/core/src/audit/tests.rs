@@ -896,11 +896,10 @@ fn adopted_events_keep_the_bounds_and_count_what_does_not_fit() {
     for n in 0..3 {
         orphan.push(queued(n));
     }
-    let events = orphan.take_all();
-    assert_eq!((orphan.depth(), orphan.bytes()), (0, 0));
     let mut own = Buffer::new(2);
     own.push(queued(9));
-    own.adopt(events);
+    own.adopt(&mut orphan);
+    assert_eq!((orphan.depth(), orphan.bytes()), (0, 0));
     assert_eq!(times(&own.take_batch(10)), [9, 0]);
     assert_eq!(own.counters.dropped.resized, 2);
     assert_eq!(own.counters.emitted, 1, "the orphan counted its own");
