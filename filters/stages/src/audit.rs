@@ -305,8 +305,12 @@ impl AuditStage {
                 .map(u64::from_le_bytes)
         };
         let status = u16::try_from(number(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
+        let succeeded = match route_audit.sample >= 1.0 {
+            true => true,
+            false => audit::succeeded(status, grpc_status(cx, &number)),
+        };
         let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
-        if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, status, draw) {
+        if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, succeeded, draw) {
             self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
             return;
         }
@@ -554,6 +558,16 @@ impl AuditStage {
             outbox.buffer.requeue_failed(call.events, now);
         }
     }
+}
+
+/// A gRPC request's gRPC status (`None` for others: Envoy maps any HTTP
+/// status to one, 2 for a plain 200).
+fn grpc_status(cx: &RequestContext, number: &dyn Fn(&[&str]) -> Option<u64>) -> Option<u64> {
+    let grpc = first(&cx.headers, "content-type").is_some_and(|t| t.starts_with(b"application/grpc"));
+    if !grpc {
+        return None;
+    }
+    Some(number(&["response", "grpc_status"]).unwrap_or(0))
 }
 
 #[derive(Default)]

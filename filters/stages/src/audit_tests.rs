@@ -280,11 +280,29 @@ fn sampling_keeps_denials_and_counts_what_it_leaves_out() {
     exchange(&host, &[&root], 2, &get("/reads/a", &[("x-tenant-id", "NOPE")]), 200);
     // The application refused it: a failed read is kept too.
     exchange(&host, &[&root], 3, &get("/reads/b", &[]), 404);
+    // A gRPC service refuses under HTTP 200: kept too; its OK is sampled.
+    let pipeline = root.pipeline().unwrap();
+    for (id, code) in [(4u32, 7u64), (5, 0)] {
+        host.begin(
+            id,
+            &[
+                (":method", "POST"),
+                (":path", "/reads/c"),
+                (":authority", "api.test"),
+                ("content-type", "application/grpc"),
+            ],
+        );
+        let (_, cx) = pipeline.on_request_headers(&host, id, false);
+        host.set_attribute(id, "response.code", &200u64.to_le_bytes());
+        host.set_attribute(id, "response.grpc_status", &code.to_le_bytes());
+        pipeline.on_log(&host, &cx);
+    }
     let events = tick(&host, &root, 100, "200");
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     assert_eq!(decisions(&events[0]), [owned("tenant", "deny", Some("tenant_unknown"))]);
     assert_eq!(events[1]["status"], 404);
-    assert_eq!(host.counter("tollgate.audit.events_sampled_out"), 1);
+    assert_eq!(events[2]["path"], "/reads/c");
+    assert_eq!(host.counter("tollgate.audit.events_sampled_out"), 2);
 }
 
 #[test]

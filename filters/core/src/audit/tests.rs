@@ -554,14 +554,14 @@ fn sampling_keeps_every_refusal_and_admin_operation() {
         None,
     )];
     let random = u64::MAX;
-    assert!(!keep(EventType::ApiCall, 0.0, &allow, 200, 0));
-    assert!(!keep(EventType::ApiCall, 0.0, &[], 200, 0));
-    assert!(keep(EventType::ApiCall, 0.0, &deny, 200, random));
-    assert!(keep(EventType::DataAccess, 0.0, &shadow, 200, random));
-    assert!(keep(EventType::AdminOperation, 0.0, &allow, 200, random));
-    assert!(keep(EventType::ApiCall, 1.0, &allow, 200, random));
-    assert!(!keep(EventType::ApiCall, 0.5, &allow, 200, random));
-    assert!(keep(EventType::ApiCall, 0.5, &allow, 200, 0));
+    assert!(!keep(EventType::ApiCall, 0.0, &allow, true, 0));
+    assert!(!keep(EventType::ApiCall, 0.0, &[], true, 0));
+    assert!(keep(EventType::ApiCall, 0.0, &deny, true, random));
+    assert!(keep(EventType::DataAccess, 0.0, &shadow, true, random));
+    assert!(keep(EventType::AdminOperation, 0.0, &allow, true, random));
+    assert!(keep(EventType::ApiCall, 1.0, &allow, true, random));
+    assert!(!keep(EventType::ApiCall, 0.5, &allow, true, random));
+    assert!(keep(EventType::ApiCall, 0.5, &allow, true, 0));
 }
 
 #[test]
@@ -577,7 +577,7 @@ fn sampling_keeps_about_the_share_asked() {
     };
     let allow = [decision("jwt", Mode::Enforce, Outcome::Allow, None, None)];
     let kept = (0..20_000)
-        .filter(|_| keep(EventType::DataAccess, 0.1, &allow, 200, next()))
+        .filter(|_| keep(EventType::DataAccess, 0.1, &allow, true, next()))
         .count();
     assert!((1_800..=2_200).contains(&kept), "{kept}");
 }
@@ -906,20 +906,25 @@ fn adopted_events_keep_the_bounds_and_count_what_does_not_fit() {
 }
 
 /// Attack: on a sampled route (`sample: 0.1`), enumerate ids or probe
-/// for access the application refuses (401, 403, 404, 5xx). Tollgate let
-/// each request through, so each was sampled like a successful read and
-/// nine in ten attempts left no event. The issue samples successful
-/// reads: a response outside 1xx to 3xx (or none) is always kept.
+/// for access the application refuses (401, 403, 404, 5xx, or a gRPC
+/// status other than OK under HTTP 200). Tollgate let each request
+/// through, so each was sampled like a successful read and nine in ten
+/// attempts left no event. The issue samples successful reads: anything
+/// else is always kept.
 #[test]
 fn sampling_keeps_every_failed_response() {
     let allow = [decision("jwt", Mode::Enforce, Outcome::Allow, None, None)];
     let random = u64::MAX;
     for status in [0, 400, 401, 403, 404, 429, 500, 503, 599, 600] {
-        assert!(keep(EventType::DataAccess, 0.0, &allow, status, random), "{status}");
+        assert!(!succeeded(status, None), "{status}");
     }
     for status in [100, 200, 204, 301, 304, 399] {
-        assert!(!keep(EventType::DataAccess, 0.0, &allow, status, random), "{status}");
+        assert!(succeeded(status, None), "{status}");
     }
+    assert!(succeeded(200, Some(0)));
+    assert!(!succeeded(200, Some(7)), "gRPC PERMISSION_DENIED under HTTP 200");
+    assert!(keep(EventType::DataAccess, 0.0, &allow, false, random));
+    assert!(!keep(EventType::DataAccess, 0.0, &allow, true, random));
 }
 
 /// Attack: an event is as large as what the client sends in a captured
