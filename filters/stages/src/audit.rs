@@ -17,6 +17,7 @@ use tollgate_core::audit::{self, encode, AuditConfig, Buffer, Decision, Format, 
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::{token_headers, token_params, Policy};
 use tollgate_core::ratelimit::key;
+use tollgate_core::request;
 use tollgate_core::stage::StageName;
 use tollgate_core::state;
 use tollgate_core::tenant::{self, TenantRequest};
@@ -343,13 +344,16 @@ impl AuditStage {
         let token_params: Vec<&str> = self.token_params.iter().map(String::as_str).collect();
         let token_headers: Vec<&str> = self.token_headers.iter().map(String::as_str).collect();
         let random = self.random_id(host);
+        let method = first(&cx.headers, ":method").map_or("", |m| std::str::from_utf8(m).unwrap_or(""));
+        let overrides = self.method_overrides(cx, method);
         let inputs = Inputs {
             now_nanos: now,
             random,
             event_type: route_audit.event_type,
             service: self.node.service.as_deref(),
             namespace: self.node.namespace.as_deref(),
-            method: first(&cx.headers, ":method").map_or("", |m| std::str::from_utf8(m).unwrap_or("")),
+            method,
+            method_overrides: &overrides,
             host: if cx.early.is_some() { "" } else { cx.view.host.as_str() },
             raw_path: cx.raw_path(),
             normalized_path: if cx.early.is_some() { "" } else { cx.view.path.as_str() },
@@ -386,6 +390,24 @@ impl AuditStage {
             return;
         }
         outbox.buffer.push(queued);
+    }
+
+    /// The other methods the application may act on, as the decisions
+    /// read them: the query's `_method`, a form body's, and method headers
+    /// the policy does not strip.
+    fn method_overrides(&self, cx: &RequestContext, method: &str) -> Vec<String> {
+        if cx.early.is_some() {
+            return Vec::new();
+        }
+        let headers = request::header_method_overrides(&cx.headers, &self.policy.strip_headers);
+        let form = cx.form.iter().flat_map(|f| f.method_overrides.iter().cloned());
+        let mut out: Vec<String> = Vec::new();
+        for m in cx.view.method_overrides.iter().cloned().chain(form).chain(headers) {
+            if !m.eq_ignore_ascii_case(method) && !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
     }
 
     /// Behind separate filters, the tenant sources the tenant filter read

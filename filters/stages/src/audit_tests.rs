@@ -657,3 +657,36 @@ fn kafka_rest_keeps_at_most_four_calls_in_flight() {
         "taken back, not lost"
     );
 }
+
+/// Attack: `POST /api/datahub/x?_method=DELETE` (or a form `_method`, or
+/// `x-http-method-override: DELETE`): Laravel, Symfony, Express act on
+/// DELETE. Tollgate let it through (the override keeps the route and its
+/// rules), and the event said `POST`, its query dropped: the trail hid a
+/// delete, and an impact analysis could not re-decide a rule scoped to
+/// DELETE, which the policy checks on every method the application may
+/// act on.
+#[test]
+fn an_event_carries_the_methods_the_application_may_act_on() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    // Left in, the application reads the method headers (stripped by default).
+    p["strip_headers"] = json!([]);
+    let root = configured(&host, crate::fused, &p);
+    let mut headers = get(
+        "/api/datahub/x?_method=delete",
+        &[("x-tenant-id", "ACME"), ("x-http-method-override", "PUT")],
+    );
+    headers[0].1 = "POST".into();
+    exchange(&host, &[&root], 1, &headers, 200);
+    exchange(
+        &host,
+        &[&root],
+        2,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    let events = tick(&host, &root, 100, "200");
+    assert_eq!(events[0]["method"], "POST");
+    assert_eq!(events[0]["method_overrides"], json!(["DELETE", "PUT"]));
+    assert_eq!(events[1]["method_overrides"], json!([]));
+}

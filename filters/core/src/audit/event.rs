@@ -126,6 +126,9 @@ pub struct Event {
     /// The verified claims the policy's rules read.
     pub claims: Map<String, Value>,
     pub method: String,
+    /// Other methods the application may act on: `_method` in the query
+    /// or a form body, method headers the policy leaves in (upper-case).
+    pub method_overrides: Vec<String>,
     pub host: String,
     /// Normalized; the query after `?` per `audit.query`, redacted.
     pub path: String,
@@ -161,6 +164,8 @@ pub struct Inputs<'a> {
     pub service: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub method: &'a str,
+    /// Upper-case, each once, without `method` itself.
+    pub method_overrides: &'a [String],
     pub host: &'a str,
     /// `:path` as it arrived, with its query.
     pub raw_path: &'a [u8],
@@ -214,6 +219,7 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
         roles: inputs.roles.to_vec(),
         claims: inputs.claims.clone(),
         method: inputs.method.to_string(),
+        method_overrides: inputs.method_overrides.to_vec(),
         host: inputs.host.to_string(),
         path: event_path(inputs, config),
         route: owned(inputs.route),

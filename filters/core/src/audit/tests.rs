@@ -292,6 +292,7 @@ pub(super) struct Fixture {
     pub tenant: Option<String>,
     pub event_type: EventType,
     pub now_nanos: u64,
+    pub method_overrides: Vec<String>,
 }
 
 pub(super) fn decision(
@@ -359,6 +360,7 @@ impl Fixture {
             tenant: Some("acme".into()),
             event_type: EventType::DataAccess,
             now_nanos: 1_709_210_096_123_456_789,
+            method_overrides: vec!["DELETE".into()],
         }
     }
 
@@ -370,6 +372,7 @@ impl Fixture {
             service: Some("datahub"),
             namespace: Some("data"),
             method: "GET",
+            method_overrides: &self.method_overrides,
             host: "api.example.com",
             raw_path: self.raw_path.as_bytes(),
             normalized_path: "/data/sets",
@@ -435,6 +438,7 @@ fn an_event_holds_every_field() {
         "roles": ["reader", "admin"],
         "claims": {"department": "research", "level": 3},
         "method": "GET",
+        "method_overrides": ["DELETE"],
         "host": "api.example.com",
         "path": concat!(
             "/data/sets?id=7&access_token=[REDACTED]&access%5Ftoken=[REDACTED]&a=1;token=[REDACTED]",

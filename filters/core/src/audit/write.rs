@@ -33,6 +33,8 @@ pub fn event_json(inputs: &Inputs<'_>, config: &AuditConfig) -> Vec<u8> {
     w.serde(inputs.claims);
     w.field("method");
     w.string(inputs.method);
+    w.field("method_overrides");
+    w.serde(inputs.method_overrides);
     w.field("host");
     w.string(inputs.host);
     w.field("path");
