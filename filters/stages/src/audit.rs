@@ -582,6 +582,25 @@ impl AuditStage {
     }
 }
 
+impl AuditStage {
+    /// A 2xx answer's events: how many the sink took, and those it refused
+    /// (Kafka REST names them per record under a 200).
+    fn accepted(&self, host: &dyn Host, events: Vec<Queued>, body_size: usize) -> (usize, Vec<Queued>) {
+        if self.config.sink.format != Format::KafkaRest {
+            return (events.len(), Vec::new());
+        }
+        let failed = audit::kafka_failed_records(&host.http_call_body(body_size));
+        let total = events.len();
+        let refused: Vec<Queued> = events
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| failed.contains(i))
+            .map(|(_, e)| e)
+            .collect();
+        (total - refused.len(), refused)
+    }
+}
+
 /// A gRPC request's gRPC status (`None` for others: Envoy maps any HTTP
 /// status to one, 2 for a plain 200).
 fn grpc_status(cx: &RequestContext, number: &dyn Fn(&[&str]) -> Option<u64>) -> Option<u64> {
@@ -636,7 +655,7 @@ impl Stage for AuditStage {
         Vec::new()
     }
 
-    fn on_http_call_response(&self, host: &dyn Host, token: u32, _body_size: usize) -> Vec<u32> {
+    fn on_http_call_response(&self, host: &dyn Host, token: u32, body_size: usize) -> Vec<u32> {
         let call = {
             let mut outbox = self.outbox.borrow_mut();
             let Some(at) = outbox.in_flight.iter().position(|c| c.token == token) else {
@@ -649,7 +668,15 @@ impl Stage for AuditStage {
         {
             let mut outbox = self.outbox.borrow_mut();
             if ok {
-                outbox.buffer.sent(call.events.len());
+                let (sent, refused) = self.accepted(host, call.events, body_size);
+                outbox.buffer.sent(sent);
+                if !refused.is_empty() {
+                    warn!(
+                        "audit: the sink refused {} records of a batch; they will be retried",
+                        refused.len()
+                    );
+                    outbox.buffer.requeue_failed(refused, host.now_nanos());
+                }
             } else {
                 let shown = if status.is_empty() {
                     "no answer".into()

@@ -690,3 +690,39 @@ fn an_event_carries_the_methods_the_application_may_act_on() {
     assert_eq!(events[0]["method_overrides"], json!(["DELETE", "PUT"]));
     assert_eq!(events[1]["method_overrides"], json!([]));
 }
+
+/// Attack: Kafka REST Proxy v2 (and the Strimzi bridge) answer 200 for a
+/// batch whose records partly failed, with an `error_code` on each failed
+/// record's offset (a record over the broker's `max.message.bytes`, a
+/// partition without a leader). Those events were counted as sent and
+/// lost: no retry, no drop counted.
+#[test]
+fn kafka_rest_records_the_proxy_refused_are_retried() {
+    let host = FakeHost::default();
+    let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "kafka-rest"}}));
+    let root = configured(&host, crate::fused, &policy(audit));
+    for id in 1..=3 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get(&format!("/api/datahub/{id}"), &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    let answer = r#"{"offsets":[{"partition":0,"offset":7},{"partition":0,"offset":null,"error_code":1,"error":"RecordTooLargeException"},{"partition":0,"offset":8,"error_code":null}]}"#;
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    let token = host.calls.borrow()[0].0;
+    *host.call_answer.borrow_mut() = (b"200".to_vec(), answer.as_bytes().to_vec());
+    root.pipeline()
+        .unwrap()
+        .on_http_call_response(&host, token, answer.len());
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 2);
+    assert_eq!(
+        host.gauge("tollgate.audit.buffer_depth"),
+        Some(1),
+        "the refused record waits for a retry"
+    );
+    assert_eq!(host.counter("tollgate.audit.batches_failed"), 1);
+}

@@ -14,7 +14,7 @@ pub mod write;
 
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
-pub use encode::{encode, Queued, Request};
+pub use encode::{encode, kafka_failed_records, Queued, Request};
 pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::{keep, succeeded};
 pub use write::{event_json, read_tenant_sources, tenant_sources_json};

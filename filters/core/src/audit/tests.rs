@@ -956,3 +956,17 @@ fn captured_headers_and_request_ids_are_bounded() {
     assert!(super::event::bounded(&text).len() <= MAX_FIELD_BYTES);
     assert_eq!(super::event::bounded("curl/8"), "curl/8");
 }
+
+#[test]
+fn kafka_answers_name_the_records_that_failed() {
+    let confluent = br#"{"key_schema_id":null,"value_schema_id":null,"offsets":[
+        {"partition":2,"offset":100,"error_code":null,"error":null},
+        {"partition":null,"offset":null,"error_code":2,"error":"NotLeaderForPartition"},
+        {"partition":1,"offset":101}]}"#;
+    assert_eq!(kafka_failed_records(confluent), [1]);
+    let strimzi = br#"{"offsets":[{"error_code":500,"message":"too large"},{"partition":0,"offset":3}]}"#;
+    assert_eq!(kafka_failed_records(strimzi), [0]);
+    for body in [&b""[..], b"not json", b"{}", b"[]", br#"{"offsets":7}"#] {
+        assert!(kafka_failed_records(body).is_empty());
+    }
+}
