@@ -51,7 +51,7 @@ pub struct Outbox {
     in_flight: Vec<InFlight>,
     last_flush: u64,
     /// Counter totals already added to the host's counters.
-    reported: [u64; 8],
+    reported: [u64; 9],
     random: Vec<u8>,
 }
 
@@ -61,7 +61,7 @@ impl Outbox {
             buffer: Buffer::new(capacity),
             in_flight: Vec::new(),
             last_flush: 0,
-            reported: [0; 8],
+            reported: [0; 9],
             random: Vec::new(),
         }
     }
@@ -669,7 +669,12 @@ impl Stage for AuditStage {
             let mut outbox = self.outbox.borrow_mut();
             if ok {
                 let (sent, refused) = self.accepted(host, call.events, body_size);
-                outbox.buffer.sent(sent);
+                let rejected = match self.config.sink.format {
+                    Format::Otlp => audit::otlp_rejected(&host.http_call_body(body_size)).min(sent as u64),
+                    _ => 0,
+                };
+                outbox.buffer.sent(sent - rejected as usize);
+                outbox.buffer.rejected(rejected as usize);
                 if !refused.is_empty() {
                     warn!(
                         "audit: the sink refused {} records of a batch; they will be retried",

@@ -726,3 +726,34 @@ fn kafka_rest_records_the_proxy_refused_are_retried() {
     );
     assert_eq!(host.counter("tollgate.audit.batches_failed"), 1);
 }
+
+/// Attack: an OTLP collector answers 200 with `partialSuccess` when it
+/// rejected some log records (too large, invalid): the spec forbids
+/// retrying them, and they were counted as sent. They are dropped, and
+/// counted as such (`events_dropped.rejected`).
+#[test]
+fn otlp_records_the_collector_rejected_are_counted_dropped() {
+    let host = FakeHost::default();
+    let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "otlp"}}));
+    let root = configured(&host, crate::fused, &policy(audit));
+    for id in 1..=3 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get(&format!("/api/datahub/{id}"), &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    let answer = r#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"record too large"}}"#;
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    let token = host.calls.borrow()[0].0;
+    *host.call_answer.borrow_mut() = (b"200".to_vec(), answer.as_bytes().to_vec());
+    root.pipeline()
+        .unwrap()
+        .on_http_call_response(&host, token, answer.len());
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
+    assert_eq!(host.counter("tollgate.audit.events_dropped.rejected"), 2);
+    assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(0), "never retried");
+}

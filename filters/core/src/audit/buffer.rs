@@ -28,6 +28,9 @@ pub enum DropCause {
     RetryOverflow,
     /// The buffer shrank (a policy reload with a smaller `buffer_events`).
     Resized,
+    /// The sink took the batch but rejected these, not to be retried
+    /// (OTLP's partial success).
+    Rejected,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,11 +38,12 @@ pub struct Dropped {
     pub buffer_full: u64,
     pub retry_overflow: u64,
     pub resized: u64,
+    pub rejected: u64,
 }
 
 impl Dropped {
     pub fn total(&self) -> u64 {
-        self.buffer_full + self.retry_overflow + self.resized
+        self.buffer_full + self.retry_overflow + self.resized + self.rejected
     }
 
     fn count(&mut self, cause: DropCause, n: u64) {
@@ -47,6 +51,7 @@ impl Dropped {
             DropCause::BufferFull => &mut self.buffer_full,
             DropCause::RetryOverflow => &mut self.retry_overflow,
             DropCause::Resized => &mut self.resized,
+            DropCause::Rejected => &mut self.rejected,
         };
         *counter += n;
     }
@@ -167,6 +172,12 @@ impl Buffer {
         self.counters.batches_sent += 1;
         self.failures = 0;
         self.retry_at = 0;
+    }
+
+    /// The sink took a batch but rejected `n` of its events for good:
+    /// dropped, counted.
+    pub fn rejected(&mut self, n: usize) {
+        self.counters.dropped.count(DropCause::Rejected, n as u64);
     }
 
     /// A batch failed: back at the front, oldest first, as far as the bound

@@ -157,6 +157,21 @@ pub fn kafka_failed_records(body: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+/// How many log records an OTLP answer (2xx) says the collector rejected
+/// (`partialSuccess.rejectedLogRecords`, a string or a number); they must
+/// not be sent again.
+pub fn otlp_rejected(body: &[u8]) -> u64 {
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return 0;
+    };
+    let rejected = answer.get("partialSuccess").and_then(|p| p.get("rejectedLogRecords"));
+    match rejected {
+        Some(serde_json::Value::String(n)) => n.parse().unwrap_or(0),
+        Some(n) => n.as_u64().unwrap_or(0),
+        None => 0,
+    }
+}
+
 // OTLP/HTTP JSON (the protobuf JSON mapping with OTLP's exceptions):
 // lowerCamelCase names, 64-bit integers as strings, trace ids as hex.
 

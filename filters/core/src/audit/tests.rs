@@ -970,3 +970,13 @@ fn kafka_answers_name_the_records_that_failed() {
         assert!(kafka_failed_records(body).is_empty());
     }
 }
+
+#[test]
+fn otlp_answers_say_how_many_records_were_rejected() {
+    let partial = br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"too large"}}"#;
+    assert_eq!(otlp_rejected(partial), 2);
+    assert_eq!(otlp_rejected(br#"{"partialSuccess":{"rejectedLogRecords":3}}"#), 3);
+    for body in [&b""[..], b"{}", br#"{"partialSuccess":{}}"#, b"junk"] {
+        assert_eq!(otlp_rejected(body), 0);
+    }
+}
