@@ -53,6 +53,9 @@ pub struct Outbox {
     /// Counter totals already added to the host's counters.
     reported: [u64; 9],
     random: Vec<u8>,
+    /// Taken out of the list (`retire`): a request the old pipeline still
+    /// runs has its event counted as dropped here, as nothing sends it.
+    retired: bool,
 }
 
 impl Outbox {
@@ -63,6 +66,7 @@ impl Outbox {
             last_flush: 0,
             reported: [0; 9],
             random: Vec::new(),
+            retired: false,
         }
     }
 
@@ -127,6 +131,7 @@ pub fn retire(host: &dyn Host) {
         return;
     };
     let mut outbox = outbox.borrow_mut();
+    outbox.retired = true;
     let left = outbox.buffer.depth() + outbox.in_flight_events();
     if left > 0 {
         warn!("{key}: audit removed from the policy; {left} buffered events dropped");
@@ -390,6 +395,10 @@ impl AuditStage {
             return;
         }
         outbox.buffer.push(queued);
+        if outbox.retired {
+            outbox.buffer.clear();
+            report(&self.counters, host, &mut outbox);
+        }
     }
 
     /// The other methods the application may act on, as the decisions

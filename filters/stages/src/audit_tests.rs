@@ -757,3 +757,30 @@ fn otlp_records_the_collector_rejected_are_counted_dropped() {
     assert_eq!(host.counter("tollgate.audit.events_dropped.rejected"), 2);
     assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(0), "never retried");
 }
+
+/// Attack: remove `audit` from the policy while requests are in flight.
+/// Each still runs the old pipeline to its log phase, and its event went
+/// to the outbox `retire` had taken out of the list: never sent, never
+/// counted. It is counted as dropped (`resized`), as the buffered ones.
+#[test]
+fn a_request_in_flight_when_audit_is_removed_is_counted() {
+    let host = FakeHost::default();
+    let mut root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    let old = root.pipeline().unwrap();
+    let headers = get("/api/datahub/x", &[("x-tenant-id", "ACME")]);
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host.now_ms.set(NOW * 1000);
+    host.begin(1, &pairs);
+    let (_, cx) = old.on_request_headers(&host, 1, true);
+    let mut without = policy(json!(null));
+    without.as_object_mut().unwrap().remove("audit");
+    for route in without["routes"].as_array_mut().unwrap() {
+        route.as_object_mut().unwrap().remove("audit");
+    }
+    assert!(root.configure(&host, without.to_string().as_bytes()));
+    host.set_attribute(1, "response.code", &200u64.to_le_bytes());
+    old.on_log(&host, &cx);
+    let emitted = host.counter("tollgate.audit.events_emitted");
+    let dropped = host.counter("tollgate.audit.events_dropped.resized");
+    assert_eq!((emitted, dropped), (1, 1));
+}
