@@ -5,9 +5,9 @@
 //!
 //! The buffer is per worker, in this VM: a shared queue would add a host
 //! call and a copy per event and a cross-worker lock, to gain one flusher
-//! per sidecar. It outlives the policy (`Outbox`, by root id and plugin name), so a reload
-//! loses no buffered event; a call dispatched before a reload is answered
-//! to the new stage, which finds it there.
+//! per sidecar. It outlives the policy (`Outbox`, by root id and plugin
+//! name), so a reload loses no buffered event; a call dispatched before a
+//! reload is answered to the new stage, which finds it there.
 
 use log::{info, warn};
 use std::cell::RefCell;
@@ -311,10 +311,7 @@ impl AuditStage {
                 .map(u64::from_le_bytes)
         };
         let status = u16::try_from(number(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
-        let succeeded = match route_audit.sample >= 1.0 {
-            true => true,
-            false => audit::succeeded(status, grpc_status(cx, &number)),
-        };
+        let succeeded = route_audit.sample >= 1.0 || audit::succeeded(status, grpc_status(cx, &number));
         let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
         if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, succeeded, draw) {
             self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
@@ -581,6 +578,27 @@ impl AuditStage {
         }
     }
 
+    /// What the sink made of a batch it answered 2xx: (taken, to retry,
+    /// rejected for good). Kafka REST names each failed record under a 200;
+    /// OTLP counts the records it rejected, which must not come again.
+    fn accepted(&self, host: &dyn Host, events: Vec<Queued>, body_size: usize) -> (usize, Vec<Queued>, usize) {
+        let total = events.len();
+        match self.config.sink.format {
+            Format::KafkaRest => {
+                let failed = audit::kafka_failed_records(&host.http_call_body(body_size));
+                let (refused, taken): (Vec<_>, Vec<_>) =
+                    events.into_iter().enumerate().partition(|(i, _)| failed.contains(i));
+                (taken.len(), refused.into_iter().map(|(_, e)| e).collect(), 0)
+            }
+            Format::Otlp => {
+                let rejected = audit::otlp_rejected(&host.http_call_body(body_size));
+                let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(total);
+                (total - rejected, Vec::new(), rejected)
+            }
+            Format::Jsonl | Format::Log => (total, Vec::new(), 0),
+        }
+    }
+
     fn give_up_stale(&self, now: u64) {
         let mut outbox = self.outbox.borrow_mut();
         while let Some(at) = outbox.in_flight.iter().position(|c| c.give_up_at <= now) {
@@ -588,25 +606,6 @@ impl AuditStage {
             warn!("audit: the sink never answered call {}; its events go back", call.token);
             outbox.buffer.requeue_failed(call.events, now);
         }
-    }
-}
-
-impl AuditStage {
-    /// A 2xx answer's events: how many the sink took, and those it refused
-    /// (Kafka REST names them per record under a 200).
-    fn accepted(&self, host: &dyn Host, events: Vec<Queued>, body_size: usize) -> (usize, Vec<Queued>) {
-        if self.config.sink.format != Format::KafkaRest {
-            return (events.len(), Vec::new());
-        }
-        let failed = audit::kafka_failed_records(&host.http_call_body(body_size));
-        let total = events.len();
-        let refused: Vec<Queued> = events
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| failed.contains(i))
-            .map(|(_, e)| e)
-            .collect();
-        (total - refused.len(), refused)
     }
 }
 
@@ -677,13 +676,9 @@ impl Stage for AuditStage {
         {
             let mut outbox = self.outbox.borrow_mut();
             if ok {
-                let (sent, refused) = self.accepted(host, call.events, body_size);
-                let rejected = match self.config.sink.format {
-                    Format::Otlp => audit::otlp_rejected(&host.http_call_body(body_size)).min(sent as u64),
-                    _ => 0,
-                };
-                outbox.buffer.sent(sent - rejected as usize);
-                outbox.buffer.rejected(rejected as usize);
+                let (sent, refused, rejected) = self.accepted(host, call.events, body_size);
+                outbox.buffer.sent(sent);
+                outbox.buffer.rejected(rejected);
                 if !refused.is_empty() {
                     warn!(
                         "audit: the sink refused {} records of a batch; they will be retried",
