@@ -84,6 +84,7 @@ pub const STAGES: &[StageSpec] = &[
             crate::state::TENANT,
             crate::state::TENANT_TIER,
             crate::state::DECISION_TENANT,
+            crate::state::TENANT_SOURCES,
         ],
         metric_names: crate::tenant::metric_names,
         denials: || crate::tenant::TenantDenial::ALL.iter().map(|d| d.denial()).collect(),

@@ -19,13 +19,20 @@ pub const JWT_SHADOW_DENIED: &str = "tollgate.jwt_shadow_denied";
 pub const DECISION_JWT: &str = "tollgate.decision.jwt";
 pub const DECISION_TENANT: &str = "tollgate.decision.tenant";
 pub const DECISION_RATELIMIT: &str = "tollgate.decision.ratelimit";
+/// A form body's refusal, by the separate filter that held the body: the
+/// others' records, written in the headers phase, say allow.
+pub const DECISION_FORM: &str = "tollgate.decision.form";
+/// The tenant values the tenant filter read, by source, as the request
+/// carried them (when the policy audits): the audit filter behind it sees
+/// the tenant header it set and `tollgate.tenant` overwritten.
+pub const TENANT_SOURCES: &str = "tollgate.tenant_sources";
 
 /// The fused filter's one record: every stage's decision, the roles,
 /// claims and tier (`combined_record`).
 pub const DECISION: &str = "tollgate.decision";
 
 /// Every key, with who writes it and what it holds (the README's table).
-pub const KEYS: [(&str, &str, &str); 10] = [
+pub const KEYS: [(&str, &str, &str); 12] = [
     (SUB, "jwt", "the verified token's `sub`"),
     (
         TENANT,
@@ -51,6 +58,16 @@ pub const KEYS: [(&str, &str, &str); 10] = [
         DECISION,
         "the fused filter",
         "every stage's record, `roles`, `claims` and `tier` in one JSON object, instead of the seven keys above it",
+    ),
+    (
+        DECISION_FORM,
+        "a separate filter",
+        "the refusal record of a form body that filter held (JSON)",
+    ),
+    (
+        TENANT_SOURCES,
+        "tenant",
+        "every tenant value the request carried, by source, as audit events write them (JSON array; only when the policy audits)",
     ),
 ];
 

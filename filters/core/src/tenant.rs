@@ -302,14 +302,7 @@ impl<'p> TenantDecision<'p> {
 
     /// Filter-state writes: the decision always, the tenant when resolved.
     pub fn properties(&self) -> Vec<(&'static str, Vec<u8>)> {
-        self.properties_seen(None)
-    }
-
-    /// As `properties`, the record also listing the tenant sources `seen`
-    /// (`sources`): a separate audit filter sees the request only after
-    /// this filter set the tenant header, so it reads them here.
-    pub fn properties_seen(&self, seen: Option<&[(TenantSource, &[u8])]>) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out = vec![(crate::state::DECISION_TENANT, self.record_seen(seen))];
+        let mut out = vec![(crate::state::DECISION_TENANT, self.record())];
         if let Ok(Some(r)) = self.verdict {
             out.push((crate::state::TENANT, r.tenant.id.clone().into_bytes()));
             out.push((crate::state::TENANT_TIER, r.tenant.tier.clone().into_bytes()));
@@ -319,22 +312,10 @@ impl<'p> TenantDecision<'p> {
 
     /// The decision for `tollgate.decision.tenant` in filter state (audit reads it).
     pub fn record(&self) -> Vec<u8> {
-        self.record_seen(None)
-    }
-
-    fn record_seen(&self, seen: Option<&[(TenantSource, &[u8])]>) -> Vec<u8> {
         let resolved = self.verdict.ok().flatten();
         let extra = Extra {
             tenant: resolved.map(|r| r.tenant.id.as_str()),
             source: resolved.map(|r| r.source),
-            sources: seen.map(|seen| {
-                seen.iter()
-                    .map(|(source, value)| crate::audit::TenantSeen {
-                        source: *source,
-                        value: String::from_utf8_lossy(value).into_owned(),
-                    })
-                    .collect()
-            }),
         };
         decision::record("tenant", &self.route.name, self.mode(), self.action(), extra)
     }
@@ -353,9 +334,6 @@ struct Extra<'a> {
     tenant: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<TenantSource>,
-    /// Every source looked at and what it held (for a separate audit filter).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sources: Option<Vec<crate::audit::TenantSeen>>,
 }
 
 impl TenantDenial {

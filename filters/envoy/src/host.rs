@@ -203,6 +203,14 @@ impl Host for Envoy {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
+
+    fn plugin_name(&self) -> String {
+        hostcalls::get_property(vec!["plugin_name"])
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
 }
 
 /// Takes the host's log level so that disabled levels cost no hostcall.

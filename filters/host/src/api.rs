@@ -117,6 +117,11 @@ pub trait Host {
     fn call_foreign_function(&self, name: &str, args: &[u8]) -> Result<Option<Vec<u8>>, HostError>;
     fn plugin_config(&self, size: usize) -> Vec<u8>;
     fn root_id(&self) -> String;
+    /// The plugin's name (Istio: `<namespace>.<WasmPlugin name>`): plugins
+    /// with one root id and module share a VM, and so a thread.
+    fn plugin_name(&self) -> String {
+        String::new()
+    }
     /// Trust tokens' claims without checking signatures
     /// (`HostVerifier::skips_signatures`): only the host of `tollgate
     /// explain --no-verify` says yes; Envoy never does.

@@ -50,6 +50,8 @@ pub struct FakeHost {
     pub now_ms: Cell<u64>,
     pub config: RefCell<Vec<u8>>,
     pub root: RefCell<String>,
+    /// `Host::plugin_name`: several plugins may share a root id.
+    pub plugin: RefCell<String>,
     /// (token, cluster, path) of every call dispatched.
     pub calls: RefCell<Vec<(u32, String, String)>>,
     /// The body of every HTTP call dispatched with one, by token.
@@ -417,6 +419,10 @@ impl Host for FakeHost {
 
     fn root_id(&self) -> String {
         self.root.borrow().clone()
+    }
+
+    fn plugin_name(&self) -> String {
+        self.plugin.borrow().clone()
     }
 
     fn skips_signatures(&self) -> bool {

@@ -284,7 +284,15 @@ impl Pipeline {
         reply::send(host, cx.context_id, &reply);
         cx.awaits_body = false;
         cx.progress = Progress::Replied;
-        cx.decide("form", tollgate_core::Mode::Enforce, Action::Deny(denial), None);
+        let action = Action::Deny(denial);
+        cx.decide("form", tollgate_core::Mode::Enforce, action, None);
+        // Behind separate filters the audit filter never sees this body:
+        // the others' records (headers phase) say allow.
+        if cx.publish == Publish::Keys {
+            let route = &cx.view.route(&self.policy).name;
+            let record = tollgate_core::decision::record("form", route, tollgate_core::Mode::Enforce, action, ());
+            reply::set_property(host, cx.context_id, state::DECISION_FORM, &record);
+        }
     }
 
     /// Runs the stages from the request's next one until one waits or
@@ -383,9 +391,14 @@ impl Pipeline {
     }
 
     /// The log phase: every stage sees the request's context, in order.
-    /// The request is over: it is never resumed after this.
+    /// The request is over: it is never resumed after this. A pipeline
+    /// that stands aside logs nothing: the namespace's own plugin does
+    /// (else every request there would have two audit events).
     pub fn on_log(&self, host: &dyn Host, shared: &Shared) {
         self.done(shared);
+        if self.stand_aside.is_some() {
+            return;
+        }
         if let Ok(cx) = shared.try_borrow() {
             for stage in &self.stages {
                 stage.on_log(&cx, host);

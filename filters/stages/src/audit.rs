@@ -5,19 +5,19 @@
 //!
 //! The buffer is per worker, in this VM: a shared queue would add a host
 //! call and a copy per event and a cross-worker lock, to gain one flusher
-//! per sidecar. It outlives the policy (`Outbox`, by root id), so a reload
-//! loses no buffered event; a call dispatched before a reload is answered
-//! to the new stage, which finds it there.
+//! per sidecar. It outlives the policy (`Outbox`, by root id and plugin
+//! name), so a reload loses no buffered event; a call dispatched before a
+//! reload is answered to the new stage, which finds it there.
 
 use log::{info, warn};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use tollgate_core::audit::{
-    self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit, TenantSeen,
-};
+use tollgate_core::audit::{self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit};
+use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::{token_headers, token_params, Policy};
 use tollgate_core::ratelimit::key;
+use tollgate_core::request;
 use tollgate_core::stage::StageName;
 use tollgate_core::state;
 use tollgate_core::tenant::{self, TenantRequest};
@@ -25,10 +25,12 @@ use tollgate_core::Mode;
 use tollgate_host::{first, Counters, Gauges, Host, Publish, RequestContext, Stage, Step};
 
 const STAGE: &str = "audit";
-/// Calls to the sink at once, per worker: with `batch_size` events each,
-/// what is out of the buffer is bounded too.
+/// Calls to the sink at once, per worker (a Kafka REST batch is one per
+/// topic in it): with `batch_size` events each, what is out of the buffer
+/// is bounded too.
 const MAX_IN_FLIGHT: usize = 4;
-/// The tick while a full batch waits and no call is out to take it.
+/// The tick while a full batch waits and no call is out to take it (and
+/// the sink has not failed: then the backoff decides).
 const FAST_TICK: Duration = Duration::from_millis(10);
 /// A call Envoy never answered (it always does, at its timeout) is given
 /// up this long after its timeout, and its events go back to the buffer.
@@ -51,10 +53,13 @@ pub struct Outbox {
     in_flight: Vec<InFlight>,
     last_flush: u64,
     /// Counter totals already added to the host's counters.
-    reported: [u64; 8],
+    reported: [u64; 9],
     /// This worker's share already added to the two gauges.
     reported_gauges: [u64; 2],
     random: Vec<u8>,
+    /// Taken out of the list (`retire`): a request the old pipeline still
+    /// runs has its event counted as dropped here, as nothing sends it.
+    retired: bool,
 }
 
 impl Outbox {
@@ -63,9 +68,10 @@ impl Outbox {
             buffer: Buffer::new(capacity),
             in_flight: Vec::new(),
             last_flush: 0,
-            reported: [0; 8],
+            reported: [0; 9],
             reported_gauges: [0; 2],
             random: Vec::new(),
+            retired: false,
         }
     }
 
@@ -74,39 +80,66 @@ impl Outbox {
     }
 }
 
+/// Whose outbox: the root id and the plugin's name. Istio's mesh-wide
+/// plugin and a namespace's own share a root id and a module, so Envoy
+/// runs both in one VM; each keeps its own events and sink. The name stays
+/// across reloads of one plugin.
+fn outbox_key(host: &dyn Host) -> String {
+    format!("{}/{}", host.root_id(), host.plugin_name())
+}
+
 thread_local! {
-    /// One outbox per root id in this VM (one VM per worker).
+    /// One outbox per plugin (`outbox_key`) in this VM (one VM per worker).
     static OUTBOXES: RefCell<Vec<(String, Rc<RefCell<Outbox>>)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn outbox_for(root_id: &str, capacity: usize) -> Rc<RefCell<Outbox>> {
+fn outbox_for(key: &str, capacity: usize) -> Rc<RefCell<Outbox>> {
     OUTBOXES.with(|all| {
         let mut all = all.borrow_mut();
-        if let Some((_, outbox)) = all.iter().find(|(id, _)| id == root_id) {
+        if let Some((_, outbox)) = all.iter().find(|(id, _)| id == key) {
             outbox.borrow_mut().buffer.resize(capacity);
             return outbox.clone();
         }
         let outbox = Rc::new(RefCell::new(Outbox::new(capacity)));
-        all.push((root_id.to_string(), outbox.clone()));
+        all.push((key.to_string(), outbox.clone()));
         outbox
     })
 }
 
-/// The policy no longer audits: events still buffered for this root are
+/// Outboxes no stage holds any more, out of the list: their plugin was
+/// removed (or moved to another root id) with events still in them.
+fn take_orphans() -> Vec<Rc<RefCell<Outbox>>> {
+    OUTBOXES.with(|all| {
+        let mut all = all.borrow_mut();
+        let mut orphans = Vec::new();
+        all.retain(|(_, outbox)| {
+            // Only the list holds it: no pipeline, no request in flight.
+            let orphan = Rc::strong_count(outbox) == 1;
+            if orphan {
+                orphans.push(outbox.clone());
+            }
+            !orphan
+        });
+        orphans
+    })
+}
+
+/// The policy no longer audits: events still buffered for this plugin are
 /// dropped, counted (`events_dropped.resized`) and logged.
 pub fn retire(host: &dyn Host) {
-    let root_id = host.root_id();
+    let key = outbox_key(host);
     let Some(outbox) = OUTBOXES.with(|all| {
         let mut all = all.borrow_mut();
-        let at = all.iter().position(|(id, _)| *id == root_id)?;
+        let at = all.iter().position(|(id, _)| *id == key)?;
         Some(all.swap_remove(at).1)
     }) else {
         return;
     };
     let mut outbox = outbox.borrow_mut();
+    outbox.retired = true;
     let left = outbox.buffer.depth() + outbox.in_flight_events();
     if left > 0 {
-        warn!("{root_id}: audit removed from the policy; {left} buffered events dropped");
+        warn!("{key}: audit removed from the policy; {left} buffered events dropped");
     }
     outbox.buffer.clear();
     let in_flight: Vec<InFlight> = outbox.in_flight.drain(..).collect();
@@ -184,7 +217,7 @@ impl AuditStage {
             // an `audit` section; a log sink then needs nothing else.
             AuditConfig::compile(&Default::default(), "audit", &[], &mut Default::default())
         });
-        let outbox = outbox_for(&host.root_id(), config.buffer_events);
+        let outbox = outbox_for(&outbox_key(host), config.buffer_events);
         let authority = sink_authority(&config.sink.cluster);
         let stage = AuditStage {
             counters: Counters::define(host, &audit::metric_names()),
@@ -215,11 +248,9 @@ impl AuditStage {
 
     /// Every decision on the request, in stage order: a refusal before any
     /// stage, the stages of this pipeline, and (behind separate filters)
-    /// the others' records from filter state; with them the tenant sources
-    /// a separate tenant filter listed in its record.
-    fn decisions(&self, cx: &RequestContext, host: &dyn Host) -> (Vec<Decision>, Option<Vec<TenantSeen>>) {
+    /// the others' records from filter state.
+    fn decisions(&self, cx: &RequestContext, host: &dyn Host) -> Vec<Decision> {
         let mut out = Vec::with_capacity(self.others.len() + 1);
-        let mut sources = None;
         if let Some(early) = cx.early {
             let denial = tollgate_core::decision::Action::Deny(early.denial());
             out.push(Decision::from_action("request", Mode::Enforce, &denial, None));
@@ -230,20 +261,24 @@ impl AuditStage {
                 out.push(Decision::from_action(key, d.mode, &d.action, d.detail.as_deref()));
             } else if cx.publish == Publish::Keys && cx.early.is_none() {
                 let record = host.property(&format!("tollgate.decision.{key}")).ok().flatten();
-                if *stage == StageName::Tenant {
-                    sources = record.as_deref().and_then(audit::tenant_sources_from_record);
-                }
                 out.extend(record.and_then(|r| Decision::from_record(key, &r)));
             }
         }
-        // A form body refused after the stages let the request through.
-        out.extend(
-            cx.decisions
-                .iter()
-                .filter(|d| d.stage == "form")
-                .map(|d| Decision::from_action(d.stage, d.mode, &d.action, d.detail.as_deref())),
-        );
-        (out, sources)
+        out.extend(self.form_decision(cx, host));
+        out
+    }
+
+    /// A form body refused after the stages let the request through: by
+    /// this filter, else (separate filters) by one before it.
+    fn form_decision(&self, cx: &RequestContext, host: &dyn Host) -> Option<Decision> {
+        if let Some(d) = cx.decision("form") {
+            return Some(Decision::from_action(d.stage, d.mode, &d.action, d.detail.as_deref()));
+        }
+        if cx.publish != Publish::Keys || cx.early.is_some() {
+            return None;
+        }
+        let record = host.property(state::DECISION_FORM).ok().flatten()?;
+        Decision::from_record("form", &record)
     }
 
     fn route_audit(&self, cx: &RequestContext) -> (Option<&str>, RouteAudit) {
@@ -278,15 +313,8 @@ impl AuditStage {
 
     /// Builds the event for a request and buffers it (or logs it).
     fn record(&self, cx: &RequestContext, host: &dyn Host) {
-        let (decisions, recorded_sources) = self.decisions(cx, host);
+        let decisions = self.decisions(cx, host);
         let (route, route_audit) = self.route_audit(cx);
-        let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
-        if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, draw) {
-            self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
-            return;
-        }
-        let now = host.now_nanos();
-        let facts = self.facts(cx, host);
         let number = |path: &[&str]| {
             host.property_path(path)
                 .ok()
@@ -294,7 +322,15 @@ impl AuditStage {
                 .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
                 .map(u64::from_le_bytes)
         };
-        let status = number(&["response", "code"]).unwrap_or(0);
+        let status = u16::try_from(number(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
+        let succeeded = route_audit.sample >= 1.0 || audit::succeeded(status, grpc_status(cx, &number));
+        let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
+        if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, succeeded, draw) {
+            self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
+            return;
+        }
+        let now = host.now_nanos();
+        let facts = self.facts(cx, host);
         let peer = host.property_path(&["source", "address"]).ok().flatten();
         let source_ip = key::client_ip(peer.as_deref(), &cx.headers, self.policy.ratelimit.xff_trusted_hops);
         let principal = host
@@ -305,34 +341,40 @@ impl AuditStage {
             .filter(|s| !s.is_empty());
         let header_values = tenant::header_values(&self.policy.tenant, &cx.headers);
         let claim = facts.tenant_claim.as_deref();
-        let seen = if let Some(recorded) = &recorded_sources {
-            recorded.iter().map(|s| (s.source, s.value.as_bytes())).collect()
-        } else if self.others.contains(&StageName::Tenant) && cx.early.is_none() {
-            let request = TenantRequest {
-                head: cx.view.head(),
-                claim,
-                header_values: &header_values,
-                jwt_shadow_denied: false,
-            };
-            tenant::sources_seen(&self.policy.tenant, &request)
-        } else {
-            Vec::new()
+        let published = self.published_sources(cx, host);
+        let seen = match &published {
+            Some(list) => list.iter().map(|(source, value)| (*source, value.as_bytes())).collect(),
+            None if self.others.contains(&StageName::Tenant) && cx.early.is_none() => {
+                let request = TenantRequest {
+                    head: cx.view.head(),
+                    claim,
+                    header_values: &header_values,
+                    jwt_shadow_denied: false,
+                };
+                tenant::sources_seen(&self.policy.tenant, &request)
+            }
+            None => Vec::new(),
         };
         let token_params: Vec<&str> = self.token_params.iter().map(String::as_str).collect();
         let token_headers: Vec<&str> = self.token_headers.iter().map(String::as_str).collect();
         let random = self.random_id(host);
+        let method = first(&cx.headers, ":method").map_or("", |m| std::str::from_utf8(m).unwrap_or(""));
+        let overrides = self.method_overrides(cx, method);
         let inputs = Inputs {
             now_nanos: now,
             random,
             event_type: route_audit.event_type,
             service: self.node.service.as_deref(),
             namespace: self.node.namespace.as_deref(),
-            method: first(&cx.headers, ":method").map_or("", |m| std::str::from_utf8(m).unwrap_or("")),
+            method,
+            method_overrides: &overrides,
             host: if cx.early.is_some() { "" } else { cx.view.host.as_str() },
             raw_path: cx.raw_path(),
             normalized_path: if cx.early.is_some() { "" } else { cx.view.path.as_str() },
             route,
-            status: u16::try_from(status).unwrap_or(0),
+            status,
+            // A request logged unseen starts at Envoy's `request.time`
+            // (`Pipeline::on_log_unseen`).
             duration_nanos: now.saturating_sub(cx.started_nanos),
             request_bytes: number(&["request", "total_size"]).unwrap_or(0),
             response_bytes: number(&["response", "total_size"]).unwrap_or(0),
@@ -360,6 +402,40 @@ impl AuditStage {
             return;
         }
         outbox.buffer.push(queued);
+        if outbox.retired {
+            outbox.buffer.clear();
+            report(&self.counters, &self.gauges, host, &mut outbox);
+        }
+    }
+
+    /// The other methods the application may act on, as the decisions
+    /// read them: the query's `_method`, a form body's, and method headers
+    /// the policy does not strip.
+    fn method_overrides(&self, cx: &RequestContext, method: &str) -> Vec<String> {
+        if cx.early.is_some() {
+            return Vec::new();
+        }
+        let headers = request::header_method_overrides(&cx.headers, &self.policy.strip_headers);
+        let form = cx.form.iter().flat_map(|f| f.method_overrides.iter().cloned());
+        let mut out: Vec<String> = Vec::new();
+        for m in cx.view.method_overrides.iter().cloned().chain(form).chain(headers) {
+            if !m.eq_ignore_ascii_case(method) && !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// Behind separate filters, the tenant sources the tenant filter read
+    /// (`tollgate.tenant_sources`): by now it has overwritten
+    /// `tollgate.tenant` and set the tenant header for the application.
+    /// `None` where it did not decide (a filter before it answered).
+    fn published_sources(&self, cx: &RequestContext, host: &dyn Host) -> Option<Vec<(TenantSource, String)>> {
+        if cx.publish != Publish::Keys || cx.early.is_some() || !self.others.contains(&StageName::Tenant) {
+            return None;
+        }
+        let json = host.property(state::TENANT_SOURCES).ok().flatten()?;
+        audit::read_tenant_sources(&json)
     }
 
     /// Identity and tenant facts: from the stages in memory, else from
@@ -425,8 +501,13 @@ impl AuditStage {
     /// while backing off after a failure.
     fn flush(&self, host: &dyn Host) {
         let now = host.now_nanos();
+        self.adopt_orphans(host);
         self.give_up_stale(now);
         let sink = &self.config.sink;
+        if sink.format == Format::Log {
+            self.log_buffered();
+            return;
+        }
         loop {
             let mut outbox = self.outbox.borrow_mut();
             let depth = outbox.buffer.depth();
@@ -439,7 +520,14 @@ impl AuditStage {
             outbox.last_flush = now;
             let batch = outbox.buffer.take_batch(self.config.batch_size);
             let service = self.node.service.as_deref().unwrap_or("tollgate");
+            let mut waiting: Vec<Vec<Queued>> = Vec::new();
             for (request, events) in encode(sink.format, &sink.path, service, now, batch) {
+                // A Kafka REST batch is a call per topic: past the bound the
+                // rest waits for an answer.
+                if outbox.in_flight.len() >= MAX_IN_FLIGHT {
+                    waiting.push(events);
+                    continue;
+                }
                 let headers = [
                     (":method", "POST"),
                     (":path", request.path.as_str()),
@@ -461,6 +549,64 @@ impl AuditStage {
                     }
                 }
             }
+            if !waiting.is_empty() {
+                // Each topic's events in order, the first topic in front.
+                for events in waiting.into_iter().rev() {
+                    outbox.buffer.put_back(events);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Events buffered for a sink before a reload to `format: log` (or
+    /// failed calls that came back since): logged as new ones are, so
+    /// none leaves the buffer uncounted.
+    fn log_buffered(&self) {
+        let mut outbox = self.outbox.borrow_mut();
+        while outbox.buffer.depth() > 0 {
+            for event in outbox.buffer.take_batch(usize::MAX) {
+                info!("audit {}", String::from_utf8_lossy(&event.json));
+                outbox.buffer.counters.sent += 1;
+            }
+        }
+    }
+
+    /// Takes over what removed plugins left: their counts not yet reported
+    /// are reported, their events (in flight too: no root will hear the
+    /// answers) go to this buffer, so none is lost uncounted.
+    fn adopt_orphans(&self, host: &dyn Host) {
+        for orphan in take_orphans() {
+            let mut orphan = orphan.borrow_mut();
+            let orphan = &mut *orphan;
+            // What was in flight left the buffer first: back at its front.
+            for call in orphan.in_flight.drain(..) {
+                orphan.buffer.put_back(call.events);
+            }
+            warn!("audit: a removed plugin's buffer taken over");
+            self.outbox.borrow_mut().buffer.adopt(&mut orphan.buffer);
+            report(&self.counters, &self.gauges, host, orphan);
+        }
+    }
+
+    /// What the sink made of a batch it answered 2xx: (taken, to retry,
+    /// rejected for good). Kafka REST names each failed record under a 200;
+    /// OTLP counts the records it rejected, which must not come again.
+    fn accepted(&self, host: &dyn Host, events: Vec<Queued>, body_size: usize) -> (usize, Vec<Queued>, usize) {
+        let total = events.len();
+        match self.config.sink.format {
+            Format::KafkaRest => {
+                let failed = audit::kafka_failed_records(&host.http_call_body(body_size));
+                let (refused, taken): (Vec<_>, Vec<_>) =
+                    events.into_iter().enumerate().partition(|(i, _)| failed.contains(i));
+                (taken.len(), refused.into_iter().map(|(_, e)| e).collect(), 0)
+            }
+            Format::Otlp => {
+                let rejected = audit::otlp_rejected(&host.http_call_body(body_size));
+                let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(total);
+                (total - rejected, Vec::new(), rejected)
+            }
+            Format::Jsonl | Format::Log => (total, Vec::new(), 0),
         }
     }
 
@@ -472,6 +618,16 @@ impl AuditStage {
             outbox.buffer.requeue_failed(call.events, now, call.sent_at);
         }
     }
+}
+
+/// A gRPC request's gRPC status (`None` for others: Envoy maps any HTTP
+/// status to one, 2 for a plain 200).
+fn grpc_status(cx: &RequestContext, number: &dyn Fn(&[&str]) -> Option<u64>) -> Option<u64> {
+    let grpc = first(&cx.headers, "content-type").is_some_and(|t| t.starts_with(b"application/grpc"));
+    if !grpc {
+        return None;
+    }
+    Some(number(&["response", "grpc_status"]).unwrap_or(0))
 }
 
 #[derive(Default)]
@@ -518,7 +674,7 @@ impl Stage for AuditStage {
         Vec::new()
     }
 
-    fn on_http_call_response(&self, host: &dyn Host, token: u32, _body_size: usize) -> Vec<u32> {
+    fn on_http_call_response(&self, host: &dyn Host, token: u32, body_size: usize) -> Vec<u32> {
         let call = {
             let mut outbox = self.outbox.borrow_mut();
             let Some(at) = outbox.in_flight.iter().position(|c| c.token == token) else {
@@ -531,7 +687,16 @@ impl Stage for AuditStage {
         {
             let mut outbox = self.outbox.borrow_mut();
             if ok {
-                outbox.buffer.sent(call.events.len());
+                let (sent, refused, rejected) = self.accepted(host, call.events, body_size);
+                outbox.buffer.sent(sent);
+                outbox.buffer.rejected(rejected);
+                if !refused.is_empty() {
+                    warn!(
+                        "audit: the sink refused {} records of a batch; they will be retried",
+                        refused.len()
+                    );
+                    outbox.buffer.requeue_failed(refused, host.now_nanos(), call.sent_at);
+                }
             } else {
                 let shown = if status.is_empty() {
                     "no answer".into()
@@ -558,7 +723,10 @@ impl Stage for AuditStage {
             return Some(Duration::from_secs(1));
         }
         let outbox = self.outbox.borrow();
-        let waiting = outbox.buffer.depth() >= self.config.batch_size && outbox.in_flight.is_empty();
+        // Not while backing off: a dead sink would tick every worker at 100 Hz.
+        let waiting = outbox.buffer.depth() >= self.config.batch_size
+            && outbox.in_flight.is_empty()
+            && !outbox.buffer.backing_off();
         Some(if waiting {
             FAST_TICK
         } else {

@@ -291,10 +291,31 @@ fn sampling_keeps_denials_and_counts_what_it_leaves_out() {
     let root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
     exchange(&host, &[&root], 1, &get("/reads/a", &[]), 200);
     exchange(&host, &[&root], 2, &get("/reads/a", &[("x-tenant-id", "NOPE")]), 200);
+    // The application refused it: a failed read is kept too.
+    exchange(&host, &[&root], 3, &get("/reads/b", &[]), 404);
+    // A gRPC service refuses under HTTP 200: kept too; its OK is sampled.
+    let pipeline = root.pipeline().unwrap();
+    for (id, code) in [(4u32, 7u64), (5, 0)] {
+        host.begin(
+            id,
+            &[
+                (":method", "POST"),
+                (":path", "/reads/c"),
+                (":authority", "api.test"),
+                ("content-type", "application/grpc"),
+            ],
+        );
+        let (_, cx) = pipeline.on_request_headers(&host, id, false);
+        host.set_attribute(id, "response.code", &200u64.to_le_bytes());
+        host.set_attribute(id, "response.grpc_status", &code.to_le_bytes());
+        pipeline.on_log(&host, &cx);
+    }
     let events = tick(&host, &root, 100, "200");
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 3);
     assert_eq!(decisions(&events[0]), [owned("tenant", "deny", Some("tenant_unknown"))]);
-    assert_eq!(host.counter("tollgate.audit.events_sampled_out"), 1);
+    assert_eq!(events[1]["status"], 404);
+    assert_eq!(events[2]["path"], "/reads/c");
+    assert_eq!(host.counter("tollgate.audit.events_sampled_out"), 2);
 }
 
 #[test]
@@ -332,4 +353,442 @@ fn format_log_writes_no_call_and_needs_no_cluster() {
     assert!(tick(&host, &root, 2000, "200").is_empty());
     assert!(host.calls.borrow().is_empty());
     assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
+}
+
+/// Attack: in a namespace with its own plugin, the mesh-wide plugin stands
+/// aside (`skip_namespaces`) but its audit stage still logged every request,
+/// so each request gave two events (one from each plugin).
+#[test]
+fn a_plugin_that_stands_aside_records_no_event() {
+    let host = FakeHost::default();
+    host.node.borrow_mut().insert("NAMESPACE".into(), b"datahub".to_vec());
+    let mut mesh_wide = policy(jsonl(json!({})));
+    mesh_wide["skip_namespaces"] = json!(["datahub"]);
+    let root = configured(&host, crate::fused, &mesh_wide);
+    exchange(
+        &host,
+        &[&root],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    assert!(tick(&host, &root, 100, "200").is_empty());
+    assert_eq!(host.counter("tollgate.audit.events_emitted"), 0);
+}
+
+/// Attack: a reload from a sink to `format: log` left the buffered events
+/// in the buffer; the next tick took them out and encoded nothing, so they
+/// were neither sent, logged nor counted as dropped.
+#[test]
+fn a_reload_to_format_log_loses_no_buffered_event_uncounted() {
+    let host = FakeHost::default();
+    let mut root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    for id in 1..=2 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    let log = policy(json!({"sink": {"format": "log"}}));
+    assert!(root.configure(&host, log.to_string().as_bytes()));
+    tick(&host, &root, 2000, "200");
+    let accounted = host.counter("tollgate.audit.events_sent")
+        + host.counter("tollgate.audit.events_dropped.resized")
+        + host.gauge("tollgate.audit.buffer_depth").unwrap_or(0);
+    assert_eq!(accounted, 2, "every buffered event is logged, sent or counted");
+}
+
+/// Attack: a request answered by a filter before the audit filter was
+/// logged unseen with a start time of 0, so its event's `duration_ms` was
+/// the time since 1970 (an impact analysis or a latency query reading it
+/// gets 1.7e12 ms). It starts at Envoy's `request.time`.
+#[test]
+fn an_unseen_request_has_its_own_duration() {
+    let host = FakeHost::default();
+    let p = policy(jsonl(json!({})));
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    let headers = get("/api/datahub/x", &[]);
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host.now_ms.set(NOW * 1000);
+    host.begin(1, &pairs);
+    let started = (NOW * 1000 - 4) * 1_000_000;
+    host.set_attribute(1, "request.time", &started.to_le_bytes());
+    let (flow, _) = tenant.pipeline().unwrap().on_request_headers(&host, 1, true);
+    assert_eq!(flow, Flow::Pause, "the tenant filter answers");
+    audit.pipeline().unwrap().on_log_unseen(&host, 1);
+    let events = tick(&host, &audit, 100, "200");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["duration_ms"], 4.0);
+}
+
+/// Attack: a dead sink backs the buffer off for up to 30 s, but a full
+/// batch with no call out set the 10 ms tick: every worker ran the tick
+/// (flush check, gauges, counters) 100 times a second for as long as the
+/// sink stayed down.
+#[test]
+fn a_failing_sink_does_not_keep_the_fast_tick() {
+    let host = FakeHost::default();
+    let root = configured(
+        &host,
+        crate::fused,
+        &policy(jsonl(json!({"batch_size": 2, "flush_interval_ms": 500}))),
+    );
+    for id in 1..=2 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    assert_eq!(host.tick.get(), Duration::from_millis(10));
+    assert!(tick(&host, &root, 10, "503").is_empty());
+    assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(2));
+    assert_eq!(host.tick.get(), Duration::from_millis(500), "backing off");
+}
+
+/// Attack: behind separate filters, the first filter refuses a form body
+/// (413, a token in it, a rerouting `_method`) after every filter's
+/// headers phase allowed the request and wrote its record. The audit
+/// filter saw only those allows: the event had no refusal, so sampling
+/// could leave it out, and an impact analysis read it as allowed.
+#[test]
+fn behind_separate_filters_a_refused_form_body_is_a_refusal_in_the_event() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    p["routes"][1]["match"]["methods"] = json!(["GET"]);
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    host.now_ms.set(NOW * 1000);
+    host.begin(
+        1,
+        &[
+            (":method", "POST"),
+            (":path", "/reads/x"),
+            (":authority", "api.test"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    let first = tenant.pipeline().unwrap();
+    let (flow, seen_first) = first.on_request_headers(&host, 1, false);
+    assert_eq!(flow, Flow::Continue);
+    let second = audit.pipeline().unwrap();
+    let (flow, seen_second) = second.on_request_headers(&host, 1, false);
+    assert_eq!(flow, Flow::Continue);
+    let big = tollgate_core::form::MAX_FORM_BODY_BYTES + 1;
+    assert_eq!(first.on_request_body(&host, &seen_first, big, false), Flow::Pause);
+    host.set_attribute(1, "response.code", &413u64.to_le_bytes());
+    first.on_log(&host, &seen_first);
+    second.on_log(&host, &seen_second);
+    let events = tick(&host, &audit, 100, "200");
+    assert_eq!(events.len(), 1, "sampled like a refusal: always kept");
+    assert_eq!(
+        decisions(&events[0]),
+        [
+            owned("tenant", "allow", None),
+            owned("form", "deny", Some("form_body_too_large"))
+        ]
+    );
+}
+
+/// Attack: `tollgate render` gives the mesh-wide plugin and a namespace's
+/// own plugin the same root id (`tollgate`) and module, so in that
+/// namespace's sidecars Envoy runs both in one VM. The outbox was keyed by
+/// root id alone: the mesh-wide plugin's tick sent the namespace's events
+/// to its own sink, and a mesh-wide reload without `audit` dropped them.
+#[test]
+fn two_plugins_with_one_root_id_keep_their_own_outboxes() {
+    let host = FakeHost::default();
+    *host.root.borrow_mut() = "tollgate".into();
+    let mut mesh = policy(jsonl(json!({})));
+    mesh["audit"]["sink"]["cluster"] = json!("mesh-sink");
+    *host.plugin.borrow_mut() = "istio-system.tollgate".into();
+    let mut mesh_wide = configured(&host, crate::fused, &mesh);
+    *host.plugin.borrow_mut() = "datahub.tollgate".into();
+    let own = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    exchange(
+        &host,
+        &[&own],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    host.now_ms.set(host.now_ms.get() + 100);
+    mesh_wide.pipeline().unwrap().on_tick(&host);
+    assert!(host.calls.borrow().is_empty(), "not to the mesh-wide sink");
+    let mut without = mesh.clone();
+    without.as_object_mut().unwrap().remove("audit");
+    for route in without["routes"].as_array_mut().unwrap() {
+        route.as_object_mut().unwrap().remove("audit");
+    }
+    *host.plugin.borrow_mut() = "istio-system.tollgate".into();
+    assert!(mesh_wide.configure(&host, without.to_string().as_bytes()));
+    assert_eq!(host.counter("tollgate.audit.events_dropped.resized"), 0);
+    assert_eq!(tick(&host, &own, 0, "200").len(), 1);
+}
+
+/// Attack: behind separate filters the audit filter recomputed the tenant
+/// sources from what the filters before it left: `tollgate.tenant`, which
+/// the tenant filter overwrites with the tenant it decided, and the
+/// request headers, in which it sets `x-tenant-id` for the application.
+/// A request with no token and `x-tenant-id: acme` was recorded with a
+/// verified `claim` source, and one with a token and no header with a
+/// `header` source: an impact analysis of a claim-only (header-only)
+/// candidate policy would let through what that policy refuses.
+#[test]
+fn behind_separate_filters_a_header_tenant_is_not_recorded_as_a_claim() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    p["tenant"]["sources"] = json!(["claim", "header"]);
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    exchange(
+        &host,
+        &[&tenant, &audit],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "acme")]),
+        200,
+    );
+    let events = tick(&host, &audit, 100, "200");
+    assert_eq!(events[0]["tenant"], "ACME");
+    let sources: Vec<&str> = events[0]["tenant_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["header"], "no claim was there");
+    // With a verified claim behind a separate jwt filter, the claim is one.
+    let host = FakeHost::default();
+    p["jwt"] = json!({"providers": [crate::tests::provider()]});
+    p["routes"][0]["jwt"] = json!({"requirement": "required"});
+    let jwt = configured(&host, || crate::root_for("tollgate.jwt").unwrap(), &p);
+    let tenant = configured(&host, || crate::root_for("tollgate.tenant").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    let bearer = format!("Bearer {}", crate::tests::token("acme"));
+    let headers = get("/api/datahub/x", &[("authorization", &bearer)]);
+    exchange(&host, &[&jwt, &tenant, &audit], 1, &headers, 200);
+    // The outbox is this thread's: its last flush was 100 ms later.
+    let events = tick(&host, &audit, 200, "200");
+    assert_eq!(decisions(&events[0])[1], owned("tenant", "allow", None));
+    assert_eq!(
+        events[0]["tenant_sources"],
+        json!([{"source": "claim", "value": "acme"}]),
+        "as sent: not the x-tenant-id the tenant filter set for the app"
+    );
+}
+
+/// Attack (what an event must carry): behind separate filters the audit
+/// filter reads claims from `tollgate.claims`, which held only the
+/// providers' `claims_to_state`: the claims the routes' rules read were
+/// missing, so an impact analysis could not re-decide a claim rule on any
+/// event made behind separate filters (the fused filter's carried them).
+#[test]
+fn behind_separate_filters_events_carry_the_claims_the_rules_read() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    p["jwt"] = json!({"providers": [crate::tests::provider()]});
+    p["routes"][0]["jwt"] = json!({"requirement": "required", "rules": [{"claim": "roles", "contains": "analyst"}]});
+    let jwt = configured(&host, || crate::root_for("tollgate.jwt").unwrap(), &p);
+    let audit = configured(&host, || crate::root_for("tollgate.audit").unwrap(), &p);
+    let bearer = format!("Bearer {}", crate::tests::token("acme"));
+    let headers = get("/api/datahub/x", &[("authorization", &bearer), ("x-tenant-id", "acme")]);
+    exchange(&host, &[&jwt, &audit], 1, &headers, 200);
+    *host.plugin.borrow_mut() = "fused".into();
+    let fused = configured(&host, crate::fused, &p);
+    exchange(&host, &[&fused], 2, &headers, 200);
+    let separate = tick(&host, &audit, 100, "200");
+    assert_eq!(separate[0]["claims"], json!({"roles": ["analyst"]}));
+    let fused = tick(&host, &fused, 0, "200");
+    assert_eq!(fused[0]["claims"], separate[0]["claims"]);
+}
+
+/// Attack: remove a plugin while its buffer holds events (a namespace
+/// taken off `mesh.namespaces`, a move from separate filters to the fused
+/// one). Its outbox stayed in the VM with no root to flush it: the events
+/// were neither sent nor counted, and the memory was never given back.
+#[test]
+fn a_removed_plugins_events_are_taken_over_by_another() {
+    let host = FakeHost::default();
+    *host.root.borrow_mut() = "tollgate".into();
+    *host.plugin.borrow_mut() = "istio-system.tollgate".into();
+    let mesh_wide = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    *host.plugin.borrow_mut() = "datahub.tollgate".into();
+    let own = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    exchange(
+        &host,
+        &[&own],
+        1,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    drop(own);
+    let events = tick(&host, &mesh_wide, 100, "200");
+    assert_eq!(events.len(), 1);
+    assert_eq!(host.counter("tollgate.audit.events_emitted"), 1);
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
+}
+
+/// Attack (the in-flight bound): with `kafka-rest` a batch is one POST per
+/// event type in it, and the bound was checked per batch: a worker could
+/// have 3 calls out, take a batch of several topics, and so hold more than
+/// the 4 calls (and their bodies) the delivery promises.
+#[test]
+fn kafka_rest_keeps_at_most_four_calls_in_flight() {
+    let host = FakeHost::default();
+    let audit = jsonl(json!({"batch_size": 2, "sink": {"cluster": "sink", "format": "kafka-rest"}}));
+    let root = configured(&host, crate::fused, &policy(audit));
+    let paths = [
+        "/a",
+        "/b",
+        "/c",
+        "/api/datahub/x",
+        "/d",
+        "/api/datahub/y",
+        "/e",
+        "/api/datahub/z",
+    ];
+    for (id, path) in (1..).zip(paths) {
+        exchange(&host, &[&root], id, &get(path, &[("x-tenant-id", "ACME")]), 200);
+    }
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    assert_eq!(host.calls.borrow().len(), 4);
+    assert_eq!(
+        host.gauge("tollgate.audit.buffer_depth"),
+        Some(3),
+        "taken back, not lost"
+    );
+}
+
+/// Attack: `POST /api/datahub/x?_method=DELETE` (or a form `_method`, or
+/// `x-http-method-override: DELETE`): Laravel, Symfony, Express act on
+/// DELETE. Tollgate let it through (the override keeps the route and its
+/// rules), and the event said `POST`, its query dropped: the trail hid a
+/// delete, and an impact analysis could not re-decide a rule scoped to
+/// DELETE, which the policy checks on every method the application may
+/// act on.
+#[test]
+fn an_event_carries_the_methods_the_application_may_act_on() {
+    let host = FakeHost::default();
+    let mut p = policy(jsonl(json!({})));
+    // Left in, the application reads the method headers (stripped by default).
+    p["strip_headers"] = json!([]);
+    let root = configured(&host, crate::fused, &p);
+    let mut headers = get(
+        "/api/datahub/x?_method=delete",
+        &[("x-tenant-id", "ACME"), ("x-http-method-override", "PUT")],
+    );
+    headers[0].1 = "POST".into();
+    exchange(&host, &[&root], 1, &headers, 200);
+    exchange(
+        &host,
+        &[&root],
+        2,
+        &get("/api/datahub/x", &[("x-tenant-id", "ACME")]),
+        200,
+    );
+    let events = tick(&host, &root, 100, "200");
+    assert_eq!(events[0]["method"], "POST");
+    assert_eq!(events[0]["method_overrides"], json!(["DELETE", "PUT"]));
+    assert_eq!(events[1]["method_overrides"], json!([]));
+}
+
+/// Attack: Kafka REST Proxy v2 (and the Strimzi bridge) answer 200 for a
+/// batch whose records partly failed, with an `error_code` on each failed
+/// record's offset (a record over the broker's `max.message.bytes`, a
+/// partition without a leader). Those events were counted as sent and
+/// lost: no retry, no drop counted.
+#[test]
+fn kafka_rest_records_the_proxy_refused_are_retried() {
+    let host = FakeHost::default();
+    let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "kafka-rest"}}));
+    let root = configured(&host, crate::fused, &policy(audit));
+    for id in 1..=3 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get(&format!("/api/datahub/{id}"), &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    let answer = r#"{"offsets":[{"partition":0,"offset":7},{"partition":0,"offset":null,"error_code":1,"error":"RecordTooLargeException"},{"partition":0,"offset":8,"error_code":null}]}"#;
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    let token = host.calls.borrow()[0].0;
+    *host.call_answer.borrow_mut() = (b"200".to_vec(), answer.as_bytes().to_vec());
+    root.pipeline()
+        .unwrap()
+        .on_http_call_response(&host, token, answer.len());
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 2);
+    assert_eq!(
+        host.gauge("tollgate.audit.buffer_depth"),
+        Some(1),
+        "the refused record waits for a retry"
+    );
+    assert_eq!(host.counter("tollgate.audit.batches_failed"), 1);
+}
+
+/// Attack: an OTLP collector answers 200 with `partialSuccess` when it
+/// rejected some log records (too large, invalid): the spec forbids
+/// retrying them, and they were counted as sent. They are dropped, and
+/// counted as such (`events_dropped.rejected`).
+#[test]
+fn otlp_records_the_collector_rejected_are_counted_dropped() {
+    let host = FakeHost::default();
+    let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "otlp"}}));
+    let root = configured(&host, crate::fused, &policy(audit));
+    for id in 1..=3 {
+        exchange(
+            &host,
+            &[&root],
+            id,
+            &get(&format!("/api/datahub/{id}"), &[("x-tenant-id", "ACME")]),
+            200,
+        );
+    }
+    let answer = r#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"record too large"}}"#;
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    let token = host.calls.borrow()[0].0;
+    *host.call_answer.borrow_mut() = (b"200".to_vec(), answer.as_bytes().to_vec());
+    root.pipeline()
+        .unwrap()
+        .on_http_call_response(&host, token, answer.len());
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 1);
+    assert_eq!(host.counter("tollgate.audit.events_dropped.rejected"), 2);
+    assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(0), "never retried");
+}
+
+/// Attack: remove `audit` from the policy while requests are in flight.
+/// Each still runs the old pipeline to its log phase, and its event went
+/// to the outbox `retire` had taken out of the list: never sent, never
+/// counted. It is counted as dropped (`resized`), as the buffered ones.
+#[test]
+fn a_request_in_flight_when_audit_is_removed_is_counted() {
+    let host = FakeHost::default();
+    let mut root = configured(&host, crate::fused, &policy(jsonl(json!({}))));
+    let old = root.pipeline().unwrap();
+    let headers = get("/api/datahub/x", &[("x-tenant-id", "ACME")]);
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host.now_ms.set(NOW * 1000);
+    host.begin(1, &pairs);
+    let (_, cx) = old.on_request_headers(&host, 1, true);
+    let mut without = policy(json!(null));
+    without.as_object_mut().unwrap().remove("audit");
+    for route in without["routes"].as_array_mut().unwrap() {
+        route.as_object_mut().unwrap().remove("audit");
+    }
+    assert!(root.configure(&host, without.to_string().as_bytes()));
+    host.set_attribute(1, "response.code", &200u64.to_le_bytes());
+    old.on_log(&host, &cx);
+    let emitted = host.counter("tollgate.audit.events_emitted");
+    let dropped = host.counter("tollgate.audit.events_dropped.resized");
+    assert_eq!((emitted, dropped), (1, 1));
 }

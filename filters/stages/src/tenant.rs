@@ -3,9 +3,11 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
+use tollgate_core::audit;
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::Policy;
 use tollgate_core::request::RequestDenial;
+use tollgate_core::stage::StageName;
 use tollgate_core::state;
 use tollgate_core::tenant::{self, TenantRequest};
 use tollgate_host::{reply, Counters, Host, Publish, RequestContext, Stage, Step, TenantFacts, Verdict};
@@ -22,6 +24,9 @@ pub struct TenantStage {
     policy: Rc<Policy>,
     counters: Counters,
     claim_is_source: bool,
+    /// The policy audits: behind separate filters the sources seen are
+    /// published for the audit filter.
+    audited: bool,
 }
 
 impl TenantStage {
@@ -30,6 +35,7 @@ impl TenantStage {
             policy: policy.clone(),
             counters: Counters::define(host, &tenant::metric_names()),
             claim_is_source: policy.tenant.sources.contains(&TenantSource::Claim),
+            audited: policy.stages.contains(&StageName::Audit),
         }
     }
 
@@ -92,14 +98,12 @@ impl TenantStage {
         let decision = tenant::decide_on(policy, cx.view.route(policy), &request);
         self.counters.add(host, decision.metric_index());
         if cx.publish == Publish::Keys {
-            // A separate audit filter sees the request after the header
-            // edits below: it takes the sources seen from the record.
-            let seen = policy
-                .audit
-                .is_some()
-                .then(|| tenant::sources_seen(&policy.tenant, &request));
-            for (key, value) in decision.properties_seen(seen.as_deref()) {
+            for (key, value) in decision.properties() {
                 reply::set_property(host, context_id, key, &value);
+            }
+            if self.audited {
+                let seen = audit::tenant_sources_json(&tenant::sources_seen(&policy.tenant, &request));
+                reply::set_property(host, context_id, state::TENANT_SOURCES, &seen);
             }
         }
         let record = (cx.publish == Publish::Record).then(|| decision.record());

@@ -28,6 +28,9 @@ pub enum DropCause {
     RetryOverflow,
     /// The buffer shrank (a policy reload with a smaller `buffer_events`).
     Resized,
+    /// The sink took the batch but rejected these, not to be retried
+    /// (OTLP's partial success).
+    Rejected,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,11 +38,12 @@ pub struct Dropped {
     pub buffer_full: u64,
     pub retry_overflow: u64,
     pub resized: u64,
+    pub rejected: u64,
 }
 
 impl Dropped {
     pub fn total(&self) -> u64 {
-        self.buffer_full + self.retry_overflow + self.resized
+        self.buffer_full + self.retry_overflow + self.resized + self.rejected
     }
 
     fn count(&mut self, cause: DropCause, n: u64) {
@@ -47,6 +51,7 @@ impl Dropped {
             DropCause::BufferFull => &mut self.buffer_full,
             DropCause::RetryOverflow => &mut self.retry_overflow,
             DropCause::Resized => &mut self.resized,
+            DropCause::Rejected => &mut self.rejected,
         };
         *counter += n;
     }
@@ -142,6 +147,11 @@ impl Buffer {
         now_nanos >= self.retry_at
     }
 
+    /// The last attempt failed: the next waits for its backoff.
+    pub fn backing_off(&self) -> bool {
+        self.failures > 0
+    }
+
     /// The oldest `batch_size` events, out of the buffer; fewer when they
     /// would carry more than `MAX_BATCH_BYTES` (never none).
     pub fn take_batch(&mut self, batch_size: usize) -> Vec<Queued> {
@@ -168,6 +178,12 @@ impl Buffer {
         self.retry_at = 0;
     }
 
+    /// The sink took a batch but rejected `n` of its events for good:
+    /// dropped, counted.
+    pub fn rejected(&mut self, n: usize) {
+        self.counters.dropped.count(DropCause::Rejected, n as u64);
+    }
+
     /// A batch sent at `sent_nanos` failed: back at the front, oldest
     /// first, as far as the bound allows (its oldest are dropped first),
     /// and the next try backs off. Batches that were out together fail
@@ -182,6 +198,12 @@ impl Buffer {
             self.retry_at = next_attempt_at(now_nanos, self.failures);
             self.failed_at = now_nanos;
         }
+        self.put_back(batch);
+    }
+
+    /// Events taken out and not sent, back at the front, oldest first, as
+    /// far as the bounds allow (the oldest left out, counted).
+    pub fn put_back(&mut self, batch: Vec<Queued>) {
         // Newest first to the front, while both bounds allow; the oldest
         // of the batch are the ones left out.
         for event in batch.into_iter().rev() {
@@ -192,6 +214,22 @@ impl Buffer {
             }
             self.bytes += event.json.len();
             self.queue.push_front(event);
+        }
+    }
+
+    /// The events of `other` (a buffer no plugin holds any more, which
+    /// counted them as emitted), oldest first, after these, as far as both
+    /// bounds allow; the rest dropped, counted as `resized` here.
+    pub fn adopt(&mut self, other: &mut Buffer) {
+        while let Some(event) = other.queue.pop_front() {
+            other.bytes -= event.json.len();
+            let fits = self.queue.len() < self.capacity && self.bytes + event.json.len() <= self.max_bytes;
+            if !fits {
+                self.counters.dropped.count(DropCause::Resized, 1);
+                continue;
+            }
+            self.bytes += event.json.len();
+            self.queue.push_back(event);
         }
     }
 

@@ -123,8 +123,9 @@ pub struct RouteAuditDoc {
     /// Default `api_call`.
     #[serde(default)]
     pub event_type: Option<EventType>,
-    /// Share of allowed requests kept, 0.0 to 1.0 (default 1.0). Denials,
-    /// shadow denials and admin operations are always kept.
+    /// Share of successful requests kept, 0.0 to 1.0 (default 1.0).
+    /// Denials, shadow denials, failed responses and admin operations are
+    /// always kept.
     #[serde(default)]
     pub sample: Option<f64>,
 }

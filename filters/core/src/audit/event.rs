@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 pub const SCHEMA_VERSION: u32 = 1;
 /// What a redacted parameter's value becomes.
 pub const REDACTED: &str = "[REDACTED]";
+/// Bytes a captured header (its copies joined) or a request id keeps at
+/// most: what a client sends there is bounded only by Envoy's header
+/// limit, and large events let a few requests push others out of a full
+/// buffer.
+pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// A stage's outcome, as events and decision records name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,17 +110,6 @@ pub struct TenantSeen {
     pub value: String,
 }
 
-/// The sources a separate tenant filter listed in its decision record
-/// (`tollgate.decision.tenant`, `sources`); `None` when it lists none.
-pub fn tenant_sources_from_record(json: &[u8]) -> Option<Vec<TenantSeen>> {
-    #[derive(serde::Deserialize)]
-    struct Record {
-        #[serde(default)]
-        sources: Option<Vec<TenantSeen>>,
-    }
-    serde_json::from_slice::<Record>(json).ok()?.sources
-}
-
 /// The event as serialized (`docs/audit-event.schema.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -136,6 +130,9 @@ pub struct Event {
     /// The verified claims the policy's rules read.
     pub claims: Map<String, Value>,
     pub method: String,
+    /// Other methods the application may act on: `_method` in the query
+    /// or a form body, method headers the policy leaves in (upper-case).
+    pub method_overrides: Vec<String>,
     pub host: String,
     /// Normalized; the query after `?` per `audit.query`, redacted.
     pub path: String,
@@ -171,6 +168,8 @@ pub struct Inputs<'a> {
     pub service: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub method: &'a str,
+    /// Upper-case, each once, without `method` itself.
+    pub method_overrides: &'a [String],
     pub host: &'a str,
     /// `:path` as it arrived, with its query.
     pub raw_path: &'a [u8],
@@ -224,6 +223,7 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
         roles: inputs.roles.to_vec(),
         claims: inputs.claims.clone(),
         method: inputs.method.to_string(),
+        method_overrides: inputs.method_overrides.to_vec(),
         host: inputs.host.to_string(),
         path: event_path(inputs, config),
         route: owned(inputs.route),
@@ -231,7 +231,7 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
         duration_ms: duration_ms(inputs.duration_nanos),
         request_bytes: inputs.request_bytes,
         response_bytes: inputs.response_bytes,
-        request_id: inputs.request_id.map(text),
+        request_id: inputs.request_id.map(request_id),
         trace_id: inputs.traceparent.and_then(ids::trace_id),
         decisions: inputs.decisions.to_vec(),
         tenant_sources: inputs
@@ -239,10 +239,36 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
             .iter()
             .map(|(source, value)| TenantSeen {
                 source: *source,
-                value: text(value),
+                value: tenant_value(value).to_string(),
             })
             .collect(),
         headers: captured(inputs.headers, &config.capture_headers, inputs.token_headers),
+    }
+}
+
+/// `text` cut to at most `MAX_FIELD_BYTES`, at a character boundary.
+pub fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(MAX_FIELD_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// The request id as events keep it (`bounded`).
+pub(super) fn request_id(raw: &[u8]) -> String {
+    let head = raw.get(..MAX_FIELD_BYTES).unwrap_or(raw);
+    bounded(&String::from_utf8_lossy(head)).to_string()
+}
+
+/// A tenant source's value as events keep it. One no policy could take as
+/// a tenant id (`could_be_id`) re-decides as `tenant_invalid` whatever it
+/// holds, so it is not kept: a token or other secret a client sent in a
+/// tenant header never reaches the trail, and the value is bounded.
+pub(super) fn tenant_value(value: &[u8]) -> &str {
+    match std::str::from_utf8(value) {
+        Ok(text) if crate::policy::tenant::could_be_id(value) => text,
+        _ => REDACTED,
     }
 }
 
@@ -279,8 +305,9 @@ fn query_of(raw_path: &[u8]) -> Option<&[u8]> {
 
 /// The query with the value of every parameter whose decoded name reads as
 /// one of `secret` (as some stack reads it: `same_param`) replaced by
-/// `[REDACTED]`. Split on `;` as well as `&`, as Rack 2 and older Pythons
-/// read it, so `a=1;access_token=x` loses its token too.
+/// `[REDACTED]`, or whose nested names (`user[password]`) hold one. Split
+/// on `;` as well as `&`, as Rack 2 and older Pythons read it, so
+/// `a=1;access_token=x` loses its token too.
 pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
     let mut out = Vec::with_capacity(query.len());
     let mut rest = query;
@@ -288,7 +315,9 @@ pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
         let end = rest.iter().position(|b| *b == b'&' || *b == b';');
         let piece = end.and_then(|i| rest.get(..i)).unwrap_or(rest);
         let name = decoded_name(piece);
-        if secret.iter().any(|s| same_param(&name, s)) {
+        let nested = nested_names(&name);
+        let named = |s: &&str| same_param(&name, s) || nested.iter().any(|n| same_param(n, s));
+        if secret.iter().any(named) {
             let raw_name = piece.split(|b| *b == b'=').next().unwrap_or_default();
             out.extend_from_slice(raw_name);
             out.push(b'=');
@@ -303,8 +332,30 @@ pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
     text(&out)
 }
 
+/// The names a framework that nests parameters (PHP, Rack, Express's qs)
+/// reads in `a[b][c]`: `a`, `b` and `c`. None when the name does not nest
+/// (`a[b` with no `]` is PHP's `a_b`, which `same_param` reads).
+fn nested_names(name: &str) -> Vec<&str> {
+    let Some((base, mut rest)) = name.split_once('[') else {
+        return Vec::new();
+    };
+    let mut names = vec![base];
+    while let Some((key, after)) = rest.split_once(']') {
+        names.push(key);
+        match after.strip_prefix('[') {
+            Some(more) => rest = more,
+            None => break,
+        }
+    }
+    if names.len() == 1 {
+        names.clear();
+    }
+    names
+}
+
 /// The `capture_headers` present, never a credential header or a token
-/// header even if the list held one (the policy check refuses that too).
+/// header even if the list held one (the policy check refuses that too);
+/// each at most `MAX_FIELD_BYTES`.
 pub(super) fn captured(headers: &HeaderMap, capture: &[String], token_headers: &[&str]) -> BTreeMap<String, String> {
     let canonical = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let never = |name: &str| {
@@ -318,10 +369,16 @@ pub(super) fn captured(headers: &HeaderMap, capture: &[String], token_headers: &
             continue;
         }
         let joined = out.entry(name.to_ascii_lowercase()).or_default();
+        if joined.len() >= MAX_FIELD_BYTES {
+            continue;
+        }
         if !joined.is_empty() {
             joined.push_str(", ");
         }
-        joined.push_str(&String::from_utf8_lossy(value));
+        let head = value.get(..MAX_FIELD_BYTES).unwrap_or(value);
+        joined.push_str(&String::from_utf8_lossy(head));
+        let keep = bounded(joined).len();
+        joined.truncate(keep);
     }
     out
 }

@@ -14,10 +14,10 @@ pub mod write;
 
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
-pub use encode::{encode, Queued, Request};
-pub use event::{build, tenant_sources_from_record, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
-pub use sample::keep;
-pub use write::event_json;
+pub use encode::{encode, kafka_failed_records, otlp_rejected, Queued, Request};
+pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
+pub use sample::{keep, succeeded};
+pub use write::{event_json, read_tenant_sources, tenant_sources_json};
 
 /// The claims an event carries: those the routes' claim rules read and
 /// the providers' `claims_to_state`, each once, in that order.
@@ -44,7 +44,7 @@ pub fn claims_read(policy: &crate::policy::Policy) -> Vec<String> {
 /// The stage's counters (`tollgate.audit.<name>`), in `Counter` order.
 /// `events_dropped.<cause>` becomes `events_dropped` with a `cause` tag
 /// (`DROP_CAUSE_TAG_REGEX`).
-pub const COUNTERS: [&str; 8] = [
+pub const COUNTERS: [&str; 9] = [
     "events_emitted",
     "events_sampled_out",
     "events_sent",
@@ -53,6 +53,7 @@ pub const COUNTERS: [&str; 8] = [
     "events_dropped.resized",
     "batches_sent",
     "batches_failed",
+    "events_dropped.rejected",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,7 @@ pub enum Counter {
     DroppedResized = 5,
     BatchesSent = 6,
     BatchesFailed = 7,
+    DroppedRejected = 8,
 }
 
 /// Gauges: events waiting in this worker's buffer, and in calls to the sink.
@@ -79,7 +81,7 @@ pub fn metric_names() -> Vec<String> {
 
 impl Counters {
     /// Each counter's total, in `COUNTERS` order.
-    pub fn totals(&self) -> [u64; 8] {
+    pub fn totals(&self) -> [u64; 9] {
         [
             self.emitted,
             self.sampled_out,
@@ -89,6 +91,7 @@ impl Counters {
             self.dropped.resized,
             self.batches_sent,
             self.batches_failed,
+            self.dropped.rejected,
         ]
     }
 }

@@ -1,6 +1,6 @@
 use super::config::NEVER_CAPTURED;
 use super::encode::{by_topic, jsonl, kafka_rest, KAFKA_CONTENT_TYPE};
-use super::event::{redact_query, REDACTED};
+use super::event::{redact_query, MAX_FIELD_BYTES, REDACTED};
 use super::ids::{civil_from_days, rfc3339, trace_id, uuid_v4};
 use super::*;
 use crate::header_map::HeaderMap;
@@ -292,6 +292,7 @@ pub(super) struct Fixture {
     pub tenant: Option<String>,
     pub event_type: EventType,
     pub now_nanos: u64,
+    pub method_overrides: Vec<String>,
 }
 
 pub(super) fn decision(
@@ -353,6 +354,7 @@ impl Fixture {
             tenant: Some("acme".into()),
             event_type: EventType::DataAccess,
             now_nanos: 1_709_210_096_123_456_789,
+            method_overrides: vec!["DELETE".into()],
         }
     }
 
@@ -364,6 +366,7 @@ impl Fixture {
             service: Some("datahub"),
             namespace: Some("data"),
             method: "GET",
+            method_overrides: &self.method_overrides,
             host: "api.example.com",
             raw_path: self.raw_path.as_bytes(),
             normalized_path: "/data/sets",
@@ -429,6 +432,7 @@ fn an_event_holds_every_field() {
         "roles": ["reader", "admin"],
         "claims": {"department": "research", "level": 3},
         "method": "GET",
+        "method_overrides": ["DELETE"],
         "host": "api.example.com",
         "path": concat!(
             "/data/sets?id=7&access_token=[REDACTED]&access%5Ftoken=[REDACTED]&a=1;token=[REDACTED]",
@@ -548,14 +552,14 @@ fn sampling_keeps_every_refusal_and_admin_operation() {
         None,
     )];
     let random = u64::MAX;
-    assert!(!keep(EventType::ApiCall, 0.0, &allow, 0));
-    assert!(!keep(EventType::ApiCall, 0.0, &[], 0));
-    assert!(keep(EventType::ApiCall, 0.0, &deny, random));
-    assert!(keep(EventType::DataAccess, 0.0, &shadow, random));
-    assert!(keep(EventType::AdminOperation, 0.0, &allow, random));
-    assert!(keep(EventType::ApiCall, 1.0, &allow, random));
-    assert!(!keep(EventType::ApiCall, 0.5, &allow, random));
-    assert!(keep(EventType::ApiCall, 0.5, &allow, 0));
+    assert!(!keep(EventType::ApiCall, 0.0, &allow, true, 0));
+    assert!(!keep(EventType::ApiCall, 0.0, &[], true, 0));
+    assert!(keep(EventType::ApiCall, 0.0, &deny, true, random));
+    assert!(keep(EventType::DataAccess, 0.0, &shadow, true, random));
+    assert!(keep(EventType::AdminOperation, 0.0, &allow, true, random));
+    assert!(keep(EventType::ApiCall, 1.0, &allow, true, random));
+    assert!(!keep(EventType::ApiCall, 0.5, &allow, true, random));
+    assert!(keep(EventType::ApiCall, 0.5, &allow, true, 0));
 }
 
 #[test]
@@ -571,7 +575,7 @@ fn sampling_keeps_about_the_share_asked() {
     };
     let allow = [decision("jwt", Mode::Enforce, Outcome::Allow, None, None)];
     let kept = (0..20_000)
-        .filter(|_| keep(EventType::DataAccess, 0.1, &allow, next()))
+        .filter(|_| keep(EventType::DataAccess, 0.1, &allow, true, next()))
         .count();
     assert!((1_800..=2_200).contains(&kept), "{kept}");
 }
@@ -860,4 +864,142 @@ fn bytes_bound_the_buffer_and_the_batch_as_well_as_counts() {
 
 fn audit_max_batch() -> usize {
     super::buffer::MAX_BATCH_BYTES
+}
+
+/// Attack: `password[]=x`, `user[password]=x`, `access_token[0]=x` are the
+/// parameter `password` (or `access_token`) to every framework that nests
+/// parameters (PHP, Rack, Express's qs), but their names were compared
+/// whole, so with `query: keep` the value reached the event.
+#[test]
+fn redaction_reads_nested_parameter_names() {
+    let secret = ["password", "access_token"];
+    assert_eq!(redact_query(b"password[]=x", &secret), "password[]=[REDACTED]");
+    assert_eq!(
+        redact_query(b"user%5Bpassword%5D=x&a=1", &secret),
+        "user%5Bpassword%5D=[REDACTED]&a=1"
+    );
+    assert_eq!(
+        redact_query(b"access_token[0]=x;b[c]=2", &secret),
+        "access_token[0]=[REDACTED];b[c]=2"
+    );
+    assert_eq!(
+        redact_query(b"a[b][access.token]=x", &secret),
+        "a[b][access.token]=[REDACTED]"
+    );
+    assert_eq!(
+        redact_query(b"a[password=x", &secret),
+        "a[password=x",
+        "PHP reads a_password"
+    );
+}
+
+/// Attack: a tenant header is the client's to fill. Its values went into
+/// `tenant_sources` whole, so a token a client sent there (or any secret,
+/// of any length up to Envoy's header limit) reached the trail. A value no
+/// policy could take as a tenant id (letters, digits, `-`, `_`, at most
+/// 256 once trimmed) re-decides as `tenant_invalid` whatever it holds.
+#[test]
+fn tenant_sources_keep_only_what_could_be_a_tenant() {
+    let f = Fixture::leaky();
+    let long = "a".repeat(257);
+    let sources: &[(TenantSource, &[u8])] = &[
+        (TenantSource::Header, b"Bearer eyJhbGciOi.TENANTHDRSECRET.sig"),
+        (TenantSource::Header, b" acme "),
+        (TenantSource::Path, long.as_bytes()),
+        (TenantSource::Header, b"\xff"),
+    ];
+    let config = keep_config();
+    let event = build(&f.inputs(sources), &config);
+    let values: Vec<&str> = event.tenant_sources.iter().map(|s| s.value.as_str()).collect();
+    assert_eq!(values, [REDACTED, " acme ", REDACTED, REDACTED]);
+    let written = Queued::from_inputs(&f.inputs(sources), &config);
+    assert_eq!(written, Queued::new(&event, f.now_nanos));
+    assert!(!String::from_utf8_lossy(&written.json).contains("TENANTHDRSECRET"));
+}
+
+#[test]
+fn adopted_events_keep_the_bounds_and_count_what_does_not_fit() {
+    let mut orphan = Buffer::new(10);
+    for n in 0..3 {
+        orphan.push(queued(n));
+    }
+    let mut own = Buffer::new(2);
+    own.push(queued(9));
+    own.adopt(&mut orphan);
+    assert_eq!((orphan.depth(), orphan.bytes()), (0, 0));
+    assert_eq!(times(&own.take_batch(10)), [9, 0]);
+    assert_eq!(own.counters.dropped.resized, 2);
+    assert_eq!(own.counters.emitted, 1, "the orphan counted its own");
+}
+
+/// Attack: on a sampled route (`sample: 0.1`), enumerate ids or probe
+/// for access the application refuses (401, 403, 404, 5xx, or a gRPC
+/// status other than OK under HTTP 200). Tollgate let each request
+/// through, so each was sampled like a successful read and nine in ten
+/// attempts left no event. The issue samples successful reads: anything
+/// else is always kept.
+#[test]
+fn sampling_keeps_every_failed_response() {
+    let allow = [decision("jwt", Mode::Enforce, Outcome::Allow, None, None)];
+    let random = u64::MAX;
+    for status in [0, 400, 401, 403, 404, 429, 500, 503, 599, 600] {
+        assert!(!succeeded(status, None), "{status}");
+    }
+    for status in [100, 200, 204, 301, 304, 399] {
+        assert!(succeeded(status, None), "{status}");
+    }
+    assert!(succeeded(200, Some(0)));
+    assert!(!succeeded(200, Some(7)), "gRPC PERMISSION_DENIED under HTTP 200");
+    assert!(keep(EventType::DataAccess, 0.0, &allow, false, random));
+    assert!(!keep(EventType::DataAccess, 0.0, &allow, true, random));
+}
+
+/// Attack: an event is as large as what the client sends in a captured
+/// header (every copy, joined) or `x-request-id`: up to Envoy's header
+/// limit, six times that once control bytes are escaped. While the sink
+/// is slow, a few hundred such requests fill the 64 MiB a worker buffers
+/// and push out (as `buffer_full`) the events of the requests before
+/// them: an attacker's own, say. Each is bounded now.
+#[test]
+fn captured_headers_and_request_ids_are_bounded() {
+    let mut f = Fixture::leaky();
+    let huge = "\u{1}".repeat(50_000);
+    let mut pairs: Vec<(&str, &str)> = vec![("x-request-id", huge.as_str())];
+    pairs.extend(std::iter::repeat_n(("user-agent", huge.as_str()), 20));
+    f.headers = HeaderMap::from_pairs(pairs);
+    let config = keep_config();
+    let event = build(&f.inputs(&[]), &config);
+    assert!(event.headers["user-agent"].len() <= MAX_FIELD_BYTES);
+    assert!(event.request_id.as_deref().unwrap_or_default().len() <= MAX_FIELD_BYTES);
+    let written = Queued::from_inputs(&f.inputs(&[]), &config);
+    assert_eq!(written, Queued::new(&event, f.now_nanos));
+    assert!(written.json.len() < 16 * MAX_FIELD_BYTES, "{}", written.json.len());
+    // Short values are kept whole; a cut never splits a character.
+    let text = "é".repeat(MAX_FIELD_BYTES);
+    assert!(super::event::bounded(&text).len() <= MAX_FIELD_BYTES);
+    assert_eq!(super::event::bounded("curl/8"), "curl/8");
+}
+
+#[test]
+fn kafka_answers_name_the_records_that_failed() {
+    let confluent = br#"{"key_schema_id":null,"value_schema_id":null,"offsets":[
+        {"partition":2,"offset":100,"error_code":null,"error":null},
+        {"partition":null,"offset":null,"error_code":2,"error":"NotLeaderForPartition"},
+        {"partition":1,"offset":101}]}"#;
+    assert_eq!(kafka_failed_records(confluent), [1]);
+    let strimzi = br#"{"offsets":[{"error_code":500,"message":"too large"},{"partition":0,"offset":3}]}"#;
+    assert_eq!(kafka_failed_records(strimzi), [0]);
+    for body in [&b""[..], b"not json", b"{}", b"[]", br#"{"offsets":7}"#] {
+        assert!(kafka_failed_records(body).is_empty());
+    }
+}
+
+#[test]
+fn otlp_answers_say_how_many_records_were_rejected() {
+    let partial = br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"too large"}}"#;
+    assert_eq!(otlp_rejected(partial), 2);
+    assert_eq!(otlp_rejected(br#"{"partialSuccess":{"rejectedLogRecords":3}}"#), 3);
+    for body in [&b""[..], b"{}", br#"{"partialSuccess":{}}"#, b"junk"] {
+        assert_eq!(otlp_rejected(body), 0);
+    }
 }

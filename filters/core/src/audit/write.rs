@@ -33,6 +33,8 @@ pub fn event_json(inputs: &Inputs<'_>, config: &AuditConfig) -> Vec<u8> {
     w.serde(inputs.claims);
     w.field("method");
     w.string(inputs.method);
+    w.field("method_overrides");
+    w.serde(inputs.method_overrides);
     w.field("host");
     w.string(inputs.host);
     w.field("path");
@@ -46,7 +48,7 @@ pub fn event_json(inputs: &Inputs<'_>, config: &AuditConfig) -> Vec<u8> {
     w.serde(&inputs.request_bytes);
     w.field("response_bytes");
     w.serde(&inputs.response_bytes);
-    w.optional("request_id", inputs.request_id.map(String::from_utf8_lossy).as_deref());
+    w.optional("request_id", inputs.request_id.map(super::event::request_id).as_deref());
     w.optional("trace_id", inputs.traceparent.and_then(ids::trace_id).as_deref());
     w.field("decisions");
     w.decisions(inputs.decisions);
@@ -56,6 +58,31 @@ pub fn event_json(inputs: &Inputs<'_>, config: &AuditConfig) -> Vec<u8> {
     w.serde(&captured(inputs.headers, &config.capture_headers, inputs.token_headers));
     w.0.push(b'}');
     w.0
+}
+
+/// `tollgate.tenant_sources`: the tenant values a separate tenant filter
+/// read, as events write them (`[{"source":"header","value":"acme"}]`).
+pub fn tenant_sources_json(seen: &[(TenantSource, &[u8])]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(64));
+    w.tenant_sources(seen);
+    w.0
+}
+
+/// What `tenant_sources_json` wrote, read back; `None` when it is not that.
+pub fn read_tenant_sources(json: &[u8]) -> Option<Vec<(TenantSource, String)>> {
+    let list: Vec<serde_json::Value> = serde_json::from_slice(json).ok()?;
+    list.iter()
+        .map(|item| {
+            let source = match item.get("source")?.as_str()? {
+                "claim" => TenantSource::Claim,
+                "header" => TenantSource::Header,
+                "host" => TenantSource::Host,
+                "path" => TenantSource::Path,
+                _ => return None,
+            };
+            Some((source, item.get("value")?.as_str()?.to_string()))
+        })
+        .collect()
 }
 
 struct Writer(Vec<u8>);
@@ -127,7 +154,7 @@ impl Writer {
                 TenantSource::Path => "path",
             });
             self.field("value");
-            self.string(&String::from_utf8_lossy(value));
+            self.string(super::event::tenant_value(value));
             self.0.push(b'}');
         }
         self.0.push(b']');

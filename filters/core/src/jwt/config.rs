@@ -46,10 +46,6 @@ pub struct Provider {
     pub require_tenant_claim: bool,
     pub roles_claim: String,
     pub claims_to_state: Vec<String>,
-    /// What `tollgate.claims` holds: `claims_to_state`, and with an `audit`
-    /// section the claims the routes' rules read too (a separate audit
-    /// filter takes an event's claims from there).
-    pub state_claims: Vec<String>,
     /// (claim, header)
     pub claim_to_headers: Vec<(String, String)>,
 }
@@ -284,7 +280,6 @@ fn compile_provider(doc: &ProviderDoc, path: &str, errors: &mut PolicyErrors) ->
         require_tenant_claim: doc.require_tenant_claim.unwrap_or(true),
         roles_claim: doc.roles_claim.clone().unwrap_or_else(|| "roles".to_string()),
         claims_to_state: doc.claims_to_state.clone(),
-        state_claims: doc.claims_to_state.clone(),
         claim_to_headers: doc
             .claim_to_headers
             .iter()

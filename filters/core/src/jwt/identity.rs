@@ -64,9 +64,9 @@ impl Identity {
         if !roles.is_empty() {
             state.push((crate::state::ROLES, json(&roles)));
         }
-        if !config.state_claims.is_empty() {
+        if !config.claims_to_state.is_empty() {
             let selected: Map<String, Value> = config
-                .state_claims
+                .claims_to_state
                 .iter()
                 .filter_map(|c| claims::lookup(&claims, c).map(|v| (c.clone(), v.clone())))
                 .collect();

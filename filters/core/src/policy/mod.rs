@@ -370,7 +370,7 @@ impl TryFrom<PolicyDoc> for Policy {
                 format!("unsupported version {}; this build reads version 1", doc.version),
             );
         }
-        let mut jwt = JwtConfig::compile(&doc.jwt, "jwt", &mut errors);
+        let jwt = JwtConfig::compile(&doc.jwt, "jwt", &mut errors);
         let defaults = compile_route_tenant(&doc.defaults.tenant, None, "defaults.tenant", &mut errors);
         let jwt_defaults = jwt.compile_route(&doc.defaults.jwt, None, "defaults.jwt", &mut errors);
         let mut routes = compile_routes(&doc.routes, defaults, &jwt, &jwt_defaults, &mut errors);
@@ -418,15 +418,12 @@ impl TryFrom<PolicyDoc> for Policy {
             audit: audit_defaults,
         };
         doc.modes.unwrap_or_default().apply(&mut routes, &mut fallback);
-        if audit.is_some() {
-            state_rule_claims(&mut jwt, &routes, &fallback);
-        }
         let upper_case_patterns = doc
             .routes
             .iter()
             .filter_map(|r| pattern(&r.matcher))
             .any(|(_, p)| p.bytes().any(|b| b.is_ascii_uppercase()));
-        Ok(Policy {
+        let mut policy = Policy {
             realm,
             routes,
             fallback,
@@ -442,7 +439,26 @@ impl TryFrom<PolicyDoc> for Policy {
             limits,
             ratelimit: ratelimit_config,
             audit,
-        })
+        };
+        if policy.audit.is_some() {
+            state_audited_claims(&mut policy);
+        }
+        Ok(policy)
+    }
+}
+
+/// Behind separate filters the audit filter reads a request's claims from
+/// `tollgate.claims`: when the policy audits, every provider puts there the
+/// claims the rules read as well (`audit::claims_read`), as the fused
+/// filter's events carry them, so an event can be re-decided either way.
+fn state_audited_claims(policy: &mut Policy) {
+    let claims = crate::audit::claims_read(policy);
+    for provider in &mut policy.jwt.providers {
+        for claim in &claims {
+            if !provider.claims_to_state.contains(claim) {
+                provider.claims_to_state.push(claim.clone());
+            }
+        }
     }
 }
 
@@ -482,24 +498,6 @@ fn compile_stages(
         errors.push("stages", "lists audit, but there is no audit section");
     }
     stages
-}
-
-/// With an `audit` section, `tollgate.claims` also holds the claims the
-/// rules read: behind a separate jwt filter, the audit filter takes an
-/// event's claims from there (fused, it reads the identity itself).
-fn state_rule_claims(jwt: &mut JwtConfig, routes: &[Route], fallback: &Route) {
-    let read: Vec<&str> = routes
-        .iter()
-        .chain(std::iter::once(fallback))
-        .flat_map(|r| r.jwt.rules.iter().map(|rule| rule.claim.as_str()))
-        .collect();
-    for provider in &mut jwt.providers {
-        for claim in &read {
-            if !provider.state_claims.iter().any(|c| c == claim) {
-                provider.state_claims.push(claim.to_string());
-            }
-        }
-    }
 }
 
 /// The `audit` section. Token headers join the headers never captured.

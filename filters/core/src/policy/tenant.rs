@@ -8,6 +8,14 @@ use super::wire::{TenantFilterDoc, TenantSource, TenantStatus};
 pub const DEFAULT_MAX_ID_LENGTH: u64 = 64;
 const MAX_ID_LENGTH_LIMIT: u64 = 256;
 
+/// Whether some policy could take `id` (trimmed) as a tenant id: `check_id`
+/// with the largest `max_id_length` a policy may set.
+pub fn could_be_id(id: &[u8]) -> bool {
+    let id = id.trim_ascii();
+    let most = usize::try_from(MAX_ID_LENGTH_LIMIT).unwrap_or(usize::MAX);
+    !id.is_empty() && id.len() <= most && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
     /// As written in the policy: the form set in `x-tenant-id`.

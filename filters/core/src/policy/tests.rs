@@ -1362,11 +1362,10 @@ fn with_audit_the_claims_rules_read_are_written_to_filter_state() {
         serde_json::from_slice::<serde_json::Value>(&json).unwrap()
     };
     let without = doc(false);
-    assert_eq!(without.jwt.providers[0].state_claims, ["email"]);
+    assert_eq!(without.jwt.providers[0].claims_to_state, ["email"]);
     assert_eq!(state_claims(&without), serde_json::json!({"email": "u@x"}));
     let with = doc(true);
-    assert_eq!(with.jwt.providers[0].claims_to_state, ["email"]);
-    assert_eq!(with.jwt.providers[0].state_claims, ["email", "scope"]);
+    assert_eq!(with.jwt.providers[0].claims_to_state, ["email", "scope"]);
     assert_eq!(
         state_claims(&with),
         serde_json::json!({"email": "u@x", "scope": "read"})
