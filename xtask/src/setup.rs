@@ -245,10 +245,13 @@ pub fn build_wasm() -> Result<(), String> {
 /// stages (604,731 bytes when it was set). The rate limit stage added
 /// 76 KB (690,477 bytes): its policy section's decoders and checks, the
 /// stage (local buckets, the RLS call and its callback, answers) and
-/// address parsing; 700 KiB leaves the room of one small change. Each
-/// raise of the budget is a commit that says what grew and why it is
-/// worth it.
-const SIZE_BUDGET: u64 = 716_800;
+/// address parsing. The audit stage added 80 KB (772,485 bytes): its
+/// policy section's decoders and checks (about 25 KB of serde's strict
+/// decoding), the stage (event inputs, tenant sources, the outbox and its
+/// calls), the event writer and four sink encodings; 768 KiB leaves the
+/// room of one small change. Each raise of the budget is a commit that
+/// says what grew and why it is worth it.
+const SIZE_BUDGET: u64 = 786_432;
 
 fn within_budget(module: &Path, size: u64, budget: u64) -> Result<(), String> {
     if size <= budget {

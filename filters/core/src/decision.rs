@@ -87,7 +87,8 @@ pub fn write_record(filter: &str, route: &str, mode: Mode, action: Action, field
 
 /// A JSON string as serde_json writes it: copied when nothing needs an
 /// escape (serde_json escapes only `"`, `\\` and controls below 0x20).
-fn json_string(out: &mut Vec<u8>, s: &str) {
+/// A JSON string, as serde writes it.
+pub(crate) fn json_string(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

@@ -403,7 +403,14 @@ impl Pipeline {
             return;
         }
         let Ok(headers) = host.request_headers() else { return };
-        let mut cx = RequestContext::new(context_id, headers, 0);
+        // When its first byte came (Envoy's `request.time`, Unix nanoseconds).
+        let started = host
+            .property_path(&["request", "time"])
+            .ok()
+            .flatten()
+            .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
+            .map_or_else(|| host.now_nanos(), u64::from_le_bytes);
+        let mut cx = RequestContext::new(context_id, headers, started);
         cx.publish = self.publish;
         cx.progress = Progress::Replied;
         cx.done = true;

@@ -59,6 +59,8 @@ pub fn root_ids() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
+mod audit_tests;
+#[cfg(test)]
 mod ratelimit_tests;
 #[cfg(test)]
 mod tests;

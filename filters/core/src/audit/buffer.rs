@@ -66,10 +66,20 @@ pub struct Counters {
     pub batches_failed: u64,
 }
 
+/// Bytes of event JSON a worker's buffer holds at most, whatever
+/// `buffer_events` says: events are bounded by what the request carries
+/// (path, captured headers, claims), so a count alone would not bound memory.
+pub const MAX_BUFFER_BYTES: usize = 64 << 20;
+/// Bytes of event JSON one batch carries at most (one POST body).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Buffer {
     queue: VecDeque<Queued>,
     capacity: usize,
+    /// Bytes of JSON in `queue`.
+    bytes: usize,
+    max_bytes: usize,
     /// Failed attempts in a row; 0 after a success.
     failures: u32,
     retry_at: u64,
@@ -78,9 +88,15 @@ pub struct Buffer {
 
 impl Buffer {
     pub fn new(capacity: usize) -> Buffer {
+        Buffer::with_max_bytes(capacity, MAX_BUFFER_BYTES)
+    }
+
+    pub fn with_max_bytes(capacity: usize, max_bytes: usize) -> Buffer {
         Buffer {
             queue: VecDeque::new(),
             capacity: capacity.max(1),
+            bytes: 0,
+            max_bytes,
             failures: 0,
             retry_at: 0,
             counters: Counters::default(),
@@ -95,14 +111,26 @@ impl Buffer {
         self.capacity
     }
 
-    /// Adds an event, dropping the oldest when full.
+    /// Bytes of JSON buffered.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds an event, dropping the oldest while over either bound.
     pub fn push(&mut self, event: Queued) {
         self.counters.emitted += 1;
-        if self.queue.len() >= self.capacity {
-            self.queue.pop_front();
-            self.counters.dropped.count(DropCause::BufferFull, 1);
-        }
+        self.bytes += event.json.len();
         self.queue.push_back(event);
+        while self.queue.len() > self.capacity || (self.bytes > self.max_bytes && self.queue.len() > 1) {
+            self.pop_oldest(DropCause::BufferFull);
+        }
+    }
+
+    fn pop_oldest(&mut self, cause: DropCause) {
+        if let Some(old) = self.queue.pop_front() {
+            self.bytes -= old.json.len();
+            self.counters.dropped.count(cause, 1);
+        }
     }
 
     /// Whether a flush may be tried now (not backing off after a failure).
@@ -110,10 +138,22 @@ impl Buffer {
         now_nanos >= self.retry_at
     }
 
-    /// The oldest `batch_size` events, out of the buffer.
+    /// The oldest `batch_size` events, out of the buffer; fewer when they
+    /// would carry more than `MAX_BATCH_BYTES` (never none).
     pub fn take_batch(&mut self, batch_size: usize) -> Vec<Queued> {
-        let n = batch_size.min(self.queue.len());
-        self.queue.drain(..n).collect()
+        let mut batch = Vec::with_capacity(batch_size.min(self.queue.len()));
+        let mut size = 0;
+        while batch.len() < batch_size {
+            let next = self.queue.front().map_or(0, |e| e.json.len());
+            if self.queue.is_empty() || (!batch.is_empty() && size + next > MAX_BATCH_BYTES) {
+                break;
+            }
+            let Some(event) = self.queue.pop_front() else { break };
+            size += next;
+            self.bytes -= next;
+            batch.push(event);
+        }
+        batch
     }
 
     /// The sink took `n` events.
@@ -130,10 +170,15 @@ impl Buffer {
         self.counters.batches_failed += 1;
         self.failures = self.failures.saturating_add(1);
         self.retry_at = next_attempt_at(now_nanos, self.failures);
-        let room = self.capacity.saturating_sub(self.queue.len());
-        let over = batch.len().saturating_sub(room);
-        self.counters.dropped.count(DropCause::RetryOverflow, over as u64);
-        for event in batch.into_iter().skip(over).rev() {
+        // Newest first to the front, while both bounds allow; the oldest
+        // of the batch are the ones left out.
+        for event in batch.into_iter().rev() {
+            let fits = self.queue.len() < self.capacity && self.bytes + event.json.len() <= self.max_bytes;
+            if !fits {
+                self.counters.dropped.count(DropCause::RetryOverflow, 1);
+                continue;
+            }
+            self.bytes += event.json.len();
             self.queue.push_front(event);
         }
     }
@@ -143,14 +188,15 @@ impl Buffer {
     pub fn clear(&mut self) {
         let n = self.queue.len();
         self.queue.clear();
+        self.bytes = 0;
         self.counters.dropped.count(DropCause::Resized, n as u64);
     }
 
     /// A new bound (policy reload); the oldest past it are dropped, counted.
     pub fn resize(&mut self, capacity: usize) {
         self.capacity = capacity.max(1);
-        let over = self.queue.len().saturating_sub(self.capacity);
-        self.queue.drain(..over);
-        self.counters.dropped.count(DropCause::Resized, over as u64);
+        while self.queue.len() > self.capacity {
+            self.pop_oldest(DropCause::Resized);
+        }
     }
 }

@@ -219,7 +219,13 @@ impl RouteAudit {
     pub fn compile(doc: &RouteAuditDoc, at: &str, errors: &mut PolicyErrors) -> RouteAudit {
         let sample = doc.sample.unwrap_or(1.0);
         if !(0.0..=1.0).contains(&sample) {
-            errors.push(join(at, "sample"), format!("must be 0.0 to 1.0, not {sample}"));
+            // serde_json prints the number: `Display` for f64 would add ~11 KB
+            // of float formatting to the module.
+            let shown = match serde_json::Number::from_f64(sample) {
+                Some(n) => n.to_string(),
+                None => "NaN".to_string(),
+            };
+            errors.push(join(at, "sample"), format!("must be 0.0 to 1.0, not {shown}"));
         }
         RouteAudit {
             event_type: doc.event_type.unwrap_or_default(),

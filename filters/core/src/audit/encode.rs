@@ -36,6 +36,21 @@ impl Queued {
     }
 }
 
+impl Queued {
+    /// The event for a request, written straight from its inputs
+    /// (`write::event_json`), as `new(&build(inputs, config), now)` makes it.
+    pub fn from_inputs(inputs: &super::event::Inputs<'_>, config: &super::config::AuditConfig) -> Queued {
+        Queued {
+            event_type: inputs.event_type,
+            tenant: inputs.tenant.map(str::to_string),
+            time_nanos: inputs.now_nanos,
+            trace_id: inputs.traceparent.and_then(super::ids::trace_id),
+            refused: inputs.decisions.iter().any(super::event::Decision::refused),
+            json: super::write::event_json(inputs, config),
+        }
+    }
+}
+
 /// One POST to the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -213,8 +213,7 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
         path: event_path(inputs, config),
         route: owned(inputs.route),
         status: inputs.status,
-        // Microsecond precision: enough, and short in JSON.
-        duration_ms: (inputs.duration_nanos / 1000) as f64 / 1000.0,
+        duration_ms: duration_ms(inputs.duration_nanos),
         request_bytes: inputs.request_bytes,
         response_bytes: inputs.response_bytes,
         request_id: inputs.request_id.map(text),
@@ -232,7 +231,12 @@ pub fn build(inputs: &Inputs<'_>, config: &AuditConfig) -> Event {
     }
 }
 
-fn event_path(inputs: &Inputs<'_>, config: &AuditConfig) -> String {
+/// Milliseconds with microsecond precision: enough, and short in JSON.
+pub(super) fn duration_ms(nanos: u64) -> f64 {
+    (nanos / 1000) as f64 / 1000.0
+}
+
+pub(super) fn event_path(inputs: &Inputs<'_>, config: &AuditConfig) -> String {
     let query = match config.query {
         QueryMode::Drop => None,
         QueryMode::Keep => query_of(inputs.raw_path),
@@ -286,7 +290,7 @@ pub fn redact_query(query: &[u8], secret: &[&str]) -> String {
 
 /// The `capture_headers` present, never a credential header or a token
 /// header even if the list held one (the policy check refuses that too).
-fn captured(headers: &HeaderMap, capture: &[String], token_headers: &[&str]) -> BTreeMap<String, String> {
+pub(super) fn captured(headers: &HeaderMap, capture: &[String], token_headers: &[&str]) -> BTreeMap<String, String> {
     let canonical = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let never = |name: &str| {
         let name = canonical(name);

@@ -10,12 +10,14 @@ pub mod encode;
 pub mod event;
 pub mod ids;
 pub mod sample;
+pub mod write;
 
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
 pub use encode::{encode, Queued, Request};
 pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::keep;
+pub use write::event_json;
 
 /// The claims an event carries: those the routes' claim rules read and
 /// the providers' `claims_to_state`, each once, in that order.

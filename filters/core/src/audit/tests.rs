@@ -787,3 +787,54 @@ fn log_and_empty_batches_send_nothing() {
         assert!(encode(format, "/p", "svc", 0, Vec::new()).is_empty());
     }
 }
+
+#[test]
+fn the_written_event_is_the_bytes_serde_writes() {
+    let f = Fixture::leaky();
+    let mut odd = Fixture::leaky();
+    odd.tenant = Some("quote\"and\\slash\u{1}".into());
+    odd.traceparent = None;
+    odd.decisions.clear();
+    let drop_config = compiled(json!({"sink": {"cluster": "c"}})).0;
+    for (fixture, config) in [(&f, keep_config()), (&odd, drop_config)] {
+        for sources in [TENANT_SOURCES, &[]] {
+            let inputs = fixture.inputs(sources);
+            let serde = serde_json::to_vec(&build(&inputs, &config)).unwrap();
+            let written = Queued::from_inputs(&inputs, &config);
+            assert_eq!(String::from_utf8_lossy(&written.json), String::from_utf8_lossy(&serde));
+            assert_eq!(written, Queued::new(&build(&inputs, &config), inputs.now_nanos));
+        }
+    }
+}
+
+#[test]
+fn bytes_bound_the_buffer_and_the_batch_as_well_as_counts() {
+    let event = |n: usize| Queued {
+        json: vec![b'x'; n],
+        ..Queued::new(&build(&Fixture::leaky().inputs(&[]), &keep_config()), 0)
+    };
+    let mut buffer = Buffer::with_max_bytes(100, 1000);
+    for _ in 0..5 {
+        buffer.push(event(300));
+    }
+    assert_eq!((buffer.depth(), buffer.bytes()), (3, 900), "the oldest two went");
+    assert_eq!(buffer.counters.dropped.buffer_full, 2);
+    let batch = buffer.take_batch(10);
+    assert_eq!((batch.len(), buffer.bytes()), (3, 0));
+    buffer.push(event(600));
+    buffer.requeue_failed(batch, 0);
+    assert_eq!((buffer.depth(), buffer.bytes()), (2, 900), "one of the batch fits back");
+    assert_eq!(buffer.counters.dropped.retry_overflow, 2);
+    buffer.push(event(2000));
+    assert_eq!(buffer.depth(), 1, "an event over the bound alone is kept, alone");
+    let mut big = Buffer::new(10);
+    for _ in 0..3 {
+        big.push(event(audit_max_batch() / 2));
+    }
+    assert_eq!(big.take_batch(10).len(), 2, "a batch stops at MAX_BATCH_BYTES");
+    assert_eq!(big.take_batch(10).len(), 1);
+}
+
+fn audit_max_batch() -> usize {
+    super::buffer::MAX_BATCH_BYTES
+}
