@@ -399,13 +399,7 @@ fn check_shares(
     Ok(())
 }
 
-fn rss_after_load(
-    target: &Target,
-    options: &Options,
-    script: &Path,
-    out: &Path,
-    ports: Ports,
-) -> Result<f64, String> {
+fn rss_after_load(target: &Target, options: &Options, script: &Path, out: &Path, ports: Ports) -> Result<f64, String> {
     let envoy = start(target, &launch("2", None), out, ports)?;
     let mut load = spec(target, script, options.connections[1], options.rss_seconds);
     load.threads = 2;

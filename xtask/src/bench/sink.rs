@@ -39,7 +39,9 @@ impl Sink {
             pin_this_thread(&cpus)?;
             Server::start("127.0.0.1:0", move |r| answer(&counting, r)).map_err(|e| format!("audit sink: {e}"))
         });
-        let server = starter.join().map_err(|_| "audit sink: its starter panicked".to_string())??;
+        let server = starter
+            .join()
+            .map_err(|_| "audit sink: its starter panicked".to_string())??;
         println!("audit sink on port {}", server.addr().port());
         Ok(Sink { server, counts })
     }

@@ -240,10 +240,19 @@ fn the_audit_rows_and_the_access_log_row_share_their_pair() {
     let policy = |c: &configs::Config| {
         let json = c.bootstrap("/tmp/log", configs::Ports::default());
         let filters = json.pointer(HTTP_FILTERS).and_then(|f| f.as_array()).unwrap().clone();
-        let config = filters.iter().find_map(|f| f.pointer(WASM_CONFIG)?.as_str()).unwrap().to_string();
+        let config = filters
+            .iter()
+            .find_map(|f| f.pointer(WASM_CONFIG)?.as_str())
+            .unwrap()
+            .to_string();
         let mut policy: serde_json::Value = serde_json::from_str(&config).unwrap();
         policy.as_object_mut().unwrap().remove("audit");
-        policy.pointer_mut("/routes/0").unwrap().as_object_mut().unwrap().remove("audit");
+        policy
+            .pointer_mut("/routes/0")
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove("audit");
         policy
     };
     for name in [
