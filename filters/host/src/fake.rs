@@ -330,6 +330,7 @@ impl Host for FakeHost {
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        self.note("fill_random");
         for byte in buf.iter_mut() {
             let mut x = self.random_state.get() | 1;
             x ^= x << 13;

@@ -35,7 +35,7 @@ const FAST_TICK: Duration = Duration::from_millis(10);
 /// A call Envoy never answered (it always does, at its timeout) is given
 /// up this long after its timeout, and its events go back to the buffer.
 const GIVE_UP_SLACK_NANOS: u64 = 5_000_000_000;
-/// Random bytes fetched per host call: 64 event ids.
+/// Random bytes fetched per host call: 64 event ids, or 128 sampling draws.
 const RANDOM_POOL: usize = 1024;
 
 /// A POST to the sink in flight, with the events it carries.
@@ -289,9 +289,12 @@ impl AuditStage {
         (Some(route.name.as_str()), route.audit)
     }
 
-    fn random_id(&self, host: &dyn Host) -> [u8; 16] {
+    /// `N` bytes from the worker's pool, refilled by one host call per
+    /// `RANDOM_POOL` bytes: a host call per request (Envoy's `random_get`)
+    /// was most of what a sampled-out request cost.
+    fn random_bytes<const N: usize>(&self, host: &dyn Host) -> [u8; N] {
         let mut outbox = self.outbox.borrow_mut();
-        if outbox.random.len() < 16 {
+        if outbox.random.len() < N {
             let mut pool = vec![0u8; RANDOM_POOL];
             if host.fill_random(&mut pool).is_err() {
                 // No secure source: the clock and a counter keep ids unique.
@@ -303,12 +306,12 @@ impl AuditStage {
             }
             outbox.random = pool;
         }
-        let at = outbox.random.len().saturating_sub(16);
-        let mut id = [0u8; 16];
-        for (slot, byte) in id.iter_mut().zip(outbox.random.drain(at..)) {
+        let at = outbox.random.len().saturating_sub(N);
+        let mut bytes = [0u8; N];
+        for (slot, byte) in bytes.iter_mut().zip(outbox.random.drain(at..)) {
             *slot = byte;
         }
-        id
+        bytes
     }
 
     /// Builds the event for a request and buffers it (or logs it).
@@ -324,7 +327,11 @@ impl AuditStage {
         };
         let status = u16::try_from(number(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
         let succeeded = route_audit.sample >= 1.0 || audit::succeeded(status, grpc_status(cx, &number));
-        let draw = if route_audit.sample >= 1.0 { 0 } else { host.random() };
+        let draw = if route_audit.sample >= 1.0 {
+            0
+        } else {
+            u64::from_le_bytes(self.random_bytes(host))
+        };
         if !audit::keep(route_audit.event_type, route_audit.sample, &decisions, succeeded, draw) {
             self.outbox.borrow_mut().buffer.counters.sampled_out += 1;
             return;
@@ -357,7 +364,7 @@ impl AuditStage {
         };
         let token_params: Vec<&str> = self.token_params.iter().map(String::as_str).collect();
         let token_headers: Vec<&str> = self.token_headers.iter().map(String::as_str).collect();
-        let random = self.random_id(host);
+        let random = self.random_bytes(host);
         let method = first(&cx.headers, ":method").map_or("", |m| std::str::from_utf8(m).unwrap_or(""));
         let overrides = self.method_overrides(cx, method);
         let inputs = Inputs {

@@ -318,6 +318,28 @@ fn sampling_keeps_denials_and_counts_what_it_leaves_out() {
     assert_eq!(host.counter("tollgate.audit.events_sampled_out"), 2);
 }
 
+/// Sampling draws from the worker's pool of random bytes, as event ids
+/// do: a host call per `RANDOM_POOL` bytes, not one per request.
+#[test]
+fn sampling_draws_from_the_pool_not_a_host_call_per_request() {
+    let host = FakeHost::default();
+    let mut sampled = policy(jsonl(json!({})));
+    sampled["routes"][1]["audit"]["sample"] = json!(0.5);
+    let root = configured(&host, crate::fused, &sampled);
+    let random_calls = |h: &FakeHost| h.trace.borrow().iter().filter(|c| *c == "fill_random").count();
+    exchange(&host, &[&root], 1, &get("/reads/a", &[]), 200);
+    assert_eq!(random_calls(&host), 1, "the first request fills the pool");
+    // At most 24 bytes a request (a draw and an id): 40 stay in one pool.
+    for id in 2..=40 {
+        exchange(&host, &[&root], id, &get("/reads/a", &[]), 200);
+        assert_eq!(random_calls(&host), 0, "request {id}");
+    }
+    tick(&host, &root, 100, "200");
+    let kept = host.counter("tollgate.audit.events_emitted");
+    assert_eq!(kept + host.counter("tollgate.audit.events_sampled_out"), 40);
+    assert!((8..=32).contains(&kept), "about half of 40 kept, not {kept}");
+}
+
 #[test]
 fn the_tick_is_the_flush_interval_and_faster_while_a_full_batch_waits() {
     let host = FakeHost::default();

@@ -24,6 +24,7 @@ pub enum Load {
 
 /// A stat whose growth over the whole run must be within `[min, max]`
 /// times the requests served (e.g. host-verified signatures on every one).
+#[derive(Debug, Clone)]
 pub struct StatShare {
     pub stat: &'static str,
     pub min: f64,
@@ -45,6 +46,9 @@ pub struct Config {
     pub over: Option<&'static str>,
     /// Its Envoy calls the rate limit service (the `ratelimit` cluster).
     pub global: bool,
+    /// Its Envoy posts audit events to the sink (the `audit-sink` cluster),
+    /// on `sink_path(name)`.
+    pub sink: bool,
     /// The route's `rate_limits` (Envoy's descriptor actions).
     rate_limits: Option<Value>,
     bootstrap: Bootstrap,
@@ -55,18 +59,36 @@ pub const REFUSED_WITHIN: usize = 2;
 
 /// The cluster of the rate limit service.
 pub const SERVICE_CLUSTER: &str = "ratelimit";
+/// The cluster of the audit sink.
+pub const SINK_CLUSTER: &str = "audit-sink";
+
+/// Where the parties the bench starts listen, when it started them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ports {
+    pub ratelimit: Option<u16>,
+    pub sink: Option<u16>,
+}
+
+/// The sink path a configuration's events go to: the sink counts per path.
+pub fn sink_path(name: &str) -> String {
+    format!("/events/{name}")
+}
 
 impl Config {
-    /// The bootstrap, with the access log (if any) written to `log` and the
-    /// `ratelimit` cluster (for global rows) at `service_port`.
-    pub fn bootstrap(&self, log: &str, service_port: Option<u16>) -> Value {
+    /// The bootstrap, with the access log (if any) written to `log`, the
+    /// `ratelimit` cluster (for global rows) and the `audit-sink` cluster
+    /// (for audit rows) at their ports.
+    pub fn bootstrap(&self, log: &str, ports: Ports) -> Value {
         let mut bootstrap = self.bootstrap.clone();
         if bootstrap.access_log.is_some() {
             bootstrap.access_log = Some(log.to_string());
         }
-        if let (true, Some(port)) = (self.global, service_port) {
+        if let (true, Some(port)) = (self.global, ports.ratelimit) {
             bootstrap = bootstrap.cluster(SERVICE_CLUSTER, port);
             bootstrap.http2_clusters = vec![SERVICE_CLUSTER.into()];
+        }
+        if let (true, Some(port)) = (self.sink, ports.sink) {
+            bootstrap = bootstrap.cluster(SINK_CLUSTER, port);
         }
         let mut json = bootstrap.to_json();
         if let (Some(limits), Some(route)) = (&self.rate_limits, json.pointer_mut(ROUTE)) {
@@ -129,6 +151,7 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         shares: Vec::new(),
         over: None,
         global: false,
+        sink: false,
         rate_limits: None,
         bootstrap,
     };
@@ -229,6 +252,8 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
             )
         },
         Config {
+            // The audit rows capture it, and their pair must send the same.
+            headers: user_agent(),
             shares: vec![share(HIT, 0.99, 1.0), share(TENANT_OK, 0.99, 1.0)],
             ..row(
                 "tollgate_fused_no_state",
@@ -269,7 +294,8 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
             )
         },
     ];
-    all.extend(ratelimit_rows(row));
+    all.extend(ratelimit_rows(&row));
+    all.extend(audit_rows(&row, &quiet));
     all
 }
 
@@ -280,7 +306,7 @@ const RL_OK: &str = "wasmcustom.tollgate.ratelimit.limit.bench-per-tenant.allowe
 
 /// Issue 22's rows: each limiter beside the row without it (`over`), so
 /// that the limiter's own cost is read within each round.
-fn ratelimit_rows(row: impl Fn(&'static str, &'static str, Load, Bootstrap) -> Config) -> Vec<Config> {
+fn ratelimit_rows(row: &impl Fn(&'static str, &'static str, Load, Bootstrap) -> Config) -> Vec<Config> {
     let tenant = |id: &str| vec![("x-tenant-id".to_string(), id.to_string())];
     let limited = Some((tenant(LIMITED), 429));
     let stage = |scope: Option<&str>| wasm(&[FUSED_ROOT_ID], &ratelimit_policy(scope));
@@ -373,6 +399,92 @@ fn ratelimit_rows(row: impl Fn(&'static str, &'static str, Load, Bootstrap) -> C
             )
         },
     ]
+}
+
+pub const AUDIT_EMITTED: &str = "wasmcustom.tollgate.audit.events_emitted";
+const AUDIT_SAMPLED_OUT: &str = "wasmcustom.tollgate.audit.events_sampled_out";
+/// A share of a 10% sample, with room for chance (3 standard deviations
+/// at the quick run's 40,000 requests).
+const TENTH: (f64, f64) = (0.09, 0.11);
+
+fn user_agent() -> Vec<(String, String)> {
+    vec![("user-agent".into(), "bench/1.0".into())]
+}
+
+/// Issue 23's rows: Envoy's JSON file access log (the `native_chain`'s)
+/// and the audit stage, each added to `tollgate_fused_no_state` (`quiet`:
+/// the jwt and tenant stages, `filter_state: false`) and read over it
+/// within each round, so that the two costs are compared in one run.
+fn audit_rows(row: &impl Fn(&'static str, &'static str, Load, Bootstrap) -> Config, quiet: &Value) -> Vec<Config> {
+    let mut logged = wasm(&[FUSED_ROOT_ID], quiet);
+    logged.access_log = Some(String::new());
+    let audited = |name: &str, sample: f64| {
+        let mut bootstrap = wasm(&[FUSED_ROOT_ID], &audit_policy(quiet, name, sample));
+        // What Istio gives every sidecar: the event's service and namespace.
+        bootstrap.node_metadata = Some(json!({"WORKLOAD_NAME": "datahub", "NAMESPACE": "bench"}));
+        bootstrap
+    };
+    let with = |config: Config| Config {
+        headers: user_agent(),
+        over: Some("tollgate_fused_no_state"),
+        ..config
+    };
+    let stages = [share(HIT, 0.99, 1.0), share(TENANT_OK, 0.99, 1.0)];
+    vec![
+        Config {
+            shares: stages.to_vec(),
+            ..with(row(
+                "tollgate_fused_access_log",
+                "tollgate_fused_no_state + Envoy's JSON file access log (native_chain's)",
+                Load::Cached,
+                logged,
+            ))
+        },
+        Config {
+            sink: true,
+            shares: [stages.as_slice(), &[share(AUDIT_EMITTED, 0.99, IN_FLIGHT)]].concat(),
+            ..with(row(
+                "tollgate_fused_audit",
+                "tollgate_fused_no_state + the audit stage: every request, JSON lines to a local sink",
+                Load::Cached,
+                audited("tollgate_fused_audit", 1.0),
+            ))
+        },
+        Config {
+            sink: true,
+            shares: [
+                stages.as_slice(),
+                &[
+                    share(AUDIT_EMITTED, TENTH.0, TENTH.1),
+                    share(AUDIT_SAMPLED_OUT, 1.0 - TENTH.1, 1.0 - TENTH.0),
+                ],
+            ]
+            .concat(),
+            ..with(row(
+                "tollgate_fused_audit_sampled",
+                "tollgate_fused_audit with sample: 0.1",
+                Load::Cached,
+                audited("tollgate_fused_audit_sampled", 0.1),
+            ))
+        },
+    ]
+}
+
+/// `quiet` with issue 23's audit section: JSON lines to the sink on this
+/// configuration's path, the route's events sampled at `sample`.
+fn audit_policy(quiet: &Value, name: &str, sample: f64) -> Value {
+    let mut policy = quiet.clone();
+    policy["audit"] = json!({
+        "sink": {"format": "jsonl", "cluster": SINK_CLUSTER, "path": sink_path(name), "timeout_ms": 1000},
+        "batch_size": 100,
+        "flush_interval_ms": 1000,
+        "buffer_events": 10000,
+        "capture_headers": ["user-agent"],
+    });
+    if let Some(route) = policy.pointer_mut("/routes/0") {
+        route["audit"] = json!({"event_type": "data_access", "sample": sample});
+    }
+    policy
 }
 
 fn wasm(root_ids: &[&str], policy: &Value) -> Bootstrap {

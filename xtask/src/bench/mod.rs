@@ -9,6 +9,7 @@ mod configs;
 pub(crate) mod load;
 mod report;
 mod service;
+mod sink;
 mod tokens;
 
 #[cfg(test)]
@@ -16,12 +17,12 @@ mod tests;
 
 use crate::setup;
 use crate::util::{ask, root, step};
-use configs::{Config, Load};
+use configs::{Config, Load, Ports};
 use load::{Sample, Spec};
-use report::Measured;
+use report::{Delivered, Measured};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tollgate_integration::{paths, Envoy, Launch, Request};
 
 const ENVOY_CPU: &str = "0";
@@ -110,21 +111,29 @@ pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(
         .map(|config| write_target(&out, config, &tokens))
         .collect::<Result<Vec<_>, _>>()?;
     let mut rig = start_service(&configs)?;
-    let service_port = rig.as_ref().map(service::Rig::port);
+    let sink = start_sink(&configs)?;
+    let parties = Parties {
+        ports: Ports {
+            ratelimit: rig.as_ref().map(service::Rig::port),
+            sink: sink.as_ref().map(sink::Sink::port),
+        },
+        sink: sink.as_ref(),
+    };
     let mut measured = Vec::new();
     step("bench: one pinned worker per configuration, interleaved rounds", || {
-        measured = pinned_rounds(&targets, &options, &script, &out, service_port)?;
+        measured = pinned_rounds(&targets, &options, &script, &out, &parties)?;
         Ok(())
     })?;
     step("bench: memory with two workers", || {
         for (m, target) in measured.iter_mut().zip(&targets) {
-            m.rss_mib = rss_after_load(target, &options, &script, &out, service_port)?;
+            m.rss_mib = rss_after_load(target, &options, &script, &out, parties.ports)?;
         }
         Ok(())
     })?;
     // A service that died mid-run turned its rows into failure-mode rows.
     rig.as_mut().map_or(Ok(()), service::Rig::check)?;
     drop(rig);
+    drop(sink);
     let seconds = started.elapsed().as_secs_f64();
     finish(&out, &options, &measured, seconds)
 }
@@ -142,6 +151,25 @@ fn start_service(configs: &[Config]) -> Result<Option<service::Rig>, String> {
         Ok(())
     })?;
     Ok(rig)
+}
+
+/// The audit sink, if a configuration posts events to it.
+fn start_sink(configs: &[Config]) -> Result<Option<sink::Sink>, String> {
+    if !configs.iter().any(|c| c.sink) {
+        return Ok(None);
+    }
+    let mut sink = None;
+    step("bench: the audit sink, pinned to wrk's CPU", || {
+        sink = Some(sink::Sink::start(WRK_CPU)?);
+        Ok(())
+    })?;
+    Ok(sink)
+}
+
+/// The parties the Envoys call, started by the bench.
+struct Parties<'a> {
+    ports: Ports,
+    sink: Option<&'a sink::Sink>,
 }
 
 /// The request file of a configuration: one line per distinct request.
@@ -174,9 +202,9 @@ fn launch(concurrency: &str, cpus: Option<&str>) -> Launch {
     }
 }
 
-fn start(target: &Target, launch: &Launch, out: &Path, service_port: Option<u16>) -> Result<Envoy, String> {
+fn start(target: &Target, launch: &Launch, out: &Path, ports: Ports) -> Result<Envoy, String> {
     let log = out.join(format!("access-{}.log", target.config.name));
-    let bootstrap = target.config.bootstrap(&log.display().to_string(), service_port);
+    let bootstrap = target.config.bootstrap(&log.display().to_string(), ports);
     let envoy = Envoy::try_start_with(&bootstrap, launch)
         .map_err(|f| format!("{}: Envoy did not start: {}\n{}", target.config.name, f.reason, f.log))?;
     smoke(target, &envoy)?;
@@ -230,12 +258,12 @@ fn pinned_rounds(
     options: &Options,
     script: &Path,
     out: &Path,
-    service_port: Option<u16>,
+    parties: &Parties,
 ) -> Result<Vec<Measured>, String> {
     let pinned = launch("1", Some(ENVOY_CPU));
     let envoys = targets
         .iter()
-        .map(|t| start(t, &pinned, out, service_port))
+        .map(|t| start(t, &pinned, out, parties.ports))
         .collect::<Result<Vec<_>, _>>()?;
     let tick_us = load::tick_us();
     let before = envoys.iter().map(stats).collect::<Result<Vec<_>, _>>()?;
@@ -266,20 +294,70 @@ fn pinned_rounds(
             all.push([low, high]);
         }
     }
+    // The audit stage reports its counters on its tick: one more tick
+    // after the last load, and they count every event.
+    if parties.sink.is_some() {
+        std::thread::sleep(AUDIT_TICK + Duration::from_millis(500));
+    }
+    let mut delivered = Vec::new();
+    for (target, envoy) in targets.iter().zip(&envoys) {
+        delivered.push(match parties.sink {
+            Some(sink) if target.config.sink => Some(check_delivery(target.config.name, envoy, sink)?),
+            _ => None,
+        });
+    }
     for ((target, envoy), before) in targets.iter().zip(&envoys).zip(&before) {
         check_shares(target.config.name, &target.config.shares, before, &stats(envoy)?)?;
     }
     Ok(targets
         .iter()
         .zip(samples)
-        .map(|(t, rounds)| Measured {
+        .zip(delivered)
+        .map(|((t, rounds), audit)| Measured {
             name: t.config.name,
             what: t.config.what,
             over: t.config.over,
             rounds: rounds.into_iter().map(|[l, h]| (l, h)).collect(),
             rss_mib: f64::NAN,
+            audit,
         })
         .collect())
+}
+
+/// The audit rows' tick and flush interval (`flush_interval_ms`).
+const AUDIT_TICK: Duration = Duration::from_secs(1);
+/// Within this long every buffered event has been sent: a flush interval
+/// and a call, with room for a loaded machine.
+const DELIVERED_WITHIN: Duration = Duration::from_secs(10);
+
+/// Every event the Envoy emitted reached the sink: once nothing is left in
+/// its buffer or in calls, the sink counted on the row's path what Envoy
+/// counted sent, and nothing was dropped.
+fn check_delivery(name: &str, envoy: &Envoy, sink: &sink::Sink) -> Result<Delivered, String> {
+    let deadline = Instant::now() + DELIVERED_WITHIN;
+    loop {
+        let all = stats(envoy)?;
+        let count = |counter: &str| value(&all, &format!("wasmcustom.tollgate.audit.{counter}"));
+        let received = sink.received(&configs::sink_path(name));
+        let delivered = Delivered {
+            emitted: count("events_emitted"),
+            sent: count("events_sent"),
+            dropped: ["buffer_full", "retry_overflow", "resized"]
+                .iter()
+                .map(|cause| count(&format!("events_dropped.{cause}")))
+                .sum(),
+            received: received.events,
+            batches: received.batches,
+        };
+        let settled = delivered.emitted == delivered.sent + delivered.dropped;
+        if settled && delivered.dropped == 0 && delivered.received == delivered.sent {
+            return Ok(delivered);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name}: audit events not all delivered: {delivered:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// All counters of an Envoy, by name.
@@ -292,9 +370,12 @@ fn stats(envoy: &Envoy) -> Result<Vec<(String, u64)>, String> {
         .collect())
 }
 
+fn value(all: &[(String, u64)], name: &str) -> u64 {
+    all.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
+}
+
 fn delta(before: &[(String, u64)], after: &[(String, u64)], name: &str) -> u64 {
-    let get = |all: &[(String, u64)]| all.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
-    get(after).saturating_sub(get(before))
+    value(after, name).saturating_sub(value(before, name))
 }
 
 /// Proves the intended path ran: e.g. every uncached request verified a
@@ -318,14 +399,8 @@ fn check_shares(
     Ok(())
 }
 
-fn rss_after_load(
-    target: &Target,
-    options: &Options,
-    script: &Path,
-    out: &Path,
-    service_port: Option<u16>,
-) -> Result<f64, String> {
-    let envoy = start(target, &launch("2", None), out, service_port)?;
+fn rss_after_load(target: &Target, options: &Options, script: &Path, out: &Path, ports: Ports) -> Result<f64, String> {
+    let envoy = start(target, &launch("2", None), out, ports)?;
     let mut load = spec(target, script, options.connections[1], options.rss_seconds);
     load.threads = 2;
     load::measure(&envoy, &load, load::tick_us())?;
@@ -393,6 +468,11 @@ fn finish(out: &Path, options: &Options, measured: &[Measured], seconds: f64) ->
     );
     for (what, us) in &goals {
         println!("{what}: {us:+.1} µs/request (median of rounds; goal: at most 0)");
+    }
+    for m in measured {
+        if let Some(delivered) = m.audit {
+            println!("{}", delivered.line(m.name));
+        }
     }
     println!("wrote {}/bench.json, bench.md, bench.png", out.display());
     let failures: u64 = measured.iter().map(Measured::failures).sum();

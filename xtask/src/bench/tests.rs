@@ -38,6 +38,7 @@ fn measured(name: &'static str, per_round: &[f64]) -> Measured {
         over: None,
         rounds: per_round.iter().copied().map(load_at).collect(),
         rss_mib: 64.0,
+        audit: None,
     }
 }
 
@@ -194,7 +195,11 @@ fn configurations_are_checked_before_their_load() {
             _ => Some(401),
         };
         assert_eq!(refused, want, "{}", config.name);
-        let bootstrap = config.bootstrap("/tmp/log", Some(7));
+        let ports = configs::Ports {
+            ratelimit: Some(7),
+            sink: Some(8),
+        };
+        let bootstrap = config.bootstrap("/tmp/log", ports);
         let manager = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
         let route = &manager["route_config"]["virtual_hosts"][0]["routes"][0];
         if route["route"].is_object() {
@@ -209,12 +214,104 @@ fn configurations_are_checked_before_their_load() {
         let clusters = bootstrap["static_resources"]["clusters"].as_array().unwrap();
         let service = clusters.iter().find(|c| c["name"] == configs::SERVICE_CLUSTER);
         assert_eq!(service.is_some(), config.global, "{}", config.name);
+        let sink = clusters.iter().find(|c| c["name"] == configs::SINK_CLUSTER);
+        assert_eq!(sink.is_some(), config.sink, "{}", config.name);
+        let audited = config.sink && config.shares.iter().any(|s| s.stat == configs::AUDIT_EMITTED);
+        assert_eq!(audited, config.sink, "{}: its events are counted", config.name);
         if let Some(over) = config.over {
             assert!(all.iter().any(|c| c.name == over), "{}: no {over}", config.name);
         }
         let logged = manager["access_log"][0]["typed_config"]["path"] == "/tmp/log";
-        assert_eq!(logged, config.name == "native_chain", "{}", config.name);
+        let log_rows = ["native_chain", "tollgate_fused_access_log"];
+        assert_eq!(logged, log_rows.contains(&config.name), "{}", config.name);
     }
     let names: std::collections::BTreeSet<_> = all.iter().map(|c| c.name).collect();
     assert_eq!(names.len(), all.len());
+}
+
+/// The audit rows and the access log row differ from their pair by one
+/// thing each: the same policy but for `audit`, the same requests.
+#[test]
+fn the_audit_rows_and_the_access_log_row_share_their_pair() {
+    let tokens = tokens::mint_all(1).unwrap();
+    let all = configs::all(&tokens);
+    let find = |name: &str| all.iter().find(|c| c.name == name).unwrap();
+    let pair = find("tollgate_fused_no_state");
+    let policy = |c: &configs::Config| {
+        let json = c.bootstrap("/tmp/log", configs::Ports::default());
+        let filters = json.pointer(HTTP_FILTERS).and_then(|f| f.as_array()).unwrap().clone();
+        let config = filters
+            .iter()
+            .find_map(|f| f.pointer(WASM_CONFIG)?.as_str())
+            .unwrap()
+            .to_string();
+        let mut policy: serde_json::Value = serde_json::from_str(&config).unwrap();
+        policy.as_object_mut().unwrap().remove("audit");
+        policy
+            .pointer_mut("/routes/0")
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove("audit");
+        policy
+    };
+    for name in [
+        "tollgate_fused_access_log",
+        "tollgate_fused_audit",
+        "tollgate_fused_audit_sampled",
+    ] {
+        let row = find(name);
+        assert_eq!(row.over, Some("tollgate_fused_no_state"), "{name}");
+        assert_eq!(row.headers, pair.headers, "{name}");
+        assert_eq!(row.load, pair.load, "{name}");
+        assert_eq!(policy(row), policy(pair), "{name}");
+    }
+    let goal = report::GOALS.iter().find(|g| g.what == "audit").unwrap();
+    assert_eq!(
+        (goal.tollgate, goal.native),
+        ("tollgate_fused_audit", "tollgate_fused_access_log")
+    );
+}
+
+const HTTP_FILTERS: &str = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters";
+const WASM_CONFIG: &str = "/typed_config/config/configuration/value";
+
+#[test]
+fn the_sink_counts_json_lines_per_path() {
+    let counts = super::sink::Counts::default();
+    let post = |path: &str, body: &str| tollgate_integration::server::Received {
+        method: "POST".into(),
+        path: path.into(),
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+    };
+    let answer = |r| super::sink::answer(&counts, &r).0;
+    assert_eq!(answer(post("/events/a", "{}\n{}\n")), 200);
+    assert_eq!(answer(post("/events/a", "{}\n")), 200);
+    assert_eq!(answer(post("/events/b", "")), 200);
+    let get = tollgate_integration::server::Received {
+        method: "GET".into(),
+        ..post("/events/a", "{}\n")
+    };
+    assert_eq!(answer(get), 405);
+    let all = counts.lock().unwrap();
+    let count = |path: &str| all.get(path).copied().unwrap();
+    assert_eq!(count("/events/a"), super::sink::Count { events: 3, batches: 2 });
+    assert_eq!(count("/events/b"), super::sink::Count { events: 0, batches: 1 });
+    assert_eq!(all.len(), 2, "a refused GET counts nowhere");
+}
+
+#[test]
+fn a_delivery_line_says_what_arrived() {
+    let delivered = report::Delivered {
+        emitted: 10,
+        sent: 10,
+        dropped: 0,
+        received: 10,
+        batches: 2,
+    };
+    assert_eq!(
+        delivered.line("x"),
+        "x: 10 audit events emitted, 10 received by the sink in 2 batches, 0 dropped"
+    );
 }
