@@ -65,6 +65,12 @@ fn exchange(host: &FakeHost, roots: &[&PipelineRoot], id: u32, headers: &[(Strin
     flow
 }
 
+/// An allowed request of tenant ACME to `/api/datahub/<id>`.
+fn acme_at(host: &FakeHost, root: &PipelineRoot, id: u32) {
+    let path = format!("/api/datahub/{id}");
+    exchange(host, &[root], id, &get(&path, &[("x-tenant-id", "ACME")]), 200);
+}
+
 /// An allowed datahub request of tenant ACME.
 fn acme(host: &FakeHost, root: &PipelineRoot, id: u32) {
     exchange(
@@ -732,13 +738,7 @@ fn kafka_rest_records_the_proxy_refused_are_retried() {
     let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "kafka-rest"}}));
     let root = configured(&host, crate::fused, &policy(audit));
     for id in 1..=3 {
-        exchange(
-            &host,
-            &[&root],
-            id,
-            &get(&format!("/api/datahub/{id}"), &[("x-tenant-id", "ACME")]),
-            200,
-        );
+        acme_at(&host, &root, id);
     }
     let answer = r#"{"offsets":[{"partition":0,"offset":7},{"partition":0,"offset":null,"error_code":1,"error":"RecordTooLargeException"},{"partition":0,"offset":8,"error_code":null}]}"#;
     host.now_ms.set(host.now_ms.get() + 100);
@@ -767,13 +767,7 @@ fn otlp_records_the_collector_rejected_are_counted_dropped() {
     let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "otlp"}}));
     let root = configured(&host, crate::fused, &policy(audit));
     for id in 1..=3 {
-        exchange(
-            &host,
-            &[&root],
-            id,
-            &get(&format!("/api/datahub/{id}"), &[("x-tenant-id", "ACME")]),
-            200,
-        );
+        acme_at(&host, &root, id);
     }
     let answer = r#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"record too large"}}"#;
     host.now_ms.set(host.now_ms.get() + 100);
