@@ -216,6 +216,7 @@ fn allowed_event(id: &str, method: &str, path: &str) -> Value {
         "roles": ["data-engineer"],
         "claims": {"scope": "trino:query echo:call"},
         "method": method,
+        "method_overrides": [],
         "host": "api.example.com",
         "path": path,
         "route": "datahub",
