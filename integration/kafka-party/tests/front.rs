@@ -165,7 +165,10 @@ fn while_the_broker_is_down_the_front_answers_5xx_and_after_a_restart_200_again(
     let took = started.elapsed();
     assert_eq!(down.status, 500, "{}", down.text());
     assert_eq!(down.json()["error_code"], 50003, "{}", down.text());
-    assert!(took < Duration::from_secs(5), "answered in {took:?}");
+    // Refused connections are retried for half a second (RETRY_FOR), within
+    // the audit sink's default 1 s timeout; 3 s leaves room for a loaded machine.
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
+    eprintln!("broker stopped: 500 in {took:?}");
     broker.start_again().unwrap();
     let back = until_status(&front, 200, Duration::from_secs(10));
     assert_eq!(back.status, 200, "{}", back.text());
@@ -187,6 +190,7 @@ fn while_the_broker_is_paused_the_front_answers_5xx_within_its_bound() {
     let paused = post(&front, "audit-data-access", &json!([event("acme", 2)]));
     let took = started.elapsed();
     broker.resume().unwrap();
+    eprintln!("broker paused: 500 in {took:?}");
     assert_eq!(paused.status, 500, "{}", paused.text());
     assert_eq!(paused.json()["error_code"], 50003);
     assert!(took < Duration::from_secs(5), "answered in {took:?}");
@@ -301,4 +305,24 @@ fn a_whole_batch_fault_answers_the_status_until_cleared() {
     let records = broker.records("audit-api-calls").unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].value_json()["event_id"], "acme-2");
+}
+
+#[test]
+fn a_broker_restarted_between_two_requests_is_found_again() {
+    let Some((mut broker, front)) = start() else { return };
+    assert_eq!(post(&front, "audit-api-calls", &json!([event("acme", 1)])).status, 200);
+    broker.start_again().unwrap();
+    // The front's connection broke with no request in flight: the next
+    // request is answered, stored or failed per record, never lost.
+    let started = Instant::now();
+    let next = post(&front, "audit-api-calls", &json!([event("acme", 2)]));
+    eprintln!(
+        "after a restart: {} in {:?}: {}",
+        next.status,
+        started.elapsed(),
+        next.text()
+    );
+    let back = until_status(&front, 200, Duration::from_secs(10));
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert!(back.json()["offsets"][0]["error_code"].is_null(), "{}", back.text());
 }
