@@ -1,6 +1,8 @@
 //! rskafka with every call bounded: a client that cannot reach the broker
-//! fails within [`CALL_TIMEOUT`] instead of retrying for minutes
-//! (rskafka's default backoff has no deadline).
+//! fails instead of retrying for minutes (rskafka's default backoff has no
+//! deadline). Refused connections (a stopped broker) fail once retries have
+//! taken [`RETRY_FOR`]; a call that hangs (a paused broker) after
+//! [`CALL_TIMEOUT`].
 
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::{Client, ClientBuilder};
@@ -11,12 +13,16 @@ use std::time::Duration;
 /// The most one Kafka call (with its retries) may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long failed attempts are retried: short, so that the front answers
+/// 5xx for a stopped broker within the audit sink's default 1 s timeout.
+pub const RETRY_FOR: Duration = Duration::from_millis(500);
+
 fn backoff() -> BackoffConfig {
     BackoffConfig {
         init_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(250),
         base: 2.0,
-        deadline: Some(CALL_TIMEOUT),
+        deadline: Some(RETRY_FOR),
     }
 }
 

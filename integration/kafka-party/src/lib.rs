@@ -28,9 +28,11 @@
 //! - 415 for another content type; 422 (`error_code` 422) for a body that
 //!   is not such a request, has unknown fields or no records;
 //! - 500 with `error_code` 50003 ("retriable Kafka error") while the
-//!   broker cannot be reached (each Kafka call is bounded by 2 s), 50002
-//!   for other broker errors; the next request connects again, so a broker
-//!   restarted under the front is found again.
+//!   broker cannot be reached: within about half a second for a stopped
+//!   broker ([`RETRY_FOR`]), after 2 s for one that does not answer
+//!   ([`CALL_TIMEOUT`]; the real proxy's producer would block longer);
+//!   50002 for other broker errors. The next request connects again, so a
+//!   broker restarted under the front is found again.
 //!
 //! Records are produced as the proxy's JSON serializer writes them: key and
 //! value are their JSON text (a string key `"acme"` is stored as the six
@@ -60,4 +62,4 @@ pub mod rest;
 pub use broker::{Broker, Record, AUDIT_TOPICS, PARTITIONS};
 pub use containers::KAFKA_ALIAS;
 pub use front::{Counters, Front, Refusal};
-pub use kafka::CALL_TIMEOUT;
+pub use kafka::{CALL_TIMEOUT, RETRY_FOR};
