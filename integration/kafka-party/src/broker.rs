@@ -105,11 +105,20 @@ impl Broker {
         Err(format!("tansu did not start: {last}"))
     }
 
+    /// In containers: the broker's port P is picked free on the host, as
+    /// natively, and published at the same number (three tries).
     pub fn try_start_in(network: &str) -> Result<Broker, String> {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            let pair = crate::containers::Pair::run(network, port)?;
+            // The port may have been taken since it was free: another one.
+            let pair = match crate::containers::Pair::run(network, port) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
             let mut broker = Broker {
                 port,
                 process: Process::Containers(pair),

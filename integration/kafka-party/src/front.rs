@@ -351,9 +351,7 @@ impl State {
             Ok(partitions) => partitions,
             Err(answer) => return answer,
         };
-        let outcomes = self.produce(topic, &request.records, &partitions).await;
-        self.count(topic, &outcomes);
-        rest::offsets(&outcomes)
+        rest::offsets(&self.produce(topic, &request.records, &partitions).await)
     }
 
     /// The topic's partition count from fresh metadata (`None`: no such
@@ -395,11 +393,17 @@ impl State {
                 })
                 .collect();
             let results: Vec<Outcome> = match self.produce_batch(topic, partition, batch).await {
-                Ok(offsets) => offsets
-                    .into_iter()
-                    .map(|offset| Outcome::Stored { partition, offset })
-                    .collect(),
-                Err(e) => indices.iter().map(|_| failed(&e)).collect(),
+                Ok(offsets) => {
+                    self.count(topic, offsets.len(), 0);
+                    offsets
+                        .into_iter()
+                        .map(|offset| Outcome::Stored { partition, offset })
+                        .collect()
+                }
+                Err(e) => {
+                    self.count(topic, 0, indices.len());
+                    indices.iter().map(|_| failed(&e)).collect()
+                }
             };
             for (i, outcome) in indices.into_iter().zip(results) {
                 if let Some(slot) = outcomes.get_mut(i) {
@@ -436,9 +440,9 @@ impl State {
 
     /// The refusal's outcome for a record with this value, if it is refused.
     fn refused(&self, value: &Value) -> Option<Outcome> {
-        let text = value.to_string();
         let mut faults = lock(&self.faults);
         let refusal = faults.refusal.clone()?;
+        let text = value.to_string();
         if !text.contains(&refusal.marker) {
             return None;
         }
@@ -457,12 +461,8 @@ impl State {
         })
     }
 
-    fn count(&self, topic: &str, outcomes: &[Outcome]) {
-        let stored = outcomes.iter().filter(|o| matches!(o, Outcome::Stored { .. })).count();
-        let failed = outcomes
-            .iter()
-            .filter(|o| matches!(o, Outcome::Failed { error, .. } if !error.starts_with("Refused")))
-            .count();
+    /// Counts what the broker stored and what it failed to store.
+    fn count(&self, topic: &str, stored: usize, failed: usize) {
         let mut counters = lock(&self.counters);
         *counters.produced.entry(topic.to_string()).or_default() += stored as u64;
         counters.failed += failed as u64;

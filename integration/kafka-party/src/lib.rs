@@ -36,7 +36,9 @@
 //!
 //! Records are produced as the proxy's JSON serializer writes them: key and
 //! value are their JSON text (a string key `"acme"` is stored as the six
-//! bytes `"acme"`, quotes included, as the real proxy stores it), JSON null
+//! bytes `"acme"`, quotes included, as the real proxy stores it:
+//! confluentinc/kafka-rest issues 465 and 562; the Strimzi bridge does the
+//! same, strimzi-kafka-bridge pull request 737), JSON null
 //! is Kafka's null. A keyed record goes to Kafka's default partitioner's
 //! partition (murmur2 of the key bytes, [`murmur2`]), so each tenant's
 //! records sit on one partition as with the real proxy; null keys go round

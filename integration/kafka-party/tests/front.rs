@@ -326,3 +326,48 @@ fn a_broker_restarted_between_two_requests_is_found_again() {
     assert_eq!(back.status, 200, "{}", back.text());
     assert!(back.json()["offsets"][0]["error_code"].is_null(), "{}", back.text());
 }
+
+/// A timing, not a judgement: a shared machine is too noisy to fail on.
+#[test]
+fn batches_of_fifty_are_stored_in_order_and_timed() {
+    let Some((broker, front)) = start() else { return };
+    let tenants = ["acme", "globex", "initech"];
+    let started = Instant::now();
+    let batches = 40;
+    for b in 0..batches {
+        let records: Vec<Value> = (0..50).map(|i| event(tenants[i % 3], b * 50 + i as u32)).collect();
+        let response = post(&front, "audit-api-calls", &json!(records));
+        assert_eq!(response.status, 200);
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "{batches} batches of 50 records: {took:?}, {:?} per batch",
+        took / batches
+    );
+    let records = broker.records("audit-api-calls").unwrap();
+    assert_eq!(records.len(), 2_000);
+    // Each tenant's records on one partition, in the order they were sent.
+    for tenant in tenants {
+        let key = format!("\"{tenant}\"");
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| r.key_text().as_deref() == Some(key.as_str()))
+            .collect();
+        let partitions: std::collections::BTreeSet<i32> = mine.iter().map(|r| r.partition).collect();
+        assert_eq!(partitions.len(), 1, "{tenant}");
+        let ids: Vec<u64> = mine
+            .iter()
+            .map(|r| {
+                r.value_json()["event_id"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{tenant}: {ids:?}");
+    }
+}
