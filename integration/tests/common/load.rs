@@ -141,6 +141,17 @@ pub fn ms(d: Duration) -> f64 {
 /// connections, paced to `rate` a second in all (`None`: as fast as they
 /// go); each must get the echo upstream's answer for its own path.
 pub fn drive(envoy: &Envoy, phase: &str, count: usize, threads: usize, rate: Option<u64>) -> Run {
+    drive_paths(envoy, count, threads, rate, &|n| format!("/{phase}/{n}"))
+}
+
+/// As [`drive`], request `n` going to `path(n)`, computed when it is sent.
+pub fn drive_paths(
+    envoy: &Envoy,
+    count: usize,
+    threads: usize,
+    rate: Option<u64>,
+    path: &(dyn Fn(usize) -> String + Sync),
+) -> Run {
     let started = Instant::now();
     // Each thread sends every `threads`-th request, on its own schedule.
     let gap = rate.map(|r| Duration::from_secs_f64(threads as f64 / r as f64));
@@ -161,7 +172,7 @@ pub fn drive(envoy: &Envoy, phase: &str, count: usize, threads: usize, rate: Opt
                                 std::thread::sleep(wait);
                             }
                         }
-                        let path = format!("/{phase}/{n}");
+                        let path = path(n);
                         let sent = Instant::now();
                         let answer = conn.send(&Request::get(&path));
                         part.latencies.push(sent.elapsed());
