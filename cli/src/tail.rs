@@ -357,7 +357,7 @@ async fn tail(options: &Options) -> Result<(), String> {
     let mut widths = Widths::default();
     let mut listed = Instant::now();
     loop {
-        if listed.elapsed() >= RELIST_EVERY {
+        if reader.has_lost() || listed.elapsed() >= RELIST_EVERY {
             reader.refresh().await;
             listed = Instant::now();
         }
@@ -372,8 +372,10 @@ async fn tail(options: &Options) -> Result<(), String> {
             return stop.at_timeout(options.timeout_ms.unwrap_or_default());
         }
         if poll.records.is_empty() {
-            // Some brokers answer an empty fetch at once: do not spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Some brokers answer an empty fetch at once, and one that is
+            // away at once too: do not spin.
+            let pause = if reader.has_lost() { POLL_WAIT_MS } else { 50 };
+            tokio::time::sleep(Duration::from_millis(pause.unsigned_abs().into())).await;
         }
     }
 }

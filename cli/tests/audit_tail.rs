@@ -8,6 +8,7 @@ use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +41,16 @@ impl Drop for Broker {
     }
 }
 
+/// A running tail, killed by PID if the test fails before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -50,15 +61,30 @@ fn free_port() -> u16 {
 
 fn start(tansu: &PathBuf) -> Broker {
     let addr = format!("127.0.0.1:{}", free_port());
+    Broker {
+        child: spawn(tansu, &addr),
+        addr,
+    }
+}
+
+fn spawn(tansu: &PathBuf, addr: &str) -> Child {
     let url = format!("tcp://{addr}");
-    let child = Command::new(tansu)
+    Command::new(tansu)
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
         .args(["--storage-engine", "memory://tansu/"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    Broker { child, addr }
+        .unwrap()
+}
+
+impl Broker {
+    /// Stopped and started again on its port: memory storage, so empty.
+    fn restart(&mut self, tansu: &PathBuf) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn(tansu, &self.addr);
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -69,7 +95,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A client once the broker answers (10 s at most).
-async fn client(addr: &str) -> Client {
+async fn connect(addr: &str) -> Client {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match ClientBuilder::new(vec![addr.to_string()]).build().await {
@@ -217,15 +243,44 @@ fn sorted(mut v: Vec<u32>) -> Vec<u32> {
     v
 }
 
+/// `audit tail` on `addr` (30 s at most) with its output piped.
+fn spawn_tail(addr: &str, args: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["audit", "tail", "--brokers", addr, "--timeout-ms", "30000"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// Events numbered from `first` (acme's), one every 200 ms, until the
+/// tail exits (100 at most).
+fn produce_until_exit(rt: &tokio::runtime::Runtime, client: &Client, tail: &mut Running, t: EventType, first: u32) {
+    for n in first..first + 100 {
+        if tail.0.try_wait().unwrap().is_some() {
+            return;
+        }
+        let e = event(n, t, "acme", vec![decision("jwt", Outcome::Allow, None)]);
+        rt.block_on(produce(
+            client,
+            t.topic(),
+            "acme",
+            vec![serde_json::to_vec(&e).unwrap()],
+        ));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn tail_reads_filters_and_follows_the_audit_topics() {
     let Some(tansu) = tansu() else {
         eprintln!("SKIPPED: no Tansu at {TANSU} (cargo xtask setup) nor {TANSU_UNPACKED}");
         return;
     };
-    let broker = start(&tansu);
+    let mut broker = start(&tansu);
     let rt = runtime();
-    let client = rt.block_on(client(&broker.addr));
+    let client = rt.block_on(connect(&broker.addr));
     rt.block_on(create_topics(&client));
     for e in events() {
         let key = e.tenant.clone().unwrap();
@@ -241,7 +296,8 @@ fn tail_reads_filters_and_follows_the_audit_topics() {
         br#"{"schema_version":2,"tenant":"acme"}"#.to_vec(),
     ];
     rt.block_on(produce(&client, EventType::ApiCall.topic(), "acme", junk));
-    let addr = broker.addr.as_str();
+    let addr = broker.addr.clone();
+    let addr = addr.as_str();
 
     // Every event, once each; the junk, produced last, as warnings.
     let all = tail(addr, &["--from-beginning", "--idle-exit"]);
@@ -291,43 +347,38 @@ fn tail_reads_filters_and_follows_the_audit_topics() {
 
     // Without --from-beginning only what arrives after the start: new
     // events are produced until the tail has printed two.
-    let mut follower = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args([
-            "audit",
-            "tail",
-            "--brokers",
-            addr,
-            "--timeout-ms",
-            "20000",
-            "--max-events",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for n in 10..110 {
-        if follower.try_wait().unwrap().is_some() {
-            break;
-        }
-        let e = event(
-            n,
-            EventType::UserAction,
-            "acme",
-            vec![decision("jwt", Outcome::Allow, None)],
-        );
-        rt.block_on(produce(
-            &client,
-            e.event_type.topic(),
-            "acme",
-            vec![serde_json::to_vec(&e).unwrap()],
-        ));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let followed = paths(&stdout_lines(&follower.wait_with_output().unwrap()));
+    let mut follower = spawn_tail(addr, &["--max-events", "2"]);
+    let out = std::io::BufReader::new(follower.0.stdout.take().unwrap());
+    produce_until_exit(&rt, &client, &mut follower, EventType::UserAction, 10);
+    let followed = paths(&out.lines().map(Result::unwrap).collect::<Vec<_>>());
+    assert!(follower.0.wait().unwrap().success());
     assert_eq!(followed.len(), 2);
     assert!(followed.iter().all(|n| *n >= 10), "old events printed: {followed:?}");
     assert!(followed[0] < followed[1], "{followed:?}");
+
+    // A broker started again under a running tail (memory storage: its
+    // logs are empty, shorter than the tail's offsets) is read from its
+    // start: the first event produced after the restart is printed. The
+    // tail created no topic meanwhile (creating them again succeeds).
+    let api_calls = [
+        "--from-beginning",
+        "--topic",
+        EventType::ApiCall.topic(),
+        "--max-events",
+        "4",
+    ];
+    let mut restarted = spawn_tail(addr, &api_calls);
+    let mut lines = std::io::BufReader::new(restarted.0.stdout.take().unwrap()).lines();
+    let before: Vec<String> = lines.by_ref().take(3).map(Result::unwrap).collect();
+    assert_eq!(sorted(paths(&before)), vec![1, 2, 3]);
+    broker.restart(&tansu);
+    std::thread::sleep(Duration::from_millis(600));
+    let client = rt.block_on(connect(&broker.addr));
+    rt.block_on(create_topics(&client));
+    produce_until_exit(&rt, &client, &mut restarted, EventType::ApiCall, 20);
+    let after: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(restarted.0.wait().unwrap().success());
+    assert_eq!(paths(&after), vec![20]);
 
     // A bound that is reached first is an error naming what arrived.
     let short = Command::new(env!("CARGO_BIN_EXE_tollgate"))
