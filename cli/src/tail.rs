@@ -292,10 +292,6 @@ impl Stop {
         self.max_events.is_some_and(|max| self.printed >= max)
     }
 
-    fn timed_out(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-
     /// At the deadline: an error only when `--max-events` was not reached.
     fn at_timeout(&self, timeout_ms: u64) -> Result<(), String> {
         match self.max_events {
@@ -348,12 +344,24 @@ async fn tail(options: &Options) -> Result<(), String> {
         deadline: options.timeout_ms.map(|ms| started + Duration::from_millis(ms)),
     };
     let connect = kafka::Reader::connect(&options.brokers, &options.topics, options.from_beginning);
-    let mut reader = match stop.deadline {
-        Some(d) => tokio::time::timeout_at(d.into(), connect)
-            .await
-            .map_err(|_| format!("no answer from {} in time", options.brokers.join(",")))??,
-        None => connect.await?,
-    };
+    let bound = Instant::now() + 2 * kafka::CALL_BOUND;
+    let by = stop.deadline.map_or(bound, |d| d.min(bound));
+    let mut reader = tokio::time::timeout_at(by.into(), connect)
+        .await
+        .map_err(|_| format!("no answer from {}", options.brokers.join(",")))??;
+    // At the deadline the loop is dropped wherever it waits: a broker
+    // that hangs cannot hold the tail past --timeout-ms.
+    match stop.deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), follow(&mut reader, options, &mut stop)).await {
+            Ok(done) => done,
+            Err(_) => stop.at_timeout(options.timeout_ms.unwrap_or_default()),
+        },
+        None => follow(&mut reader, options, &mut stop).await,
+    }
+}
+
+/// Polls and prints until `--max-events`, `--idle-exit` or a closed output.
+async fn follow(reader: &mut kafka::Reader, options: &Options, stop: &mut Stop) -> Result<(), String> {
     let mut widths = Widths::default();
     let mut listed = Instant::now();
     loop {
@@ -362,14 +370,11 @@ async fn tail(options: &Options) -> Result<(), String> {
             listed = Instant::now();
         }
         let mut poll = reader.poll(POLL_WAIT_MS).await;
-        if !print_all(&mut poll.records, options, &mut widths, &mut stop) {
+        if !print_all(&mut poll.records, options, &mut widths, stop) {
             return Ok(());
         }
         if options.idle_exit && poll.caught_up && poll.records.is_empty() {
             return Ok(());
-        }
-        if stop.timed_out() {
-            return stop.at_timeout(options.timeout_ms.unwrap_or_default());
         }
         if poll.records.is_empty() {
             // Some brokers answer an empty fetch at once, and one that is

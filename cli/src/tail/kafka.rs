@@ -18,6 +18,9 @@ use rskafka::BackoffConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a call may take beyond the broker's own wait: a broker that
+/// stops answering (paused, or a black hole) must not stall the tail.
+pub const CALL_BOUND: Duration = Duration::from_secs(5);
 /// Bytes one fetch of one partition asks for at most.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 
@@ -87,9 +90,11 @@ impl Reader {
 
     /// Opens topics and partitions created since, and lost ones again.
     pub async fn refresh(&mut self) {
-        match self.add_partitions(false).await {
-            Ok(()) => self.warned = None,
-            Err(e) => self.warn(e),
+        let bound = 2 * CALL_BOUND;
+        match tokio::time::timeout(bound, self.add_partitions(false)).await {
+            Ok(Ok(())) => self.warned = None,
+            Ok(Err(e)) => self.warn(e),
+            Err(_) => self.warn(format!("finding partitions: no answer in {}s", bound.as_secs())),
         }
     }
 
@@ -101,10 +106,9 @@ impl Reader {
     }
 
     async fn add_partitions(&mut self, at_start: bool) -> Result<(), String> {
-        let listed = self
-            .client
-            .list_topics()
+        let listed = tokio::time::timeout(CALL_BOUND, self.client.list_topics())
             .await
+            .map_err(|_| format!("listing topics: no answer in {}s", CALL_BOUND.as_secs()))?
             .map_err(|e| format!("listing topics: {e}"))?;
         let mut missing = Vec::new();
         for topic in self.topics.clone() {
@@ -154,7 +158,11 @@ impl Reader {
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in self.partitions.iter().enumerate() {
             let (client, offset) = (Arc::clone(&p.client), p.offset);
-            set.spawn(async move { (i, client.fetch_records(offset, 1..FETCH_BYTES, max_wait_ms).await) });
+            let limit = CALL_BOUND + Duration::from_millis(max_wait_ms.unsigned_abs().into());
+            set.spawn(async move {
+                let fetch = client.fetch_records(offset, 1..FETCH_BYTES, max_wait_ms);
+                (i, tokio::time::timeout(limit, fetch).await)
+            });
         }
         let mut poll = Poll {
             records: Vec::new(),
@@ -165,12 +173,16 @@ impl Reader {
             let Ok((i, fetched)) = joined else { continue };
             let Some(p) = self.partitions.get_mut(i) else { continue };
             match fetched {
-                Ok((_, high_watermark)) if high_watermark < p.offset => {
+                Err(_) => {
+                    poll.caught_up = false;
+                    failed.push((i, Failure::Silent));
+                }
+                Ok(Ok((_, high_watermark))) if high_watermark < p.offset => {
                     // Kafka answers such a fetch with OffsetOutOfRange, Tansu with nothing.
                     poll.caught_up = false;
                     failed.push((i, Failure::PastTheEnd));
                 }
-                Ok((records, high_watermark)) => {
+                Ok(Ok((records, high_watermark))) => {
                     for r in records {
                         p.offset = p.offset.max(r.offset + 1);
                         poll.records.push(Fetched {
@@ -183,11 +195,11 @@ impl Reader {
                     }
                     poll.caught_up &= p.offset >= high_watermark;
                 }
-                Err(e) if out_of_range(&e) => {
+                Ok(Err(e)) if out_of_range(&e) => {
                     poll.caught_up = false;
                     failed.push((i, Failure::PastTheEnd));
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     poll.caught_up = false;
                     failed.push((i, Failure::Error(e)));
                 }
@@ -206,18 +218,22 @@ impl Reader {
             let Some(p) = self.partitions.get_mut(i) else { continue };
             let name = format!("{}/{}", p.client.topic(), p.client.partition());
             let e = match e {
-                Failure::PastTheEnd => match p.client.get_offset(OffsetAt::Earliest).await {
-                    Ok(earliest) => {
-                        eprintln!(
+                Failure::PastTheEnd => {
+                    match tokio::time::timeout(CALL_BOUND, p.client.get_offset(OffsetAt::Earliest)).await {
+                        Err(_) => format!("no answer in {}s", CALL_BOUND.as_secs()),
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(earliest)) => {
+                            eprintln!(
                             "tollgate: warning: {name}: offset {} is past the partition's end; reading it from its start",
                             p.offset
                         );
-                        p.offset = earliest;
-                        continue;
+                            p.offset = earliest;
+                            continue;
+                        }
                     }
-                    Err(e) => e,
-                },
-                Failure::Error(e) => e,
+                }
+                Failure::Error(e) => e.to_string(),
+                Failure::Silent => format!("no answer in {}s", CALL_BOUND.as_secs()),
             };
             let p = self.partitions.swap_remove(i);
             self.lost.push(Lost {
@@ -235,6 +251,8 @@ enum Failure {
     /// Its log ends before the offset.
     PastTheEnd,
     Error(Error),
+    /// No answer within `CALL_BOUND` (a broker that hangs).
+    Silent,
 }
 
 fn out_of_range(e: &Error) -> bool {
