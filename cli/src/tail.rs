@@ -24,8 +24,6 @@ pub struct Fetched {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// The record's Kafka timestamp (Unix milliseconds): orders one poll's records.
-    pub timestamp_ms: i64,
     pub value: Option<Vec<u8>>,
 }
 
@@ -254,10 +252,35 @@ pub fn line(view: &View, widths: &mut Widths) -> String {
         pad(&dash(&view.tenant), &mut widths.tenant, 24),
         pad(&dash(&view.subject), &mut widths.subject, 32),
         pad(&printable(&view.method), &mut widths.method, 10),
-        pad(&printable(&view.path), &mut widths.path, 60),
+        pad(&printable(dash_empty(&view.path)), &mut widths.path, 60),
         view.status,
         decisions(&view.decisions)
     )
+}
+
+fn dash_empty(text: &str) -> &str {
+    if text.is_empty() {
+        "-"
+    } else {
+        text
+    }
+}
+
+/// One poll's records in the order of their events' times (records that
+/// are not events first, as they came), and the columns widened to every
+/// event printed, so the lines of one poll align with each other.
+pub fn arrange<'r>(records: &'r [Fetched], filter: &Filter, widths: &mut Widths) -> Vec<&'r Fetched> {
+    let view = |r: &Fetched| r.value.as_deref().and_then(|v| decode(v).ok());
+    let mut keyed: Vec<(Option<View>, &Fetched)> = records.iter().map(|r| (view(r), r)).collect();
+    keyed.sort_by(|a, b| {
+        let time = |k: &Option<View>| k.as_ref().map(|v| v.time.clone());
+        time(&a.0).cmp(&time(&b.0))
+    });
+    for v in keyed.iter().filter_map(|(v, _)| v.as_ref()).filter(|v| filter.keeps(v)) {
+        // Formatting widens the columns; the line itself is made later.
+        let _ = line(v, widths);
+    }
+    keyed.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The value, unchanged but for line breaks, which JSON reads only as
@@ -306,10 +329,9 @@ impl Stop {
 
 /// Prints the records of one poll; `Ok(false)` when output must stop
 /// (`--max-events` reached, or standard output closed).
-fn print_all(records: &mut [Fetched], options: &Options, widths: &mut Widths, stop: &mut Stop) -> bool {
-    records.sort_by_key(|r| r.timestamp_ms);
+fn print_all(records: &[Fetched], options: &Options, widths: &mut Widths, stop: &mut Stop) -> bool {
     let mut out = std::io::stdout().lock();
-    for record in records.iter() {
+    for record in arrange(records, &options.filter, widths) {
         match output(record, &options.filter, options.json, widths) {
             Output::Skip => {}
             Output::Warn(w) => eprintln!("tollgate: warning: {w}"),
@@ -369,8 +391,8 @@ async fn follow(reader: &mut kafka::Reader, options: &Options, stop: &mut Stop) 
             reader.refresh().await;
             listed = Instant::now();
         }
-        let mut poll = reader.poll(POLL_WAIT_MS).await;
-        if !print_all(&mut poll.records, options, &mut widths, stop) {
+        let poll = reader.poll(POLL_WAIT_MS).await;
+        if !print_all(&poll.records, options, &mut widths, stop) {
             return Ok(());
         }
         if options.idle_exit && poll.caught_up && poll.records.is_empty() {

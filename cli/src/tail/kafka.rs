@@ -189,7 +189,6 @@ impl Reader {
                             topic: p.client.topic().to_string(),
                             partition: p.client.partition(),
                             offset: r.offset,
-                            timestamp_ms: r.record.timestamp.timestamp_millis(),
                             value: r.record.value,
                         });
                     }

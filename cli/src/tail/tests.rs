@@ -62,7 +62,6 @@ fn record(value: Option<Vec<u8>>) -> Fetched {
         topic: "audit-api-calls".into(),
         partition: 2,
         offset: 7,
-        timestamp_ms: 0,
         value,
     }
 }
@@ -298,4 +297,35 @@ fn parses_brokers_outcomes_and_event_types() {
         assert_eq!(parse_event_type(t.as_str()).unwrap(), t);
     }
     assert!(parse_event_type("api").unwrap_err().contains("api_call"));
+}
+
+#[test]
+fn a_polls_records_go_in_event_time_order_and_align() {
+    let mut late = event(Some("acme"), vec![allow("jwt")]);
+    late.time = "2026-12-07T22:56:51.000000000Z".into();
+    let mut early = event(Some("acme"), vec![allow("jwt")]);
+    early.time = "2026-12-07T22:56:50.000000000Z".into();
+    early.subject = None;
+    late.subject = Some("someone@example.com".into());
+    let records = [
+        record(Some(json(&late))),
+        record(Some(json(&early))),
+        record(Some(b"junk".to_vec())),
+    ];
+    let mut widths = Widths::default();
+    let order = arrange(&records, &Filter::default(), &mut widths);
+    let values: Vec<&[u8]> = order.iter().map(|r| r.value.as_deref().unwrap()).collect();
+    assert_eq!(values, [b"junk".as_slice(), &json(&early), &json(&late)]);
+    // The first line printed already leaves room for the later, wider subject.
+    let first = line(&view(&early), &mut widths);
+    let second = line(&view(&late), &mut widths);
+    assert_eq!(first.find("GET"), second.find("GET"), "{first}\n{second}");
+}
+
+#[test]
+fn an_empty_path_shows_as_a_dash() {
+    let mut e = event(None, vec![deny("request", "path_invalid", None)]);
+    e.path = String::new();
+    let l = line(&view(&e), &mut Widths::default());
+    assert!(l.contains("  GET     -  "), "{l}");
 }
