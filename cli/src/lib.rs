@@ -16,3 +16,4 @@ pub mod package;
 pub mod policy_file;
 pub mod positions;
 pub mod render;
+pub mod tail;

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use tollgate_cli::{diff, envoy, explain, manifests, package, policy_file, render};
+use tollgate_cli::{diff, envoy, explain, manifests, package, policy_file, render, tail};
+use tollgate_core::audit::{EventType, Outcome};
 
 /// Check, render, package and explain a Tollgate policy.
 #[derive(Parser)]
@@ -131,6 +132,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read the audit trail the audit stage sends to Kafka
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the audit topics' events as they arrive: time, tenant, subject, method, path,
+    /// status and each stage's decision, one line each
+    Tail {
+        /// Kafka brokers, HOST:PORT[,HOST:PORT..]
+        #[arg(long, env = "KAFKA_BROKERS", default_value = tail::DEFAULT_BROKERS)]
+        brokers: String,
+        /// A topic to read (repeatable); default: the --event-type's, else the four audit topics
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Only this tenant's events (repeatable)
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Only requests with this outcome: deny (a stage denied), shadow_deny (one would have,
+        /// in shadow mode, and none denied) or allow
+        #[arg(long, value_parser = tail::parse_outcome)]
+        decision: Option<Outcome>,
+        /// Only events of this type: api_call, data_access, admin_operation, user_action
+        #[arg(long, value_parser = tail::parse_event_type)]
+        event_type: Option<EventType>,
+        /// The event JSON values, one a line, as the broker holds them
+        #[arg(long)]
+        json: bool,
+        /// Start at each partition's first record; default: only events that arrive from now on
+        #[arg(long)]
+        from_beginning: bool,
+        /// Exit after printing this many events
+        #[arg(long)]
+        max_events: Option<u64>,
+        /// Exit after this long (exit 1 if --max-events was not reached by then)
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Exit once every partition has been read to its end
+        #[arg(long)]
+        idle_exit: bool,
+    },
 }
 
 fn parse_cluster(text: &str) -> Result<(String, u16), String> {
@@ -235,6 +280,36 @@ fn main() {
             };
             explain::run(&policy, &request, json)
         })(),
+        Command::Audit {
+            command:
+                AuditCommand::Tail {
+                    brokers,
+                    topics,
+                    tenants,
+                    decision,
+                    event_type,
+                    json,
+                    from_beginning,
+                    max_events,
+                    timeout_ms,
+                    idle_exit,
+                },
+        } => tail::parse_brokers(&brokers).and_then(|brokers| {
+            tail::run(&tail::Options {
+                topics: tail::topics(&topics, event_type),
+                brokers,
+                filter: tail::Filter {
+                    tenants,
+                    decision,
+                    event_type,
+                },
+                json,
+                from_beginning,
+                max_events,
+                timeout_ms,
+                idle_exit,
+            })
+        }),
     };
     if let Err(e) = result {
         eprintln!("tollgate: {e}");

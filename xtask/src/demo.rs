@@ -1,14 +1,16 @@
 //! `cargo xtask demo`: Envoy with Tollgate and the example policy on
 //! 127.0.0.1:10000 in front of an echo upstream, plus requests to try; the
-//! audit events go to a local sink that writes them to a file.
+//! audit events go to Kafka (a Tansu broker behind a Kafka REST front),
+//! where `tollgate audit tail` shows them.
 
-use crate::audit_sink::Sink;
-use crate::render::{self, DEMO_ADMIN_PORT, DEMO_BOOTSTRAP, DEMO_PORT, DEMO_SINK_PORT, DEMO_UPSTREAM_PORT};
+mod audit;
+
+use crate::render::{self, DEMO_ADMIN_PORT, DEMO_BOOTSTRAP, DEMO_PORT, DEMO_UPSTREAM_PORT};
 use crate::setup;
 use crate::util::{root, step};
+use audit::Kafka;
 use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, Instant};
 use tollgate_cli::demo::{self, Example, EXAMPLES, TOKENS};
 use tollgate_cli::explain::{explain, Request};
 use tollgate_integration::docker::{self, Container, Network};
@@ -105,31 +107,14 @@ fn upstream_saw(echo: &Value, name: &str, value: &str) -> bool {
     upstream_values(echo, name) == [value]
 }
 
-/// Where the demo's audit sink writes the events it receives.
-const EVENTS_FILE: &str = "target/demo/audit-events.jsonl";
-/// `--check`'s own file: an interactive demo may be writing the other.
-const CHECK_EVENTS_FILE: &str = "target/demo/audit-events.check.jsonl";
-/// How long `--check` waits for the events (the policy flushes every second).
-const EVENTS_WAIT: Duration = Duration::from_secs(15);
-
-/// The sink for the policy's sink cluster, on `host` (the demo's port, or
-/// a free one for `--check`); `None` when the policy calls no sink.
-fn start_sink(policy: &Value, host: &str, check: bool) -> Result<Option<Sink>, String> {
-    if render::sink_cluster(policy).is_none() {
-        return Ok(None);
-    }
-    let (port, file) = if check {
-        (0, CHECK_EVENTS_FILE)
-    } else {
-        (DEMO_SINK_PORT, EVENTS_FILE)
-    };
-    let sink = Sink::start(&format!("{host}:{port}"), &root().join(file))
-        .map_err(|e| format!("{e} (is a demo already running?)"))?;
-    Ok(Some(sink))
-}
-
 /// The bootstrap's sink cluster sent to where the sink listens.
 pub(crate) fn point_sink(bootstrap: &mut Value, policy: &Value, addr: std::net::SocketAddr) -> Result<(), String> {
+    point_sink_to(bootstrap, policy, &addr.ip().to_string(), addr.port())
+}
+
+/// The bootstrap's sink cluster sent to `host:port` (an address, or a name
+/// Envoy resolves).
+fn point_sink_to(bootstrap: &mut Value, policy: &Value, host: &str, port: u16) -> Result<(), String> {
     let Some(name) = render::sink_cluster(policy) else {
         return Ok(());
     };
@@ -141,23 +126,23 @@ pub(crate) fn point_sink(bootstrap: &mut Value, policy: &Value, addr: std::net::
         .iter_mut()
         .find(|c| c["name"] == name.as_str())
         .ok_or_else(|| format!("{DEMO_BOOTSTRAP} has no cluster {name}: run `cargo xtask render`"))?;
+    if host.parse::<std::net::IpAddr>().is_err() {
+        // A container's name on the demo's network (as docker::on_network).
+        cluster["type"] = "STRICT_DNS".into();
+        cluster["dns_lookup_family"] = "V4_ONLY".into();
+    }
     let socket = cluster
         .pointer_mut("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address")
         .ok_or_else(|| format!("cluster {name} has no address"))?;
-    socket["address"] = addr.ip().to_string().into();
-    socket["port_value"] = addr.port().into();
+    socket["address"] = host.into();
+    socket["port_value"] = port.into();
     Ok(())
 }
 
-/// Where to read the events, as the demo prints it.
-fn print_sink(policy: &Value, sink: Option<&Sink>) {
-    match sink {
-        Some(sink) => println!(
-            "audit events: {} (one Kafka REST record a line: topic, key, value), written by the demo's sink on {}; \
-             the filter sends them every second",
-            sink.file().display(),
-            sink.addr()
-        ),
+/// Where the events go, as the demo prints it.
+fn print_sink(policy: &Value, kafka: Option<&Kafka>) {
+    match kafka {
+        Some(kafka) => println!("{}", kafka.describe()),
         None if policy["audit"].is_object() => println!("audit events: in Envoy's log (format log)"),
         None => {}
     }
@@ -179,14 +164,14 @@ pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
     let echo = Echo::start_on(&upstream)
         .map_err(|e| format!("echo upstream on {upstream}: {e} (is a demo already running?)"))?;
     let policy = tollgate_cli::policy_file::load_policy(&root().join(render::POLICY))?;
-    let sink = start_sink(&policy, "127.0.0.1", check)?;
+    let kafka = Kafka::start(&policy, check, None)?;
     let text = std::fs::read_to_string(root().join(DEMO_BOOTSTRAP)).map_err(|e| e.to_string())?;
     let mut bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
     if check {
         use_free_ports(&mut bootstrap, echo.port())?;
-        if let Some(sink) = &sink {
-            point_sink(&mut bootstrap, &policy, sink.addr())?;
-        }
+    }
+    if let Some(kafka) = &kafka {
+        kafka.point_sink(&mut bootstrap, &policy)?;
     }
     let envoy = Envoy::try_start(&bootstrap).map_err(|f| format!("Envoy did not start: {}\n{}", f.reason, f.log))?;
     let admin = if check {
@@ -201,22 +186,22 @@ pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
         echo.addr()
     );
     println!("policy: {}; Envoy log: {}", render::POLICY, envoy.log_path().display());
-    print_sink(&policy, sink.as_ref());
+    print_sink(&policy, kafka.as_ref());
     println!();
     let addr = if check {
         envoy.addr().to_string()
     } else {
         format!("127.0.0.1:{DEMO_PORT}")
     };
-    examples(&addr, check, &policy, sink.as_ref())?;
+    examples(&addr, check, &policy, kafka.as_ref())?;
     if check {
         return Ok(());
     }
     wait_for_ctrl_c()?;
-    println!("\nstopping Envoy (pid {})", envoy.pid());
+    println!("\nstopping Envoy (pid {}) and Kafka", envoy.pid());
     drop(envoy);
     drop(echo);
-    drop(sink);
+    drop(kafka);
     Ok(())
 }
 
@@ -230,15 +215,14 @@ fn run_in_docker(check: bool) -> Result<(), String> {
     let network = Network::create()?;
     let echo = Container::party("echo", &network)?;
     let policy = tollgate_cli::policy_file::load_policy(&root().join(render::POLICY))?;
-    // The sink writes to a file on this machine, so it runs here, on the
-    // host's address on Docker's default bridge, which Envoy's container
-    // reaches through its gateway (as the integration tests' parties do).
-    let sink = start_sink(&policy, &docker::bridge_gateway()?, check)?;
+    // The broker and its front in containers on the demo's network: Envoy
+    // reaches the front by name, the host the broker on 127.0.0.1.
+    let kafka = Kafka::start(&policy, check, Some(&network.name))?;
     let text = std::fs::read_to_string(root().join(DEMO_BOOTSTRAP)).map_err(|e| e.to_string())?;
     let mut bootstrap: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
     docker::on_network(&mut bootstrap, &[("upstream", "echo", docker::PARTY_PORT)])?;
-    if let Some(sink) = &sink {
-        point_sink(&mut bootstrap, &policy, sink.addr())?;
+    if let Some(kafka) = &kafka {
+        kafka.point_sink(&mut bootstrap, &policy)?;
     }
     let ports = (!check).then_some((DEMO_PORT, DEMO_ADMIN_PORT));
     let envoy = Envoy::try_start_on_ports(&bootstrap, &network, ports).map_err(|f| {
@@ -261,28 +245,33 @@ fn run_in_docker(check: bool) -> Result<(), String> {
         network.name,
     );
     println!("policy: {}; Envoy log: docker logs of that container", render::POLICY);
-    print_sink(&policy, sink.as_ref());
+    print_sink(&policy, kafka.as_ref());
     println!();
-    let result = examples(&envoy.addr().to_string(), check, &policy, sink.as_ref());
+    let result = examples(&envoy.addr().to_string(), check, &policy, kafka.as_ref());
     if result.is_err() {
-        println!("--- envoy log ---\n{}\n--- echo log ---\n{}", envoy.log(), echo.logs());
+        let kafka_logs = kafka.as_ref().map(Kafka::logs).unwrap_or_default();
+        println!(
+            "--- envoy log ---\n{}\n--- echo log ---\n{}\n{kafka_logs}",
+            envoy.log(),
+            echo.logs()
+        );
     }
     result?;
     if !check {
         wait_for_ctrl_c()?;
         println!("\nstopping the containers");
     }
-    // Envoy and the echo before their network.
+    // Envoy, the echo and Kafka before their network.
     drop(envoy);
     drop(echo);
+    drop(kafka);
     drop(network);
-    drop(sink);
     Ok(())
 }
 
 /// Prints the tokens and the example requests; with `check`, runs each
 /// printed line and compares, then checks the audit events they gave.
-fn examples(addr: &str, check: bool, policy: &Value, sink: Option<&Sink>) -> Result<(), String> {
+fn examples(addr: &str, check: bool, policy: &Value, kafka: Option<&Kafka>) -> Result<(), String> {
     let tokens = mint_tokens()?;
     println!("# Tokens from the demo IdP keys (tests/fixtures/keys), valid for an hour:");
     for (var, token) in &tokens {
@@ -313,14 +302,15 @@ fn examples(addr: &str, check: bool, policy: &Value, sink: Option<&Sink>) -> Res
         println!();
     }
     println!("counters: curl -s http://127.0.0.1:{DEMO_ADMIN_PORT}/stats | grep tollgate");
-    if let Some(sink) = sink {
-        println!("audit events: tail -f {}", sink.file().display());
+    if let Some(kafka) = kafka {
+        println!("# the audit trail of these requests, from Kafka (tollgate audit tail; `cargo install --path cli` gives `tollgate`):");
+        println!("{}", kafka.tail_command());
     }
     if check {
         let mut checks = EXAMPLES.len();
-        if let Some(sink) = sink {
+        if let Some(kafka) = kafka {
             checks += 1;
-            match check_events(sink, &explained, &tokens) {
+            match audit::check_events(kafka, &explained, &tokens) {
                 Ok(what) => println!("# audit events: {what}; checked: ok"),
                 Err(e) => {
                     failures += 1;
@@ -405,97 +395,6 @@ fn explain_agrees(
         }
     }
     Ok(explained)
-}
-
-/// The sink got one event per request the examples sent, as explain
-/// describes it (topic, event type, route, key), with the example's
-/// method, status and denial: every event explain says is always kept
-/// (denials, admin operations, sample 1.0) within `EVENTS_WAIT`, and no
-/// other but a sampled route's. No token is in any. Says what arrived.
-fn check_events(sink: &Sink, explained: &[(&Example, Value)], tokens: &[(String, String)]) -> Result<String, String> {
-    let always = explained.iter().filter(|(_, e)| e["audit"]["kept"] == "always").count();
-    let deadline = Instant::now() + EVENTS_WAIT;
-    let (lines, matched) = loop {
-        let lines = sink.lines()?;
-        let (matched, unmatched) = match_events(&lines, explained);
-        let missing: Vec<&str> = explained
-            .iter()
-            .zip(&matched)
-            .filter(|((_, e), seen)| e["audit"]["kept"] == "always" && !**seen)
-            .map(|((x, _), _)| x.what)
-            .collect();
-        if let Some(event) = unmatched.first() {
-            return Err(format!("an event no example explains: {event}"));
-        }
-        if missing.is_empty() {
-            break (lines, matched);
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "after {}s, no event for {} example(s) always kept: {}",
-                EVENTS_WAIT.as_secs(),
-                missing.len(),
-                missing.join("; ")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut ids: Vec<&str> = lines.iter().filter_map(|l| l["value"]["event_id"].as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.len() != lines.len() {
-        return Err(format!("{} events but {} distinct event_id", lines.len(), ids.len()));
-    }
-    let text = std::fs::read_to_string(sink.file()).map_err(|e| e.to_string())?;
-    if let Some((var, _)) = tokens.iter().find(|(_, token)| text.contains(token.as_str())) {
-        return Err(format!("the ${var} token is in {}", sink.file().display()));
-    }
-    let sampled = matched.iter().filter(|m| **m).count() - always;
-    Ok(format!(
-        "{} in {} ({always} always kept, {sampled} of {} sampled in), no token in any",
-        lines.len(),
-        sink.file().display(),
-        explained.len() - always
-    ))
-}
-
-/// Which examples have an event (each event taken once), and the events
-/// no example explains.
-fn match_events<'l>(lines: &'l [Value], explained: &[(&Example, Value)]) -> (Vec<bool>, Vec<&'l Value>) {
-    let mut matched = vec![false; explained.len()];
-    let mut unmatched = Vec::new();
-    for line in lines {
-        let found = explained
-            .iter()
-            .zip(matched.iter_mut())
-            .find(|((example, e), seen)| !**seen && event_of(line, example, e));
-        match found {
-            Some((_, seen)) => *seen = true,
-            None => unmatched.push(line),
-        }
-    }
-    (matched, unmatched)
-}
-
-/// A sink line (`{topic, key, value}`) is the event of this example.
-fn event_of(line: &Value, example: &Example, explained: &Value) -> bool {
-    let (event, audit) = (&line["value"], &explained["audit"]);
-    let topic =
-        serde_json::from_value::<tollgate_core::audit::EventType>(audit["event_type"].clone()).map(|t| t.topic());
-    let denied = example.reason.is_none_or(|reason| {
-        event["decisions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|d| d["reason"] == reason)
-    });
-    line["topic"].as_str() == topic.ok()
-        && line["key"] == event["tenant"]
-        && event["event_type"] == audit["event_type"]
-        && event["route"] == audit["route"]
-        && event["method"] == example.method
-        && event["status"] == example.status
-        && denied
 }
 
 /// Every value of a header the echo upstream received.

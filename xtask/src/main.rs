@@ -3,7 +3,6 @@
 // serde_json's `Index` yields `Null` for a missing key; it does not panic.
 #![allow(clippy::indexing_slicing)]
 
-mod audit_sink;
 mod bench;
 mod ci;
 mod claims;

@@ -13,8 +13,9 @@ pub const DEMO_BOOTSTRAP: &str = "envoy-config/envoy-demo.yaml";
 pub const DEMO_PORT: u16 = 10000;
 pub const DEMO_ADMIN_PORT: u16 = 9901;
 pub const DEMO_UPSTREAM_PORT: u16 = 18080;
-/// Where the demo's audit sink listens: the bootstrap gives the policy's
-/// sink cluster this port (`cargo xtask demo` starts the sink there).
+/// Where the demo's audit sink (the Kafka REST front) listens: the
+/// bootstrap gives the policy's sink cluster this port (`cargo xtask demo`
+/// starts the front there).
 pub const DEMO_SINK_PORT: u16 = 18082;
 pub use render::DEFAULT_IMAGE;
 

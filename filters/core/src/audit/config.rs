@@ -54,6 +54,14 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every type, so tools reading the trail name each topic from here.
+    pub const ALL: [EventType; 4] = [
+        EventType::ApiCall,
+        EventType::DataAccess,
+        EventType::AdminOperation,
+        EventType::UserAction,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::ApiCall => "api_call",

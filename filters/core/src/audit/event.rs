@@ -25,7 +25,7 @@ pub const REDACTED: &str = "[REDACTED]";
 pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// A stage's outcome, as events and decision records name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allow,
