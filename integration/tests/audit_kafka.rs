@@ -347,6 +347,7 @@ fn phase_with_outage(rig: &mut Rig, outage: Outage) -> (Run, Duration, Vec<Strin
         path
     };
     let envoy = &rig.envoy;
+    let front = &rig.front;
     let broker = &mut rig.broker;
     let (run, lasted) = std::thread::scope(|scope| {
         let load = scope.spawn(|| drive_paths(envoy, PHASE, THREADS, Some(RATE), &path));
@@ -360,7 +361,7 @@ fn phase_with_outage(rig: &mut Rig, outage: Outage) -> (Run, Duration, Vec<Strin
         epoch.store(1, Ordering::SeqCst);
         std::thread::sleep(OUTAGE);
         match outage {
-            Outage::Stopped => broker.start_again(),
+            Outage::Stopped => restart(front, broker),
             Outage::Paused => broker.resume(),
         }
         .unwrap();
@@ -369,6 +370,18 @@ fn phase_with_outage(rig: &mut Rig, outage: Outage) -> (Run, Duration, Vec<Strin
         (load.join().unwrap(), lasted)
     });
     (run, lasted, late.into_inner().unwrap())
+}
+
+/// Starts the stopped broker again. Memory storage comes back empty, and
+/// until its topics are created again the front would answer 404 40401,
+/// which the sink rightly drops; a real Kafka keeps its topics across a
+/// restart, so the front answers 503 (as the proxy does while it cannot
+/// reach the cluster) until they are there.
+fn restart(front: &Front, broker: &mut Broker) -> Result<(), String> {
+    front.answer(Some(503))?;
+    let started = broker.start_again();
+    front.answer(None)?;
+    started
 }
 
 fn broker_outage(outage: Outage) {
