@@ -4,6 +4,7 @@
 //! the log phase and dispatches the batches lives in `filters/stages`.
 //! The event's fields are documented in `docs/audit-event.schema.json`.
 
+pub mod answer;
 pub mod buffer;
 pub mod config;
 pub mod encode;
@@ -12,9 +13,12 @@ pub mod ids;
 pub mod sample;
 pub mod write;
 
+pub use answer::{
+    batch_failure, kafka_failed_records, otlp_rejected, record_failure, refusal_reason, Failure, Refusals,
+};
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
-pub use encode::{encode, kafka_failed_records, otlp_rejected, Queued, Request};
+pub use encode::{encode, Queued, Request};
 pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::{keep, succeeded};
 pub use write::{event_json, read_tenant_sources, tenant_sources_json};
@@ -44,7 +48,7 @@ pub fn claims_read(policy: &crate::policy::Policy) -> Vec<String> {
 /// The stage's counters (`tollgate.audit.<name>`), in `Counter` order.
 /// `events_dropped.<cause>` becomes `events_dropped` with a `cause` tag
 /// (`DROP_CAUSE_TAG_REGEX`).
-pub const COUNTERS: [&str; 9] = [
+pub const COUNTERS: [&str; 10] = [
     "events_emitted",
     "events_sampled_out",
     "events_sent",
@@ -54,6 +58,7 @@ pub const COUNTERS: [&str; 9] = [
     "batches_sent",
     "batches_failed",
     "events_dropped.rejected",
+    "batches_rejected",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,7 @@ pub enum Counter {
     BatchesSent = 6,
     BatchesFailed = 7,
     DroppedRejected = 8,
+    BatchesRejected = 9,
 }
 
 /// Gauges: events waiting in this worker's buffer, and in calls to the sink.
@@ -81,7 +87,7 @@ pub fn metric_names() -> Vec<String> {
 
 impl Counters {
     /// Each counter's total, in `COUNTERS` order.
-    pub fn totals(&self) -> [u64; 9] {
+    pub fn totals(&self) -> [u64; 10] {
         [
             self.emitted,
             self.sampled_out,
@@ -92,6 +98,7 @@ impl Counters {
             self.batches_sent,
             self.batches_failed,
             self.dropped.rejected,
+            self.batches_rejected,
         ]
     }
 }
