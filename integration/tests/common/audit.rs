@@ -1,5 +1,5 @@
 //! What the audit tests read back: the event JSON Schema
-//! (`docs/audit-event.schema.json`, with the `jsonschema` validator) and
+//! (`schemas/audit-event.schema.json`, with the `jsonschema` validator) and
 //! OTLP bodies (the OpenTelemetry project's protobuf types). Both are
 //! dev-dependencies, so they live here, not in the harness's `sink`.
 
@@ -10,7 +10,7 @@ use tollgate_integration::paths;
 use tollgate_integration::sink::{Record, OTLP_CONTENT_TYPE};
 
 pub fn validator() -> jsonschema::Validator {
-    let path = paths::repo_root().join("docs/audit-event.schema.json");
+    let path = paths::repo_root().join("schemas/audit-event.schema.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let schema: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

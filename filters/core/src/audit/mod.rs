@@ -2,7 +2,7 @@
 //! buffered per worker and sent in batches (Kafka REST, OTLP, JSON lines)
 //! or logged. Decisions only: the stage that reads the request context in
 //! the log phase and dispatches the batches lives in `filters/stages`.
-//! The event's fields are documented in `docs/audit-event.schema.json`.
+//! The event's fields are documented in `schemas/audit-event.schema.json`.
 
 pub mod answer;
 pub mod buffer;

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use serde_json::{json, Value};
 
-const SCHEMA: &str = include_str!("../../../../docs/audit-event.schema.json");
+const SCHEMA: &str = include_str!("../../../../schemas/audit-event.schema.json");
 
 fn validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
