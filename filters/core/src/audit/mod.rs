@@ -2,7 +2,9 @@
 //! buffered per worker and sent in batches (Kafka REST, OTLP, JSON lines)
 //! or logged. Decisions only: the stage that reads the request context in
 //! the log phase and dispatches the batches lives in `filters/stages`.
-//! The event's fields are documented in `schemas/audit-event.schema.json`.
+//! The event's fields are documented in `schemas/audit-event.schema.json`
+//! and, for Avro consumers, `schemas/audit-event.avsc` (held together by
+//! `avro_tests`).
 
 pub mod answer;
 pub mod buffer;
@@ -108,3 +110,6 @@ mod tests;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod native_tests;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod avro_tests;

@@ -24,7 +24,7 @@ fn assert_valid(validator: &jsonschema::Validator, event: &Value) {
 
 /// Events of every shape the tests make: full, bare, refused before any
 /// stage, each event type, both query modes.
-fn every_test_event() -> Vec<Value> {
+pub(super) fn every_test_event() -> Vec<Value> {
     let f = Fixture::leaky();
     let mut events: Vec<Value> = mixed_batch()
         .iter()
