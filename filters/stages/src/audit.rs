@@ -615,7 +615,7 @@ impl AuditStage {
                 let failed = audit::kafka_failed_records(&body);
                 let mut taken = Taken::default();
                 for (i, event) in call.events.into_iter().enumerate() {
-                    match failed.iter().find(|(at, _)| *at == i).map(|(_, f)| *f) {
+                    match failed.get(i).copied().flatten() {
                         None => taken.sent += 1,
                         Some(Failure::Retry) => taken.retry.push(event),
                         Some(Failure::Reject) => taken.rejected += 1,
@@ -630,11 +630,10 @@ impl AuditStage {
                 let body = host.http_call_body(body_size);
                 let rejected = audit::otlp_rejected(&body);
                 let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(total);
+                // Counted, not logged: a collector logs what it rejects.
                 Taken {
                     sent: total - rejected,
                     rejected,
-                    // OTLP's partial success says why in `errorMessage`.
-                    reason: (rejected > 0).then(|| audit::refusal_reason(&call.path, b"", &body)),
                     ..Taken::default()
                 }
             }

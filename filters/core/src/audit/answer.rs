@@ -19,10 +19,13 @@ pub enum Failure {
 /// body, credentials, an unknown topic, too large) and stays wrong, except
 /// 408 and 429, which ask to come back later, as 5xx and no answer do.
 pub fn batch_failure(status: &[u8]) -> Failure {
-    let code = std::str::from_utf8(status).ok().and_then(|s| s.parse::<u16>().ok());
-    match code {
-        Some(code) => by_http_status(i64::from(code)),
-        None => Failure::Retry,
+    // Three digits, read by hand: `str::parse` is code the module need not carry.
+    match status {
+        [a @ b'1'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
+            let digit = |d: &u8| i64::from(d - b'0');
+            by_http_status(digit(a) * 100 + digit(b) * 10 + digit(c))
+        }
+        _ => Failure::Retry,
     }
 }
 
@@ -52,27 +55,19 @@ pub fn record_failure(code: i64) -> Failure {
     }
 }
 
-/// The records of a Kafka REST answer (2xx) that failed, in record order,
-/// with what becomes of each: the indices of its `offsets` with an
-/// `error_code`. The proxy answers 200 for a batch whose records partly
-/// failed (v2 API; the Strimzi bridge too). Empty when the body is not
-/// such an answer.
-pub fn kafka_failed_records(body: &[u8]) -> Vec<(usize, Failure)> {
-    offsets(body)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| record_code(o).map(|code| (i, record_failure(code))))
-        .collect()
-}
-
-fn offsets(body: &[u8]) -> Vec<Value> {
+/// What became of each record of a Kafka REST answer (2xx), in record
+/// order: `None` for one the broker took, else what its `error_code`
+/// says. The proxy answers 200 for a batch whose records partly failed
+/// (v2 API; the Strimzi bridge too). Empty when the body is not such an
+/// answer (every record taken).
+pub fn kafka_failed_records(body: &[u8]) -> Vec<Option<Failure>> {
     let Ok(answer) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
-    match answer.get("offsets") {
-        Some(Value::Array(offsets)) => offsets.clone(),
-        _ => Vec::new(),
-    }
+    let Some(offsets) = answer.get("offsets").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    offsets.iter().map(|o| record_code(o).map(record_failure)).collect()
 }
 
 /// A record's error code; a code that is not an integer (a string some
@@ -99,59 +94,55 @@ pub fn otlp_rejected(body: &[u8]) -> u64 {
     }
 }
 
-/// Characters of a refusal's reason kept for the log: the sink writes the
+/// Bytes of a refusal's reason kept for the log: the sink writes the
 /// body, and the log is not its to fill.
-pub const MAX_REASON_CHARS: usize = 200;
+pub const MAX_REASON_BYTES: usize = 200;
 
 /// Why the sink refused a batch (`status`, empty for a 2xx with refused
 /// records) or records of it, for the log: the POST's path (it names the
 /// topic), the status, and the body's `error_code` and `message` (REST
-/// Proxy, Strimzi), else the first rejected record's `error_code` and
+/// Proxy, Strimzi), else the first failed record's `error_code` and
 /// `error`. Bounded, printable.
 pub fn refusal_reason(path: &str, status: &[u8], body: &[u8]) -> String {
     let answer = serde_json::from_slice::<Value>(body).ok();
-    let detail = answer.as_ref().and_then(|a| error_of(a, "message")).or_else(|| {
-        let offsets = answer.as_ref()?.get("offsets")?.as_array()?;
-        offsets
-            .iter()
-            .find(|o| record_code(o).is_some_and(|c| record_failure(c) == Failure::Reject))
-            .and_then(|o| error_of(o, "error"))
+    let detail = answer.as_ref().and_then(|a| {
+        let rejected = |o: &&Value| record_code(o).is_some_and(|c| record_failure(c) == Failure::Reject);
+        let record = || error_of(a.get("offsets")?.as_array()?.iter().find(rejected)?, "error");
+        error_of(a, "message").or_else(record)
     });
-    let status = String::from_utf8_lossy(status);
-    let mut reason = match (status.is_empty(), detail) {
-        (true, Some(d)) => format!("{path}: a record refused, {d}"),
-        (true, None) => format!("{path}: records refused"),
-        (false, Some(d)) => format!("{path}: {status}, {d}"),
-        (false, None) => format!("{path}: {status}"),
+    let status = match status {
+        [] => "records refused".into(),
+        status => String::from_utf8_lossy(status),
     };
-    bound(&mut reason);
-    reason
+    bound(format!("{path}: {status}{}", detail.unwrap_or_default()))
 }
 
-/// `error_code N: text` from an object's `error_code` and its `field`.
+/// `, error_code N: text` from an object's `error_code` and its `field`
+/// (`Value`'s `Display` is not used: it would bring the module a
+/// serializer of its own).
 fn error_of(object: &Value, field: &str) -> Option<String> {
-    let code = object.get("error_code").filter(|c| !c.is_null());
+    let code = object.get("error_code").and_then(Value::as_i64);
     let text = object.get(field).and_then(Value::as_str);
-    match (code, text) {
-        (None, None) => None,
-        (Some(c), None) => Some(format!("error_code {c}")),
-        (None, Some(t)) => Some(t.to_string()),
-        (Some(c), Some(t)) => Some(format!("error_code {c}: {t}")),
+    if code.is_none() && text.is_none() {
+        return None;
     }
+    let code = code.map(|c| format!("error_code {c}: ")).unwrap_or_default();
+    let detail = format!(", {code}{}", text.unwrap_or_default());
+    Some(detail.trim_end_matches([':', ' ']).to_string())
 }
 
-/// Control characters out (one log line, nothing forged), and cut to
-/// `MAX_REASON_CHARS`.
-fn bound(reason: &mut String) {
-    let mut out: String = reason
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_REASON_CHARS)
-        .collect();
-    if reason.chars().count() > MAX_REASON_CHARS {
-        out.push('…');
+/// Cut to `MAX_REASON_BYTES` (on a character boundary), and control
+/// characters blanked: one log line, nothing forged.
+fn bound(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
     }
-    *reason = out;
+    reason.replace(char::is_control, " ")
 }
 
 /// At most one log line per this long per outbox for refusals: a topic
@@ -192,14 +183,13 @@ impl Refusals {
             return None;
         }
         let since = if self.logged_at.is_some() {
-            " since the last such line"
+            " since the last line"
         } else {
             ""
         };
         self.logged_at = Some(now_nanos);
         let line = format!(
-            "audit: the sink refused {} events for good{since} ({} whole batches), \
-             dropped and not retried (tollgate.audit.events_dropped.rejected); last: {}",
+            "audit: the sink refused {} events{since} ({} whole batches): dropped, not retried; last: {}",
             self.events, self.batches, self.last
         );
         self.batches = 0;
