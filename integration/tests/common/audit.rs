@@ -4,11 +4,11 @@
 //! and OTLP bodies (the OpenTelemetry project's protobuf types). All are
 //! dev-dependencies, so they live here, not in the harness's `sink`.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use serde_json::{Map, Value};
 use tollgate_integration::paths;
 use tollgate_integration::sink::{Record, OTLP_CONTENT_TYPE};
@@ -78,7 +78,9 @@ fn same_json(a: &Value, b: &Value) -> bool {
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
         (Value::Object(x), Value::Object(y)) => {
             let member = |o: &Map<String, Value>, k: &String| o.get(k).cloned().unwrap_or(Value::Null);
-            x.keys().chain(y.keys()).all(|k| same_json(&member(x, k), &member(y, k)))
+            x.keys()
+                .chain(y.keys())
+                .all(|k| same_json(&member(x, k), &member(y, k)))
         }
         _ => a == b,
     }
