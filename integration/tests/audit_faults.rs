@@ -267,6 +267,44 @@ fn host_fault(fault: HostFault) {
     );
 }
 
+/// A sink that refuses for good (a 404: a topic that does not exist, a
+/// path that is wrong): each batch is sent once, its events counted
+/// dropped (`rejected`) and not retried, nothing is left buffered, every
+/// request gets the app's answer, and Envoy's log has one refusal line per
+/// worker at most (one per 30 s), not one per batch.
+#[test]
+fn a_sink_refusing_for_good_gets_each_batch_once_and_is_logged_once() {
+    let _serial = serial();
+    let rig = Rig::start(&policy(SMALL_BUFFER, 10, FLUSH_MS));
+    rig.sink.answer(404);
+    let count = 1000;
+    drive(&rig.envoy, "refused", count, THREADS, Some(RATE)).assert_all_answered("refused");
+    let (counts, _) = wait_counts(&rig.envoy, SETTLE_WITHIN, "every event refused", |c| {
+        c.emitted == count as u64 && c.rejected == c.emitted
+    });
+    let records = rig.sink.records();
+    let events = sink::jsonl_events(&records, SINK_PATH).unwrap();
+    let ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let distinct: HashSet<&str> = ids.iter().copied().collect();
+    let log = rig.envoy.log();
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("audit: the sink refused")).collect();
+    let lines = refusals.len();
+    println!("{}", refusals.first().unwrap_or(&"no refusal line"));
+    let retried = log.lines().filter(|l| l.contains("will be retried")).count();
+    println!(
+        "{} batches refused ({} POSTs received, {} events, {} distinct), {lines} refusal log lines, {counts:?}",
+        counts.batches_rejected,
+        records.len(),
+        ids.len(),
+        distinct.len()
+    );
+    assert_eq!((ids.len(), distinct.len()), (count, count), "each event sent once");
+    assert_eq!(counts.batches_rejected, records.len() as u64);
+    assert_eq!((counts.sent, counts.batches_failed, counts.outstanding()), (0, 0, 0));
+    assert!((1..=WORKERS as usize).contains(&lines), "{lines} refusal lines:\n{log}");
+    assert_eq!(retried, 0, "{log}");
+}
+
 #[test]
 fn a_sink_answering_500_fails_no_request_and_gets_the_buffered_events_back() {
     host_fault(HostFault::Status500);

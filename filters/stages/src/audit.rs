@@ -13,7 +13,9 @@ use log::{info, warn};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use tollgate_core::audit::{self, encode, AuditConfig, Buffer, Decision, Format, Inputs, Queued, RouteAudit};
+use tollgate_core::audit::{
+    self, encode, AuditConfig, Buffer, Decision, Failure, Format, Inputs, Queued, Refusals, RouteAudit,
+};
 use tollgate_core::policy::wire::TenantSource;
 use tollgate_core::policy::{token_headers, token_params, Policy};
 use tollgate_core::ratelimit::key;
@@ -41,6 +43,8 @@ const RANDOM_POOL: usize = 1024;
 /// A POST to the sink in flight, with the events it carries.
 struct InFlight {
     token: u32,
+    /// The POST's path: it names the topic a refusal is about.
+    path: String,
     events: Vec<Queued>,
     /// When it was dispatched (the backoff's attempt it belongs to).
     sent_at: u64,
@@ -53,13 +57,15 @@ pub struct Outbox {
     in_flight: Vec<InFlight>,
     last_flush: u64,
     /// Counter totals already added to the host's counters.
-    reported: [u64; 9],
+    reported: [u64; 10],
     /// This worker's share already added to the two gauges.
     reported_gauges: [u64; 2],
     random: Vec<u8>,
     /// Taken out of the list (`retire`): a request the old pipeline still
     /// runs has its event counted as dropped here, as nothing sends it.
     retired: bool,
+    /// Events the sink refused for good since the last line logged.
+    refusals: Refusals,
 }
 
 impl Outbox {
@@ -68,10 +74,11 @@ impl Outbox {
             buffer: Buffer::new(capacity),
             in_flight: Vec::new(),
             last_flush: 0,
-            reported: [0; 9],
+            reported: [0; 10],
             reported_gauges: [0; 2],
             random: Vec::new(),
             retired: false,
+            refusals: Refusals::default(),
         }
     }
 
@@ -544,6 +551,7 @@ impl AuditStage {
                 match host.dispatch_http_call(&sink.cluster, &headers, Some(&request.body), sink.timeout) {
                     Ok(token) => outbox.in_flight.push(InFlight {
                         token,
+                        path: request.path.clone(),
                         events,
                         sent_at: now,
                         give_up_at: now
@@ -596,24 +604,93 @@ impl AuditStage {
         }
     }
 
-    /// What the sink made of a batch it answered 2xx: (taken, to retry,
-    /// rejected for good). Kafka REST names each failed record under a 200;
-    /// OTLP counts the records it rejected, which must not come again.
-    fn accepted(&self, host: &dyn Host, events: Vec<Queued>, body_size: usize) -> (usize, Vec<Queued>, usize) {
-        let total = events.len();
+    /// What the sink made of a batch it answered 2xx. Kafka REST names
+    /// each failed record under a 200, retriable or not; OTLP counts the
+    /// records it rejected, which must not come again.
+    fn accepted(&self, host: &dyn Host, call: InFlight, body_size: usize) -> Taken {
+        let total = call.events.len();
         match self.config.sink.format {
             Format::KafkaRest => {
-                let failed = audit::kafka_failed_records(&host.http_call_body(body_size));
-                let (refused, taken): (Vec<_>, Vec<_>) =
-                    events.into_iter().enumerate().partition(|(i, _)| failed.contains(i));
-                (taken.len(), refused.into_iter().map(|(_, e)| e).collect(), 0)
+                let body = host.http_call_body(body_size);
+                let failed = audit::kafka_failed_records(&body);
+                let mut taken = Taken::default();
+                for (i, event) in call.events.into_iter().enumerate() {
+                    match failed.get(i).copied().flatten() {
+                        None => taken.sent += 1,
+                        Some(Failure::Retry) => taken.retry.push(event),
+                        Some(Failure::Reject) => taken.rejected += 1,
+                    }
+                }
+                if taken.rejected > 0 {
+                    taken.reason = Some(audit::refusal_reason(&call.path, b"", &body));
+                }
+                taken
             }
             Format::Otlp => {
-                let rejected = audit::otlp_rejected(&host.http_call_body(body_size));
+                let body = host.http_call_body(body_size);
+                let rejected = audit::otlp_rejected(&body);
                 let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(total);
-                (total - rejected, Vec::new(), rejected)
+                // Counted, not logged: a collector logs what it rejects.
+                Taken {
+                    sent: total - rejected,
+                    rejected,
+                    ..Taken::default()
+                }
             }
-            Format::Jsonl | Format::Log => (total, Vec::new(), 0),
+            Format::Jsonl | Format::Log => Taken {
+                sent: total,
+                ..Taken::default()
+            },
+        }
+    }
+
+    /// A batch answered 2xx: its events taken, retried or dropped.
+    fn on_accepted(&self, host: &dyn Host, call: InFlight, body_size: usize) {
+        let sent_at = call.sent_at;
+        let taken = self.accepted(host, call, body_size);
+        let mut outbox = self.outbox.borrow_mut();
+        outbox.buffer.sent(taken.sent);
+        outbox.buffer.rejected(taken.rejected);
+        if let Some(reason) = taken.reason {
+            outbox.refusals.add(taken.rejected as u64, false, reason);
+        }
+        if !taken.retry.is_empty() {
+            warn!(
+                "audit: the sink refused {} records of a batch; they will be retried",
+                taken.retry.len()
+            );
+            outbox.buffer.requeue_failed(taken.retry, host.now_nanos(), sent_at);
+        }
+    }
+
+    /// A batch answered otherwise, or not at all: retried, unless the
+    /// answer is one retrying cannot change (4xx but 408 and 429), then
+    /// dropped, counted, and summed into the next refusal line.
+    fn on_failed(&self, host: &dyn Host, call: InFlight, status: &[u8], body_size: usize) {
+        let mut outbox = self.outbox.borrow_mut();
+        let n = call.events.len();
+        if audit::batch_failure(status) == Failure::Reject {
+            let reason = audit::refusal_reason(&call.path, status, &host.http_call_body(body_size));
+            outbox.buffer.batch_rejected(n);
+            outbox.refusals.add(n as u64, true, reason);
+            return;
+        }
+        let shown = if status.is_empty() {
+            "no answer".into()
+        } else {
+            String::from_utf8_lossy(status)
+        };
+        warn!("audit: the sink answered {shown} to a batch of {n}; it will be retried");
+        outbox
+            .buffer
+            .requeue_failed(call.events, host.now_nanos(), call.sent_at);
+    }
+
+    /// The refusal line, when one is due (at most one per interval).
+    fn log_refusals(&self, host: &dyn Host) {
+        let line = self.outbox.borrow_mut().refusals.due(host.now_nanos());
+        if let Some(line) = line {
+            warn!("{line}");
         }
     }
 
@@ -635,6 +712,15 @@ fn grpc_status(cx: &RequestContext, number: &dyn Fn(&[&str]) -> Option<u64>) -> 
         return None;
     }
     Some(number(&["response", "grpc_status"]).unwrap_or(0))
+}
+
+/// What became of a batch the sink answered 2xx.
+#[derive(Default)]
+struct Taken {
+    sent: usize,
+    retry: Vec<Queued>,
+    rejected: usize,
+    reason: Option<String>,
 }
 
 #[derive(Default)]
@@ -677,6 +763,7 @@ impl Stage for AuditStage {
 
     fn on_tick(&self, host: &dyn Host) -> Vec<u32> {
         self.flush(host);
+        self.log_refusals(host);
         self.sync_metrics(host);
         Vec::new()
     }
@@ -691,34 +778,12 @@ impl Stage for AuditStage {
         };
         let status = host.http_call_status();
         let ok = status.len() == 3 && status.first() == Some(&b'2');
-        {
-            let mut outbox = self.outbox.borrow_mut();
-            if ok {
-                let (sent, refused, rejected) = self.accepted(host, call.events, body_size);
-                outbox.buffer.sent(sent);
-                outbox.buffer.rejected(rejected);
-                if !refused.is_empty() {
-                    warn!(
-                        "audit: the sink refused {} records of a batch; they will be retried",
-                        refused.len()
-                    );
-                    outbox.buffer.requeue_failed(refused, host.now_nanos(), call.sent_at);
-                }
-            } else {
-                let shown = if status.is_empty() {
-                    "no answer".into()
-                } else {
-                    String::from_utf8_lossy(&status)
-                };
-                warn!(
-                    "audit: the sink answered {shown} to a batch of {}; it will be retried",
-                    call.events.len()
-                );
-                outbox
-                    .buffer
-                    .requeue_failed(call.events, host.now_nanos(), call.sent_at);
-            }
+        if ok {
+            self.on_accepted(host, call, body_size);
+        } else {
+            self.on_failed(host, call, &status, body_size);
         }
+        self.log_refusals(host);
         // The next batch goes at once: a busy worker is not held to the tick.
         self.flush(host);
         self.sync_metrics(host);

@@ -727,34 +727,178 @@ fn an_event_carries_the_methods_the_application_may_act_on() {
     assert_eq!(events[1]["method_overrides"], json!([]));
 }
 
+/// Ticks the root `ms` later and answers each new call with `status` and
+/// `body`; the calls' paths and the event ids each carried.
+fn answer_calls(host: &FakeHost, root: &PipelineRoot, ms: u64, status: &str, body: &str) -> Vec<(String, Vec<String>)> {
+    host.now_ms.set(host.now_ms.get() + ms);
+    let before = host.calls.borrow().len();
+    root.pipeline().unwrap().on_tick(host);
+    let calls: Vec<(u32, String, String)> = host.calls.borrow()[before..].to_vec();
+    let mut out = Vec::new();
+    for (token, _, path) in calls {
+        let sent: Value = serde_json::from_str(&body_of(host, token)).unwrap();
+        let ids = sent["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"]["event_id"].as_str().unwrap().to_string())
+            .collect();
+        *host.call_answer.borrow_mut() = (status.as_bytes().to_vec(), body.as_bytes().to_vec());
+        root.pipeline().unwrap().on_http_call_response(host, token, body.len());
+        out.push((path, ids));
+    }
+    out
+}
+
+fn kafka_rest_root(host: &FakeHost) -> PipelineRoot {
+    let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "kafka-rest"}}));
+    configured(host, crate::fused, &policy(audit))
+}
+
 /// Attack: Kafka REST Proxy v2 (and the Strimzi bridge) answer 200 for a
 /// batch whose records partly failed, with an `error_code` on each failed
-/// record's offset (a record over the broker's `max.message.bytes`, a
-/// partition without a leader). Those events were counted as sent and
-/// lost: no retry, no drop counted.
+/// record's offset (a partition without a leader, a record over the
+/// broker's `max.message.bytes`). Those events were counted as sent and
+/// lost; then every one of them was retried, the ones no retry can help
+/// (`error_code` 1: non-retriable) for ever. Now exactly the retriable
+/// ones come again, and the others are dropped, counted `rejected`.
 #[test]
-fn kafka_rest_records_the_proxy_refused_are_retried() {
+fn kafka_rest_retries_exactly_the_records_the_proxy_may_take_later() {
     let host = FakeHost::default();
-    let audit = jsonl(json!({"sink": {"cluster": "sink", "format": "kafka-rest"}}));
-    let root = configured(&host, crate::fused, &policy(audit));
-    for id in 1..=3 {
+    let root = kafka_rest_root(&host);
+    for id in 1..=4 {
         acme_at(&host, &root, id);
     }
-    let answer = r#"{"offsets":[{"partition":0,"offset":7},{"partition":0,"offset":null,"error_code":1,"error":"RecordTooLargeException"},{"partition":0,"offset":8,"error_code":null}]}"#;
-    host.now_ms.set(host.now_ms.get() + 100);
-    root.pipeline().unwrap().on_tick(&host);
-    let token = host.calls.borrow()[0].0;
-    *host.call_answer.borrow_mut() = (b"200".to_vec(), answer.as_bytes().to_vec());
-    root.pipeline()
-        .unwrap()
-        .on_http_call_response(&host, token, answer.len());
+    let answer = r#"{"offsets":[{"partition":0,"offset":7},
+        {"partition":null,"offset":null,"error_code":2,"error":"NotLeaderOrFollowerException"},
+        {"partition":null,"offset":null,"error_code":1,"error":"RecordTooLargeException"},
+        {"partition":0,"offset":8,"error_code":null}]}"#;
+    let first = answer_calls(&host, &root, 100, "200", answer);
+    assert_eq!(first.len(), 1);
+    let ids = &first[0].1;
     assert_eq!(host.counter("tollgate.audit.events_sent"), 2);
+    assert_eq!(host.counter("tollgate.audit.events_dropped.rejected"), 1);
     assert_eq!(
         host.gauge("tollgate.audit.buffer_depth"),
         Some(1),
-        "the refused record waits for a retry"
+        "the retriable record waits"
     );
     assert_eq!(host.counter("tollgate.audit.batches_failed"), 1);
+    assert!(answer_calls(&host, &root, 100, "200", "{}").is_empty(), "backing off");
+    let again = answer_calls(&host, &root, 200, "200", r#"{"offsets":[{"partition":0,"offset":9}]}"#);
+    assert_eq!(again, [("/topics/audit-data-access".to_string(), vec![ids[1].clone()])]);
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 3);
+    let emitted = host.counter("tollgate.audit.events_emitted");
+    let accounted = host.counter("tollgate.audit.events_sent") + host.counter("tollgate.audit.events_dropped.rejected");
+    assert_eq!((emitted, accounted), (4, 4));
+}
+
+/// The Strimzi bridge's per-record codes are HTTP statuses: 404 when the
+/// topic is not in the metadata (dropped), 500 for the rest (retried).
+#[test]
+fn kafka_rest_reads_the_strimzi_bridges_record_codes() {
+    let host = FakeHost::default();
+    let root = kafka_rest_root(&host);
+    for id in 1..=2 {
+        acme_at(&host, &root, id);
+    }
+    let answer = r#"{"offsets":[{"error_code":404,"message":"Topic not present in metadata"},
+        {"error_code":500,"message":"Expiring 1 record(s)"}]}"#;
+    answer_calls(&host, &root, 100, "200", answer);
+    assert_eq!(host.counter("tollgate.audit.events_dropped.rejected"), 1);
+    assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(1));
+}
+
+/// Attack: a topic that does not exist (or credentials the proxy refuses)
+/// answers 404 `40401` to every batch. Each went back to the buffer and was
+/// retried for ever, filling it (and so dropping the other topics' events
+/// as `buffer_full`), with a warning per answer. Now such a batch is
+/// dropped and counted at once, and the next batch goes without a backoff.
+#[test]
+fn kafka_rest_batches_refused_for_good_are_dropped_and_counted() {
+    let host = FakeHost::default();
+    let root = kafka_rest_root(&host);
+    let unknown = r#"{"error_code":40401,"message":"Topic audit-data-access not found."}"#;
+    for (round, status) in ["404", "400", "401", "403", "413", "415", "422"]
+        .into_iter()
+        .enumerate()
+    {
+        let round = round as u32;
+        for id in 1..=3 {
+            acme_at(&host, &root, round * 10 + id);
+        }
+        // `exchange` sets the clock back to NOW: each round a flush later.
+        let calls = answer_calls(&host, &root, 100 * u64::from(round + 1), status, unknown);
+        assert_eq!(calls.len(), 1, "{status}: no backoff after a refusal");
+        let n = u64::from(round + 1);
+        assert_eq!(
+            host.counter("tollgate.audit.events_dropped.rejected"),
+            3 * n,
+            "{status}"
+        );
+        assert_eq!(host.counter("tollgate.audit.batches_rejected"), n, "{status}");
+        assert_eq!(
+            host.gauge("tollgate.audit.buffer_depth"),
+            Some(0),
+            "{status}: not retried"
+        );
+    }
+    assert_eq!(host.counter("tollgate.audit.batches_failed"), 0);
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 0);
+}
+
+/// 5xx, 408, 429 and no answer at all (a timeout, a reset) are retried
+/// with backoff, within the buffer's bound: none is dropped.
+#[test]
+fn kafka_rest_batches_the_proxy_may_take_later_are_retried_with_backoff() {
+    // A thread each: outboxes are per thread (a worker's VM).
+    let one = |status: &'static str| std::thread::spawn(move || retried_with_backoff(status));
+    for status in ["500", "502", "503", "504", "408", "429", ""] {
+        one(status).join().unwrap();
+    }
+}
+
+fn retried_with_backoff(status: &str) {
+    let host = FakeHost::default();
+    let root = kafka_rest_root(&host);
+    for id in 1..=3 {
+        acme_at(&host, &root, id);
+    }
+    let body = r#"{"error_code":50302,"message":"Broker not available"}"#;
+    let sent = answer_calls(&host, &root, 100, status, body);
+    assert_eq!(host.counter("tollgate.audit.batches_failed"), 1, "{status:?}");
+    assert_eq!(host.gauge("tollgate.audit.buffer_depth"), Some(3), "{status:?}");
+    assert!(
+        answer_calls(&host, &root, 100, "200", "{}").is_empty(),
+        "{status:?}: backing off"
+    );
+    let again = answer_calls(&host, &root, 200, "200", "{}");
+    assert_eq!(again, sent, "{status:?}: the same events, oldest first");
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 3, "{status:?}");
+    assert_eq!(host.counter("tollgate.audit.events_dropped.rejected"), 0);
+}
+
+/// A sink that never answers: the call is given up after its timeout
+/// (and some slack), its events back in the buffer, retried.
+#[test]
+fn a_call_never_answered_is_given_up_and_its_events_retried() {
+    let host = FakeHost::default();
+    let root = kafka_rest_root(&host);
+    for id in 1..=2 {
+        acme_at(&host, &root, id);
+    }
+    host.now_ms.set(host.now_ms.get() + 100);
+    root.pipeline().unwrap().on_tick(&host);
+    assert_eq!(host.calls.borrow().len(), 1);
+    assert_eq!(host.gauge("tollgate.audit.in_flight_events"), Some(2));
+    // Timeout 1 s and 5 s of slack later: given up.
+    host.now_ms.set(host.now_ms.get() + 6_001);
+    root.pipeline().unwrap().on_tick(&host);
+    assert_eq!(host.counter("tollgate.audit.batches_failed"), 1);
+    assert_eq!(host.gauge("tollgate.audit.in_flight_events"), Some(0));
+    let again = answer_calls(&host, &root, 300, "200", "{}");
+    assert_eq!(again.iter().map(|(_, ids)| ids.len()).sum::<usize>(), 2);
+    assert_eq!(host.counter("tollgate.audit.events_sent"), 2);
 }
 
 /// Attack: an OTLP collector answers 200 with `partialSuccess` when it

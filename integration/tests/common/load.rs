@@ -44,6 +44,7 @@ pub struct Counts {
     pub rejected: u64,
     pub batches_sent: u64,
     pub batches_failed: u64,
+    pub batches_rejected: u64,
 }
 
 impl Counts {
@@ -64,6 +65,7 @@ impl Counts {
             rejected: get("events_dropped.rejected"),
             batches_sent: get("batches_sent"),
             batches_failed: get("batches_failed"),
+            batches_rejected: get("batches_rejected"),
         }
     }
 

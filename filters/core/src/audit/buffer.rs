@@ -28,8 +28,9 @@ pub enum DropCause {
     RetryOverflow,
     /// The buffer shrank (a policy reload with a smaller `buffer_events`).
     Resized,
-    /// The sink took the batch but rejected these, not to be retried
-    /// (OTLP's partial success).
+    /// The sink refused them for good, not to be retried: a whole batch
+    /// answered 4xx (not 408 or 429), records a Kafka REST answer marks
+    /// non-retriable, OTLP's partial success.
     Rejected,
 }
 
@@ -68,7 +69,10 @@ pub struct Counters {
     /// Events the sink accepted.
     pub sent: u64,
     pub dropped: Dropped,
+    /// Batches that failed and came back to be retried.
     pub batches_failed: u64,
+    /// Batches the sink refused for good (4xx): their events dropped.
+    pub batches_rejected: u64,
 }
 
 /// Bytes of event JSON a worker's buffer holds at most, whatever
@@ -182,6 +186,14 @@ impl Buffer {
     /// dropped, counted.
     pub fn rejected(&mut self, n: usize) {
         self.counters.dropped.count(DropCause::Rejected, n as u64);
+    }
+
+    /// The sink refused a whole batch of `n` events for good: dropped,
+    /// counted. The backoff stays as it was: the sink answered, and the
+    /// next batch (another topic, maybe) may well go through.
+    pub fn batch_rejected(&mut self, n: usize) {
+        self.counters.batches_rejected += 1;
+        self.rejected(n);
     }
 
     /// A batch sent at `sent_nanos` failed: back at the front, oldest

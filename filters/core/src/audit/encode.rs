@@ -137,41 +137,6 @@ pub fn kafka_rest(base: &str, event_type: EventType, batch: &[Queued]) -> Reques
     }
 }
 
-/// The records of a Kafka REST answer (2xx) that failed: the indices of
-/// its `offsets` with an `error_code`, in record order. The proxy answers
-/// 200 for a batch whose records partly failed (v2 API; the Strimzi bridge
-/// too). None when the body is not such an answer.
-pub fn kafka_failed_records(body: &[u8]) -> Vec<usize> {
-    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let Some(offsets) = answer.get("offsets").and_then(serde_json::Value::as_array) else {
-        return Vec::new();
-    };
-    let failed = |o: &serde_json::Value| o.get("error_code").is_some_and(|c| !c.is_null());
-    offsets
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| failed(o))
-        .map(|(i, _)| i)
-        .collect()
-}
-
-/// How many log records an OTLP answer (2xx) says the collector rejected
-/// (`partialSuccess.rejectedLogRecords`, a string or a number); they must
-/// not be sent again.
-pub fn otlp_rejected(body: &[u8]) -> u64 {
-    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return 0;
-    };
-    let rejected = answer.get("partialSuccess").and_then(|p| p.get("rejectedLogRecords"));
-    match rejected {
-        Some(serde_json::Value::String(n)) => n.parse().unwrap_or(0),
-        Some(n) => n.as_u64().unwrap_or(0),
-        None => 0,
-    }
-}
-
 // OTLP/HTTP JSON (the protobuf JSON mapping with OTLP's exceptions):
 // lowerCamelCase names, 64-bit integers as strings, trace ids as hex.
 

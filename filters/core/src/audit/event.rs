@@ -110,7 +110,7 @@ pub struct TenantSeen {
     pub value: String,
 }
 
-/// The event as serialized (`docs/audit-event.schema.json`).
+/// The event as serialized (`schemas/audit-event.schema.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub schema_version: u32,

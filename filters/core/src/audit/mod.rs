@@ -2,8 +2,11 @@
 //! buffered per worker and sent in batches (Kafka REST, OTLP, JSON lines)
 //! or logged. Decisions only: the stage that reads the request context in
 //! the log phase and dispatches the batches lives in `filters/stages`.
-//! The event's fields are documented in `docs/audit-event.schema.json`.
+//! The event's fields are documented in `schemas/audit-event.schema.json`
+//! and, for Avro consumers, `schemas/audit-event.avsc` (held together by
+//! `avro_tests`).
 
+pub mod answer;
 pub mod buffer;
 pub mod config;
 pub mod encode;
@@ -12,9 +15,12 @@ pub mod ids;
 pub mod sample;
 pub mod write;
 
+pub use answer::{
+    batch_failure, kafka_failed_records, otlp_rejected, record_failure, refusal_reason, Failure, Refusals,
+};
 pub use buffer::{next_attempt_at, Buffer, Counters, DropCause, Dropped};
 pub use config::{AuditConfig, AuditDoc, EventType, Format, QueryMode, RouteAudit, RouteAuditDoc, Sink, SinkDoc};
-pub use encode::{encode, kafka_failed_records, otlp_rejected, Queued, Request};
+pub use encode::{encode, Queued, Request};
 pub use event::{build, Decision, Event, Inputs, Outcome, TenantSeen, SCHEMA_VERSION};
 pub use sample::{keep, succeeded};
 pub use write::{event_json, read_tenant_sources, tenant_sources_json};
@@ -44,7 +50,7 @@ pub fn claims_read(policy: &crate::policy::Policy) -> Vec<String> {
 /// The stage's counters (`tollgate.audit.<name>`), in `Counter` order.
 /// `events_dropped.<cause>` becomes `events_dropped` with a `cause` tag
 /// (`DROP_CAUSE_TAG_REGEX`).
-pub const COUNTERS: [&str; 9] = [
+pub const COUNTERS: [&str; 10] = [
     "events_emitted",
     "events_sampled_out",
     "events_sent",
@@ -54,6 +60,7 @@ pub const COUNTERS: [&str; 9] = [
     "batches_sent",
     "batches_failed",
     "events_dropped.rejected",
+    "batches_rejected",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +74,7 @@ pub enum Counter {
     BatchesSent = 6,
     BatchesFailed = 7,
     DroppedRejected = 8,
+    BatchesRejected = 9,
 }
 
 /// Gauges: events waiting in this worker's buffer, and in calls to the sink.
@@ -81,7 +89,7 @@ pub fn metric_names() -> Vec<String> {
 
 impl Counters {
     /// Each counter's total, in `COUNTERS` order.
-    pub fn totals(&self) -> [u64; 9] {
+    pub fn totals(&self) -> [u64; 10] {
         [
             self.emitted,
             self.sampled_out,
@@ -92,6 +100,7 @@ impl Counters {
             self.batches_sent,
             self.batches_failed,
             self.dropped.rejected,
+            self.batches_rejected,
         ]
     }
 }
@@ -101,3 +110,6 @@ mod tests;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod native_tests;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod avro_tests;

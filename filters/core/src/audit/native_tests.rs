@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use serde_json::{json, Value};
 
-const SCHEMA: &str = include_str!("../../../../docs/audit-event.schema.json");
+const SCHEMA: &str = include_str!("../../../../schemas/audit-event.schema.json");
 
 fn validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
@@ -24,7 +24,7 @@ fn assert_valid(validator: &jsonschema::Validator, event: &Value) {
 
 /// Events of every shape the tests make: full, bare, refused before any
 /// stage, each event type, both query modes.
-fn every_test_event() -> Vec<Value> {
+pub(super) fn every_test_event() -> Vec<Value> {
     let f = Fixture::leaky();
     let mut events: Vec<Value> = mixed_batch()
         .iter()

@@ -981,17 +981,123 @@ fn captured_headers_and_request_ids_are_bounded() {
 }
 
 #[test]
-fn kafka_answers_name_the_records_that_failed() {
+fn kafka_answers_name_the_records_that_failed_and_what_becomes_of_them() {
+    use Failure::{Reject, Retry};
     let confluent = br#"{"key_schema_id":null,"value_schema_id":null,"offsets":[
         {"partition":2,"offset":100,"error_code":null,"error":null},
         {"partition":null,"offset":null,"error_code":2,"error":"NotLeaderForPartition"},
-        {"partition":1,"offset":101}]}"#;
-    assert_eq!(kafka_failed_records(confluent), [1]);
-    let strimzi = br#"{"offsets":[{"error_code":500,"message":"too large"},{"partition":0,"offset":3}]}"#;
-    assert_eq!(kafka_failed_records(strimzi), [0]);
+        {"partition":1,"offset":101},
+        {"partition":null,"offset":null,"error_code":1,"error":"RecordTooLargeException"}]}"#;
+    assert_eq!(kafka_failed_records(confluent), [None, Some(Retry), None, Some(Reject)]);
+    let strimzi = br#"{"offsets":[{"error_code":500,"message":"timeout"},{"partition":0,"offset":3},
+        {"error_code":404,"message":"Topic audit-x not present in metadata"}]}"#;
+    assert_eq!(kafka_failed_records(strimzi), [Some(Retry), None, Some(Reject)]);
+    let odd = br#"{"offsets":[{"error_code":"x"},{"error_code":7}]}"#;
+    assert_eq!(
+        kafka_failed_records(odd),
+        [Some(Retry), Some(Retry)],
+        "unknown codes are retried"
+    );
     for body in [&b""[..], b"not json", b"{}", b"[]", br#"{"offsets":7}"#] {
         assert!(kafka_failed_records(body).is_empty());
     }
+}
+
+#[test]
+fn record_error_codes_of_each_proxy_are_read_as_they_mean() {
+    use Failure::{Reject, Retry};
+    // REST Proxy v2 as documented; its later five-digit codes; Strimzi's
+    // HTTP statuses; anything else is retried.
+    let cases = [
+        (1, Reject),
+        (2, Retry),
+        (40101, Reject),
+        (40301, Reject),
+        (40401, Reject),
+        (42901, Retry),
+        (50002, Reject),
+        (50003, Retry),
+        (50302, Retry),
+        (400, Reject),
+        (404, Reject),
+        (408, Retry),
+        (429, Retry),
+        (500, Retry),
+        (503, Retry),
+        (0, Retry),
+        (-1, Retry),
+        (3, Retry),
+        (99_999, Retry),
+    ];
+    for (code, failure) in cases {
+        assert_eq!(record_failure(code), failure, "error_code {code}");
+    }
+}
+
+#[test]
+fn whole_batch_answers_that_retrying_cannot_fix_are_rejected() {
+    use Failure::{Reject, Retry};
+    for status in ["400", "401", "403", "404", "405", "409", "413", "415", "422", "499"] {
+        assert_eq!(batch_failure(status.as_bytes()), Reject, "{status}");
+    }
+    for status in ["408", "429", "500", "502", "503", "504", "", "abc", "3xx", "302", "100"] {
+        assert_eq!(batch_failure(status.as_bytes()), Retry, "{status:?}");
+    }
+}
+
+#[test]
+fn a_refusals_reason_names_the_topic_the_status_and_the_proxys_words() {
+    let path = "/topics/audit-data-access";
+    let unknown = br#"{"error_code":40401,"message":"Topic audit-data-access not found."}"#;
+    assert_eq!(
+        refusal_reason(path, b"404", unknown),
+        "/topics/audit-data-access: 404, error_code 40401: Topic audit-data-access not found."
+    );
+    assert_eq!(refusal_reason(path, b"401", b""), "/topics/audit-data-access: 401");
+    let records = br#"{"offsets":[{"error_code":2,"error":"later"},{"error_code":1,"error":"RecordTooLarge"}]}"#;
+    assert_eq!(
+        refusal_reason(path, b"", records),
+        "/topics/audit-data-access: records refused, error_code 1: RecordTooLarge"
+    );
+    // A body that tries to forge log lines, or to fill the log.
+    let long = format!(
+        r#"{{"error_code":400,"message":"bad\nFAKE LINE {}"}}"#,
+        "x".repeat(5000)
+    );
+    let reason = refusal_reason(path, b"400", long.as_bytes());
+    assert!(!reason.contains('\n'), "{reason}");
+    assert_eq!(reason.len(), answer::MAX_REASON_BYTES + '…'.len_utf8());
+    assert!(reason.ends_with('…'));
+}
+
+#[test]
+fn refusals_are_logged_at_most_once_per_interval_with_what_came_between() {
+    let interval = answer::REFUSAL_LOG_INTERVAL_NANOS;
+    let mut refusals = Refusals::default();
+    assert_eq!(refusals.due(0), None, "nothing refused, nothing to say");
+    refusals.add(100, true, "/topics/t: 404".into());
+    let first = refusals.due(5).unwrap();
+    assert!(first.contains("refused 100 events (1 whole batches)"), "{first}");
+    assert!(first.ends_with("last: /topics/t: 404"), "{first}");
+    // 100 batches a second for the next 29.9 s: no line.
+    let mut t = 5;
+    for n in 0..2990u64 {
+        t = 5 + n * 10_000_000;
+        refusals.add(100, true, "/topics/t: 404".into());
+        assert_eq!(refusals.due(t), None, "at {t}");
+    }
+    refusals.add(3, false, "/topics/u: a record refused, error_code 1".into());
+    assert_eq!(refusals.due(t + 1), None);
+    let second = refusals.due(5 + interval).unwrap();
+    assert!(
+        second.contains("refused 299003 events since the last line (2990 whole batches)"),
+        "{second}"
+    );
+    assert!(
+        second.ends_with("last: /topics/u: a record refused, error_code 1"),
+        "{second}"
+    );
+    assert_eq!(refusals.due(5 + 3 * interval), None, "counts start again");
 }
 
 #[test]
