@@ -417,7 +417,7 @@ fn broker_outage(outage: Outage) {
     println!(
         "\naudit to Kafka, the broker {outage:?} for {:.1} s mid-traffic: p99 {:.2} ms without, {:.2} ms with \
          (bound {:.2} ms)\n  without: {}\n  with:    {}\n  emitted {}, sent {}, dropped {}, batches failed {}; \
-         the broker holds {} records: {} events, {} duplicated; all sent {:.1} s after it was back",
+         delivered: {} events in {} records ({} duplicates); all sent {:.1} s after it was back",
         lasted.as_secs_f64(),
         ms(ok.p99()),
         ms(faulty.p99()),
@@ -428,8 +428,8 @@ fn broker_outage(outage: Outage) {
         after.sent,
         after.dropped(),
         after.batches_failed - before.batches_failed,
-        records.len(),
         ids.len(),
+        records.len(),
         duplicated,
         recovered.as_secs_f64(),
     );
