@@ -14,13 +14,12 @@
 
 mod common;
 
+use common::load::{drive, ms, p99_bound, repeated, serial, wait_counts, Run};
 use common::require_artefacts;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tollgate_integration::docker::{self, Container, Network, PARTY_PORT};
-use tollgate_integration::http::KeepAlive;
 use tollgate_integration::sink::{self, Sink};
 use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
 
@@ -43,20 +42,6 @@ const RATE: u64 = 1000;
 const PHASE: usize = 3000;
 const WARM_UP: usize = 200;
 
-/// The bound on p99 with the fault: `P99_FACTOR` times p99 without it, or
-/// p99 without it plus `P99_SLACK`, whichever is larger. What it must catch
-/// is a request held by the sink: a hung sink holds a call `TIMEOUT_MS`, so
-/// a request waiting on one would take a second; one waiting on a refused
-/// connect or a 500 would add a round trip to the sink on top of the app's
-/// (about as much again: the factor). The slack is for this machine: two
-/// cores shared by Envoy, the client, the echo upstream, the sink and
-/// other builds. Twelve fault-free phases in a row, at a load average of
-/// 6, had p99s from 2.6 to 6.9 ms; and at 1000 requests a second a stall
-/// of the machine longer than 30 ms delays 1% of a phase by up to its
-/// length. 30 ms covers both, and is still 33 times less than a held call.
-const P99_FACTOR: f64 = 2.0;
-const P99_SLACK: Duration = Duration::from_millis(30);
-
 /// Until the sink, back, has everything: the longest backoff (30 s), a
 /// call's timeout, and room for the flushes after it.
 const RECOVER_WITHIN: Duration = Duration::from_secs(45);
@@ -76,13 +61,6 @@ fn recover_bound(outage: Duration) -> Duration {
 const SETTLE_WITHIN: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(100);
 
-/// One test at a time: each measures latency, which a neighbour's load
-/// would skew.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn policy(buffer_events: u64, batch_size: u64, flush_ms: u64) -> Value {
     json!({
         "version": 1,
@@ -96,172 +74,8 @@ fn policy(buffer_events: u64, batch_size: u64, flush_ms: u64) -> Value {
     })
 }
 
-/// The audit stage's counters, summed over the workers.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    emitted: u64,
-    sent: u64,
-    buffer_full: u64,
-    retry_overflow: u64,
-    resized: u64,
-    rejected: u64,
-    batches_sent: u64,
-    batches_failed: u64,
-    batches_rejected: u64,
-}
-
-impl Counts {
-    fn read(envoy: &Envoy) -> Counts {
-        let stats = envoy.admin_get("/stats").map(|r| r.text()).unwrap_or_default();
-        let values: BTreeMap<&str, u64> = stats
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter_map(|(k, v)| Some((k.strip_prefix("wasmcustom.tollgate.audit.")?, v.trim().parse().ok()?)))
-            .collect();
-        let get = |name: &str| values.get(name).copied().unwrap_or(0);
-        Counts {
-            emitted: get("events_emitted"),
-            sent: get("events_sent"),
-            buffer_full: get("events_dropped.buffer_full"),
-            retry_overflow: get("events_dropped.retry_overflow"),
-            resized: get("events_dropped.resized"),
-            rejected: get("events_dropped.rejected"),
-            batches_sent: get("batches_sent"),
-            batches_failed: get("batches_failed"),
-            batches_rejected: get("batches_rejected"),
-        }
-    }
-
-    fn dropped(&self) -> u64 {
-        self.buffer_full + self.retry_overflow + self.resized + self.rejected
-    }
-
-    /// Neither sent nor dropped: in a buffer or in a call to the sink.
-    fn outstanding(&self) -> u64 {
-        self.emitted.saturating_sub(self.sent + self.dropped())
-    }
-}
-
-/// Polls the counters until `done` holds; the last reading, or a panic
-/// naming `what` with it.
-fn wait_counts(envoy: &Envoy, within: Duration, what: &str, done: impl Fn(&Counts) -> bool) -> (Counts, Duration) {
-    let started = Instant::now();
-    loop {
-        let counts = Counts::read(envoy);
-        if done(&counts) {
-            return (counts, started.elapsed());
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}: {counts:?}");
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Latencies of one phase, and what went wrong.
-struct Run {
-    latencies: Vec<Duration>,
-    /// Requests without the app's answer: (path, what came back).
-    failures: Vec<(String, String)>,
-    took: Duration,
-}
-
-impl Run {
-    fn p99(&self) -> Duration {
-        percentile(&self.latencies, 0.99)
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{} requests in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.latencies.len(),
-            self.took.as_secs_f64(),
-            ms(percentile(&self.latencies, 0.5)),
-            ms(self.p99()),
-            ms(percentile(&self.latencies, 1.0)),
-        )
-    }
-
-    fn assert_all_answered(&self, phase: &str) {
-        assert!(
-            self.failures.is_empty(),
-            "{phase}: {} of {} requests without the app's answer, e.g. {:?}",
-            self.failures.len(),
-            self.latencies.len(),
-            &self.failures[..self.failures.len().min(5)]
-        );
-    }
-}
-
-fn percentile(latencies: &[Duration], q: f64) -> Duration {
-    let mut sorted = latencies.to_vec();
-    sorted.sort();
-    let rank = ((sorted.len() as f64) * q).ceil() as usize;
-    sorted.get(rank.saturating_sub(1)).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// `count` requests to `/{phase}/{n}` over `threads` keep-alive
-/// connections, paced to `rate` a second in all (`None`: as fast as they
-/// go); each must get the echo upstream's answer for its own path.
-fn drive(envoy: &Envoy, phase: &str, count: usize, threads: usize, rate: Option<u64>) -> Run {
-    let started = Instant::now();
-    // Each thread sends every `threads`-th request, on its own schedule.
-    let gap = rate.map(|r| Duration::from_secs_f64(threads as f64 / r as f64));
-    let parts: Vec<Run> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let mut conn = KeepAlive::new(envoy.addr());
-                    let mut part = Run {
-                        latencies: Vec::with_capacity(count / threads + 1),
-                        failures: Vec::new(),
-                        took: Duration::ZERO,
-                    };
-                    for (i, n) in (t..count).step_by(threads).enumerate() {
-                        if let Some(gap) = gap {
-                            let due = started + gap * i as u32;
-                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                                std::thread::sleep(wait);
-                            }
-                        }
-                        let path = format!("/{phase}/{n}");
-                        let sent = Instant::now();
-                        let answer = conn.send(&Request::get(&path));
-                        part.latencies.push(sent.elapsed());
-                        match answer {
-                            Ok(r) if r.status == 200 && r.json()["path"] == path.as_str() => {}
-                            Ok(r) => part.failures.push((path, format!("{} {}", r.status, r.text()))),
-                            Err(e) => part.failures.push((path, e)),
-                        }
-                    }
-                    part
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let took = started.elapsed();
-    let mut run = Run {
-        latencies: Vec::with_capacity(count),
-        failures: Vec::new(),
-        took,
-    };
-    for part in parts {
-        run.latencies.extend(part.latencies);
-        run.failures.extend(part.failures);
-    }
-    run
-}
-
 fn paced(envoy: &Envoy, phase: &str) -> Run {
     drive(envoy, phase, PHASE, THREADS, Some(RATE))
-}
-
-/// The most p99 with the fault may be, given p99 without it.
-fn p99_bound(ok: Duration) -> Duration {
-    ok.mul_f64(P99_FACTOR).max(ok + P99_SLACK)
 }
 
 /// The accepted events' ids, and the path each one's request had.
@@ -276,12 +90,6 @@ fn accepted_events(sink: &Sink) -> Vec<(String, String)> {
             (id.to_string(), path.to_string())
         })
         .collect()
-}
-
-/// Ids seen more than once.
-fn repeated<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut seen = HashSet::new();
-    ids.filter(|id| !seen.insert(*id)).collect()
 }
 
 // ------------------------------------------------- the sink on the host

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod audit;
+pub mod load;
 pub mod ratelimit;
 pub mod tokens;
 

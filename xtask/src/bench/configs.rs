@@ -49,6 +49,9 @@ pub struct Config {
     /// Its Envoy posts audit events to the sink (the `audit-sink` cluster),
     /// on `sink_path(name)`.
     pub sink: bool,
+    /// Its sink is the Kafka REST front (producing to Tansu), not the
+    /// JSON lines sink.
+    pub kafka: bool,
     /// The route's `rate_limits` (Envoy's descriptor actions).
     rate_limits: Option<Value>,
     bootstrap: Bootstrap,
@@ -67,6 +70,7 @@ pub const SINK_CLUSTER: &str = "audit-sink";
 pub struct Ports {
     pub ratelimit: Option<u16>,
     pub sink: Option<u16>,
+    pub kafka: Option<u16>,
 }
 
 /// The sink path a configuration's events go to: the sink counts per path.
@@ -87,7 +91,8 @@ impl Config {
             bootstrap = bootstrap.cluster(SERVICE_CLUSTER, port);
             bootstrap.http2_clusters = vec![SERVICE_CLUSTER.into()];
         }
-        if let (true, Some(port)) = (self.sink, ports.sink) {
+        let sink_port = if self.kafka { ports.kafka } else { ports.sink };
+        if let (true, Some(port)) = (self.sink, sink_port) {
             bootstrap = bootstrap.cluster(SINK_CLUSTER, port);
         }
         let mut json = bootstrap.to_json();
@@ -152,6 +157,7 @@ pub fn all(tokens: &Tokens) -> Vec<Config> {
         over: None,
         global: false,
         sink: false,
+        kafka: false,
         rate_limits: None,
         bootstrap,
     };
@@ -418,8 +424,8 @@ fn user_agent() -> Vec<(String, String)> {
 fn audit_rows(row: &impl Fn(&'static str, &'static str, Load, Bootstrap) -> Config, quiet: &Value) -> Vec<Config> {
     let mut logged = wasm(&[FUSED_ROOT_ID], quiet);
     logged.access_log = Some(String::new());
-    let audited = |name: &str, sample: f64| {
-        let mut bootstrap = wasm(&[FUSED_ROOT_ID], &audit_policy(quiet, name, sample));
+    let audited = |name: &str, sample: f64, format: &str| {
+        let mut bootstrap = wasm(&[FUSED_ROOT_ID], &audit_policy(quiet, name, sample, format));
         // What Istio gives every sidecar: the event's service and namespace.
         bootstrap.node_metadata = Some(json!({"WORKLOAD_NAME": "datahub", "NAMESPACE": "bench"}));
         bootstrap
@@ -447,7 +453,7 @@ fn audit_rows(row: &impl Fn(&'static str, &'static str, Load, Bootstrap) -> Conf
                 "tollgate_fused_audit",
                 "tollgate_fused_no_state + the audit stage: every request, JSON lines to a local sink",
                 Load::Cached,
-                audited("tollgate_fused_audit", 1.0),
+                audited("tollgate_fused_audit", 1.0, "jsonl"),
             ))
         },
         Config {
@@ -464,18 +470,30 @@ fn audit_rows(row: &impl Fn(&'static str, &'static str, Load, Bootstrap) -> Conf
                 "tollgate_fused_audit_sampled",
                 "tollgate_fused_audit with sample: 0.1",
                 Load::Cached,
-                audited("tollgate_fused_audit_sampled", 0.1),
+                audited("tollgate_fused_audit_sampled", 0.1, "jsonl"),
+            ))
+        },
+        Config {
+            sink: true,
+            kafka: true,
+            shares: [stages.as_slice(), &[share(AUDIT_EMITTED, 0.99, IN_FLIGHT)]].concat(),
+            ..with(row(
+                "tollgate_fused_audit_kafka",
+                "tollgate_fused_audit into Kafka: the kafka-rest sink, a Kafka REST v2 front, Tansu",
+                Load::Cached,
+                audited("tollgate_fused_audit_kafka", 1.0, "kafka-rest"),
             ))
         },
     ]
 }
 
-/// `quiet` with issue 23's audit section: JSON lines to the sink on this
-/// configuration's path, the route's events sampled at `sample`.
-fn audit_policy(quiet: &Value, name: &str, sample: f64) -> Value {
+/// `quiet` with issue 23's audit section: events in `format` to the sink
+/// on this configuration's path (the Kafka REST front takes any base path
+/// before `/topics/<topic>`), the route's events sampled at `sample`.
+fn audit_policy(quiet: &Value, name: &str, sample: f64, format: &str) -> Value {
     let mut policy = quiet.clone();
     policy["audit"] = json!({
-        "sink": {"format": "jsonl", "cluster": SINK_CLUSTER, "path": sink_path(name), "timeout_ms": 1000},
+        "sink": {"format": format, "cluster": SINK_CLUSTER, "path": sink_path(name), "timeout_ms": 1000},
         "batch_size": 100,
         "flush_interval_ms": 1000,
         "buffer_events": 10000,

@@ -6,6 +6,7 @@
 
 mod chart;
 mod configs;
+mod kafka;
 pub(crate) mod load;
 mod report;
 mod service;
@@ -112,12 +113,15 @@ pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(
         .collect::<Result<Vec<_>, _>>()?;
     let mut rig = start_service(&configs)?;
     let sink = start_sink(&configs)?;
+    let kafka = start_kafka(&configs)?;
     let parties = Parties {
         ports: Ports {
             ratelimit: rig.as_ref().map(service::Rig::port),
             sink: sink.as_ref().map(sink::Sink::port),
+            kafka: kafka.as_ref().map(kafka::Kafka::port),
         },
         sink: sink.as_ref(),
+        kafka: kafka.as_ref(),
     };
     let mut measured = Vec::new();
     step("bench: one pinned worker per configuration, interleaved rounds", || {
@@ -134,6 +138,7 @@ pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(
     rig.as_mut().map_or(Ok(()), service::Rig::check)?;
     drop(rig);
     drop(sink);
+    drop(kafka);
     let seconds = started.elapsed().as_secs_f64();
     finish(&out, &options, &measured, seconds)
 }
@@ -166,10 +171,24 @@ fn start_sink(configs: &[Config]) -> Result<Option<sink::Sink>, String> {
     Ok(sink)
 }
 
+/// Tansu and the Kafka REST front, if a configuration posts events to it.
+fn start_kafka(configs: &[Config]) -> Result<Option<kafka::Kafka>, String> {
+    if !configs.iter().any(|c| c.sink && c.kafka) {
+        return Ok(None);
+    }
+    let mut kafka = None;
+    step("bench: Tansu and the Kafka REST front, pinned to wrk's CPU", || {
+        kafka = Some(kafka::Kafka::start(WRK_CPU)?);
+        Ok(())
+    })?;
+    Ok(kafka)
+}
+
 /// The parties the Envoys call, started by the bench.
 struct Parties<'a> {
     ports: Ports,
     sink: Option<&'a sink::Sink>,
+    kafka: Option<&'a kafka::Kafka>,
 }
 
 /// The request file of a configuration: one line per distinct request.
@@ -296,14 +315,25 @@ fn pinned_rounds(
     }
     // The audit stage reports its counters on its tick: one more tick
     // after the last load, and they count every event.
-    if parties.sink.is_some() {
+    if parties.sink.is_some() || parties.kafka.is_some() {
         std::thread::sleep(AUDIT_TICK + Duration::from_millis(500));
     }
     let mut delivered = Vec::new();
     for (target, envoy) in targets.iter().zip(&envoys) {
-        delivered.push(match parties.sink {
-            Some(sink) if target.config.sink => Some(check_delivery(target.config.name, envoy, sink)?),
-            _ => None,
+        let name = target.config.name;
+        let received = || -> Result<(u64, u64), String> {
+            match (target.config.kafka, parties.sink, parties.kafka) {
+                (false, Some(sink), _) => {
+                    let count = sink.received(&configs::sink_path(name));
+                    Ok((count.events, count.batches))
+                }
+                (true, _, Some(kafka)) => kafka.received(),
+                _ => Err(format!("{name}: its sink is not running")),
+            }
+        };
+        delivered.push(match target.config.sink {
+            true => Some(check_delivery(name, envoy, target.config.kafka, &received)?),
+            false => None,
         });
     }
     for ((target, envoy), before) in targets.iter().zip(&envoys).zip(&before) {
@@ -331,23 +361,30 @@ const AUDIT_TICK: Duration = Duration::from_secs(1);
 const DELIVERED_WITHIN: Duration = Duration::from_secs(10);
 
 /// Every event the Envoy emitted reached the sink: once nothing is left in
-/// its buffer or in calls, the sink counted on the row's path what Envoy
-/// counted sent, and nothing was dropped.
-fn check_delivery(name: &str, envoy: &Envoy, sink: &sink::Sink) -> Result<Delivered, String> {
+/// its buffer or in calls, the sink counted on the row's path (the Kafka
+/// front: the broker took) what Envoy counted sent, and nothing was dropped.
+/// `received`: (events, batches) the sink got.
+fn check_delivery(
+    name: &str,
+    envoy: &Envoy,
+    kafka: bool,
+    received: &dyn Fn() -> Result<(u64, u64), String>,
+) -> Result<Delivered, String> {
     let deadline = Instant::now() + DELIVERED_WITHIN;
     loop {
         let all = stats(envoy)?;
         let count = |counter: &str| value(&all, &format!("wasmcustom.tollgate.audit.{counter}"));
-        let received = sink.received(&configs::sink_path(name));
+        let (events, batches) = received()?;
         let delivered = Delivered {
             emitted: count("events_emitted"),
             sent: count("events_sent"),
-            dropped: ["buffer_full", "retry_overflow", "resized"]
+            dropped: ["buffer_full", "retry_overflow", "resized", "rejected"]
                 .iter()
                 .map(|cause| count(&format!("events_dropped.{cause}")))
                 .sum(),
-            received: received.events,
-            batches: received.batches,
+            received: events,
+            batches,
+            kafka,
         };
         let settled = delivered.emitted == delivered.sent + delivered.dropped;
         if settled && delivered.dropped == 0 && delivered.received == delivered.sent {

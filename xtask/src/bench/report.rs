@@ -27,12 +27,18 @@ pub struct Delivered {
     /// Events and POSTs the sink got.
     pub received: u64,
     pub batches: u64,
+    /// The sink was the Kafka REST front: `received` is what the broker took.
+    pub kafka: bool,
 }
 
 impl Delivered {
     pub fn line(&self, name: &str) -> String {
+        let by = match self.kafka {
+            true => "stored by the broker (through the Kafka REST front)",
+            false => "received by the sink",
+        };
         format!(
-            "{name}: {} audit events emitted, {} received by the sink in {} batches, {} dropped",
+            "{name}: {} audit events emitted, {} {by} in {} batches, {} dropped",
             self.emitted, self.received, self.batches, self.dropped
         )
     }
@@ -202,7 +208,7 @@ pub fn to_json(meta: Value, all: &[Measured], rows: &[Row]) -> Value {
                 "rss_mib_2_workers": finite(r.rss_mib),
                 "audit_events": m.audit.map(|d| json!({
                     "emitted": d.emitted, "sent": d.sent, "dropped": d.dropped,
-                    "received": d.received, "batches": d.batches,
+                    "received": d.received, "batches": d.batches, "into_kafka": d.kafka,
                 })),
                 "rounds": m.rounds.iter().map(|(l, h)| json!([sample_json(l), sample_json(h)])).collect::<Vec<_>>(),
             })

@@ -74,7 +74,7 @@ pub fn answer(counts: &Counts, request: &Received) -> Answer {
 }
 
 /// `taskset -p` on this thread's id (`/proc/thread-self` is `<pid>/task/<tid>`).
-fn pin_this_thread(cpus: &str) -> Result<(), String> {
+pub fn pin_this_thread(cpus: &str) -> Result<(), String> {
     let link = std::fs::read_link("/proc/thread-self").map_err(|e| format!("/proc/thread-self: {e}"))?;
     let tid = link
         .file_name()

@@ -198,6 +198,7 @@ fn configurations_are_checked_before_their_load() {
         let ports = configs::Ports {
             ratelimit: Some(7),
             sink: Some(8),
+            kafka: Some(9),
         };
         let bootstrap = config.bootstrap("/tmp/log", ports);
         let manager = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
@@ -216,6 +217,13 @@ fn configurations_are_checked_before_their_load() {
         assert_eq!(service.is_some(), config.global, "{}", config.name);
         let sink = clusters.iter().find(|c| c["name"] == configs::SINK_CLUSTER);
         assert_eq!(sink.is_some(), config.sink, "{}", config.name);
+        if let Some(sink) = sink {
+            let port = sink["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"]
+                .clone();
+            let want = if config.kafka { 9 } else { 8 };
+            assert_eq!(port, want, "{}: its sink", config.name);
+        }
         let audited = config.sink && config.shares.iter().any(|s| s.stat == configs::AUDIT_EMITTED);
         assert_eq!(audited, config.sink, "{}: its events are counted", config.name);
         if let Some(over) = config.over {
@@ -259,6 +267,7 @@ fn the_audit_rows_and_the_access_log_row_share_their_pair() {
         "tollgate_fused_access_log",
         "tollgate_fused_audit",
         "tollgate_fused_audit_sampled",
+        "tollgate_fused_audit_kafka",
     ] {
         let row = find(name);
         assert_eq!(row.over, Some("tollgate_fused_no_state"), "{name}");
@@ -309,9 +318,18 @@ fn a_delivery_line_says_what_arrived() {
         dropped: 0,
         received: 10,
         batches: 2,
+        kafka: false,
     };
     assert_eq!(
         delivered.line("x"),
         "x: 10 audit events emitted, 10 received by the sink in 2 batches, 0 dropped"
+    );
+    let kafka = report::Delivered {
+        kafka: true,
+        ..delivered
+    };
+    assert_eq!(
+        kafka.line("k"),
+        "k: 10 audit events emitted, 10 stored by the broker (through the Kafka REST front) in 2 batches, 0 dropped"
     );
 }
