@@ -15,6 +15,7 @@ pub mod http;
 pub mod jwks;
 pub mod paths;
 pub mod server;
+pub mod service_main;
 pub mod sink;
 pub mod xds;
 

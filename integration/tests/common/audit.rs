@@ -4,13 +4,13 @@
 //! and OTLP bodies (the OpenTelemetry project's protobuf types). All are
 //! dev-dependencies, so they live here, not in the harness's `sink`.
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::types::Value as Avro;
-use apache_avro::writer::datum::GenericDatumWriter;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tollgate_integration::paths;
+
+#[path = "../../../filters/core/src/audit/avro_check.rs"]
+mod avro_check;
 use tollgate_integration::sink::{Record, OTLP_CONTENT_TYPE};
 
 pub fn validator() -> jsonschema::Validator {
@@ -51,39 +51,7 @@ pub fn avro_valid(value: &Value) -> Result<(), String> {
 }
 
 pub fn avro_valid_with(schema: &apache_avro::Schema, value: &Value) -> Result<(), String> {
-    let resolved = Avro::try_from(value.clone())
-        .and_then(|v| v.resolve(schema))
-        .map_err(|e| format!("does not resolve: {e}"))?;
-    let writer = GenericDatumWriter::builder(schema).build().map_err(|e| e.to_string())?;
-    let datum = writer
-        .write_value_to_vec(resolved)
-        .map_err(|e| format!("does not encode: {e}"))?;
-    let reader = GenericDatumReader::builder(schema).build().map_err(|e| e.to_string())?;
-    let back = reader
-        .read_value(&mut datum.as_slice())
-        .map_err(|e| format!("does not decode: {e}"))?;
-    let back = Value::try_from(back).map_err(|e| format!("does not read back as JSON: {e}"))?;
-    if same_json(value, &back) {
-        Ok(())
-    } else {
-        Err(format!("reads back as {back}"))
-    }
-}
-
-/// Equal as JSON, numbers by value (Avro's int, long and double) and an
-/// absent member as null.
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
-        (Value::Object(x), Value::Object(y)) => {
-            let member = |o: &Map<String, Value>, k: &String| o.get(k).cloned().unwrap_or(Value::Null);
-            x.keys()
-                .chain(y.keys())
-                .all(|k| same_json(&member(x, k), &member(y, k)))
-        }
-        _ => a == b,
-    }
+    avro_check::avro_round_trip(schema, value)
 }
 
 /// Each OTLP request a POST to `path` (`application/json`), read as an

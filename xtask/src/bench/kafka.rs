@@ -3,9 +3,8 @@
 //! wrk's CPU so that Envoy's CPU stays Envoy's. The front's counters say
 //! how many records the broker took, for the delivery check.
 
-use super::sink::pin_this_thread;
+use super::sink::{pin_this_thread, taskset};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use tollgate_kafka_party::{Broker, Front};
 
 /// The broker and its front; the front stops first.
@@ -55,14 +54,5 @@ impl Kafka {
 
 /// Every thread of `pid` on `cpus`.
 fn pin_process(pid: u32, cpus: &str) -> Result<(), String> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("taskset: {e} (run `cargo xtask setup`)"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("taskset -a -p -c {cpus} {pid}: {status}"))
-    }
+    taskset(&["-a", "-p", "-c", cpus, &pid.to_string()])
 }

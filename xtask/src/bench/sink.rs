@@ -81,14 +81,19 @@ pub fn pin_this_thread(cpus: &str) -> Result<(), String> {
         .and_then(|t| t.to_str())
         .ok_or_else(|| format!("/proc/thread-self: {}", link.display()))?
         .to_string();
+    taskset(&["-p", "-c", cpus, &tid])
+}
+
+/// `taskset ARGS`, quietly; an error naming them if it fails.
+pub fn taskset(args: &[&str]) -> Result<(), String> {
     let status = Command::new("taskset")
-        .args(["-p", "-c", cpus, &tid])
+        .args(args)
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("taskset: {e} (run `cargo xtask setup`)"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("taskset -p -c {cpus} {tid}: {status}"))
+        Err(format!("taskset {}: {status}", args.join(" ")))
     }
 }

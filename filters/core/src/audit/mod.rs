@@ -113,3 +113,6 @@ mod native_tests;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod avro_tests;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod avro_check;
