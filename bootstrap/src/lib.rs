@@ -408,7 +408,8 @@ fn socket(port: u16) -> Value {
 /// into `tollgate.ratelimit.limit.allowed` with tag `limit="<name>"`;
 /// with `cause_tag`, `wasmcustom.tollgate.audit.events_dropped.buffer_full`
 /// into `tollgate.audit.events_dropped` with tag `cause="buffer_full"`.
-fn stats_tags(limit_tag: bool, cause_tag: bool) -> Value {
+/// Public: `tollgate render` puts the same tags in Istio's bootstrap override.
+pub fn stats_tags(limit_tag: bool, cause_tag: bool) -> Value {
     let mut tags = vec![json!({
         "tag_name": "reason",
         "regex": r"^wasmcustom\.tollgate\.\w+\.(?:shadow_)?denied(\.(\w+))$",
@@ -536,6 +537,58 @@ mod tests {
             None,
             "the reason tag leaves audit's counters alone"
         );
+    }
+
+    #[test]
+    fn every_denial_counter_of_every_stage_gets_its_reason_and_nothing_else_does() {
+        let tags = stats_tags(true, true);
+        let reason = tags[0]["regex"].as_str().unwrap();
+        let mut denials = 0;
+        for spec in tollgate_core::stage::STAGES {
+            for name in (spec.metric_names)() {
+                let envoy_name = format!("wasmcustom.{name}");
+                let denial = name
+                    .rsplit_once('.')
+                    .filter(|(head, _)| head.ends_with(".denied") || head.ends_with(".shadow_denied"));
+                match denial {
+                    Some((head, why)) => {
+                        denials += 1;
+                        assert_eq!(
+                            tagged(reason, &envoy_name),
+                            Some((format!("wasmcustom.{head}"), why.into()))
+                        );
+                    }
+                    None => assert_eq!(tagged(reason, &envoy_name), None, "{name}"),
+                }
+            }
+        }
+        assert!(denials > 10, "{denials} denial counters");
+    }
+
+    #[test]
+    fn limit_names_with_dashes_dots_and_outcome_words_extract_whole() {
+        let tags = stats_tags(true, false);
+        let limit = tags[1]["regex"].as_str().unwrap();
+        let reason = tags[0]["regex"].as_str().unwrap();
+        // What the policy allows: letters, digits, '-', '_', '.' (check_name).
+        for name in [
+            "trino-per-tenant",
+            "api.v2",
+            "a_b.c-d.e",
+            "x.allowed",
+            "limited",
+            "denied.shadow_limited",
+        ] {
+            for outcome in tollgate_core::ratelimit::LIMIT_OUTCOMES {
+                let envoy_name = format!("wasmcustom.tollgate.ratelimit.limit.{name}.{outcome}");
+                assert_eq!(
+                    tagged(limit, &envoy_name),
+                    Some((format!("wasmcustom.tollgate.ratelimit.limit.{outcome}"), name.into())),
+                    "{envoy_name}"
+                );
+                assert_eq!(tagged(reason, &envoy_name), None, "{envoy_name}");
+            }
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn check_sink_cluster(policy: &Value, clusters: &[(String, u16)]) -> Result<(), 
 
 /// Whether the defaults or a route define limits (their counters then
 /// get the `limit` tag).
-fn has_limits(policy: &Value) -> bool {
+pub(crate) fn has_limits(policy: &Value) -> bool {
     let some = |list: &Value| list.as_array().is_some_and(|l| !l.is_empty());
     let mut routes = policy["routes"].as_array().into_iter().flatten();
     some(&policy["defaults"]["limits"]) || routes.any(|r| some(&r["limits"]))

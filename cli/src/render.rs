@@ -357,8 +357,16 @@ pub fn run(policy: &std::path::Path, out: &std::path::Path, options: &Options) -
         std::fs::write(&file, rendered.text).map_err(|e| format!("{}: {e}", file.display()))?;
         println!("wrote {}", file.display());
     }
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (name, text) in stats::render(&value, &policy.display().to_string())? {
+        let file = out.join(name);
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+        println!("wrote {}", file.display());
+    }
     Ok(())
 }
+
+pub mod stats;
 
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,9 @@ pub fn run(check: bool, image: &str, split: bool) -> Result<(), String> {
         .into_iter()
         .map(|r| (format!("{PLUGINS}/{}", r.file()), r.text))
         .collect();
+    for (name, text) in render::stats::render(&policy, POLICY)? {
+        outputs.push((format!("{PLUGINS}/{name}"), text));
+    }
     outputs.push((DEMO_BOOTSTRAP.to_string(), envoy::bootstrap(&policy, &demo, POLICY)?));
     for (file, text) in outputs {
         let path = root().join(&file);

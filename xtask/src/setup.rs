@@ -24,6 +24,10 @@ pub fn all() -> Result<(), String> {
         "setup: redis-server (the rate limit service's Redis, natively and in the tollgate/redis image)",
         redis_server,
     )?;
+    step(
+        "setup: prometheus and promtool (the metrics test's scraper, the alert rules' tests)",
+        prometheus,
+    )?;
     step("setup: container images (FROM scratch, built here)", crate::images::all)
 }
 
@@ -76,6 +80,23 @@ fn redis_server() -> Result<(), String> {
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends", "redis-server"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Debian's Prometheus: the metrics integration test scrapes a real Envoy
+/// with it, and `promtool` checks and tests the alert rules. No recommends:
+/// they would add the node exporter.
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+fn prometheus() -> Result<(), String> {
+    if Path::new(PROMETHEUS).exists() && Path::new(PROMTOOL).exists() {
+        println!("present: {PROMETHEUS}, {PROMTOOL}");
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "prometheus"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
