@@ -2,7 +2,7 @@
 //! first failure.
 
 use crate::util::{cargo, run, run_counting, step};
-use crate::{bench, demo, render, setup};
+use crate::{bench, capacity, demo, render, setup};
 use std::cell::RefCell;
 use std::process::Command;
 use std::time::Instant;
@@ -60,6 +60,10 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
     step("proxy-wasm only at the edge (cargo tree)", crate_boundaries)?;
     step("rendered files up to date", || {
         render::run(true, render::DEFAULT_IMAGE, false)
+    })?;
+    // The page's figures come from the bench's JSON, never by hand.
+    step("docs/capacity.md generated from docs/capacity.json", || {
+        capacity::run(capacity::BENCH, capacity::OUT, None, true)
     })?;
     step("rendered manifests fit Istio's CRD (schema and CEL rules)", || {
         tollgate_cli::manifests::run(&[crate::util::root().join(render::PLUGINS)])
@@ -119,7 +123,12 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
     // A smoke run, so the bench cannot rot: every configuration starts,
     // refuses its bad request and serves its load with no error. Its
     // figures are not judged here (a shared machine is too noisy).
-    step("bench --quick (smoke)", || bench::run(true))
+    step("bench --quick (smoke)", || bench::run(true))?;
+    // The capacity page reads what the bench writes today: every row, every
+    // field (into target/, the checked-in page is the full run's).
+    step("capacity from the smoke run's JSON", || {
+        capacity::run(capacity::BENCH, "target/bench/capacity.md", None, false)
+    })
 }
 
 /// The tool and the host layer build without proxy-wasm, and the tool

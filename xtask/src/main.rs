@@ -4,6 +4,7 @@
 #![allow(clippy::indexing_slicing)]
 
 mod bench;
+mod capacity;
 mod ci;
 mod claims;
 mod demo;
@@ -72,6 +73,22 @@ enum Task {
         #[arg(long)]
         rounds: Option<usize>,
     },
+    /// Regenerate docs/capacity.md (and the docs/capacity.json it reads) from a bench run's JSON:
+    /// what a sidecar costs per setup, and a mesh of 100 to 10,000 pods, Tollgate vs native_chain
+    Capacity {
+        /// The bench run's JSON (a full run's; a partial run's says so on the page)
+        #[arg(long, default_value = capacity::BENCH)]
+        bench: String,
+        #[arg(long, default_value = capacity::OUT)]
+        out: String,
+        /// Requests a second per pod for the mesh table [default: 50, or the rate of the
+        /// docs/capacity.json given as --bench]
+        #[arg(long)]
+        rps_per_pod: Option<f64>,
+        /// Regenerate the page from the JSON kept beside it and fail if it differs (CI)
+        #[arg(long, conflicts_with_all = ["bench", "rps_per_pod"])]
+        check: bool,
+    },
     /// A million requests (good, bad and distinct tokens, tenants, routes) through the demo
     /// policy in Envoy with two workers: every status as `tollgate explain` gives it, Envoy's
     /// RSS flat after warm-up (not part of ci)
@@ -119,6 +136,12 @@ fn main() {
         Task::Render { check, image, split } => render::run(check, &image, split),
         Task::Validate { file } => render::validate(&file),
         Task::Bench { quick, only, rounds } => bench::run_some(quick, &only, rounds),
+        Task::Capacity {
+            bench,
+            out,
+            rps_per_pod,
+            check,
+        } => capacity::run(&bench, &out, rps_per_pod, check),
         Task::Soak {
             requests,
             max_seconds,

@@ -8,7 +8,7 @@ mod chart;
 mod configs;
 mod kafka;
 pub(crate) mod load;
-mod report;
+pub(crate) mod report;
 mod service;
 mod sink;
 mod tokens;
@@ -39,6 +39,8 @@ struct Options {
     /// Distinct tokens cycled by the uncached loads.
     tokens: usize,
     connections: [u32; 2],
+    /// `--only`: the configurations asked for (empty: all).
+    only: Vec<String>,
 }
 
 impl Options {
@@ -51,6 +53,7 @@ impl Options {
             rss_seconds: if quick { 1 } else { 3 },
             tokens: if quick { 500 } else { 2000 },
             connections: [4, 32],
+            only: Vec::new(),
         }
     }
 }
@@ -61,6 +64,13 @@ struct Target<'a> {
     requests: PathBuf,
     /// The first request's headers, for the smoke test.
     first: Vec<(String, String)>,
+}
+
+/// Every configuration's name, in order: capacity's list of rows is
+/// checked against it.
+#[cfg(test)]
+pub(crate) fn names() -> Result<Vec<&'static str>, String> {
+    Ok(configs::all(&tokens::mint_all(1)?).iter().map(|c| c.name).collect())
 }
 
 pub fn run(quick: bool) -> Result<(), String> {
@@ -74,6 +84,7 @@ pub fn run_some(quick: bool, only: &[String], rounds: Option<usize>) -> Result<(
     if let Some(rounds) = rounds {
         options.rounds = rounds.clamp(1, 50);
     }
+    options.only = only.to_vec();
     let started = Instant::now();
     step("setup", setup::all)?;
     step("build tollgate.wasm", setup::build_wasm)?;
@@ -456,12 +467,15 @@ fn meta(options: &Options, seconds: f64) -> Value {
         "command": if options.quick { "cargo xtask bench --quick" } else { "cargo xtask bench" },
         "date": text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         "commit": text("git", &["rev-parse", "--short", "HEAD"]),
+        // What the commit does not say: the run measured uncommitted changes.
+        "dirty": text("git", &["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
         "cpu": cpu,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "kernel": text("uname", &["-r"]),
         "envoy": ask(&paths::envoy_binary().display().to_string(), &["--version"]).map(|v| v.trim().to_string()),
         "wasm_bytes": std::fs::metadata(paths::module_wasm()).map_or(0, |m| m.len()),
         "rounds": options.rounds,
+        "only": options.only,
         "seconds_per_load": options.seconds,
         "connections": options.connections,
         "uncached_tokens": options.tokens,
