@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_integration::docker::{self, Network, KAFKA_REST_PORT};
 use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
 use tollgate_kafka_party::murmur2::partition_for_key;
-use tollgate_kafka_party::{Broker, Front, Record, Refusal, PARTITIONS, RETRY_FOR};
+use tollgate_kafka_party::{Broker, Front, Record, Refusal, PARTITIONS};
 
 const SINK_CLUSTER: &str = "audit-sink";
 const TIMEOUT_MS: u64 = 1000;
@@ -376,13 +376,10 @@ fn phase_with_outage(rig: &mut Rig, outage: Outage) -> (Run, Duration, Vec<Strin
 /// until its topics are created again the front would answer 404 40401,
 /// which the sink rightly drops; a real Kafka keeps its topics across a
 /// restart, so the front answers 503 (as the proxy does while it cannot
-/// reach the cluster) until they are there, from before the new broker
-/// listens.
+/// reach the cluster) until they are there, and so does every produce
+/// request that was in flight meanwhile and found no topic.
 fn restart(front: &Front, broker: &mut Broker) -> Result<(), String> {
     front.answer(Some(503))?;
-    // A produce request already in the front keeps trying to connect for
-    // `RETRY_FOR`: it would find the new broker before its topics.
-    std::thread::sleep(RETRY_FOR + Duration::from_millis(200));
     let started = broker.start_again();
     front.answer(None)?;
     started

@@ -248,6 +248,21 @@ struct Faults {
     /// Times each refused value was refused.
     seen: HashMap<String, u32>,
     answer: Option<u16>,
+    /// Bumped each time `answer` is set: a produce request that was in
+    /// flight meanwhile answers the fault's status rather than 404.
+    answer_epoch: u64,
+    /// The status of the last fault set.
+    last_answer: u16,
+}
+
+impl Faults {
+    fn set_answer(&mut self, status: Option<u16>) {
+        self.answer = status;
+        if let Some(status) = status {
+            self.answer_epoch += 1;
+            self.last_answer = status;
+        }
+    }
 }
 
 type Reply = hyper::Response<Full<Bytes>>;
@@ -315,7 +330,7 @@ impl State {
                 });
                 match status {
                     Some(status) => {
-                        lock(&self.faults).answer = status;
+                        lock(&self.faults).set_answer(status);
                         reply(&done)
                     }
                     None => reply(&rest::error(400, 400, "expected {\"status\": n|null}")),
@@ -330,20 +345,20 @@ impl State {
         if !rest::content_type_ok(content_type) {
             return rest::unsupported_media_type();
         }
-        if let Some(status) = lock(&self.faults).answer {
-            return rest::error(
-                status,
-                u32::from(status),
-                &format!("answered {status} by the test's fault"),
-            );
-        }
+        let epoch = {
+            let faults = lock(&self.faults);
+            if let Some(status) = faults.answer {
+                return fault_answer(status);
+            }
+            faults.answer_epoch
+        };
         let request = match rest::parse(body) {
             Ok(request) => request,
             Err(answer) => return answer,
         };
         let count = match self.partition_count(topic).await {
             Ok(Some(count)) => count,
-            Ok(None) => return rest::topic_not_found(),
+            Ok(None) => return self.topic_not_found(epoch),
             Err(e) => return rest::kafka_error(e.retriable(), &e.to_string()),
         };
         let mut next = || self.round_robin.fetch_add(1, Ordering::Relaxed);
@@ -352,6 +367,17 @@ impl State {
             Err(answer) => return answer,
         };
         rest::offsets(&self.produce(topic, &request.records, &partitions).await)
+    }
+
+    /// 404 40401, unless a fault answer was set while the request was in
+    /// flight: a broker started again with memory storage lacks its topics
+    /// until the test creates them, which a real Kafka's restart never does.
+    fn topic_not_found(&self, epoch: u64) -> Answer {
+        let faults = lock(&self.faults);
+        if faults.answer_epoch != epoch {
+            return fault_answer(faults.answer.unwrap_or(faults.last_answer));
+        }
+        rest::topic_not_found()
     }
 
     /// The topic's partition count from fresh metadata (`None`: no such
@@ -522,6 +548,14 @@ fn failed(e: &Failure) -> Outcome {
     }
 }
 
+fn fault_answer(status: u16) -> Answer {
+    rest::error(
+        status,
+        u32::from(status),
+        &format!("answered {status} by the test's fault"),
+    )
+}
+
 fn reply(answer: &Answer) -> Reply {
     let body = if answer.body.is_null() {
         Bytes::new()
@@ -544,4 +578,30 @@ fn reply(answer: &Answer) -> Reply {
 /// bug the test shows anyway).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_answer(state: &State, status: Option<u16>) {
+        lock(&state.faults).set_answer(status);
+    }
+
+    #[test]
+    fn a_missing_topic_is_404_unless_a_fault_began_while_the_request_was_in_flight() {
+        let state = State::new("127.0.0.1:1");
+        let epoch = lock(&state.faults).answer_epoch;
+        assert_eq!(state.topic_not_found(epoch).status, 404);
+        set_answer(&state, Some(503));
+        assert_eq!(state.topic_not_found(epoch).status, 503);
+        set_answer(&state, None);
+        assert_eq!(
+            state.topic_not_found(epoch).status,
+            503,
+            "the fault ended, the request saw it"
+        );
+        let later = lock(&state.faults).answer_epoch;
+        assert_eq!(state.topic_not_found(later).status, 404);
+    }
 }
