@@ -405,10 +405,20 @@ fn socket(port: u16) -> Value {
 /// Turns `wasmcustom.tollgate.tenant.denied.tenant_unknown` into the metric
 /// `tollgate.tenant.denied` with tag `reason="tenant_unknown"` for Prometheus;
 /// with `limit_tag`, `wasmcustom.tollgate.ratelimit.limit.<name>.allowed`
-/// into `tollgate.ratelimit.limit.allowed` with tag `limit="<name>"`;
+/// into `tollgate.ratelimit.limit.allowed` with tag `limit="<name>"` (and
+/// `...ratelimit.tenant.<id>.allowed` likewise with tag `tenant`);
 /// with `cause_tag`, `wasmcustom.tollgate.audit.events_dropped.buffer_full`
 /// into `tollgate.audit.events_dropped` with tag `cause="buffer_full"`.
 /// Public: `tollgate render` puts the same tags in Istio's bootstrap override.
+/// The name of a filter configuration delivered by ECDS (Istio names a
+/// WasmPlugin's `<namespace>.<name>`) out of Envoy's own counters of its
+/// updates, so that one alert reads `config_fail` for every plugin:
+/// `extension_config_discovery.http_filter.istio-system.tollgate.config_fail`
+/// becomes `envoy_extension_config_discovery_http_filter_config_fail
+/// {extension_config="istio-system.tollgate"}`.
+pub const EXTENSION_CONFIG_TAG_REGEX: &str =
+    r"^extension_config_discovery\.http_filter\.((.+)\.)(?:config_reload|config_fail|config_conflict)$";
+
 pub fn stats_tags(limit_tag: bool, cause_tag: bool) -> Value {
     let mut tags = vec![json!({
         "tag_name": "reason",
@@ -416,10 +426,12 @@ pub fn stats_tags(limit_tag: bool, cause_tag: bool) -> Value {
     })];
     if limit_tag {
         tags.push(json!({"tag_name": "limit", "regex": tollgate_core::ratelimit::LIMIT_TAG_REGEX}));
+        tags.push(json!({"tag_name": "tenant", "regex": tollgate_core::ratelimit::TENANT_TAG_REGEX}));
     }
     if cause_tag {
         tags.push(json!({"tag_name": "cause", "regex": tollgate_core::audit::DROP_CAUSE_TAG_REGEX}));
     }
+    tags.push(json!({"tag_name": "extension_config", "regex": EXTENSION_CONFIG_TAG_REGEX}));
     Value::Array(tags)
 }
 
@@ -492,9 +504,13 @@ mod tests {
         assert!(options(1).is_some(), "ratelimit: h2c");
         assert_eq!(options(2), None, "jwks: HTTP/1.1");
         let tags = |b: &Bootstrap| b.to_json()["stats_config"]["stats_tags"].as_array().unwrap().len();
-        assert_eq!(tags(&bootstrap), 1, "no limits, no limit tag");
+        assert_eq!(
+            tags(&bootstrap),
+            2,
+            "no limits, no limit or tenant tag: reason, extension_config"
+        );
         bootstrap.limit_tag = true;
-        assert_eq!(tags(&bootstrap), 2);
+        assert_eq!(tags(&bootstrap), 4);
         assert_eq!(
             tollgate_core::ratelimit::LIMIT_TAG_REGEX,
             r"^wasmcustom\.tollgate\.ratelimit\.limit\.((.+?)\.)(?:allowed|limited|shadow_limited)$"
@@ -587,6 +603,47 @@ mod tests {
                     "{envoy_name}"
                 );
                 assert_eq!(tagged(reason, &envoy_name), None, "{envoy_name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_ecds_filter_name_with_dots_and_dashes_becomes_the_extension_config_tag() {
+        for name in ["tollgate", "istio-system.tollgate", "datahub.tollgate-audit"] {
+            assert_eq!(
+                tagged(
+                    EXTENSION_CONFIG_TAG_REGEX,
+                    &format!("extension_config_discovery.http_filter.{name}.config_fail")
+                ),
+                Some(("extension_config_discovery.http_filter.config_fail".into(), name.into()))
+            );
+        }
+        let other = "extension_config_discovery.http_filter.tollgate.update_success";
+        assert_eq!(tagged(EXTENSION_CONFIG_TAG_REGEX, other), None);
+    }
+
+    #[test]
+    fn tenant_ids_with_dashes_and_underscores_extract_whole_and_no_other_tag_reads_them() {
+        let tags = stats_tags(true, true);
+        let regexes: Vec<(&str, &str)> = tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["tag_name"].as_str().unwrap(), t["regex"].as_str().unwrap()))
+            .collect();
+        for id in ["ACME", "globex-2", "a_b", "limited"] {
+            let names = tollgate_core::ratelimit::tenant_metric_names(&[id]);
+            for (name, outcome) in names.iter().zip(tollgate_core::ratelimit::LIMIT_OUTCOMES) {
+                let envoy_name = format!("wasmcustom.{name}");
+                for (tag, regex) in &regexes {
+                    let want = (*tag == "tenant").then(|| {
+                        (
+                            format!("wasmcustom.tollgate.ratelimit.tenant.{outcome}"),
+                            id.to_string(),
+                        )
+                    });
+                    assert_eq!(tagged(regex, &envoy_name), want, "{tag} on {envoy_name}");
+                }
             }
         }
     }

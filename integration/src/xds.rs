@@ -68,3 +68,46 @@ impl Drop for WatchedFile {
         }
     }
 }
+
+/// An ECDS file's content: one filter configuration named `name`.
+pub fn ecds_resources(version: &str, name: &str, typed_config: Value) -> Value {
+    serde_json::json!({
+        "version_info": version,
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": name,
+            "typed_config": typed_config,
+        }],
+    })
+}
+
+/// The HTTP filter `name` of a bootstrap's first listener.
+pub fn http_filter<'a>(bootstrap: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    bootstrap
+        .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+        .and_then(Value::as_array_mut)?
+        .iter_mut()
+        .find(|f| f["name"] == name)
+}
+
+/// Makes the wasm filter `name` of `bootstrap` come by ECDS from `file`
+/// (which must name the resource `name`); returns the `typed_config` it had.
+pub fn deliver_by_ecds(bootstrap: &mut Value, name: &str, file: &WatchedFile) -> Option<Value> {
+    let slot = http_filter(bootstrap, name)?;
+    let typed = slot["typed_config"].take();
+    *slot = serde_json::json!({
+        "name": name,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": file.path().display().to_string(),
+                    "watched_directory": {"path": file.dir().display().to_string()},
+                },
+                "resource_api_version": "V3",
+            },
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
+        },
+    });
+    bootstrap["node"] = serde_json::json!({"id": "tollgate-test", "cluster": "tollgate-test"});
+    Some(typed)
+}

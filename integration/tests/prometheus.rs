@@ -1,28 +1,33 @@
 //! A real Prometheus (Debian's, installed by `cargo xtask setup`) scrapes a
-//! real Envoy running the fused filter: the counters reach it with the names
-//! and labels the README lists, and the values the traffic made. Native
-//! fused run only: names and labels do not depend on the delivery.
+//! real Envoy running the fused filter, and a second one whose filter comes
+//! by ECDS and is refused a bad policy: the counters reach it with the names
+//! and labels the README lists, and the values the traffic made. It loads
+//! `prometheus/alerts.yaml` and answers every rule and every query of
+//! `grafana/tollgate.json` with data. Native fused run only: names and
+//! labels do not depend on the delivery.
 
 #![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::require_artefacts;
+use common::tokens;
 use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
-use tollgate_integration::{docker, paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-/// Scrapes every second; a value shows within a few scrapes.
-const WAIT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(250);
+use tollgate_integration::prometheus::{self, Prometheus};
+use tollgate_integration::{docker, paths, xds, Bootstrap, Delivery, Echo, Envoy, Filter, Request, WatchedFile};
 
 /// Limit and tenant names with the '-' and '.' the policy allows.
 const LIMIT: &str = "api.v2-per-ip";
 const SHADOW_LIMIT: &str = "shadow.lim";
+/// The JWKS cluster of the `jwks-down` route: a port nothing answers on.
+const IDP_CLUSTER: &str = "idp";
+/// As Istio names a WasmPlugin's filter configuration.
+const ECDS_NAME: &str = "istio-system.tollgate";
+/// The `namespace` label each scrape sets, as Istio's Prometheus does.
+const NAMESPACE: &str = "datahub";
+const ECDS_NAMESPACE: &str = "trino";
 
 fn policy() -> Value {
     json!({
@@ -38,116 +43,46 @@ fn policy() -> Value {
             {"name": "shadow-limited", "match": {"prefix": "/slimit"}, "limits": [
                 {"name": SHADOW_LIMIT, "key": ["client_ip"], "requests": 1, "period": "minute", "mode": "shadow"}
             ]},
+            {"name": "jwks-down", "match": {"prefix": "/jwks-down"},
+             "jwt": {"requirement": "required", "providers": ["platform"]}},
         ],
-        "tenants": [{"id": "ACME-1", "tier": "standard"}],
+        "tenants": [{"id": "ACME-1", "tier": "standard"}, {"id": "GLOBEX_2", "tier": "standard"}],
         "tenant": {"sources": ["header"], "header": "x-tenant-id"},
         "jwt": {"providers": [{
             "name": "p", "issuer": "iss",
             "hmac_secret_base64": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
-        }]},
+        }, tokens::remote_provider(IDP_CLUSTER)]},
         "audit": {"sink": {"format": "log"}},
     })
 }
 
-/// Prometheus on a free port, scraping Envoy's admin; stopped by PID.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!("tollgate-prometheus-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
-             scrape_configs:\n\
-             - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs: [{{targets: ['{target}']}}]\n"
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let prometheus = Prometheus { child, addr, dir };
-        let ready = poll(|| Request::get("/-/ready").send(addr).ok().filter(|r| r.status == 200));
-        assert!(ready.is_some(), "Prometheus not ready: {}", prometheus.log());
-        prometheus
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// The instant vector a PromQL query answers.
-    fn query(&self, promql: &str) -> Vec<Value> {
-        let target = format!("/api/v1/query?query={}", encode(promql));
-        let Ok(response) = Request::get(&target).send(self.addr) else {
-            return Vec::new();
-        };
-        let json = response.json();
-        assert_eq!(json["status"], "success", "{promql}: {json}");
-        json["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// The one series `promql` selects, once it reads `want`.
-    fn wait_for(&self, promql: &str, want: u64) {
-        let mut last = Vec::new();
-        let seen = poll(|| {
-            last = self.query(promql);
-            match last.as_slice() {
-                [one] if one["value"][1].as_str() == Some(want.to_string().as_str()) => Some(()),
-                _ => None,
-            }
-        });
-        assert!(
-            seen.is_some(),
-            "{promql}: want one series at {want}, Prometheus has {last:?}"
-        );
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Calls `f` until it answers, for at most `WAIT`.
-fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// The one series `promql` selects, once it reads `want`.
+fn wait_for(prometheus: &Prometheus, promql: &str, want: u64) {
+    let want_text = want.to_string();
+    let read = |r: &Vec<Value>| matches!(r.as_slice(), [one] if one["value"][1].as_str() == Some(want_text.as_str()));
     let start = Instant::now();
-    while start.elapsed() < WAIT {
-        if let Some(value) = f() {
-            return Some(value);
+    let mut last = Vec::new();
+    while start.elapsed() < prometheus::WAIT {
+        last = prometheus.query(promql);
+        if read(&last) {
+            return;
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(Duration::from_millis(250));
     }
-    None
+    panic!("{promql}: want one series at {want}, Prometheus has {last:?}");
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn data(prometheus: &Prometheus, promql: &str, what: &str) -> Vec<Value> {
+    prometheus
+        .wait_for_data(promql)
+        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", prometheus.log()))
 }
 
 fn start() -> (Echo, Envoy) {
     require_artefacts();
     let echo = Echo::start();
-    let mut bootstrap = Bootstrap::new(echo.port());
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut bootstrap = Bootstrap::new(echo.port()).cluster(IDP_CLUSTER, closed);
     for root_id in [
         "tollgate.jwt",
         "tollgate.tenant",
@@ -163,16 +98,91 @@ fn start() -> (Echo, Envoy) {
     (echo, envoy)
 }
 
+/// The fused filter delivered by ECDS under Istio's name for a WasmPlugin.
+struct EcdsEnvoy {
+    _echo: Echo,
+    file: WatchedFile,
+    typed: Value,
+    envoy: Envoy,
+}
+
+impl EcdsEnvoy {
+    fn start() -> EcdsEnvoy {
+        let echo = Echo::start();
+        let mut bootstrap = Bootstrap::new(echo.port());
+        bootstrap.delivery = Delivery::Fused;
+        let good = json!({"version": 1, "routes": [{"name": "all", "match": {"prefix": "/"}}]});
+        let mut json = bootstrap
+            .filter(Filter::tollgate("tollgate.tenant", &paths::module_wasm(), &good))
+            .to_json();
+        xds::http_filter(&mut json, "tollgate").unwrap()["name"] = json!(ECDS_NAME);
+        let typed = xds::http_filter(&mut json, ECDS_NAME).unwrap()["typed_config"].clone();
+        let file = WatchedFile::create("ecds.json", &xds::ecds_resources("1", ECDS_NAME, typed.clone())).unwrap();
+        xds::deliver_by_ecds(&mut json, ECDS_NAME, &file).unwrap();
+        let envoy = Envoy::start(&json);
+        EcdsEnvoy {
+            _echo: echo,
+            file,
+            typed,
+            envoy,
+        }
+    }
+
+    /// Pushes a policy the filter refuses: `config_fail` goes to 1.
+    fn push_bad_policy(&self) {
+        let mut bad = self.typed.clone();
+        bad["config"]["configuration"]["value"] = json!(r#"{"version": 1, "routes": "not a list"}"#);
+        self.file.replace(&xds::ecds_resources("2", ECDS_NAME, bad)).unwrap();
+    }
+}
+
+/// Every query of the dashboard, with Grafana's variables as a user's
+/// first look sets them (every namespace, a range the test's data fills).
+fn dashboard_queries() -> Vec<(String, String)> {
+    let path = paths::repo_root().join("grafana/tollgate.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$__range", "5m")
+                .replace("$namespace", ".*");
+            assert!(!expr.contains('$'), "a variable the test does not set: {expr}");
+            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    queries
+}
+
 #[test]
 fn prometheus_reads_every_stage_with_its_labels_and_values() {
     if Delivery::from_env() != Delivery::Fused || docker::container_mode().is_some() {
         println!("runs in the native fused run only");
         return;
     }
-    if let Err(e) = paths::require(std::path::Path::new(PROMETHEUS), "cargo xtask setup") {
+    if let Err(e) = paths::require(std::path::Path::new(prometheus::PROMETHEUS), "cargo xtask setup") {
         panic!("{e}");
     }
     let (_echo, envoy) = start();
+    let ecds = EcdsEnvoy::start();
+    let rules = paths::repo_root().join("prometheus/alerts.yaml");
+    let targets = [
+        (envoy.admin_addr(), NAMESPACE),
+        (ecds.envoy.admin_addr(), ECDS_NAMESPACE),
+    ];
+    let prometheus = Prometheus::start(&targets, &[rules.as_path()], "1s", None).unwrap();
+    // Both scraped before the traffic and the refused push, so that rates
+    // and increases see them.
+    data(&prometheus, "tollgate_jwt_denied", "the first scrape");
+    data(
+        &prometheus,
+        r#"envoy_extension_config_discovery_http_filter_config_fail{extension_config="istio-system.tollgate"}"#,
+        "the first scrape of the ECDS Envoy",
+    );
+    ecds.push_bad_policy();
     let send = |path: &str, headers: &[(&str, &str)]| {
         let request = headers.iter().fold(Request::get(path), |r, (n, v)| r.header(n, v));
         envoy.send(&request).status
@@ -183,32 +193,48 @@ fn prometheus_reads_every_stage_with_its_labels_and_values() {
     assert_eq!(send("/tenant", &[("x-tenant-id", "NOPE")]), 403);
     assert_eq!(send("/tenant", &[("x-tenant-id", "ACME-1")]), 200);
     assert_eq!(send("/shadow", &[]), 200);
-    assert_eq!(send("/limited", &[]), 200);
-    assert_eq!(send("/limited", &[]), 429);
-    assert_eq!(send("/slimit", &[]), 200);
-    assert_eq!(send("/slimit", &[]), 200);
-    let prometheus = Prometheus::start(envoy.admin_addr());
-    let expected: [(&str, u64); 16] = [
+    assert_eq!(send("/limited", &[("x-tenant-id", "ACME-1")]), 200);
+    assert_eq!(send("/limited", &[("x-tenant-id", "ACME-1")]), 429);
+    assert_eq!(send("/slimit", &[("x-tenant-id", "GLOBEX_2")]), 200);
+    assert_eq!(send("/slimit", &[("x-tenant-id", "GLOBEX_2")]), 200);
+    let bearer = tokens::bearer(&tokens::claims());
+    assert_eq!(send("/jwks-down", &[("authorization", bearer.as_str())]), 503);
+    let expected: [(&str, u64); 21] = [
         (r#"tollgate_jwt_denied{reason="token_missing"}"#, 1),
         (r#"tollgate_jwt_denied{reason="token_malformed"}"#, 1),
+        (r#"tollgate_jwt_denied{reason="jwks_unavailable"}"#, 1),
         ("tollgate_jwt_allowed_without_token", 8),
         (r#"tollgate_tenant_denied{reason="tenant_required"}"#, 1),
         (r#"tollgate_tenant_denied{reason="tenant_unknown"}"#, 1),
         (r#"tollgate_tenant_shadow_denied{reason="tenant_required"}"#, 1),
-        ("tollgate_tenant_allowed", 1),
+        ("tollgate_tenant_allowed", 5),
         (r#"tollgate_ratelimit_denied{reason="rate_limited"}"#, 1),
         (r#"tollgate_ratelimit_shadow_denied{reason="rate_limited"}"#, 1),
         (r#"tollgate_ratelimit_limit_limited{limit="api.v2-per-ip"}"#, 1),
         (r#"tollgate_ratelimit_limit_allowed{limit="api.v2-per-ip"}"#, 1),
         (r#"tollgate_ratelimit_limit_shadow_limited{limit="shadow.lim"}"#, 1),
         (r#"tollgate_ratelimit_limit_allowed{limit="shadow.lim"}"#, 1),
-        ("tollgate_audit_events_emitted", 10),
-        ("tollgate_audit_events_sent", 10),
+        (r#"tollgate_ratelimit_tenant_allowed{tenant="ACME-1"}"#, 1),
+        (r#"tollgate_ratelimit_tenant_limited{tenant="ACME-1"}"#, 1),
+        (r#"tollgate_ratelimit_tenant_allowed{tenant="GLOBEX_2"}"#, 1),
+        (r#"tollgate_ratelimit_tenant_shadow_limited{tenant="GLOBEX_2"}"#, 1),
+        ("tollgate_audit_events_emitted", 11),
         (r#"tollgate_audit_events_dropped{cause="buffer_full"}"#, 0),
+        (
+            r#"envoy_extension_config_discovery_http_filter_config_fail{extension_config="istio-system.tollgate"}"#,
+            1,
+        ),
     ];
+    // The ECDS Envoy (namespace trino) runs the tenant stage too.
+    let in_datahub = |promql: &str| match promql.split_once('{') {
+        _ if !promql.starts_with("tollgate_") => promql.to_string(),
+        Some((name, labels)) => format!("{name}{{namespace=\"{NAMESPACE}\",{labels}"),
+        None => format!("{promql}{{namespace=\"{NAMESPACE}\"}}"),
+    };
     for (promql, want) in expected {
-        prometheus.wait_for(promql, want);
+        wait_for(&prometheus, &in_datahub(promql), want);
     }
+    wait_for(&prometheus, &in_datahub("tollgate_audit_events_sent"), 11);
     // Prometheus knows them as counters (Envoy writes `# TYPE ... counter`),
     // without a `_total` suffix, and no label leaks a name's variable part.
     let metadata = Request::get("/api/v1/metadata?metric=tollgate_jwt_denied")
@@ -222,6 +248,49 @@ fn prometheus_reads_every_stage_with_its_labels_and_values() {
     );
     assert!(prometheus.query(r#"{__name__=~"tollgate_.*_total"}"#).is_empty());
     assert!(prometheus
-        .query(r#"{__name__=~"tollgate_.*(rate_limited|token_missing|api_v2).*"}"#)
+        .query(r#"{__name__=~"tollgate_.*(rate_limited|token_missing|api_v2|acme|globex).*"}"#)
         .is_empty());
+    assert!(prometheus
+        .query(r#"{__name__=~"envoy_extension_config_discovery_.*tollgate.*_config_(fail|reload|conflict)"}"#)
+        .is_empty());
+
+    // Every rule loaded and healthy; every recording rule answers for
+    // this traffic; the alerts this traffic should raise are raised.
+    let rules = prometheus.rules().unwrap();
+    assert_eq!(rules.len(), 19, "rules loaded: {rules:?}\n{}", prometheus.log());
+    for rule in &rules {
+        if rule.kind == "recording" {
+            data(&prometheus, &rule.name, "recording rule");
+        }
+        assert!(prometheus.query_ok(&rule.query), "{rule:?}");
+    }
+    for rule in prometheus.rules().unwrap() {
+        assert_eq!((rule.health.as_str(), rule.last_error.as_str()), ("ok", ""), "{rule:?}");
+    }
+    let raised = |alert: &str| -> Value {
+        let rule = rules.iter().find(|r| r.name == alert).unwrap();
+        data(&prometheus, &rule.query, alert)[0]["metric"].clone()
+    };
+    assert_eq!(raised("TollgateJwksUnavailable")["namespace"], NAMESPACE);
+    let refused = raised("TollgatePolicyRefused");
+    assert_eq!(
+        (&refused["namespace"], &refused["extension_config"]),
+        (&json!(ECDS_NAMESPACE), &json!(ECDS_NAME))
+    );
+
+    // The dashboard: no panel shows nothing.
+    let queries = dashboard_queries();
+    assert!(queries.len() > 30, "{} queries", queries.len());
+    for (panel, promql) in &queries {
+        data(&prometheus, promql, panel);
+    }
+    let namespaces = Request::get("/api/v1/label/namespace/values?match[]=%7B__name__%3D~%22tollgate_.%2A%22%7D")
+        .send(prometheus.addr)
+        .unwrap()
+        .json();
+    assert_eq!(
+        namespaces["data"],
+        json!([NAMESPACE, ECDS_NAMESPACE]),
+        "the dashboard's namespace list"
+    );
 }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request, WatchedFile};
+use tollgate_integration::{paths, xds, Bootstrap, Delivery, Echo, Envoy, Filter, Request, WatchedFile};
 
 /// Client threads sending at once (each one request per connection).
 const CLIENTS: usize = 4;
@@ -336,24 +336,8 @@ fn fused(echo: &Echo, policy: &Value) -> (Value, Value) {
     bootstrap.delivery = Delivery::Fused;
     let bootstrap = bootstrap.filter(Filter::tollgate("tollgate.tenant", &paths::module_wasm(), policy));
     let mut json = bootstrap.to_json();
-    let filters = json
-        .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
-        .and_then(Value::as_array_mut)
-        .unwrap();
-    let wasm = filters.iter_mut().find(|f| f["name"] == "tollgate").unwrap();
-    let typed = wasm["typed_config"].take();
+    let typed = xds::http_filter(&mut json, "tollgate").unwrap()["typed_config"].take();
     (json, typed)
-}
-
-fn ecds_resources(version: &str, typed_config: Value) -> Value {
-    json!({
-        "version_info": version,
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": "tollgate",
-            "typed_config": typed_config,
-        }],
-    })
 }
 
 impl Ecds {
@@ -361,26 +345,8 @@ impl Ecds {
         require_artefacts();
         let echo = Echo::start();
         let (mut bootstrap, typed) = fused(&echo, &policy(OLD, "x-tier-a"));
-        let file = WatchedFile::create("ecds.json", &ecds_resources("1", typed)).unwrap();
-        let filters = bootstrap
-            .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
-            .and_then(Value::as_array_mut)
-            .unwrap();
-        let slot = filters.iter_mut().find(|f| f["name"] == "tollgate").unwrap();
-        *slot = json!({
-            "name": "tollgate",
-            "config_discovery": {
-                "config_source": {
-                    "path_config_source": {
-                        "path": file.path().display().to_string(),
-                        "watched_directory": {"path": file.dir().display().to_string()},
-                    },
-                    "resource_api_version": "V3",
-                },
-                "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
-            },
-        });
-        bootstrap["node"] = json!({"id": "tollgate-test", "cluster": "tollgate-test"});
+        let file = WatchedFile::create("ecds.json", &xds::ecds_resources("1", "tollgate", typed)).unwrap();
+        xds::deliver_by_ecds(&mut bootstrap, "tollgate", &file).unwrap();
         let envoy = Envoy::start(&bootstrap);
         wait_stat(&envoy, ECDS_RELOADS, 1);
         Ecds { echo, file, envoy }
@@ -388,7 +354,9 @@ impl Ecds {
 
     fn push(&self, version: &str, policy: &Value) {
         let (_, typed) = fused(&self.echo, policy);
-        self.file.replace(&ecds_resources(version, typed)).unwrap();
+        self.file
+            .replace(&xds::ecds_resources(version, "tollgate", typed))
+            .unwrap();
     }
 }
 

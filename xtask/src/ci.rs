@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: everything `.ci/run` runs, in order, stopping at the
 //! first failure.
 
-use crate::util::{cargo, run, run_counting, step};
+use crate::util::{cargo, root, run, run_counting, step};
 use crate::{bench, capacity, demo, render, setup};
 use std::cell::RefCell;
 use std::process::Command;
@@ -65,6 +65,7 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
     step("docs/capacity.md generated from docs/capacity.json", || {
         capacity::run(capacity::BENCH, capacity::OUT, None, true)
     })?;
+    step("alert rules (promtool check rules, test rules)", promtool)?;
     step("rendered manifests fit Istio's CRD (schema and CEL rules)", || {
         tollgate_cli::manifests::run(&[crate::util::root().join(render::PLUGINS)])
     })?;
@@ -280,4 +281,16 @@ fn validate_bootstraps() -> Result<(), String> {
             .arg(&file))?;
     }
     Ok(())
+}
+
+/// The alert rules parse, and fire and stay quiet on their synthetic
+/// series (`prometheus/alerts_test.yaml`).
+fn promtool() -> Result<(), String> {
+    let dir = root().join("prometheus");
+    run(Command::new(setup::PROMTOOL)
+        .args(["check", "rules", "alerts.yaml"])
+        .current_dir(&dir))?;
+    run(Command::new(setup::PROMTOOL)
+        .args(["test", "rules", "alerts_test.yaml"])
+        .current_dir(&dir))
 }

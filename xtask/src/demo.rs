@@ -4,6 +4,7 @@
 //! where `tollgate audit tail` shows them.
 
 mod audit;
+mod prometheus;
 
 use crate::render::{self, DEMO_ADMIN_PORT, DEMO_BOOTSTRAP, DEMO_PORT, DEMO_UPSTREAM_PORT};
 use crate::setup;
@@ -187,6 +188,7 @@ pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
     );
     println!("policy: {}; Envoy log: {}", render::POLICY, envoy.log_path().display());
     print_sink(&policy, kafka.as_ref());
+    let scraper = prometheus::start(envoy.admin_addr(), check)?;
     println!();
     let addr = if check {
         envoy.addr().to_string()
@@ -194,11 +196,19 @@ pub fn run(check: bool, in_docker: bool) -> Result<(), String> {
         format!("127.0.0.1:{DEMO_PORT}")
     };
     examples(&addr, check, &policy, kafka.as_ref())?;
+    if let Some(scraper) = &scraper {
+        prometheus::print(scraper);
+        if check {
+            let answered = prometheus::check(scraper)?;
+            println!("# Prometheus: {answered}; checked: ok");
+        }
+    }
     if check {
         return Ok(());
     }
     wait_for_ctrl_c()?;
-    println!("\nstopping Envoy (pid {}) and Kafka", envoy.pid());
+    println!("\nstopping Envoy (pid {}), Prometheus and Kafka", envoy.pid());
+    drop(scraper);
     drop(envoy);
     drop(echo);
     drop(kafka);

@@ -334,10 +334,12 @@ pub fn build_wasm() -> Result<(), String> {
 /// address parsing. The audit stage added 80 KB (772,485 bytes): its
 /// policy section's decoders and checks (about 25 KB of serde's strict
 /// decoding), the stage (event inputs, tenant sources, the outbox and its
-/// calls), the event writer and four sink encodings; 768 KiB leaves the
-/// room of one small change. Each raise of the budget is a commit that
+/// calls), the event writer and four sink encodings; 768 KiB left the
+/// room of one small change. The per-tenant rate limit counters (the
+/// `tenant` label the "top limited tenants" panel reads) took it and 2.3 KB
+/// more (788,577 bytes): 772 KiB. Each raise of the budget is a commit that
 /// says what grew and why it is worth it.
-const SIZE_BUDGET: u64 = 786_432;
+const SIZE_BUDGET: u64 = 790_528;
 
 fn within_budget(module: &Path, size: u64, budget: u64) -> Result<(), String> {
     if size <= budget {

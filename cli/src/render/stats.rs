@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 pub const OVERRIDE_CONFIGMAP: &str = "tollgate-stats-tags";
 /// Envoy names a wasm counter `wasmcustom.<name>`; ours start `tollgate.`.
 pub const STATS_PREFIX: &str = "wasmcustom.tollgate.";
+/// Envoy's counters of ECDS updates, `config_fail` among them: the only
+/// sign in Prometheus that a sidecar refused a policy.
+pub const ECDS_PREFIX: &str = "extension_config_discovery.http_filter.";
 
 /// `(file, text)`: the ConfigMap, the pod annotations and the `meshConfig`
 /// fragment, written beside the WasmPlugins.
@@ -26,7 +29,7 @@ pub fn render(policy: &Value, source: &str) -> Result<Vec<(String, String)>, Str
         "metadata": {"name": OVERRIDE_CONFIGMAP},
         "data": {"custom_bootstrap.json": bootstrap},
     });
-    let matcher = json!({"proxyStatsMatcher": {"inclusionPrefixes": [STATS_PREFIX]}});
+    let matcher = json!({"proxyStatsMatcher": {"inclusionPrefixes": [STATS_PREFIX, ECDS_PREFIX]}});
     let annotations = json!({"metadata": {"annotations": {
         "proxy.istio.io/config": to_yaml(&matcher)?,
         "sidecar.istio.io/bootstrapOverride": OVERRIDE_CONFIGMAP,
@@ -39,7 +42,7 @@ pub fn render(policy: &Value, source: &str) -> Result<Vec<(String, String)>, Str
         (
             "stats-bootstrap-override.yaml".into(),
             file(
-                "Envoy stats tags (reason, limit, cause) for Tollgate's counters: apply in each workload's \
+                "Envoy stats tags (reason, limit, tenant, cause, extension_config) for Tollgate's counters: apply in each workload's \
                  namespace (kubectl apply -n NAMESPACE -f); the pods name it in sidecar.istio.io/bootstrapOverride",
                 &configmap,
             )?,
@@ -95,5 +98,9 @@ mod tests {
         assert_eq!(proxy, doc(2)["meshConfig"]["defaultConfig"]);
         let prefixes = &proxy["proxyStatsMatcher"]["inclusionPrefixes"];
         assert!("wasmcustom.tollgate.ratelimit.limit.a-b.c.allowed".starts_with(prefixes[0].as_str().unwrap()));
+        assert!(
+            "extension_config_discovery.http_filter.istio-system.tollgate.config_fail"
+                .starts_with(prefixes[1].as_str().unwrap())
+        );
     }
 }

@@ -46,6 +46,7 @@ struct Pending {
     asked: Vec<Asked>,
     /// When the call started (host clock, nanoseconds).
     started: u64,
+    tenant: Option<usize>,
 }
 
 /// What the service said, or that it failed, for a waiting request.
@@ -58,8 +59,11 @@ pub struct RatelimitStage {
     policy: Rc<Policy>,
     counters: Counters,
     limit_counters: Counters,
+    /// Tenant `i` of the policy owns those at `limit_metric_index(i, _)`.
+    tenant_counters: Counters,
     pending: RefCell<Vec<Pending>>,
-    answers: RefCell<Vec<(u32, Answer)>>,
+    /// Answers for woken requests: context id, tenant, answer.
+    answers: RefCell<Vec<(u32, Option<usize>, Answer)>>,
 }
 
 /// Shared data as the buckets see it.
@@ -96,10 +100,23 @@ impl RatelimitStage {
                 log::warn!("ratelimit: slots of limit '{}' not prepared: {why}", limit.name);
             }
         }
+        // Only a policy with limits counts per tenant.
+        let listed = if policy.limits.is_empty() {
+            0
+        } else {
+            policy.tenants.len()
+        };
+        let mut ids = vec![""; listed];
+        for tenant in policy.tenants.values() {
+            if let Some(slot) = ids.get_mut(tenant.index) {
+                *slot = &tenant.id;
+            }
+        }
         RatelimitStage {
             policy: policy.clone(),
             counters: Counters::define(host, &rl::metric_names()),
             limit_counters: Counters::define(host, &rl::limit_metric_names(&policy.limits)),
+            tenant_counters: Counters::define(host, &rl::tenant_metric_names(&ids)),
             pending: RefCell::new(Vec::new()),
             answers: RefCell::new(Vec::new()),
         }
@@ -107,6 +124,14 @@ impl RatelimitStage {
 
     fn count(&self, host: &dyn Host, counter: Counter) {
         self.counters.add(host, rl::counter_index(counter));
+    }
+
+    /// The per-tenant counters' index of a request's tenant: one of the
+    /// policy's, else none (a tenant the policy does not list is refused
+    /// by the tenant stage; a label never takes a client's value).
+    fn tenant_index(&self, tenant: Option<&str>) -> Option<usize> {
+        let tenant = self.policy.tenants.get(&tenant?.to_ascii_lowercase())?;
+        Some(tenant.index)
     }
 
     /// Tenant, tier and subject from the stages before this one in memory,
@@ -309,11 +334,15 @@ impl RatelimitStage {
         host: &dyn Host,
         counts: &[LimitCount],
         failed: Option<Action>,
+        tenant: Option<usize>,
     ) -> Step {
         let policy = &*self.policy;
         for c in counts {
             self.limit_counters
                 .add(host, rl::limit_metric_index(c.limit, c.outcome()));
+        }
+        if let (Some(tenant), Some(outcome)) = (tenant, rl::request_outcome(counts)) {
+            self.tenant_counters.add(host, rl::limit_metric_index(tenant, outcome));
         }
         let (mut action, deciding) = rl::verdict(counts);
         let deciding_limit = deciding.and_then(|c| policy.limits.get(c.limit));
@@ -385,7 +414,7 @@ impl RatelimitStage {
         let limits = &route.ratelimit.limits;
         let route_mode = route.ratelimit.mode;
         if limits.is_empty() {
-            return self.conclude(cx, host, &[], None);
+            return self.conclude(cx, host, &[], None, None);
         }
         let needs = Needs::of(&self.policy, limits);
         let inputs = match self.inputs(cx, host, needs) {
@@ -400,9 +429,10 @@ impl RatelimitStage {
             descriptors,
             asked,
         } = self.count_local(cx, host, limits, route_mode, &inputs);
+        let tenant = self.tenant_index(inputs.tenant.as_deref());
         let locally_refused = counts.iter().any(|c| c.over && c.mode == Mode::Enforce);
         if asked.is_empty() || locally_refused {
-            return self.conclude(cx, host, &counts, None);
+            return self.conclude(cx, host, &counts, None, tenant);
         }
         let started = host.now_nanos();
         match self.ask(host, cx.context_id, &descriptors) {
@@ -413,6 +443,7 @@ impl RatelimitStage {
                     counts,
                     asked,
                     started,
+                    tenant,
                 });
                 Step::Wait
             }
@@ -421,7 +452,7 @@ impl RatelimitStage {
                 let (mut more, failure) = self.failed(host, &asked);
                 let mut all = counts;
                 all.append(&mut more);
-                self.conclude(cx, host, &all, failure)
+                self.conclude(cx, host, &all, failure, tenant)
             }
         }
     }
@@ -446,7 +477,9 @@ impl RatelimitStage {
                 Answer::Failed(pending.counts, pending.asked)
             }
         };
-        self.answers.borrow_mut().push((pending.context_id, answer));
+        self.answers
+            .borrow_mut()
+            .push((pending.context_id, pending.tenant, answer));
         Some(pending.context_id)
     }
 
@@ -468,8 +501,11 @@ impl RatelimitStage {
     fn resumed_run(&self, cx: &mut RequestContext, host: &dyn Host) -> Step {
         let answer = {
             let mut answers = self.answers.borrow_mut();
-            let at = answers.iter().position(|(id, _)| *id == cx.context_id);
-            at.map(|i| answers.swap_remove(i).1)
+            let at = answers.iter().position(|(id, _, _)| *id == cx.context_id);
+            at.map(|i| {
+                let (_, tenant, answer) = answers.swap_remove(i);
+                (answer, tenant)
+            })
         };
         let pending = {
             let mut pending = self.pending.borrow_mut();
@@ -477,13 +513,22 @@ impl RatelimitStage {
             at.map(|i| pending.swap_remove(i))
         };
         match (answer, pending) {
-            (Some(Answer::Counts(counts)), _) => self.conclude(cx, host, &counts, None),
-            (Some(Answer::Failed(mut counts, asked)), _) | (None, Some(Pending { mut counts, asked, .. })) => {
+            (Some((Answer::Counts(counts), tenant)), _) => self.conclude(cx, host, &counts, None, tenant),
+            (Some((Answer::Failed(mut counts, asked), tenant)), _)
+            | (
+                None,
+                Some(Pending {
+                    mut counts,
+                    asked,
+                    tenant,
+                    ..
+                }),
+            ) => {
                 let (mut more, failure) = self.failed(host, &asked);
                 counts.append(&mut more);
-                self.conclude(cx, host, &counts, failure)
+                self.conclude(cx, host, &counts, failure, tenant)
             }
-            (None, None) => self.conclude(cx, host, &[], None),
+            (None, None) => self.conclude(cx, host, &[], None, None),
         }
     }
 }
@@ -544,7 +589,10 @@ struct Needs {
 impl Needs {
     fn of(policy: &Policy, limits: &[usize]) -> Needs {
         use tollgate_core::ratelimit::KeyPart;
-        let mut needs = Needs::default();
+        let mut needs = Needs {
+            tenant: !policy.tenants.is_empty(),
+            ..Needs::default()
+        };
         for limit in limits.iter().filter_map(|&i| policy.limits.get(i)) {
             needs.tenant |= !limit.tiers.is_empty() || !limit.tenants.is_empty();
             for part in &limit.key {
@@ -579,7 +627,7 @@ impl Stage for RatelimitStage {
 
     fn on_log(&self, cx: &RequestContext, _host: &dyn Host) {
         // A request that ended while it waited leaves nothing behind.
-        self.answers.borrow_mut().retain(|(id, _)| *id != cx.context_id);
+        self.answers.borrow_mut().retain(|(id, _, _)| *id != cx.context_id);
         self.pending.borrow_mut().retain(|p| p.context_id != cx.context_id);
     }
 

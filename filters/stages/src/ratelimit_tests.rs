@@ -60,6 +60,12 @@ fn workers_share_one_bucket_per_tenant_and_overrides_apply() {
     assert_eq!(host.counter("tollgate.ratelimit.limit.trino-per-tenant.allowed"), 9);
     assert_eq!(host.counter("tollgate.ratelimit.limit.trino-per-tenant.limited"), 4);
     assert_eq!(host.counter("tollgate.ratelimit.denied.rate_limited"), 4);
+    // Per tenant, under the policy's spelling whatever the request's.
+    let tenant = |id: &str, outcome: &str| host.counter(&format!("tollgate.ratelimit.tenant.{id}.{outcome}"));
+    assert_eq!((tenant("ACME", "allowed"), tenant("ACME", "limited")), (3, 2));
+    assert_eq!((tenant("INITECH", "allowed"), tenant("INITECH", "limited")), (5, 1));
+    assert_eq!((tenant("STD-001", "allowed"), tenant("STD-001", "limited")), (1, 1));
+    assert_eq!(tenant("acme", "allowed"), 0);
 
     let refused = host.request(4).reply.unwrap();
     assert_eq!(refused.grpc_status, Some(8), "RESOURCE_EXHAUSTED for gRPC clients");
@@ -128,6 +134,8 @@ fn the_separate_filter_keys_on_the_tenant_in_filter_state() {
     let limit = configured(&host, || crate::root_for("tollgate.ratelimit").unwrap(), &p);
     assert_eq!(send(&host, &[&tenant, &limit], 1, 4, "ACME"), [200, 200, 200, 429]);
     assert_eq!(send(&host, &[&tenant, &limit], 5, 1, "INITECH"), [200]);
+    assert_eq!(host.counter("tollgate.ratelimit.tenant.ACME.limited"), 1);
+    assert_eq!(host.counter("tollgate.ratelimit.tenant.INITECH.allowed"), 1);
     let record: Value = serde_json::from_slice(&host.request(4).state["tollgate.decision.ratelimit"]).unwrap();
     assert_eq!(
         (record["outcome"].as_str(), record["limit"].as_str()),
@@ -193,6 +201,9 @@ fn global_limits_wait_for_the_service_and_resume_at_the_stage() {
     assert_eq!(host.counter("tollgate.ratelimit.service_timeout"), 1);
     assert_eq!(host.counter("tollgate.ratelimit.failure_mode_allowed"), 1);
     assert_eq!(pipeline.waiting(), 0);
+    // Counted per tenant once the answer came, or the call failed.
+    assert_eq!(host.counter("tollgate.ratelimit.tenant.INITECH.limited"), 1);
+    assert_eq!(host.counter("tollgate.ratelimit.tenant.ACME.allowed"), 2);
 }
 
 #[test]

@@ -863,6 +863,7 @@ fn compile_tenants(
             status: doc.status,
             tier,
             routes: doc.routes.clone(),
+            index: i,
         };
         if tenants.insert(doc.id.to_ascii_lowercase(), tenant).is_some() {
             errors.push(

@@ -24,6 +24,8 @@ pub struct Tenant {
     pub tier: String,
     /// Route names the tenant may use; `None` is every route.
     pub routes: Option<Vec<String>>,
+    /// Its place in the policy's list: its per-tenant counters' index.
+    pub index: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

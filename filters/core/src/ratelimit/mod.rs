@@ -272,6 +272,25 @@ pub fn limit_metric_names(limits: &[Limit]) -> Vec<String> {
         .collect()
 }
 
+/// Envoy `stats_tags` regex that makes a tenant id (letters, digits, `-`,
+/// `_`: `policy::tenant`) the `tenant` tag of the per-tenant counters.
+pub const TENANT_TAG_REGEX: &str =
+    r"^wasmcustom\.tollgate\.ratelimit\.tenant\.(([A-Za-z0-9_-]+)\.)(?:allowed|limited|shadow_limited)$";
+
+/// Per-tenant counters for the policy's tenants, in their order
+/// (`Tenant::index`), `tollgate.ratelimit.tenant.<id>.<outcome>` in
+/// `limit_metric_index` order: a label whose values the policy lists, never
+/// one a client chose. Only requests a limit applies to count.
+pub fn tenant_metric_names(ids: &[&str]) -> Vec<String> {
+    ids.iter()
+        .flat_map(|id| {
+            LIMIT_OUTCOMES
+                .iter()
+                .map(move |o| format!("tollgate.ratelimit.tenant.{id}.{o}"))
+        })
+        .collect()
+}
+
 /// What a limit said about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -282,6 +301,18 @@ pub enum Outcome {
 
 pub fn limit_metric_index(limit: usize, outcome: Outcome) -> usize {
     limit * LIMIT_OUTCOMES.len() + outcome as usize
+}
+
+/// A request's outcome over all its limits, for its tenant's counters:
+/// limited by any enforced limit, else shadow-limited by any, else allowed.
+pub fn request_outcome(counts: &[LimitCount]) -> Option<Outcome> {
+    let outcome = |c: &LimitCount| match c.outcome() {
+        Outcome::Allowed => 0,
+        Outcome::ShadowLimited => 1,
+        Outcome::Limited => 2,
+    };
+    let worst = counts.iter().max_by_key(|c| outcome(c))?;
+    Some(worst.outcome())
 }
 
 #[cfg(test)]

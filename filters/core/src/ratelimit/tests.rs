@@ -386,6 +386,34 @@ fn every_limit_has_its_counters_and_the_tag_regex_finds_its_name() {
 }
 
 #[test]
+fn a_tenant_counts_the_worst_outcome_of_its_request() {
+    let count = |over, mode| LimitCount {
+        limit: 0,
+        mode,
+        over,
+        state: None,
+    };
+    assert_eq!(request_outcome(&[]), None);
+    let allowed = count(false, Mode::Enforce);
+    let shadow = count(true, Mode::Shadow);
+    let limited = count(true, Mode::Enforce);
+    assert_eq!(request_outcome(std::slice::from_ref(&allowed)), Some(Outcome::Allowed));
+    assert_eq!(
+        request_outcome(&[allowed.clone(), shadow.clone()]),
+        Some(Outcome::ShadowLimited)
+    );
+    assert_eq!(request_outcome(&[shadow, limited, allowed]), Some(Outcome::Limited));
+    let names = tenant_metric_names(&["ACME", "globex-2"]);
+    assert_eq!(
+        names
+            .get(limit_metric_index(1, Outcome::ShadowLimited))
+            .map(String::as_str),
+        Some("tollgate.ratelimit.tenant.globex-2.shadow_limited")
+    );
+    assert_eq!(names.len(), 6);
+}
+
+#[test]
 fn the_decision_record_names_the_limit() {
     let json: serde_json::Value =
         serde_json::from_slice(&record("trino", Mode::Enforce, Action::Deny(RATE_LIMITED), Some("t"))).unwrap();
