@@ -8,6 +8,7 @@ use crate::positions::{Duplicate, Position, Positions};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use tollgate_core::policy::strict;
 
 /// A cases file larger than this is refused before it is parsed.
 pub const MAX_BYTES: u64 = 4 << 20;
@@ -156,7 +157,7 @@ pub fn parse(text: &str, file: &str) -> Result<CasesFile, String> {
         return Ok(cases);
     }
     let positions = Positions::read(text).unwrap_or_default();
-    let findings = errors
+    let mut findings: Vec<Finding> = errors
         .into_iter()
         .map(|(path, message)| Finding {
             at: positions.find(&path, Duplicate::First),
@@ -165,6 +166,7 @@ pub fn parse(text: &str, file: &str) -> Result<CasesFile, String> {
             message,
         })
         .collect();
+    findings.sort_by_key(|f| (f.at.line, f.at.col));
     Err(located(findings))
 }
 
@@ -175,7 +177,12 @@ fn serde_finding(e: &serde_yaml_ng::Error) -> Finding {
     let (at, message) = match e.location() {
         Some(l) => {
             let suffix = format!(" at line {} column {}", l.line(), l.column());
-            let message = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+            let message = text.strip_suffix(&suffix).unwrap_or(&text);
+            // serde's words for a null where a value is needed.
+            let message = match message.split_once("invalid type: unit value, expected ") {
+                Some((path, _)) => format!("{path}{}", strict::NULL_VALUE),
+                None => message.to_string(),
+            };
             (
                 Position {
                     line: l.line(),
