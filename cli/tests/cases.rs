@@ -162,6 +162,10 @@ const BAD_FILES: &[(&str, &str)] = &[
         "c.yaml:1:74: cases[0].expect.stages: 'maybe': expected OUTCOME [REASON], \
          the outcome one of allow, deny, shadow_deny, not_run",
     ),
+    (
+        "cases:\n  - name: a\n    request: {path: /x}\n    expect: {upstream_headers: {x-a: \"1\", x-a: ~}}\n",
+        "c.yaml:4:32: cases[0].expect.upstream_headers: 'x-a': duplicate key",
+    ),
     ("cases: []\n", "c.yaml:1:1: cases: no cases"),
 ];
 

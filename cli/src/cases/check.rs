@@ -114,3 +114,56 @@ fn upstream(e: &Value, name: &str) -> String {
 fn quoted(value: &str) -> String {
     json!(value).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::compare;
+    use crate::cases::file::{Expect, StageWant};
+    use serde_json::json;
+
+    fn expect_stage(name: &str, want: &str) -> Expect {
+        Expect {
+            status: None,
+            reason: None,
+            route: None,
+            stages: [(name.to_string(), StageWant::try_from(want.to_string()).unwrap())].into(),
+            upstream_headers: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_outcome_without_a_reason_accepts_any_reason_of_it() {
+        let e = json!({"stages": [
+            {"stage": "jwt", "ran": true, "outcome": "allow"},
+            {"stage": "tenant", "ran": true, "outcome": "deny", "reason": "tenant_unknown"},
+            {"stage": "ratelimit", "ran": false},
+        ]});
+        let fields = |name: &str, want: &str| -> Vec<String> {
+            compare(&expect_stage(name, want), &e)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert!(fields("tenant", "deny").is_empty());
+        assert!(fields("tenant", "deny tenant_unknown").is_empty());
+        assert_eq!(
+            fields("tenant", "shadow_deny"),
+            ["stages.tenant: want shadow_deny, got deny tenant_unknown"]
+        );
+        assert_eq!(
+            fields("tenant", "deny tenant_suspended"),
+            ["stages.tenant: want deny tenant_suspended, got deny tenant_unknown"]
+        );
+        assert!(fields("ratelimit", "not_run").is_empty());
+        assert_eq!(fields("jwt", "deny"), ["stages.jwt: want deny, got allow"]);
+    }
+
+    #[test]
+    fn stage_wants_are_outcome_and_one_reason() {
+        for bad in ["", "maybe", "allow token_missing", "deny a b", "not_run x"] {
+            assert!(StageWant::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+        let want = StageWant::try_from("shadow_deny  tenant_required".to_string()).unwrap();
+        assert_eq!(want.to_string(), "shadow_deny tenant_required");
+    }
+}

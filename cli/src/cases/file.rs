@@ -50,7 +50,7 @@ pub struct CaseRequest {
     /// The `:authority`; with `url`, it replaces the URL's.
     #[serde(default, deserialize_with = "given")]
     pub host: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub headers: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "given")]
     pub source_address: Option<String>,
@@ -85,10 +85,10 @@ pub struct Expect {
     /// The route chosen.
     #[serde(default, deserialize_with = "given")]
     pub route: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub stages: BTreeMap<String, StageWant>,
     /// Header name -> value the application receives, or null: must be absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub upstream_headers: BTreeMap<String, Option<String>>,
 }
 
@@ -139,6 +139,33 @@ impl std::fmt::Display for StageWant {
 /// error rather than "not given", so `status: ~` cannot silently check nothing.
 fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
+}
+
+/// A mapping whose keys are given once: a map would keep the last of two
+/// silently, and one of the two expectations would never be checked.
+fn unique<'de, D: Deserializer<'de>, V: Deserialize<'de>>(d: D) -> Result<BTreeMap<String, V>, D::Error> {
+    d.deserialize_map(Unique(std::marker::PhantomData))
+}
+
+struct Unique<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+    type Value = BTreeMap<String, V>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a mapping")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, V>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("'{key}': {}", strict::DUPLICATE_KEY)));
+            }
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
 }
 
 /// Reads and checks a cases file's text; `Err` lists every error as
