@@ -352,3 +352,31 @@ fn the_readme_example_runs_and_its_failure_is_the_printed_one() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn deep_or_huge_files_are_refused_quickly() {
+    let started = std::time::Instant::now();
+    let nested = |levels: usize| {
+        format!(
+            "cases:\n  - name: a\n    request: {{path: /x, claims: {{a: {}1{}}}}}\n    expect: {{status: 200}}\n",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    };
+    // The claims' mapping is the fifth level; the 124th '[' the 129th.
+    assert_eq!(
+        parse(&nested(124), "c.yaml").unwrap_err(),
+        "c.yaml: 1 error(s):\nc.yaml:3:160: is nested deeper than 128 levels"
+    );
+    assert!(parse(&nested(123), "c.yaml").is_ok());
+    // Far deeper: saphyr's own limit stops it first.
+    let error = parse(&nested(30_000), "c.yaml").unwrap_err();
+    assert!(error.contains("is not YAML: recursion limit exceeded"), "{error}");
+    assert!(started.elapsed().as_secs_f64() < 2.0, "{:?}", started.elapsed());
+    let dir = scratch("huge");
+    let huge = dir.join("huge.yaml");
+    std::fs::write(&huge, " ".repeat(5 << 20)).unwrap();
+    let error = cases::load(&huge).unwrap_err();
+    assert!(error.ends_with("5242880 bytes; the limit is 4194304"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

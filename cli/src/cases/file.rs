@@ -229,15 +229,25 @@ fn serde_finding(e: &serde_yaml_ng::Error) -> Finding {
 }
 
 /// serde_yaml_ng reads every event before deserializing, in time quadratic
-/// in flow nesting depth; saphyr's events stop a deep document early (as
-/// `tollgate validate` does for policies).
+/// in flow nesting depth; saphyr's events stop a deep document (or text
+/// that is not YAML) early, as `tollgate validate` does for policies.
 fn too_deep(text: &str) -> Option<Finding> {
     let mut depth = 0usize;
     for next in saphyr_parser::Parser::new_from_str(text) {
         let (event, span) = match next {
             Ok(next) => next,
-            // serde_yaml_ng reports it, with its position.
-            Err(_) => return None,
+            // Not read further: serde_yaml_ng would take as long as for a deep one.
+            Err(e) => {
+                return Some(Finding {
+                    at: Position {
+                        line: e.marker().line(),
+                        col: e.marker().col() + 1,
+                    },
+                    warning: false,
+                    path: String::new(),
+                    message: format!("is not YAML: {e}"),
+                })
+            }
         };
         match event {
             saphyr_parser::Event::SequenceStart(..) | saphyr_parser::Event::MappingStart(..) => {
