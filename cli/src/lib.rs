@@ -6,6 +6,7 @@
 // serde_json's `Index` yields `Null` for a missing key; it does not panic.
 #![allow(clippy::indexing_slicing)]
 
+pub mod cases;
 pub mod demo;
 pub mod diff;
 pub mod envoy;

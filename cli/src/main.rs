@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use tollgate_cli::{diff, envoy, explain, manifests, package, policy_file, render, tail};
+use tollgate_cli::{cases, diff, envoy, explain, manifests, package, policy_file, render, tail};
 use tollgate_core::audit::{EventType, Outcome};
 
 /// Check, render, package and explain a Tollgate policy.
@@ -128,6 +128,15 @@ enum Command {
         /// The client's address as Envoy sees the peer (IP or IP:PORT), for client_ip limit keys
         #[arg(long)]
         source_address: Option<String>,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run declared requests (a cases file, YAML or JSON) through the filters and compare
+    /// each answer with the one it must get; exit 1 when any differs, 2 for a file that cannot be run
+    Test {
+        policy: PathBuf,
+        cases: PathBuf,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -280,6 +289,15 @@ fn main() {
             };
             explain::run(&policy, &request, json)
         })(),
+        Command::Test { policy, cases, json } => match cases::run(&policy, &cases, json) {
+            Ok(true) => Ok(()),
+            // The failures are printed; the summary line says how many.
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("tollgate: {e}");
+                std::process::exit(2);
+            }
+        },
         Command::Audit {
             command:
                 AuditCommand::Tail {

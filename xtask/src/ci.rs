@@ -61,6 +61,15 @@ pub fn run_all(modes: &Modes) -> Result<(), String> {
     step("rendered files up to date", || {
         render::run(true, render::DEFAULT_IMAGE, false)
     })?;
+    // Declared requests with the answers they must get, the demo's among them.
+    step("policy cases (tollgate test)", || {
+        let root = crate::util::root();
+        let cases = root.join(render::PLUGINS).join("policy.tests.yaml");
+        match tollgate_cli::cases::run(&root.join(render::POLICY), &cases, false)? {
+            true => Ok(()),
+            false => Err(format!("{}: cases failed (above)", cases.display())),
+        }
+    })?;
     // The page's figures come from the bench's JSON, never by hand.
     step("docs/capacity.md generated from docs/capacity.json", || {
         capacity::run(capacity::BENCH, capacity::OUT, None, true)
