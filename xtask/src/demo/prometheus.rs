@@ -40,6 +40,10 @@ pub fn start(admin: SocketAddr, check: bool) -> Result<Option<Prometheus>, Strin
     let rules = crate::util::root().join("prometheus/alerts.yaml");
     let prometheus = Prometheus::start(&[(admin, "demo")], &[rules.as_path()], "1s", listen)
         .map_err(|e| format!("{e} (is a demo already running?)"))?;
+    // Scraped once before the examples, so that rates see them.
+    prometheus
+        .wait_for_data("up == 1")
+        .map_err(|e| format!("Prometheus never scraped Envoy: {e}"))?;
     Ok(Some(prometheus))
 }
 
