@@ -35,6 +35,7 @@ fn policy() -> Value {
         "defaults": {"jwt": {"requirement": "none"}, "tenant": {"required": false}},
         "routes": [
             {"name": "jwt-route.v1", "match": {"prefix": "/jwt"}, "jwt": {"requirement": "required"}},
+            {"name": "jwt-shadow", "match": {"prefix": "/shadow-jwt"}, "jwt": {"requirement": "required", "mode": "shadow"}},
             {"name": "tenant-route", "match": {"prefix": "/tenant"}, "tenant": {"required": true}},
             {"name": "shadow.route", "match": {"prefix": "/shadow"}, "tenant": {"required": true, "mode": "shadow"}},
             {"name": "limited", "match": {"prefix": "/limited"}, "limits": [
@@ -54,6 +55,18 @@ fn policy() -> Value {
         }, tokens::remote_provider(IDP_CLUSTER)]},
         "audit": {"sink": {"format": "log"}},
     })
+}
+
+/// A token provider `p` verifies (HS256 with the policy's secret).
+fn hs256_token() -> String {
+    let claims = json!({"iss": "iss", "sub": "s", "exp": tokens::now() + 600});
+    let key = jsonwebtoken::EncodingKey::from_secret(b"secretsecretsecretsecretsecretsecret");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &key,
+    )
+    .unwrap()
 }
 
 /// The one series `promql` selects, once it reads `want`.
@@ -197,9 +210,19 @@ fn prometheus_reads_every_stage_with_its_labels_and_values() {
     assert_eq!(send("/limited", &[("x-tenant-id", "ACME-1")]), 429);
     assert_eq!(send("/slimit", &[("x-tenant-id", "GLOBEX_2")]), 200);
     assert_eq!(send("/slimit", &[("x-tenant-id", "GLOBEX_2")]), 200);
+    let hs256 = format!("Bearer {}", hs256_token());
+    assert_eq!(send("/jwt", &[("authorization", hs256.as_str())]), 200);
+    assert_eq!(send("/shadow-jwt", &[]), 200);
     let bearer = tokens::bearer(&tokens::claims());
     assert_eq!(send("/jwks-down", &[("authorization", bearer.as_str())]), 503);
-    let expected: [(&str, u64); 21] = [
+    let expected: [(&str, u64); 25] = [
+        ("tollgate_jwt_allowed", 1),
+        (r#"tollgate_jwt_shadow_denied{reason="token_missing"}"#, 1),
+        // /jwt with a token without a tenant, /shadow-jwt.
+        ("tollgate_tenant_allowed_without_tenant", 2),
+        // Reached the stage and not refused, shadow refusals apart: /tenant,
+        // /shadow, the first /limited and /slimit, /jwt, /shadow-jwt.
+        ("tollgate_ratelimit_allowed", 6),
         (r#"tollgate_jwt_denied{reason="token_missing"}"#, 1),
         (r#"tollgate_jwt_denied{reason="token_malformed"}"#, 1),
         (r#"tollgate_jwt_denied{reason="jwks_unavailable"}"#, 1),
@@ -218,7 +241,7 @@ fn prometheus_reads_every_stage_with_its_labels_and_values() {
         (r#"tollgate_ratelimit_tenant_limited{tenant="ACME-1"}"#, 1),
         (r#"tollgate_ratelimit_tenant_allowed{tenant="GLOBEX_2"}"#, 1),
         (r#"tollgate_ratelimit_tenant_shadow_limited{tenant="GLOBEX_2"}"#, 1),
-        ("tollgate_audit_events_emitted", 11),
+        ("tollgate_audit_events_emitted", 13),
         (r#"tollgate_audit_events_dropped{cause="buffer_full"}"#, 0),
         (
             r#"envoy_extension_config_discovery_http_filter_config_fail{extension_config="istio-system.tollgate"}"#,
@@ -234,7 +257,7 @@ fn prometheus_reads_every_stage_with_its_labels_and_values() {
     for (promql, want) in expected {
         wait_for(&prometheus, &in_datahub(promql), want);
     }
-    wait_for(&prometheus, &in_datahub("tollgate_audit_events_sent"), 11);
+    wait_for(&prometheus, &in_datahub("tollgate_audit_events_sent"), 13);
     // Prometheus knows them as counters (Envoy writes `# TYPE ... counter`),
     // without a `_total` suffix, and no label leaks a name's variable part.
     let metadata = Request::get("/api/v1/metadata?metric=tollgate_jwt_denied")
