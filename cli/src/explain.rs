@@ -76,15 +76,48 @@ pub fn read_token(path: &Path) -> Result<String, String> {
 
 /// The explanation of one request over a policy (JSON, as `--json` prints it).
 pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
-    let (config, plugin) = match &request.namespace {
-        Some(namespace) => {
-            let (config, plugin) = placed(policy_doc, namespace)?;
-            (config.to_string(), Some(plugin))
-        }
-        None => (policy_doc.to_string(), None),
-    };
+    Prepared::new(policy_doc, request.namespace.as_deref())?.explain(request)
+}
+
+/// A policy made ready to explain many requests (`tollgate replay`): the
+/// plugin's configuration for the namespace is worked out once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    config: String,
+    plugin: Option<Value>,
+    namespace: Option<String>,
+}
+
+impl Prepared {
+    pub fn new(policy_doc: &Value, namespace: Option<&str>) -> Result<Prepared, String> {
+        let (config, plugin) = match namespace {
+            Some(namespace) => {
+                let (config, plugin) = placed(policy_doc, namespace)?;
+                (config.to_string(), Some(plugin))
+            }
+            None => (policy_doc.to_string(), None),
+        };
+        Ok(Prepared {
+            config,
+            plugin,
+            namespace: namespace.map(str::to_string),
+        })
+    }
+
+    /// The explanation of one request (its `namespace` is the one prepared).
+    pub fn explain(&self, request: &Request) -> Result<Value, String> {
+        explain_prepared(&self.config, self.plugin.clone(), self.namespace.as_deref(), request)
+    }
+}
+
+fn explain_prepared(
+    config: &str,
+    plugin: Option<Value>,
+    namespace: Option<&str>,
+    request: &Request,
+) -> Result<Value, String> {
     let host = FakeHost::new(tollgate_stages::FUSED_ROOT_ID, config.as_bytes());
-    if let Some(namespace) = &request.namespace {
+    if let Some(namespace) = namespace {
         // Istio's node metadata: the filter decides itself whether it stands aside.
         host.node
             .borrow_mut()
