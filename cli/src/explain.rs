@@ -80,12 +80,38 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
 }
 
 /// A policy made ready to explain many requests (`tollgate replay`): the
-/// plugin's configuration for the namespace is worked out once.
-#[derive(Debug, Clone)]
+/// plugin's configuration is worked out, and the filter configured on the
+/// in-memory host, once; each request then starts from the state the host
+/// had right after configuring (no counts, no calls), as a fresh one would.
 pub struct Prepared {
     config: String,
     plugin: Option<Value>,
     namespace: Option<String>,
+    ready: std::cell::RefCell<Option<Ready>>,
+}
+
+/// The configured filter on its host, and the host's shared data then.
+struct Ready {
+    host: FakeHost,
+    root: PipelineRoot,
+    shared: std::collections::HashMap<String, (Vec<u8>, u32)>,
+}
+
+impl Ready {
+    /// Back to the state right after configuring: what one request leaves
+    /// (counts in shared data, counters, calls) is not seen by the next.
+    fn reset(&self) {
+        let host = &self.host;
+        *host.shared.borrow_mut() = self.shared.clone();
+        for (_, value) in host.counters.borrow_mut().iter_mut() {
+            *value = 0;
+        }
+        host.calls.borrow_mut().clear();
+        host.call_bodies.borrow_mut().clear();
+        host.grpc_calls.borrow_mut().clear();
+        host.requests.borrow_mut().clear();
+        host.trace.borrow_mut().clear();
+    }
 }
 
 impl Prepared {
@@ -101,37 +127,52 @@ impl Prepared {
             config,
             plugin,
             namespace: namespace.map(str::to_string),
+            ready: std::cell::RefCell::new(None),
         })
     }
 
     /// The explanation of one request (its `namespace` is the one prepared).
     pub fn explain(&self, request: &Request) -> Result<Value, String> {
-        explain_prepared(&self.config, self.plugin.clone(), self.namespace.as_deref(), request)
+        let now = request.now.unwrap_or_else(unix_now);
+        let mut ready = self.ready.borrow_mut();
+        if ready.is_none() {
+            // Configured on the first request's clock, as a fresh host would be.
+            *ready = Some(self.configure(now)?);
+        }
+        let ready = ready.as_ref().ok_or("the filters refuse this policy")?;
+        ready.reset();
+        explain_on(&ready.host, &ready.root, self.plugin.clone(), request, now)
+    }
+
+    fn configure(&self, now: u64) -> Result<Ready, String> {
+        let host = FakeHost::new(tollgate_stages::FUSED_ROOT_ID, self.config.as_bytes());
+        if let Some(namespace) = &self.namespace {
+            // Istio's node metadata: the filter decides itself whether it stands aside.
+            host.node
+                .borrow_mut()
+                .insert("NAMESPACE".into(), namespace.as_bytes().to_vec());
+        }
+        host.now_ms.set(now.saturating_mul(1000));
+        // The fused filter's stages; `false` only makes every stage write its
+        // decision record to filter state, which explain reads back.
+        let mut root = PipelineRoot::new(tollgate_stages::FUSED_ROOT_ID, tollgate_stages::stages, false);
+        if !root.configure(&host, self.config.as_bytes()) {
+            return Err("the filters refuse this policy".to_string());
+        }
+        let shared = host.shared.borrow().clone();
+        Ok(Ready { host, root, shared })
     }
 }
 
-fn explain_prepared(
-    config: &str,
+fn explain_on(
+    host: &FakeHost,
+    root: &PipelineRoot,
     plugin: Option<Value>,
-    namespace: Option<&str>,
     request: &Request,
+    now: u64,
 ) -> Result<Value, String> {
-    let host = FakeHost::new(tollgate_stages::FUSED_ROOT_ID, config.as_bytes());
-    if let Some(namespace) = namespace {
-        // Istio's node metadata: the filter decides itself whether it stands aside.
-        host.node
-            .borrow_mut()
-            .insert("NAMESPACE".into(), namespace.as_bytes().to_vec());
-    }
     host.skip_signatures.set(request.no_verify);
-    let now = request.now.unwrap_or_else(unix_now);
     host.now_ms.set(now.saturating_mul(1000));
-    // The fused filter's stages; `false` only makes every stage write its
-    // decision record to filter state, which explain reads back.
-    let mut root = PipelineRoot::new(tollgate_stages::FUSED_ROOT_ID, tollgate_stages::stages, false);
-    if !root.configure(&host, config.as_bytes()) {
-        return Err("the filters refuse this policy".to_string());
-    }
     let pipeline = root.pipeline().ok_or("the filters refuse this policy")?;
     let policy = pipeline.policy.clone();
     let plugin = plugin.map(|mut p| {
@@ -152,8 +193,8 @@ fn explain_prepared(
                 .to_string(),
         );
     }
-    let (flow, _request) = pipeline.on_request_headers(&host, CONTEXT, true);
-    let flow = answer_fetches(&pipeline, &host, request, flow, &mut notes);
+    let (flow, _request) = pipeline.on_request_headers(host, CONTEXT, true);
+    let flow = answer_fetches(&pipeline, host, request, flow, &mut notes);
     let mut out = Map::new();
     if let Some(plugin) = plugin {
         out.insert("plugin".into(), plugin);
@@ -183,7 +224,7 @@ fn explain_prepared(
         upstream_json(&sent, &outcome.headers, outcome.reply.is_some()),
     );
     out.insert("filter_state".into(), filter_state_json(&policy, &outcome.state));
-    out.insert("counters".into(), counters_json(&host));
+    out.insert("counters".into(), counters_json(host));
     out.insert("limits".into(), limits);
     out.insert("audit".into(), audit);
     out.insert("notes".into(), json!(notes));

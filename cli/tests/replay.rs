@@ -423,3 +423,61 @@ fn the_command_gates_on_its_fail_on_and_prints_json() {
     assert_eq!(bad.status.code(), Some(2), "clap refuses the value");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes `REPLAY_EVENTS` (default 1,000,000) events to the file
+/// `REPLAY_EVENTS_OUT`: the recorded traffic over and over, one second of
+/// events per 1,000, request ids unique; and the policy to `<file>.policy.json`.
+/// For measuring `tollgate replay`'s events per second (README):
+/// `REPLAY_EVENTS_OUT=/tmp/events.jsonl cargo test -p tollgate-cli --test replay -- --ignored generate`
+#[test]
+#[ignore = "writes a large file; run by hand to measure"]
+fn generate_events_for_a_throughput_run() {
+    let out = PathBuf::from(std::env::var("REPLAY_EVENTS_OUT").expect("REPLAY_EVENTS_OUT"));
+    let count: usize = std::env::var("REPLAY_EVENTS").map_or(1_000_000, |n| n.parse().unwrap());
+    let a = policy_a();
+    let lines: Vec<Value> = record(&a, &traffic())
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&out).unwrap());
+    for i in 0..count {
+        let mut event = lines[i % lines.len()].clone();
+        event["request_id"] = json!(format!("gen-{i}"));
+        let second = NOW + (i / 1000) as u64;
+        event["time"] = json!(format!("{}.000000000Z", rfc3339_seconds(second)));
+        std::io::Write::write_all(&mut file, format!("{event}\n").as_bytes()).unwrap();
+    }
+    std::fs::write(out.with_extension("policy.json"), a.to_string()).unwrap();
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds.
+fn rfc3339_seconds(t: u64) -> String {
+    let (days, rest) = (t / 86_400, t % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[test]
+fn event_times_read_back_as_written() {
+    for t in [0, NOW, NOW + 86_399, 951_782_400 /* 2000-02-29 */] {
+        let text = format!("{}.123456789Z", rfc3339_seconds(t));
+        assert_eq!(replay::rebuild::unix_seconds(&text), Some(t), "{text}");
+    }
+    assert_eq!(rfc3339_seconds(NOW), "2027-01-15T08:00:00");
+    assert_eq!(replay::rebuild::unix_seconds("2027-13-15T08:00:00Z"), None);
+    assert_eq!(replay::rebuild::unix_seconds("2027-01-15 08:00:00Z"), None);
+}
