@@ -39,6 +39,8 @@ pub struct Options {
 pub struct Recording {
     pub claims: Vec<String>,
     pub tenant_sources: Vec<TenantSource>,
+    /// The recording policy itself, for the routes it chose.
+    pub policy: Option<std::rc::Rc<Policy>>,
 }
 
 impl Recording {
@@ -47,6 +49,7 @@ impl Recording {
         Ok(Recording {
             claims: tollgate_core::audit::claims_read(&policy),
             tenant_sources: policy.tenant.sources.clone(),
+            policy: Some(std::rc::Rc::new(policy)),
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::explain::Request;
 use serde_json::{json, Map, Value};
 use tollgate_core::jwt::claims;
 use tollgate_core::jwt::config::Provider;
-use tollgate_core::policy::wire::TenantSource;
+use tollgate_core::policy::wire::{Requirement, TenantSource};
 use tollgate_core::policy::Policy;
 use tollgate_core::request::RequestView;
 use tollgate_core::stage::StageName;
@@ -188,7 +188,8 @@ fn token(
                 "the token failed a claim rule in enforce mode: the event holds none of its claims",
             ))
         }
-        ("allow", _) => subject.is_some() || !recorded_claims.is_empty() || claim_tenant.is_some(),
+        ("allow", _) if subject.is_some() || !recorded_claims.is_empty() || claim_tenant.is_some() => true,
+        ("allow", _) => return tokenless(policy, recording, request),
         (_, Some(other)) => {
             return Err(Undecidable(format!(
                 "the recorded token failed verification ({other}): the event does not hold it"
@@ -236,13 +237,35 @@ fn token(
     Ok(Some(unsigned_token(&Value::Object(claims))))
 }
 
+/// The recorded jwt stage let the request in without an identity: no
+/// token was sent if the recording's route verified tokens (required or
+/// optional); on a route that does not read tokens one may have been sent
+/// unseen, which matters only where the candidate's route needs one.
+fn tokenless(policy: &Policy, recording: Option<&Recording>, request: &Request) -> Result<Option<String>, Undecidable> {
+    let candidate_reads = route_of(policy, request).is_some_and(|r| r.jwt.requirement != Requirement::None);
+    if !candidate_reads {
+        return Ok(None);
+    }
+    let recorded_read = recording
+        .and_then(|r| r.policy.as_deref())
+        .and_then(|p| route_of(p, request))
+        .map(|r| r.jwt.requirement != Requirement::None);
+    match recorded_read {
+        Some(true) => Ok(None),
+        Some(false) => Err(why(
+            "the recording's route did not read tokens: whether the request carried one is unknown",
+        )),
+        // Without the recording policy the candidate's route stands in for it.
+        None => Ok(None),
+    }
+}
+
 /// The recording has no jwt decision (no jwt stage, or it did not run):
 /// whether a token was sent is unknown, which matters only where the
 /// candidate's route reads one.
 fn no_token_recorded(policy: &Policy, request: &Request) -> Result<Option<String>, Undecidable> {
-    let reads_token = route_of(policy, request).is_some_and(|r| {
-        r.jwt.requirement != tollgate_core::policy::wire::Requirement::None && policy.stages.contains(&StageName::Jwt)
-    });
+    let reads_token = route_of(policy, request)
+        .is_some_and(|r| r.jwt.requirement != Requirement::None && policy.stages.contains(&StageName::Jwt));
     if reads_token {
         return Err(why(
             "the recorded jwt stage did not run: whether the request carried a token is unknown",
