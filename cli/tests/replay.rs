@@ -295,6 +295,21 @@ fn replaying_the_recording_policy_changes_nothing() {
     }
 }
 
+/// Keys fetched from an IdP: replay trusts the recorded claims, so it
+/// needs none, and the answers are the same.
+#[test]
+fn a_policy_fetching_its_keys_replays_without_them() {
+    let a = policy_a();
+    let mut remote = a.clone();
+    let provider = &mut remote["jwt"]["providers"][0];
+    provider.as_object_mut().unwrap().remove("local_jwks");
+    provider["remote_jwks"] = json!({"uri": "http://idp.test/jwks.json", "cluster": "idp"});
+    let lines = record(&a, &traffic());
+    let report = run(&remote, &lines, &Options::default());
+    assert_eq!(report.redecided, lines.len() as u64 - rule_denied(&lines).len() as u64);
+    assert_eq!(report.changed, 0, "{}", report.text());
+}
+
 #[test]
 fn replaying_a_changed_policy_reports_the_changes_recording_it_gives() {
     let (a, b) = (policy_a(), policy_b());
@@ -419,6 +434,7 @@ fn the_command_gates_on_its_fail_on_and_prints_json() {
     assert_eq!(report["events"]["read"], traffic().len());
     assert!(report["changes"][0]["newly_denied"] == true);
     assert_eq!(report["limits"]["estimate"], true);
+    assert_eq!(report["gate"], json!({"fail_on": "none", "passed": true}));
     let bad = run(&pa, &["--fail-on", "sometimes"]);
     assert_eq!(bad.status.code(), Some(2), "clap refuses the value");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -73,7 +73,7 @@ pub fn run(policy: &Path, events: &Path, options: &Options, json_out: bool) -> R
     if json_out {
         let mut out = report.json();
         out["gate"] = serde_json::json!({
-            "fail_on": format!("{:?}", options.fail_on),
+            "fail_on": options.fail_on.as_str(),
             "passed": report::gate(&report, options.fail_on).is_none(),
         });
         println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);

@@ -244,6 +244,17 @@ impl std::str::FromStr for FailOn {
     }
 }
 
+impl FailOn {
+    /// As `--fail-on` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailOn::NewDenials => "new-denials",
+            FailOn::AnyChange => "any-change",
+            FailOn::None => "none",
+        }
+    }
+}
+
 /// Exit code when the gate trips (1 is an error: bad input, unreadable policy).
 pub const GATE_EXIT: i32 = 3;
 
@@ -335,7 +346,9 @@ mod tests {
         assert!(trips(&relaxed, FailOn::AnyChange));
         assert!(trips(&denying, FailOn::NewDenials) && trips(&denying, FailOn::AnyChange));
         assert!(!trips(&denying, FailOn::None));
-        assert_eq!("any-change".parse::<FailOn>(), Ok(FailOn::AnyChange));
+        for f in [FailOn::NewDenials, FailOn::AnyChange, FailOn::None] {
+            assert_eq!(f.as_str().parse::<FailOn>(), Ok(f));
+        }
         assert!("all".parse::<FailOn>().is_err());
     }
 
