@@ -205,6 +205,37 @@ fn token(
     }
     check_rule_claims(policy, recording, request, acted, &recorded_claims)?;
     let provider = provider_for(policy, request, &recorded_claims)?;
+    let identity = Identity {
+        subject,
+        claim_tenant,
+        decided_tenant: event.get("tenant").and_then(Value::as_str),
+        roles: event.get("roles").cloned().unwrap_or_else(|| json!([])),
+        claims: recorded_claims,
+    };
+    let claims = stand_in_claims(policy, recording, provider, identity, now)?;
+    Ok(Some(unsigned_token(&Value::Object(claims))))
+}
+
+/// What the event says of the verified token.
+struct Identity<'e> {
+    subject: Option<&'e str>,
+    /// The tenant claim's value, as the tenant stage saw it.
+    claim_tenant: Option<&'e str>,
+    decided_tenant: Option<&'e str>,
+    roles: Value,
+    /// The claims the recording's rules read.
+    claims: Map<String, Value>,
+}
+
+/// The claims of the stand-in token: the provider's issuer and audience, a
+/// short life around `now`, and what the event says of the token.
+fn stand_in_claims(
+    policy: &Policy,
+    recording: Option<&Recording>,
+    provider: &Provider,
+    identity: Identity<'_>,
+    now: u64,
+) -> Result<Map<String, Value>, Undecidable> {
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(provider.issuer));
     if let Some(aud) = provider.audiences.first() {
@@ -212,18 +243,16 @@ fn token(
     }
     claims.insert("iat".into(), json!(now));
     claims.insert("exp".into(), json!(now.saturating_add(TOKEN_LIFETIME)));
-    if let Some(sub) = subject {
+    if let Some(sub) = identity.subject {
         claims.insert("sub".into(), json!(sub));
     }
     if let Some(name) = &provider.tenant_claim {
-        let tenant = claim_tenant.map(str::to_string).or_else(|| {
-            // Only a token that had the claim gets past a provider requiring it.
-            provider
-                .require_tenant_claim
-                .then(|| event.get("tenant").and_then(Value::as_str).map(str::to_string))
-                .flatten()
-        });
-        if let Some(tenant) = tenant {
+        // Only a token that had the claim gets past a provider requiring it.
+        let required = provider
+            .require_tenant_claim
+            .then_some(identity.decided_tenant)
+            .flatten();
+        if let Some(tenant) = identity.claim_tenant.or(required) {
             claims.insert(name.clone(), json!(tenant));
         } else if policy.tenant.sources.contains(&TenantSource::Claim)
             && !recording_reads(policy, recording, TenantSource::Claim)
@@ -233,11 +262,10 @@ fn token(
             )));
         }
     }
-    let roles = event.get("roles").cloned().unwrap_or_else(|| json!([]));
-    claims.insert(provider.roles_claim.clone(), roles);
+    claims.insert(provider.roles_claim.clone(), identity.roles);
     // The claims the rules read, as verified, last: they are the token's own values.
-    claims.extend(recorded_claims);
-    Ok(Some(unsigned_token(&Value::Object(claims))))
+    claims.extend(identity.claims);
+    Ok(claims)
 }
 
 /// The recorded jwt stage let the request in without an identity: no
