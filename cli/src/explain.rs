@@ -76,29 +76,103 @@ pub fn read_token(path: &Path) -> Result<String, String> {
 
 /// The explanation of one request over a policy (JSON, as `--json` prints it).
 pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
-    let (config, plugin) = match &request.namespace {
-        Some(namespace) => {
-            let (config, plugin) = placed(policy_doc, namespace)?;
-            (config.to_string(), Some(plugin))
+    Prepared::new(policy_doc, request.namespace.as_deref())?.explain(request)
+}
+
+/// A policy made ready to explain many requests (`tollgate replay`): the
+/// plugin's configuration is worked out, and the filter configured on the
+/// in-memory host, once; each request then starts from the state the host
+/// had right after configuring (no counts, no calls), as a fresh one would.
+pub struct Prepared {
+    config: String,
+    plugin: Option<Value>,
+    namespace: Option<String>,
+    ready: std::cell::RefCell<Option<Ready>>,
+}
+
+/// The configured filter on its host, and the host's shared data then.
+struct Ready {
+    host: FakeHost,
+    root: PipelineRoot,
+    shared: std::collections::HashMap<String, (Vec<u8>, u32)>,
+}
+
+impl Ready {
+    /// Back to the state right after configuring: what one request leaves
+    /// (counts in shared data, counters, calls) is not seen by the next.
+    fn reset(&self) {
+        let host = &self.host;
+        *host.shared.borrow_mut() = self.shared.clone();
+        for (_, value) in host.counters.borrow_mut().iter_mut() {
+            *value = 0;
         }
-        None => (policy_doc.to_string(), None),
-    };
-    let host = FakeHost::new(tollgate_stages::FUSED_ROOT_ID, config.as_bytes());
-    if let Some(namespace) = &request.namespace {
-        // Istio's node metadata: the filter decides itself whether it stands aside.
-        host.node
-            .borrow_mut()
-            .insert("NAMESPACE".into(), namespace.as_bytes().to_vec());
+        host.calls.borrow_mut().clear();
+        host.call_bodies.borrow_mut().clear();
+        host.grpc_calls.borrow_mut().clear();
+        host.requests.borrow_mut().clear();
+        host.trace.borrow_mut().clear();
     }
+}
+
+impl Prepared {
+    pub fn new(policy_doc: &Value, namespace: Option<&str>) -> Result<Prepared, String> {
+        let (config, plugin) = match namespace {
+            Some(namespace) => {
+                let (config, plugin) = placed(policy_doc, namespace)?;
+                (config.to_string(), Some(plugin))
+            }
+            None => (policy_doc.to_string(), None),
+        };
+        Ok(Prepared {
+            config,
+            plugin,
+            namespace: namespace.map(str::to_string),
+            ready: std::cell::RefCell::new(None),
+        })
+    }
+
+    /// The explanation of one request (its `namespace` is the one prepared).
+    pub fn explain(&self, request: &Request) -> Result<Value, String> {
+        let now = request.now.unwrap_or_else(unix_now);
+        let mut ready = self.ready.borrow_mut();
+        if ready.is_none() {
+            // Configured on the first request's clock, as a fresh host would be.
+            *ready = Some(self.configure(now)?);
+        }
+        let ready = ready.as_ref().ok_or("the filters refuse this policy")?;
+        ready.reset();
+        explain_on(&ready.host, &ready.root, self.plugin.clone(), request, now)
+    }
+
+    fn configure(&self, now: u64) -> Result<Ready, String> {
+        let host = FakeHost::new(tollgate_stages::FUSED_ROOT_ID, self.config.as_bytes());
+        if let Some(namespace) = &self.namespace {
+            // Istio's node metadata: the filter decides itself whether it stands aside.
+            host.node
+                .borrow_mut()
+                .insert("NAMESPACE".into(), namespace.as_bytes().to_vec());
+        }
+        host.now_ms.set(now.saturating_mul(1000));
+        // The fused filter's stages; `false` only makes every stage write its
+        // decision record to filter state, which explain reads back.
+        let mut root = PipelineRoot::new(tollgate_stages::FUSED_ROOT_ID, tollgate_stages::stages, false);
+        if !root.configure(&host, self.config.as_bytes()) {
+            return Err("the filters refuse this policy".to_string());
+        }
+        let shared = host.shared.borrow().clone();
+        Ok(Ready { host, root, shared })
+    }
+}
+
+fn explain_on(
+    host: &FakeHost,
+    root: &PipelineRoot,
+    plugin: Option<Value>,
+    request: &Request,
+    now: u64,
+) -> Result<Value, String> {
     host.skip_signatures.set(request.no_verify);
-    let now = request.now.unwrap_or_else(unix_now);
     host.now_ms.set(now.saturating_mul(1000));
-    // The fused filter's stages; `false` only makes every stage write its
-    // decision record to filter state, which explain reads back.
-    let mut root = PipelineRoot::new(tollgate_stages::FUSED_ROOT_ID, tollgate_stages::stages, false);
-    if !root.configure(&host, config.as_bytes()) {
-        return Err("the filters refuse this policy".to_string());
-    }
     let pipeline = root.pipeline().ok_or("the filters refuse this policy")?;
     let policy = pipeline.policy.clone();
     let plugin = plugin.map(|mut p| {
@@ -119,8 +193,8 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
                 .to_string(),
         );
     }
-    let (flow, _request) = pipeline.on_request_headers(&host, CONTEXT, true);
-    let flow = answer_fetches(&pipeline, &host, request, flow, &mut notes);
+    let (flow, _request) = pipeline.on_request_headers(host, CONTEXT, true);
+    let flow = answer_fetches(&pipeline, host, request, flow, &mut notes);
     let mut out = Map::new();
     if let Some(plugin) = plugin {
         out.insert("plugin".into(), plugin);
@@ -150,7 +224,7 @@ pub fn explain(policy_doc: &Value, request: &Request) -> Result<Value, String> {
         upstream_json(&sent, &outcome.headers, outcome.reply.is_some()),
     );
     out.insert("filter_state".into(), filter_state_json(&policy, &outcome.state));
-    out.insert("counters".into(), counters_json(&host));
+    out.insert("counters".into(), counters_json(host));
     out.insert("limits".into(), limits);
     out.insert("audit".into(), audit);
     out.insert("notes".into(), json!(notes));

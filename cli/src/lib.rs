@@ -17,4 +17,5 @@ pub mod package;
 pub mod policy_file;
 pub mod positions;
 pub mod render;
+pub mod replay;
 pub mod tail;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use tollgate_cli::{cases, diff, envoy, explain, manifests, package, policy_file, render, tail};
+use tollgate_cli::{cases, diff, envoy, explain, manifests, package, policy_file, render, replay, tail};
 use tollgate_core::audit::{EventType, Outcome};
 
 /// Check, render, package and explain a Tollgate policy.
@@ -141,6 +141,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Impact analysis: re-decide recorded audit events with a candidate policy and report
+    /// what would change, per route, stage, tenant and outcome
+    Replay {
+        /// The candidate policy
+        policy: PathBuf,
+        /// Audit events, one JSON object a line (a jsonl sink's file, `tollgate audit tail --json`), or - for standard input
+        #[arg(long)]
+        events: PathBuf,
+        /// Which changes make replay exit 3: new-denials (requests denied that are not today),
+        /// any-change, or none
+        #[arg(long, default_value = "new-denials", value_parser = parse_fail_on)]
+        fail_on: replay::report::FailOn,
+        /// Re-decide as the plugin rendered for this namespace runs (its modes, or standing aside)
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The policy the events were recorded under: a claim or tenant source it read and the
+        /// event lacks was absent, not unrecorded (more events are decidable)
+        #[arg(long)]
+        recorded_policy: Option<PathBuf>,
+        /// The report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Read the audit trail the audit stage sends to Kafka
     Audit {
         #[command(subcommand)]
@@ -196,6 +219,10 @@ fn parse_cluster(text: &str) -> Result<(String, u16), String> {
 fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once(':').ok_or("expected 'name: value'")?;
     Ok((name.trim().to_string(), value.trim().to_string()))
+}
+
+fn parse_fail_on(text: &str) -> Result<replay::report::FailOn, String> {
+    text.parse()
 }
 
 fn main() {
@@ -298,6 +325,28 @@ fn main() {
                 std::process::exit(2);
             }
         },
+        Command::Replay {
+            policy,
+            events,
+            fail_on,
+            namespace,
+            recorded_policy,
+            json,
+        } => (|| {
+            let recorded = match recorded_policy {
+                Some(path) => Some(replay::Recording::of(&policy_file::load_policy(&path)?)?),
+                None => None,
+            };
+            let options = replay::Options {
+                fail_on,
+                namespace,
+                recorded,
+            };
+            if !replay::run(&policy, &events, &options, json)? {
+                std::process::exit(replay::GATE_EXIT);
+            }
+            Ok(())
+        })(),
         Command::Audit {
             command:
                 AuditCommand::Tail {
