@@ -11,15 +11,15 @@
 mod common;
 
 use common::audit::{assert_schema_valid, otlp_events, otlp_exports};
-use common::require_artefacts;
 use common::tokens::{self, claims_with};
+use common::{once_per_suite, require_artefacts};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_integration::sink::{jsonl_events, kafka_records, Record};
-use tollgate_integration::{docker, paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request, Response, Sink};
+use tollgate_integration::{docker, Bootstrap, Delivery, Echo, Envoy, Request, Response, Sink};
 
 const SINK_CLUSTER: &str = "audit-sink";
 const FLUSH_MS: u64 = 50;
@@ -104,14 +104,7 @@ fn start(policy: &Value) -> Rig {
     let sink = Sink::start();
     let echo = Echo::start();
     let mut bootstrap = Bootstrap::new(echo.port()).cluster(SINK_CLUSTER, sink.port());
-    for root_id in [
-        "tollgate.jwt",
-        "tollgate.tenant",
-        "tollgate.ratelimit",
-        "tollgate.audit",
-    ] {
-        bootstrap = bootstrap.filter(Filter::tollgate(root_id, &paths::module_wasm(), policy));
-    }
+    bootstrap = common::all_stages(bootstrap, policy);
     bootstrap.node_metadata = Some(json!({"WORKLOAD_NAME": SERVICE, "NAMESPACE": NAMESPACE}));
     let envoy = Envoy::start(&bootstrap.to_json());
     Rig {
@@ -119,16 +112,6 @@ fn start(policy: &Value) -> Rig {
         sink,
         _echo: echo,
     }
-}
-
-/// Format and sampling tests test no delivery: they run in the native
-/// fused run only.
-fn once_per_suite() -> bool {
-    let once = Delivery::from_env() == Delivery::Fused && docker::container_mode().is_none();
-    if !once {
-        println!("runs in the native fused run only");
-    }
-    once
 }
 
 /// A request with an id, a traceparent, the captured header, one header

@@ -17,15 +17,15 @@ mod common;
 
 use common::audit::assert_schema_valid;
 use common::load::{drive, drive_paths, ms, p99_bound, repeated, serial, wait_counts, Run};
-use common::require_artefacts;
 use common::tokens;
+use common::{once_per_suite, require_artefacts};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_integration::docker::{self, Network, KAFKA_REST_PORT};
-use tollgate_integration::{paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request};
+use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter, Request};
 use tollgate_kafka_party::murmur2::partition_for_key;
 use tollgate_kafka_party::{Broker, Front, Record, Refusal, PARTITIONS};
 
@@ -162,15 +162,6 @@ impl Rig {
             std::thread::sleep(POLL);
         }
     }
-}
-
-/// Tests of the sink, not of the delivery: once, natively, fused.
-fn once_per_suite() -> bool {
-    let once = Delivery::from_env() == Delivery::Fused && docker::container_mode().is_none();
-    if !once {
-        println!("runs in the native fused run only");
-    }
-    once
 }
 
 fn run_id(what: &str) -> String {

@@ -96,14 +96,7 @@ fn start() -> (Echo, Envoy) {
     let echo = Echo::start();
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut bootstrap = Bootstrap::new(echo.port()).cluster(IDP_CLUSTER, closed);
-    for root_id in [
-        "tollgate.jwt",
-        "tollgate.tenant",
-        "tollgate.ratelimit",
-        "tollgate.audit",
-    ] {
-        bootstrap = bootstrap.filter(Filter::tollgate(root_id, &paths::module_wasm(), &policy()));
-    }
+    bootstrap = common::all_stages(bootstrap, &policy());
     // As `tollgate envoy` renders them for a policy with limits and audit.
     bootstrap.limit_tag = true;
     bootstrap.cause_tag = true;

@@ -10,25 +10,17 @@
 
 mod common;
 
-use common::require_artefacts;
 use common::tokens::{self, claims_with};
+use common::{once_per_suite, require_artefacts};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tollgate_integration::sink::{jsonl_events, Record};
-use tollgate_integration::{docker, paths, Bootstrap, Delivery, Echo, Envoy, Filter, Request, Sink};
+use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Request, Sink};
 
 const SINK_CLUSTER: &str = "audit-sink";
 const ARRIVE_WITHIN: Duration = Duration::from_secs(10);
-
-fn once_per_suite() -> bool {
-    let once = Delivery::from_env() == Delivery::Fused && docker::container_mode().is_none();
-    if !once {
-        println!("runs in the native fused run only");
-    }
-    once
-}
 
 /// datahub: a scope rule; reports: tenants ACME and GLOBEX only; iceberg:
 /// jwt and tenant in shadow. Tenants from the claim or the header.
@@ -148,14 +140,7 @@ fn record(policy: &Value, run: &str) -> Vec<Value> {
     let sink = Sink::start();
     let echo = Echo::start();
     let mut bootstrap = Bootstrap::new(echo.port()).cluster(SINK_CLUSTER, sink.port());
-    for root_id in [
-        "tollgate.jwt",
-        "tollgate.tenant",
-        "tollgate.ratelimit",
-        "tollgate.audit",
-    ] {
-        bootstrap = bootstrap.filter(Filter::tollgate(root_id, &paths::module_wasm(), policy));
-    }
+    bootstrap = common::all_stages(bootstrap, policy);
     let envoy = Envoy::start(&bootstrap.to_json());
     let traffic = traffic(run);
     for (_, request) in &traffic {

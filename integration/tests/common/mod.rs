@@ -7,7 +7,31 @@ pub mod ratelimit;
 pub mod tokens;
 
 use serde_json::{json, Value};
-use tollgate_integration::{paths, Bootstrap, Echo, Envoy, Filter, Response};
+use tollgate_integration::{docker, paths, Bootstrap, Delivery, Echo, Envoy, Filter, Response};
+
+/// Tests of a format, a sink or a tool rather than of the delivery: they
+/// run in the native fused run only.
+pub fn once_per_suite() -> bool {
+    let once = Delivery::from_env() == Delivery::Fused && docker::container_mode().is_none();
+    if !once {
+        println!("runs in the native fused run only");
+    }
+    once
+}
+
+/// `bootstrap` with the jwt, tenant, rate limit and audit filters over
+/// `policy` (fused when `TOLLGATE_DELIVERY=fused`).
+pub fn all_stages(mut bootstrap: Bootstrap, policy: &Value) -> Bootstrap {
+    for root_id in [
+        "tollgate.jwt",
+        "tollgate.tenant",
+        "tollgate.ratelimit",
+        "tollgate.audit",
+    ] {
+        bootstrap = bootstrap.filter(Filter::tollgate(root_id, &paths::module_wasm(), policy));
+    }
+    bootstrap
+}
 
 /// Fails (never skips) when an artefact is missing, naming the command.
 pub fn require_artefacts() {
